@@ -1,0 +1,170 @@
+"""Configuration of NucEL models.
+
+This file is copied next to every saved checkpoint and loaded by `trust_remote_code=True`, so it depends on
+nothing but transformers' public `PretrainedConfig`.
+
+`model_type` is "modernbert" on purpose ("dual mode"): the same config.json gives the NucEL classes through
+its `auto_map` with `trust_remote_code=True`, and transformers' native ModernBERT classes without it (which
+is what the Hub's serverless widgets use). Every field native ModernBERT reads therefore keeps its name and
+meaning, in the spelling both transformers 4.x and 5.x understand.
+"""
+
+import copy
+
+from transformers import PretrainedConfig
+
+# The 27-token single-nucleotide vocabulary (DESIGN.md section 1). The tokenizer and the models share these ids.
+SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[BOS]", "[EOS]"]
+BASES = ["A", "C", "G", "T"]
+NUM_RESERVED_TOKENS = 16
+VOCAB_SIZE = len(SPECIAL_TOKENS) + len(BASES) + NUM_RESERVED_TOKENS
+PAD_ID, UNK_ID, CLS_ID, SEP_ID, MASK_ID, BOS_ID, EOS_ID = range(len(SPECIAL_TOKENS))
+BASE_IDS = tuple(range(len(SPECIAL_TOKENS), len(SPECIAL_TOKENS) + len(BASES)))  # A=7, C=8, G=9, T=10
+
+PRESETS = {
+    # The released discriminator (paper's NucEL-93M): 92.3 M encoder parameters.
+    "nucel-93m": dict(num_hidden_layers=22, hidden_size=512, num_attention_heads=16, intermediate_size=2048),
+    # The RTD generator paired with it: about 11.5 M parameters.
+    "nucel-generator": dict(num_hidden_layers=11, hidden_size=256, num_attention_heads=8, intermediate_size=1024),
+    # Tiny models for tests and CPU demos; the window stays 128 so locality is exercised on short inputs.
+    "tiny": dict(num_hidden_layers=4, hidden_size=64, num_attention_heads=4, intermediate_size=128),
+    "tiny-generator": dict(num_hidden_layers=2, hidden_size=32, num_attention_heads=2, intermediate_size=64),
+}
+
+# Which generator a discriminator preset is pre-trained with.
+GENERATOR_FOR = {"nucel-93m": "nucel-generator", "tiny": "tiny-generator"}
+
+
+class NucELConfig(PretrainedConfig):
+    r"""Configuration of a NucEL encoder (ModernBERT architecture, single-nucleotide vocabulary).
+
+    Args beyond ModernBERT's own:
+        restrict_to_bases (`bool`): the masked-LM head scores only A, C, G, T (other logits are -inf).
+        generator_config (`dict`, *optional*): for `NucELForPreTraining`, the generator's configuration; this
+            configuration then describes the discriminator.
+        discriminator_weight (`float`): λ in `L = L_generator + λ·L_discriminator` (50 in the paper).
+
+    Local layers attend to keys within ±`local_attention // 2` positions; layer i is global when
+    `i % global_attn_every_n_layers == 0`.
+    """
+
+    model_type = "modernbert"
+
+    def __init__(
+        self,
+        vocab_size=VOCAB_SIZE,
+        hidden_size=512,
+        intermediate_size=2048,
+        num_hidden_layers=22,
+        num_attention_heads=16,
+        hidden_activation="gelu",
+        max_position_embeddings=8192,
+        initializer_range=0.02,
+        initializer_cutoff_factor=2.0,
+        norm_eps=1e-5,
+        norm_bias=False,
+        pad_token_id=PAD_ID,
+        unk_token_id=UNK_ID,
+        cls_token_id=CLS_ID,
+        sep_token_id=SEP_ID,
+        mask_token_id=MASK_ID,
+        bos_token_id=BOS_ID,
+        eos_token_id=EOS_ID,
+        global_rope_theta=160000.0,
+        local_rope_theta=10000.0,
+        global_attn_every_n_layers=3,
+        local_attention=128,
+        attention_bias=False,
+        attention_dropout=0.0,
+        embedding_dropout=0.0,
+        mlp_bias=False,
+        mlp_dropout=0.0,
+        decoder_bias=True,
+        classifier_pooling="cls",
+        classifier_dropout=0.0,
+        classifier_bias=False,
+        classifier_activation="gelu",
+        restrict_to_bases=False,
+        generator_config=None,
+        discriminator_weight=50.0,
+        tie_word_embeddings=False,
+        **kwargs,
+    ):
+        if hidden_size % num_attention_heads:
+            raise ValueError(f"hidden_size {hidden_size} is not a multiple of num_attention_heads {num_attention_heads}")
+        if local_attention % 2:
+            raise ValueError(f"local_attention must be even (a window of ±local_attention/2), got {local_attention}")
+        if classifier_pooling not in ("cls", "mean"):
+            raise ValueError(f"classifier_pooling must be 'cls' or 'mean', got {classifier_pooling!r}")
+        self.vocab_size = vocab_size
+        self.hidden_size = hidden_size
+        self.intermediate_size = intermediate_size
+        self.num_hidden_layers = num_hidden_layers
+        self.num_attention_heads = num_attention_heads
+        self.hidden_activation = hidden_activation
+        self.max_position_embeddings = max_position_embeddings
+        self.initializer_range = initializer_range
+        self.initializer_cutoff_factor = initializer_cutoff_factor
+        self.norm_eps = norm_eps
+        self.norm_bias = norm_bias
+        self.unk_token_id = unk_token_id
+        self.cls_token_id = cls_token_id
+        self.sep_token_id = sep_token_id
+        self.mask_token_id = mask_token_id
+        self.global_rope_theta = global_rope_theta
+        self.local_rope_theta = local_rope_theta
+        self.global_attn_every_n_layers = global_attn_every_n_layers
+        self.local_attention = local_attention
+        self.attention_bias = attention_bias
+        self.attention_dropout = attention_dropout
+        self.embedding_dropout = embedding_dropout
+        self.mlp_bias = mlp_bias
+        self.mlp_dropout = mlp_dropout
+        self.decoder_bias = decoder_bias
+        self.classifier_pooling = classifier_pooling
+        self.classifier_dropout = classifier_dropout
+        self.classifier_bias = classifier_bias
+        self.classifier_activation = classifier_activation
+        self.restrict_to_bases = restrict_to_bases
+        self.generator_config = generator_config.to_dict() if isinstance(generator_config, PretrainedConfig) else generator_config
+        self.discriminator_weight = discriminator_weight
+        super().__init__(
+            pad_token_id=pad_token_id,
+            bos_token_id=bos_token_id,
+            eos_token_id=eos_token_id,
+            tie_word_embeddings=tie_word_embeddings,
+            **kwargs,
+        )
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides) -> "NucELConfig":
+        """A named configuration: "nucel-93m", "nucel-generator", "tiny" or "tiny-generator"."""
+        if name not in PRESETS:
+            raise ValueError(f"unknown NucEL preset {name!r}; choose one of {sorted(PRESETS)}")
+        return cls(**{**PRESETS[name], **overrides})
+
+    @classmethod
+    def for_pretraining(cls, preset: str, generator_preset: str | None = None, **overrides) -> "NucELConfig":
+        """The discriminator preset with its generator attached, for `NucELForPreTraining`."""
+        generator_preset = generator_preset or GENERATOR_FOR.get(preset)
+        if generator_preset is None:
+            raise ValueError(f"preset {preset!r} has no default generator; name one")
+        generator = cls.from_preset(generator_preset, restrict_to_bases=True)
+        return cls.from_preset(preset, generator_config=generator.to_dict(), **overrides)
+
+    @property
+    def sliding_window(self) -> int:
+        """Half-width of the local window: a local layer's query at i sees keys j with |i - j| <= sliding_window."""
+        return self.local_attention // 2
+
+    def is_global_layer(self, layer_idx: int) -> bool:
+        return layer_idx % self.global_attn_every_n_layers == 0
+
+    def generator(self) -> "NucELConfig":
+        """The generator's configuration (pre-training configurations only)."""
+        if self.generator_config is None:
+            raise ValueError("this configuration has no generator_config; build it with NucELConfig.for_pretraining")
+        generator = copy.deepcopy(self.generator_config)
+        for key in ("model_type", "transformers_version", "architectures", "auto_map"):
+            generator.pop(key, None)
+        return NucELConfig(**generator)

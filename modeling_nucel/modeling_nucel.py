@@ -1,0 +1,651 @@
+"""NucEL models: ModernBERT-style encoders over single nucleotides, pre-trained by replaced token detection.
+
+This file is copied next to every saved checkpoint and loaded by `trust_remote_code=True`. It depends only on
+torch and the public parts of transformers; `flash_attn` is optional. Parameter names and semantics follow
+transformers' ModernBERT exactly, so weights move between the two without renaming.
+
+Attention backends (`config._attn_implementation`): "sdpa" (default, CPU and GPU), "eager" (also used for any
+call with `output_attentions=True`, since fused kernels cannot return weights) and "flash_attention_2"
+(GPU, flash-attn 2 installed; variable-length kernel with `window_size` for local layers). All give the same
+outputs on real tokens; padding is never attended.
+"""
+
+from dataclasses import dataclass
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PreTrainedModel
+from transformers.activations import ACT2FN
+from transformers.modeling_outputs import BaseModelOutput, MaskedLMOutput, SequenceClassifierOutput, TokenClassifierOutput
+from transformers.utils import ModelOutput, logging
+
+from .configuration_nucel import BASE_IDS, NucELConfig
+
+try:
+    from flash_attn import flash_attn_varlen_func
+except ImportError:  # flash-attn is optional and GPU-only
+    flash_attn_varlen_func = None
+
+logger = logging.get_logger(__name__)
+
+IGNORE_INDEX = -100
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Rotary position embeddings
+
+
+def rotary_cos_sin(positions: torch.Tensor, head_dim: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin tables for `positions` (batch, length), float32. Computed on the fly: cheap, and no buffers
+    that a meta-device load could leave uninitialised."""
+    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float, device=positions.device) / head_dim))
+    freqs = positions[..., None].float() * inv_freq
+    angles = torch.cat((freqs, freqs), dim=-1)
+    return angles.cos(), angles.sin()
+
+
+def rotate_half(x: torch.Tensor) -> torch.Tensor:
+    first, second = x.chunk(2, dim=-1)
+    return torch.cat((-second, first), dim=-1)
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate x (batch, heads, length, head_dim) in float32, as ModernBERT does, and return it in x's dtype."""
+    cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
+    rotated = x.float() * cos + rotate_half(x.float()) * sin
+    return rotated.to(x.dtype)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Attention masks and backends
+
+
+@dataclass
+class AttentionContext:
+    """What every layer needs to attend correctly, computed once per forward pass."""
+
+    padding_mask: torch.Tensor | None  # (batch, length) bool, True on real tokens; None when nothing is padded
+    global_mask: torch.Tensor | None  # (batch, 1, length, length) bool for SDPA/eager; None: attend everywhere
+    local_mask: torch.Tensor  # (batch or 1, 1, length, length) bool
+    rotary: dict  # "global" / "local" -> (cos, sin)
+
+
+def build_attention_masks(padding_mask: torch.Tensor | None, length: int, window: int, device) -> tuple:
+    """Boolean masks (True = may attend) for global and local layers.
+
+    A padded query row is allowed to see every key: its output is never used, and a row with no allowed key
+    would give NaN that then leaks through 0 * NaN into real tokens.
+    """
+    positions = torch.arange(length, device=device)
+    band = ((positions[None, :] - positions[:, None]).abs() <= window)[None, None]
+    if padding_mask is None:
+        return None, band
+    keys = padding_mask[:, None, None, :]
+    padded_queries = ~padding_mask[:, None, :, None]
+    return keys | padded_queries, (band & keys) | padded_queries
+
+
+def eager_attention(query, key, value, mask, dropout: float, training: bool):
+    """Explicit softmax(QKᵀ/√d)V; returns the attention weights too."""
+    scores = torch.matmul(query, key.transpose(-1, -2)) / math.sqrt(query.shape[-1])
+    if mask is not None:
+        scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+    weights = F.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
+    weights = F.dropout(weights, p=dropout, training=training)
+    return torch.matmul(weights, value), weights
+
+
+def sdpa_attention(query, key, value, mask, dropout: float, training: bool):
+    output = F.scaled_dot_product_attention(query, key, value, attn_mask=mask, dropout_p=dropout if training else 0.0)
+    return output, None
+
+
+def flash_attention(query, key, value, padding_mask, window: int | None, dropout: float, training: bool):
+    """flash-attn 2 on the real tokens only (variable-length kernel); `window` is the local half-width."""
+    batch, heads, length, head_dim = query.shape
+    if padding_mask is None:
+        padding_mask = torch.ones(batch, length, dtype=torch.bool, device=query.device)
+    real = padding_mask.flatten().nonzero().squeeze(-1)
+    lengths = padding_mask.sum(-1, dtype=torch.int32)
+    cu_seqlens = F.pad(lengths.cumsum(0, dtype=torch.int32), (1, 0))
+    max_length = int(lengths.max())
+
+    def unpad(tensor):
+        return tensor.transpose(1, 2).reshape(batch * length, heads, head_dim)[real]
+
+    output = flash_attn_varlen_func(
+        unpad(query), unpad(key), unpad(value), cu_seqlens, cu_seqlens, max_length, max_length,
+        dropout_p=dropout if training else 0.0,
+        window_size=(window, window) if window is not None else (-1, -1),
+    )
+    padded = output.new_zeros(batch * length, heads, head_dim)
+    padded[real] = output
+    return padded.view(batch, length, heads, head_dim).transpose(1, 2), None
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Modules (names as in transformers' ModernBERT)
+
+
+class NucELEmbeddings(nn.Module):
+    def __init__(self, config: NucELConfig):
+        super().__init__()
+        self.tok_embeddings = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
+        self.norm = nn.LayerNorm(config.hidden_size, eps=config.norm_eps, bias=config.norm_bias)
+        self.drop = nn.Dropout(config.embedding_dropout)
+
+    def forward(self, input_ids=None, inputs_embeds=None):
+        if inputs_embeds is None:
+            inputs_embeds = self.tok_embeddings(input_ids)
+        return self.drop(self.norm(inputs_embeds))
+
+
+class NucELMLP(nn.Module):
+    """GeGLU feed-forward block."""
+
+    def __init__(self, config: NucELConfig):
+        super().__init__()
+        self.Wi = nn.Linear(config.hidden_size, 2 * config.intermediate_size, bias=config.mlp_bias)
+        self.act = ACT2FN[config.hidden_activation]
+        self.drop = nn.Dropout(config.mlp_dropout)
+        self.Wo = nn.Linear(config.intermediate_size, config.hidden_size, bias=config.mlp_bias)
+
+    def forward(self, hidden_states):
+        value, gate = self.Wi(hidden_states).chunk(2, dim=-1)
+        return self.Wo(self.drop(self.act(value) * gate))
+
+
+class NucELAttention(nn.Module):
+    def __init__(self, config: NucELConfig, layer_idx: int):
+        super().__init__()
+        self.config = config
+        self.num_heads = config.num_attention_heads
+        self.head_dim = config.hidden_size // config.num_attention_heads
+        self.is_global = config.is_global_layer(layer_idx)
+        self.window = None if self.is_global else config.sliding_window
+        self.Wqkv = nn.Linear(config.hidden_size, 3 * config.hidden_size, bias=config.attention_bias)
+        self.Wo = nn.Linear(config.hidden_size, config.hidden_size, bias=config.attention_bias)
+        self.out_drop = nn.Dropout(config.attention_dropout) if config.attention_dropout > 0 else nn.Identity()
+
+    def forward(self, hidden_states, context: AttentionContext, output_attentions: bool = False):
+        batch, length, _ = hidden_states.shape
+        qkv = self.Wqkv(hidden_states).view(batch, length, 3, self.num_heads, self.head_dim)
+        query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (batch, heads, length, head_dim)
+        cos, sin = context.rotary["global" if self.is_global else "local"]
+        query, key = apply_rotary(query, cos, sin), apply_rotary(key, cos, sin)
+
+        mask = context.global_mask if self.is_global else context.local_mask
+        dropout = self.config.attention_dropout
+        implementation = self.config._attn_implementation
+        if output_attentions:
+            output, weights = eager_attention(query, key, value, mask, dropout, self.training)
+        elif implementation == "flash_attention_2":
+            output, weights = flash_attention(query, key, value, context.padding_mask, self.window, dropout, self.training)
+        elif implementation == "eager":
+            output, weights = eager_attention(query, key, value, mask, dropout, self.training)
+        else:
+            output, weights = sdpa_attention(query, key, value, mask, dropout, self.training)
+        output = output.transpose(1, 2).reshape(batch, length, -1)
+        return self.out_drop(self.Wo(output)), weights
+
+
+class NucELEncoderLayer(nn.Module):
+    """Pre-norm block; the first layer takes the (already normalised) embeddings without another norm."""
+
+    def __init__(self, config: NucELConfig, layer_idx: int):
+        super().__init__()
+        if layer_idx == 0:
+            self.attn_norm = nn.Identity()
+        else:
+            self.attn_norm = nn.LayerNorm(config.hidden_size, eps=config.norm_eps, bias=config.norm_bias)
+        self.attn = NucELAttention(config, layer_idx)
+        self.mlp_norm = nn.LayerNorm(config.hidden_size, eps=config.norm_eps, bias=config.norm_bias)
+        self.mlp = NucELMLP(config)
+
+    def forward(self, hidden_states, context: AttentionContext, output_attentions: bool = False):
+        attn_output, weights = self.attn(self.attn_norm(hidden_states), context, output_attentions)
+        hidden_states = hidden_states + attn_output
+        hidden_states = hidden_states + self.mlp(self.mlp_norm(hidden_states))
+        return hidden_states, weights
+
+
+class NucELPredictionHead(nn.Module):
+    """Dense -> activation -> LayerNorm, ModernBERT's head under the MLM decoder and the classifiers."""
+
+    def __init__(self, config: NucELConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size, bias=config.classifier_bias)
+        self.act = ACT2FN[config.classifier_activation]
+        self.norm = nn.LayerNorm(config.hidden_size, eps=config.norm_eps, bias=config.norm_bias)
+
+    def forward(self, hidden_states):
+        return self.norm(self.act(self.dense(hidden_states)))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Pre-trained model base
+
+
+class NucELPreTrainedModel(PreTrainedModel):
+    config_class = NucELConfig
+    base_model_prefix = "model"
+    main_input_name = "input_ids"
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["NucELEmbeddings", "NucELEncoderLayer"]
+    _supports_sdpa = True
+    _supports_flash_attn = True  # transformers 5.x spelling
+    _supports_flash_attn_2 = True  # transformers 4.x spelling
+
+    def __init__(self, config: NucELConfig, *inputs, **kwargs):
+        super().__init__(config, *inputs, **kwargs)
+        self.gradient_checkpointing = False
+
+    def _init_weights(self, module):
+        """ModernBERT's initialisation: truncated normals, output projections scaled down with depth, zero biases."""
+        std = self.config.initializer_range
+        cutoff = self.config.initializer_cutoff_factor or 3.0
+        out_std = std / math.sqrt(2.0 * self.config.num_hidden_layers)
+
+        def truncated_normal(linear_or_embedding, scale):
+            nn.init.trunc_normal_(linear_or_embedding.weight, mean=0.0, std=scale, a=-cutoff * scale, b=cutoff * scale)
+
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, NucELEmbeddings):
+            truncated_normal(module.tok_embeddings, std)
+        elif isinstance(module, NucELAttention):
+            truncated_normal(module.Wqkv, std)
+            truncated_normal(module.Wo, out_std)
+        elif isinstance(module, NucELMLP):
+            truncated_normal(module.Wi, std)
+            truncated_normal(module.Wo, out_std)
+        elif isinstance(module, NucELPredictionHead):
+            truncated_normal(module.dense, out_std)
+        elif isinstance(module, NucELGenerator):
+            truncated_normal(module.decoder, out_std)
+        elif isinstance(module, NucELForPreTraining):
+            truncated_normal(module.rtd_classifier, out_std)
+        elif isinstance(module, (NucELForSequenceClassification, NucELForTokenClassification)):
+            truncated_normal(module.classifier, self.config.hidden_size**-0.5)
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """Save weights, config and the code files, with the complete `auto_map` so that every Auto class (not
+        only this model's) resolves in the saved folder with `trust_remote_code=True`."""
+        self.config.auto_map = dict(AUTO_MAP)
+        return super().save_pretrained(save_directory, *args, **kwargs)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Encoder
+
+
+class NucELModel(NucELPreTrainedModel):
+    """The bare encoder ("nucel-93m" is this model): per-token hidden states."""
+
+    _auto_class = "AutoModel"  # marks the class as remote code: saving copies the code files
+
+    def __init__(self, config: NucELConfig):
+        super().__init__(config)
+        self.embeddings = NucELEmbeddings(config)
+        self.layers = nn.ModuleList([NucELEncoderLayer(config, i) for i in range(config.num_hidden_layers)])
+        self.final_norm = nn.LayerNorm(config.hidden_size, eps=config.norm_eps, bias=config.norm_bias)
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.embeddings.tok_embeddings
+
+    def set_input_embeddings(self, value):
+        self.embeddings.tok_embeddings = value
+
+    def attention_context(self, attention_mask, batch: int, length: int, device) -> AttentionContext:
+        padding_mask = None
+        if attention_mask is not None and not bool(attention_mask.all()):
+            padding_mask = attention_mask.bool()
+        global_mask, local_mask = build_attention_masks(padding_mask, length, self.config.sliding_window, device)
+        positions = torch.arange(length, device=device)[None]
+        head_dim = self.config.hidden_size // self.config.num_attention_heads
+        rotary = {
+            "global": rotary_cos_sin(positions, head_dim, self.config.global_rope_theta),
+            "local": rotary_cos_sin(positions, head_dim, self.config.local_rope_theta),
+        }
+        return AttentionContext(padding_mask, global_mask, local_mask, rotary)
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ):
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("pass exactly one of input_ids or inputs_embeds")
+        output_attentions = bool(output_attentions if output_attentions is not None else self.config.output_attentions)
+        output_hidden_states = bool(
+            output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
+        )
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        if output_attentions and self.config._attn_implementation != "eager":
+            logger.warning_once(
+                "output_attentions=True: attention is computed on the eager path for this call, because the "
+                f"{self.config._attn_implementation} kernel cannot return attention weights."
+            )
+
+        hidden_states = self.embeddings(input_ids=input_ids, inputs_embeds=inputs_embeds)
+        batch, length, _ = hidden_states.shape
+        context = self.attention_context(attention_mask, batch, length, hidden_states.device)
+
+        all_hidden_states = (hidden_states,) if output_hidden_states else None
+        all_attentions = () if output_attentions else None
+        for layer in self.layers:
+            if self.gradient_checkpointing and self.training:
+                hidden_states, weights = self._gradient_checkpointing_func(
+                    layer.__call__, hidden_states, context, output_attentions
+                )
+            else:
+                hidden_states, weights = layer(hidden_states, context, output_attentions)
+            if output_hidden_states:
+                all_hidden_states += (hidden_states,)
+            if output_attentions:
+                all_attentions += (weights,)
+        hidden_states = self.final_norm(hidden_states)
+
+        if not return_dict:
+            return tuple(v for v in (hidden_states, all_hidden_states, all_attentions) if v is not None)
+        return BaseModelOutput(last_hidden_state=hidden_states, hidden_states=all_hidden_states, attentions=all_attentions)
+
+
+def mask_to_bases(logits: torch.Tensor) -> torch.Tensor:
+    """Logits with every token but A, C, G, T set to -inf."""
+    allowed = torch.zeros(logits.shape[-1], dtype=torch.bool, device=logits.device)
+    allowed[list(BASE_IDS)] = True
+    return logits.masked_fill(~allowed, float("-inf"))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Masked language model (the RTD generator; also the `--objective mlm` baseline)
+
+
+class NucELGenerator(NucELPreTrainedModel):
+    """Encoder + MLM head (ModernBertForMaskedLM's layout). With `config.restrict_to_bases`, only A/C/G/T are scored."""
+
+    _auto_class = "AutoModelForMaskedLM"  # marks the class as remote code: saving copies the code files
+
+    def __init__(self, config: NucELConfig):
+        super().__init__(config)
+        self.model = NucELModel(config)
+        self.head = NucELPredictionHead(config)
+        self.decoder = nn.Linear(config.hidden_size, config.vocab_size, bias=config.decoder_bias)
+        self.post_init()
+
+    def get_output_embeddings(self):
+        return self.decoder
+
+    def set_output_embeddings(self, new_embeddings):
+        self.decoder = new_embeddings
+
+    def logits(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        logits = self.decoder(self.head(hidden_states))
+        return mask_to_bases(logits) if self.config.restrict_to_bases else logits
+
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        inputs_embeds=None,
+        labels=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+        **kwargs,
+    ):
+        """`labels`: original ids at masked positions, -100 elsewhere; the loss is cross-entropy over those."""
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        outputs = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            inputs_embeds=inputs_embeds,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
+        )
+        logits = self.logits(outputs.last_hidden_state)
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(logits.view(-1, logits.shape[-1]), labels.view(-1), ignore_index=IGNORE_INDEX)
+        if not return_dict:
+            rest = tuple(v for v in (outputs.hidden_states, outputs.attentions) if v is not None)
+            return ((loss,) if loss is not None else ()) + (logits,) + rest
+        return MaskedLMOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Replaced token detection
+
+
+@dataclass
+class NucELForPreTrainingOutput(ModelOutput):
+    """`loss` = `generator_loss` + discriminator_weight · `discriminator_loss`.
+
+    `replaced_mask` (bool, batch × length) marks tokens the discriminator saw replaced: masked positions whose
+    sampled base differs from the original (a sample equal to the original counts as original).
+    """
+
+    loss: torch.FloatTensor | None = None
+    generator_loss: torch.FloatTensor | None = None
+    discriminator_loss: torch.FloatTensor | None = None
+    generator_logits: torch.FloatTensor | None = None  # (number of masked tokens, vocab): masked positions only
+    discriminator_logits: torch.FloatTensor | None = None  # (batch, length)
+    masked_positions: torch.BoolTensor | None = None
+    replaced_mask: torch.BoolTensor | None = None
+    discriminator_input_ids: torch.LongTensor | None = None
+
+
+def gumbel_max_sample(logits: torch.Tensor) -> torch.Tensor:
+    """Draw one token per row from softmax(logits) by the Gumbel-max trick (no gradient flows through it)."""
+    uniform = torch.rand_like(logits, dtype=torch.float32).clamp_(1e-9, 1.0 - 1e-9)
+    return (logits.float() - torch.log(-torch.log(uniform))).argmax(dim=-1)
+
+
+class NucELForPreTraining(NucELPreTrainedModel):
+    """Generator and discriminator in one module, so one optimizer and one `accelerator.prepare` cover both.
+
+    Input: `input_ids` already masked (the `[MASK]` token or kept bases at selected positions) and `labels` with
+    the original ids at the selected positions (-100 elsewhere). The generator predicts the selected positions;
+    its samples (Gumbel-max over A/C/G/T only) replace them; the discriminator labels every real token as
+    original or replaced.
+    """
+
+    _auto_class = "AutoModelForPreTraining"  # marks the class as remote code: saving copies the code files
+
+    def __init__(self, config: NucELConfig):
+        super().__init__(config)
+        self.generator = NucELGenerator(config.generator())
+        self.model = NucELModel(config)
+        self.rtd_head = NucELPredictionHead(config)
+        self.rtd_classifier = nn.Linear(config.hidden_size, 1)
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.model.embeddings.tok_embeddings
+
+    def forward(self, input_ids, labels, attention_mask=None, return_dict=None, **kwargs):
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        masked_positions = labels != IGNORE_INDEX
+
+        generator_hidden = self.generator.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        # The MLM head runs on masked positions only: the other 85% of its work would be thrown away.
+        generator_logits = self.generator.logits(generator_hidden[masked_positions])
+        masked_labels = labels[masked_positions]
+        generator_loss = F.cross_entropy(generator_logits, masked_labels)
+
+        with torch.no_grad():
+            sampled = gumbel_max_sample(mask_to_bases(generator_logits.detach()))
+        original_ids = torch.where(masked_positions, labels, input_ids)
+        discriminator_input_ids = original_ids.masked_scatter(masked_positions, sampled)
+        replaced_mask = discriminator_input_ids != original_ids
+
+        discriminator_hidden = self.model(input_ids=discriminator_input_ids, attention_mask=attention_mask).last_hidden_state
+        discriminator_logits = self.rtd_classifier(self.rtd_head(discriminator_hidden)).squeeze(-1)
+        real_tokens = attention_mask.bool()
+        discriminator_loss = F.binary_cross_entropy_with_logits(
+            discriminator_logits[real_tokens], replaced_mask[real_tokens].to(discriminator_logits.dtype)
+        )
+        loss = generator_loss + self.config.discriminator_weight * discriminator_loss
+        output = NucELForPreTrainingOutput(
+            loss=loss,
+            generator_loss=generator_loss,
+            discriminator_loss=discriminator_loss,
+            generator_logits=generator_logits,
+            discriminator_logits=discriminator_logits,
+            masked_positions=masked_positions,
+            replaced_mask=replaced_mask,
+            discriminator_input_ids=discriminator_input_ids,
+        )
+        return output if return_dict is not False else output.to_tuple()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Fine-tuning heads
+
+
+def pool(hidden_states: torch.Tensor, attention_mask: torch.Tensor | None, pooling: str) -> torch.Tensor:
+    """[CLS] vector, or the mean over real tokens (specials included, padding excluded)."""
+    if pooling == "cls":
+        return hidden_states[:, 0]
+    if attention_mask is None:
+        return hidden_states.mean(dim=1)
+    weights = attention_mask.to(hidden_states.dtype).unsqueeze(-1)
+    return (hidden_states * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+
+
+class NucELForSequenceClassification(NucELPreTrainedModel):
+    """Pooled encoder output -> head -> linear classifier (ModernBertForSequenceClassification's layout).
+
+    `config.problem_type`: "single_label_classification" (cross-entropy), "multi_label_classification"
+    (BCE on float multi-hot labels) or "regression" (MSE); inferred from the labels when unset, as in
+    transformers. `config.classifier_pooling`: "cls" or "mean".
+    """
+
+    _auto_class = "AutoModelForSequenceClassification"  # marks the class as remote code: saving copies the code files
+
+    def __init__(self, config: NucELConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.model = NucELModel(config)
+        self.head = NucELPredictionHead(config)
+        self.drop = nn.Dropout(config.classifier_dropout)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        inputs_embeds=None,
+        labels=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+        **kwargs,
+    ):
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        outputs = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            inputs_embeds=inputs_embeds,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
+        )
+        pooled = pool(outputs.last_hidden_state, attention_mask, self.config.classifier_pooling)
+        logits = self.classifier(self.drop(self.head(pooled)))
+        loss = None if labels is None else self.sequence_loss(logits, labels)
+        if not return_dict:
+            rest = tuple(v for v in (outputs.hidden_states, outputs.attentions) if v is not None)
+            return ((loss,) if loss is not None else ()) + (logits,) + rest
+        return SequenceClassifierOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+
+    def sequence_loss(self, logits, labels):
+        if self.config.problem_type is None:
+            if self.num_labels == 1:
+                self.config.problem_type = "regression"
+            elif labels.dtype in (torch.long, torch.int):
+                self.config.problem_type = "single_label_classification"
+            else:
+                self.config.problem_type = "multi_label_classification"
+        if self.config.problem_type == "regression":
+            if self.num_labels == 1:
+                return F.mse_loss(logits.squeeze(-1), labels.squeeze(-1).to(logits.dtype))
+            return F.mse_loss(logits, labels.to(logits.dtype))
+        if self.config.problem_type == "single_label_classification":
+            return F.cross_entropy(logits.view(-1, self.num_labels), labels.view(-1))
+        return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
+
+
+class NucELForTokenClassification(NucELPreTrainedModel):
+    """Per-token (per-base) labels; -100 labels (specials, padding) are ignored by the loss."""
+
+    _auto_class = "AutoModelForTokenClassification"  # marks the class as remote code: saving copies the code files
+
+    def __init__(self, config: NucELConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.model = NucELModel(config)
+        self.head = NucELPredictionHead(config)
+        self.drop = nn.Dropout(config.classifier_dropout)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        inputs_embeds=None,
+        labels=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+        **kwargs,
+    ):
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        outputs = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            inputs_embeds=inputs_embeds,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
+        )
+        logits = self.classifier(self.drop(self.head(outputs.last_hidden_state)))
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(logits.view(-1, self.num_labels), labels.view(-1), ignore_index=IGNORE_INDEX)
+        if not return_dict:
+            rest = tuple(v for v in (outputs.hidden_states, outputs.attentions) if v is not None)
+            return ((loss,) if loss is not None else ()) + (logits,) + rest
+        return TokenClassifierOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+
+
+# Written into every saved config.json, so each Auto class finds its NucEL class in a saved folder.
+AUTO_MAP = {
+    "AutoConfig": "configuration_nucel.NucELConfig",
+    "AutoModel": "modeling_nucel.NucELModel",
+    "AutoModelForMaskedLM": "modeling_nucel.NucELGenerator",
+    "AutoModelForPreTraining": "modeling_nucel.NucELForPreTraining",
+    "AutoModelForSequenceClassification": "modeling_nucel.NucELForSequenceClassification",
+    "AutoModelForTokenClassification": "modeling_nucel.NucELForTokenClassification",
+}
