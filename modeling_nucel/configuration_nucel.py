@@ -160,7 +160,9 @@ class NucELConfig(PretrainedConfig):
     def is_global_layer(self, layer_idx: int) -> bool:
         return layer_idx % self.global_attn_every_n_layers == 0
 
-    def generator(self) -> "NucELConfig":
+    # Not named `generator`: transformers 4.x takes an attribute of that name for a sub-config
+    # (`get_text_config`), and then ties and re-initialises the MLM decoder on load.
+    def generator_configuration(self) -> "NucELConfig":
         """The generator's configuration (pre-training configurations only)."""
         if self.generator_config is None:
             raise ValueError("this configuration has no generator_config; build it with NucELConfig.for_pretraining")

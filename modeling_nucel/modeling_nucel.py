@@ -6,8 +6,9 @@ transformers' ModernBERT exactly, so weights move between the two without renami
 
 Attention backends (`config._attn_implementation`): "sdpa" (default, CPU and GPU), "eager" (also used for any
 call with `output_attentions=True`, since fused kernels cannot return weights) and "flash_attention_2"
-(GPU, flash-attn 2 installed; variable-length kernel with `window_size` for local layers). All give the same
-outputs on real tokens; padding is never attended.
+(GPU, flash-attn 2 installed; variable-length kernel with `window_size` for local layers). SDPA and flash-attn
+run on the real tokens only, with local layers in O(length x window) (see `attention_nucel.py`). All give the
+same outputs on real tokens; padding is never attended, nor are other sequences packed into the same row.
 """
 
 from dataclasses import dataclass
@@ -21,108 +22,13 @@ from transformers.activations import ACT2FN
 from transformers.modeling_outputs import BaseModelOutput, MaskedLMOutput, SequenceClassifierOutput, TokenClassifierOutput
 from transformers.utils import ModelOutput, logging
 
+from .attention_nucel import PaddedLayout, UnpaddedLayout, apply_rotary
 from .configuration_nucel import BASE_IDS, NucELConfig
-
-try:
-    from flash_attn import flash_attn_varlen_func
-except ImportError:  # flash-attn is optional and GPU-only
-    flash_attn_varlen_func = None
 
 logger = logging.get_logger(__name__)
 
 IGNORE_INDEX = -100
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Rotary position embeddings
-
-
-def rotary_cos_sin(positions: torch.Tensor, head_dim: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos and sin tables for `positions` (batch, length), float32. Computed on the fly: cheap, and no buffers
-    that a meta-device load could leave uninitialised."""
-    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float, device=positions.device) / head_dim))
-    freqs = positions[..., None].float() * inv_freq
-    angles = torch.cat((freqs, freqs), dim=-1)
-    return angles.cos(), angles.sin()
-
-
-def rotate_half(x: torch.Tensor) -> torch.Tensor:
-    first, second = x.chunk(2, dim=-1)
-    return torch.cat((-second, first), dim=-1)
-
-
-def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate x (batch, heads, length, head_dim) in float32, as ModernBERT does, and return it in x's dtype."""
-    cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
-    rotated = x.float() * cos + rotate_half(x.float()) * sin
-    return rotated.to(x.dtype)
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Attention masks and backends
-
-
-@dataclass
-class AttentionContext:
-    """What every layer needs to attend correctly, computed once per forward pass."""
-
-    padding_mask: torch.Tensor | None  # (batch, length) bool, True on real tokens; None when nothing is padded
-    global_mask: torch.Tensor | None  # (batch, 1, length, length) bool for SDPA/eager; None: attend everywhere
-    local_mask: torch.Tensor  # (batch or 1, 1, length, length) bool
-    rotary: dict  # "global" / "local" -> (cos, sin)
-
-
-def build_attention_masks(padding_mask: torch.Tensor | None, length: int, window: int, device) -> tuple:
-    """Boolean masks (True = may attend) for global and local layers.
-
-    A padded query row is allowed to see every key: its output is never used, and a row with no allowed key
-    would give NaN that then leaks through 0 * NaN into real tokens.
-    """
-    positions = torch.arange(length, device=device)
-    band = ((positions[None, :] - positions[:, None]).abs() <= window)[None, None]
-    if padding_mask is None:
-        return None, band
-    keys = padding_mask[:, None, None, :]
-    padded_queries = ~padding_mask[:, None, :, None]
-    return keys | padded_queries, (band & keys) | padded_queries
-
-
-def eager_attention(query, key, value, mask, dropout: float, training: bool):
-    """Explicit softmax(QKᵀ/√d)V; returns the attention weights too."""
-    scores = torch.matmul(query, key.transpose(-1, -2)) / math.sqrt(query.shape[-1])
-    if mask is not None:
-        scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
-    weights = F.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
-    weights = F.dropout(weights, p=dropout, training=training)
-    return torch.matmul(weights, value), weights
-
-
-def sdpa_attention(query, key, value, mask, dropout: float, training: bool):
-    output = F.scaled_dot_product_attention(query, key, value, attn_mask=mask, dropout_p=dropout if training else 0.0)
-    return output, None
-
-
-def flash_attention(query, key, value, padding_mask, window: int | None, dropout: float, training: bool):
-    """flash-attn 2 on the real tokens only (variable-length kernel); `window` is the local half-width."""
-    batch, heads, length, head_dim = query.shape
-    if padding_mask is None:
-        padding_mask = torch.ones(batch, length, dtype=torch.bool, device=query.device)
-    real = padding_mask.flatten().nonzero().squeeze(-1)
-    lengths = padding_mask.sum(-1, dtype=torch.int32)
-    cu_seqlens = F.pad(lengths.cumsum(0, dtype=torch.int32), (1, 0))
-    max_length = int(lengths.max())
-
-    def unpad(tensor):
-        return tensor.transpose(1, 2).reshape(batch * length, heads, head_dim)[real]
-
-    output = flash_attn_varlen_func(
-        unpad(query), unpad(key), unpad(value), cu_seqlens, cu_seqlens, max_length, max_length,
-        dropout_p=dropout if training else 0.0,
-        window_size=(window, window) if window is not None else (-1, -1),
-    )
-    padded = output.new_zeros(batch * length, heads, head_dim)
-    padded[real] = output
-    return padded.view(batch, length, heads, head_dim).transpose(1, 2), None
+NON_BASE_LOGIT_BIAS = -1e4
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -169,26 +75,15 @@ class NucELAttention(nn.Module):
         self.Wo = nn.Linear(config.hidden_size, config.hidden_size, bias=config.attention_bias)
         self.out_drop = nn.Dropout(config.attention_dropout) if config.attention_dropout > 0 else nn.Identity()
 
-    def forward(self, hidden_states, context: AttentionContext, output_attentions: bool = False):
-        batch, length, _ = hidden_states.shape
-        qkv = self.Wqkv(hidden_states).view(batch, length, 3, self.num_heads, self.head_dim)
-        query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (batch, heads, length, head_dim)
-        cos, sin = context.rotary["global" if self.is_global else "local"]
-        query, key = apply_rotary(query, cos, sin), apply_rotary(key, cos, sin)
-
-        mask = context.global_mask if self.is_global else context.local_mask
-        dropout = self.config.attention_dropout
-        implementation = self.config._attn_implementation
-        if output_attentions:
-            output, weights = eager_attention(query, key, value, mask, dropout, self.training)
-        elif implementation == "flash_attention_2":
-            output, weights = flash_attention(query, key, value, context.padding_mask, self.window, dropout, self.training)
-        elif implementation == "eager":
-            output, weights = eager_attention(query, key, value, mask, dropout, self.training)
-        else:
-            output, weights = sdpa_attention(query, key, value, mask, dropout, self.training)
-        output = output.transpose(1, 2).reshape(batch, length, -1)
-        return self.out_drop(self.Wo(output)), weights
+    def forward(self, hidden_states, layout, output_attentions: bool = False):
+        """hidden_states in `layout`'s shape: (tokens, hidden) unpadded, or (batch, length, hidden) padded."""
+        qkv = self.Wqkv(hidden_states).unflatten(-1, (3, self.num_heads, self.head_dim))
+        cos, sin = layout.rotary["global" if self.is_global else "local"]
+        query_key = apply_rotary(qkv[..., :2, :, :], cos, sin)  # both at once: the tables broadcast over them
+        query, key, value = query_key[..., 0, :, :], query_key[..., 1, :, :], qkv[..., 2, :, :]
+        dropout = self.config.attention_dropout if self.training else 0.0
+        output, weights = layout.attend(query, key, value, self.window, dropout, self.config._attn_implementation)
+        return self.out_drop(self.Wo(output.flatten(-2))), weights
 
 
 class NucELEncoderLayer(nn.Module):
@@ -204,8 +99,8 @@ class NucELEncoderLayer(nn.Module):
         self.mlp_norm = nn.LayerNorm(config.hidden_size, eps=config.norm_eps, bias=config.norm_bias)
         self.mlp = NucELMLP(config)
 
-    def forward(self, hidden_states, context: AttentionContext, output_attentions: bool = False):
-        attn_output, weights = self.attn(self.attn_norm(hidden_states), context, output_attentions)
+    def forward(self, hidden_states, layout, output_attentions: bool = False):
+        attn_output, weights = self.attn(self.attn_norm(hidden_states), layout, output_attentions)
         hidden_states = hidden_states + attn_output
         hidden_states = hidden_states + self.mlp(self.mlp_norm(hidden_states))
         return hidden_states, weights
@@ -303,18 +198,15 @@ class NucELModel(NucELPreTrainedModel):
     def set_input_embeddings(self, value):
         self.embeddings.tok_embeddings = value
 
-    def attention_context(self, attention_mask, batch: int, length: int, device) -> AttentionContext:
-        padding_mask = None
-        if attention_mask is not None and not bool(attention_mask.all()):
-            padding_mask = attention_mask.bool()
-        global_mask, local_mask = build_attention_masks(padding_mask, length, self.config.sliding_window, device)
-        positions = torch.arange(length, device=device)[None]
-        head_dim = self.config.hidden_size // self.config.num_attention_heads
-        rotary = {
-            "global": rotary_cos_sin(positions, head_dim, self.config.global_rope_theta),
-            "local": rotary_cos_sin(positions, head_dim, self.config.local_rope_theta),
-        }
-        return AttentionContext(padding_mask, global_mask, local_mask, rotary)
+    def attention_context(self, attention_mask, batch: int, length: int, device, position_ids=None, padded: bool = False):
+        """Where the real tokens are and how they attend, built once per forward pass for every layer.
+
+        Unpadded (SDPA, flash-attn 2): the layers see only the real tokens, as one (tokens, hidden) stream.
+        Padded (`padded=True`, the eager path): the layers see (batch, length, hidden) with dense masks.
+        `position_ids` (batch, length), optional: packed sequences, each starting again at position 0.
+        """
+        layout = PaddedLayout if padded else UnpaddedLayout
+        return layout.build(attention_mask, position_ids, batch, length, device, self.config)
 
     def forward(
         self,
@@ -324,8 +216,11 @@ class NucELModel(NucELPreTrainedModel):
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        position_ids: torch.LongTensor | None = None,
         **kwargs,
     ):
+        """`position_ids` (optional) packs several sequences into one row: positions restart at 0 where a new
+        sequence begins, and no sequence attends to another (see `nucel.training.packing`)."""
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids or inputs_embeds")
         output_attentions = bool(output_attentions if output_attentions is not None else self.config.output_attentions)
@@ -339,24 +234,29 @@ class NucELModel(NucELPreTrainedModel):
                 f"{self.config._attn_implementation} kernel cannot return attention weights."
             )
 
-        hidden_states = self.embeddings(input_ids=input_ids, inputs_embeds=inputs_embeds)
-        batch, length, _ = hidden_states.shape
-        context = self.attention_context(attention_mask, batch, length, hidden_states.device)
+        batch, length = (input_ids if input_ids is not None else inputs_embeds).shape[:2]
+        device = (input_ids if input_ids is not None else inputs_embeds).device
+        padded = output_attentions or self.config._attn_implementation == "eager"
+        layout = self.attention_context(attention_mask, batch, length, device, position_ids, padded)
+        hidden_states = self.embeddings(
+            input_ids=None if input_ids is None else layout.unpad(input_ids),
+            inputs_embeds=None if inputs_embeds is None else layout.unpad(inputs_embeds),
+        )
 
-        all_hidden_states = (hidden_states,) if output_hidden_states else None
+        all_hidden_states = (layout.pad(hidden_states),) if output_hidden_states else None
         all_attentions = () if output_attentions else None
         for layer in self.layers:
             if self.gradient_checkpointing and self.training:
                 hidden_states, weights = self._gradient_checkpointing_func(
-                    layer.__call__, hidden_states, context, output_attentions
+                    layer.__call__, hidden_states, layout, output_attentions
                 )
             else:
-                hidden_states, weights = layer(hidden_states, context, output_attentions)
+                hidden_states, weights = layer(hidden_states, layout, output_attentions)
             if output_hidden_states:
-                all_hidden_states += (hidden_states,)
+                all_hidden_states += (layout.pad(hidden_states),)
             if output_attentions:
                 all_attentions += (weights,)
-        hidden_states = self.final_norm(hidden_states)
+        hidden_states = layout.pad(self.final_norm(hidden_states))
 
         if not return_dict:
             return tuple(v for v in (hidden_states, all_hidden_states, all_attentions) if v is not None)
@@ -385,6 +285,13 @@ class NucELGenerator(NucELPreTrainedModel):
         self.head = NucELPredictionHead(config)
         self.decoder = nn.Linear(config.hidden_size, config.vocab_size, bias=config.decoder_bias)
         self.post_init()
+        if config.restrict_to_bases and config.decoder_bias:
+            # Non-base logits are masked in our forward, so they are never trained; a very negative bias makes
+            # native ModernBertForMaskedLM (the Hub widget, which runs no custom code) give them ~0 probability too.
+            # Set after post_init, whose generic rule zeroes biases; a checkpoint load overwrites it as usual.
+            with torch.no_grad():
+                self.decoder.bias.fill_(NON_BASE_LOGIT_BIAS)
+                self.decoder.bias[list(BASE_IDS)] = 0.0
 
     def get_output_embeddings(self):
         return self.decoder
@@ -468,7 +375,7 @@ class NucELForPreTraining(NucELPreTrainedModel):
 
     def __init__(self, config: NucELConfig):
         super().__init__(config)
-        self.generator = NucELGenerator(config.generator())
+        self.generator = NucELGenerator(config.generator_configuration())
         self.model = NucELModel(config)
         self.rtd_head = NucELPredictionHead(config)
         self.rtd_classifier = nn.Linear(config.hidden_size, 1)

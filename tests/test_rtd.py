@@ -1,0 +1,133 @@
+"""Replaced token detection: the loss of DESIGN.md section 1, computed by hand, and the masking rules."""
+
+import torch
+import torch.nn.functional as F
+
+from nucel import NucELConfig, NucELForPreTraining
+from nucel.modeling_nucel.configuration_nucel import BASE_IDS, CLS_ID, MASK_ID, PAD_ID, SEP_ID, UNK_ID
+from nucel.training.masking import mask_tokens
+
+A, C, G, T = BASE_IDS
+
+
+def tiny_pretraining_model():
+    return NucELForPreTraining(NucELConfig.for_pretraining("tiny")).eval()
+
+
+def hand_made_batch():
+    """Two sequences, the second padded; masked positions chosen by hand (one kept as its original base)."""
+    original = torch.tensor(
+        [
+            [CLS_ID, A, C, G, T, T, G, C, A, SEP_ID],
+            [CLS_ID, G, G, A, T, SEP_ID, PAD_ID, PAD_ID, PAD_ID, PAD_ID],
+        ]
+    )
+    attention_mask = (original != PAD_ID).long()
+    labels = torch.full_like(original, -100)
+    selected = [(0, 2), (0, 5), (0, 7), (1, 3)]
+    for row, column in selected:
+        labels[row, column] = original[row, column]
+    input_ids = original.clone()
+    for row, column in selected[:3]:
+        input_ids[row, column] = MASK_ID  # (1, 3) stays as its base: the 15% "kept" case
+    return original, input_ids, labels, attention_mask
+
+
+def force_generator_towards(model, token_id):
+    """Make the generator's MLM head all but certain to predict `token_id`."""
+    with torch.no_grad():
+        model.generator.decoder.weight.zero_()
+        model.generator.decoder.bias.fill_(-30.0)
+        model.generator.decoder.bias[token_id] = 30.0
+
+
+def test_loss_equals_the_hand_computed_loss():
+    model = tiny_pretraining_model()
+    original, input_ids, labels, attention_mask = hand_made_batch()
+    torch.manual_seed(1)
+    output = model(input_ids=input_ids, labels=labels, attention_mask=attention_mask)
+
+    # Generator: cross-entropy over the masked positions only, from an independent forward pass.
+    masked = labels != -100
+    with torch.no_grad():
+        generator_logits = model.generator(input_ids, attention_mask=attention_mask).logits[masked]
+    log_probabilities = generator_logits.log_softmax(-1)
+    generator_loss = -log_probabilities[torch.arange(len(log_probabilities)), labels[masked]].mean()
+
+    # Discriminator: binary cross-entropy over every non-pad token, on what the discriminator actually saw.
+    seen = output.discriminator_input_ids
+    assert torch.equal(seen[~masked], original[~masked]), "only masked positions may change"
+    replaced = (seen != original).float()
+    with torch.no_grad():
+        hidden = model.model(seen, attention_mask=attention_mask).last_hidden_state
+        logits = model.rtd_classifier(model.rtd_head(hidden)).squeeze(-1)
+    probability = torch.sigmoid(logits)
+    per_token = -(replaced * probability.log() + (1 - replaced) * (1 - probability).log())
+    real = attention_mask.bool()
+    discriminator_loss = per_token[real].mean()
+
+    assert torch.allclose(output.generator_loss, generator_loss, atol=1e-5)
+    assert torch.allclose(output.discriminator_loss, discriminator_loss, atol=1e-5)
+    assert torch.allclose(output.loss, generator_loss + 50.0 * discriminator_loss, atol=1e-4)
+    assert torch.equal(output.replaced_mask, seen != original)
+
+
+def test_replacements_are_always_bases_even_when_the_generator_prefers_a_special():
+    model = tiny_pretraining_model()
+    model.generator.config.restrict_to_bases = False  # let the generator's own distribution favour [PAD]
+    force_generator_towards(model, PAD_ID)
+    _, input_ids, labels, attention_mask = hand_made_batch()
+    for seed in range(20):
+        torch.manual_seed(seed)
+        output = model(input_ids=input_ids, labels=labels, attention_mask=attention_mask)
+        sampled = output.discriminator_input_ids[labels != -100]
+        assert torch.isin(sampled, torch.tensor(BASE_IDS)).all()
+
+
+def test_a_sample_equal_to_the_original_is_labelled_original():
+    model = tiny_pretraining_model()
+    original, input_ids, labels, attention_mask = hand_made_batch()
+    force_generator_towards(model, A)
+    output = model(input_ids=input_ids, labels=labels, attention_mask=attention_mask)
+    masked = labels != -100
+    assert (output.discriminator_input_ids[masked] == A).all()
+    assert torch.equal(output.replaced_mask[masked], original[masked] != A)
+    assert not output.replaced_mask[~masked].any()
+
+
+def test_the_discriminator_loss_sends_no_gradient_into_the_generator():
+    model = tiny_pretraining_model().train()
+    _, input_ids, labels, attention_mask = hand_made_batch()
+    output = model(input_ids=input_ids, labels=labels, attention_mask=attention_mask)
+    output.discriminator_loss.backward()
+    generator_gradients = [p.grad for p in model.generator.parameters() if p.grad is not None]
+    assert all(g.abs().max() == 0 for g in generator_gradients)
+    assert any(p.grad is not None and p.grad.abs().max() > 0 for p in model.model.parameters())
+
+
+def test_the_generator_loss_trains_only_the_generator():
+    model = tiny_pretraining_model().train()
+    _, input_ids, labels, attention_mask = hand_made_batch()
+    model(input_ids=input_ids, labels=labels, attention_mask=attention_mask).generator_loss.backward()
+    assert all(p.grad is None or p.grad.abs().max() == 0 for p in model.model.parameters())
+    assert model.generator.decoder.weight.grad.abs().max() > 0
+
+
+def test_masking_selects_15_percent_of_bases_masks_85_percent_and_never_touches_specials():
+    generator = torch.Generator().manual_seed(0)
+    bases = torch.tensor(BASE_IDS)[torch.randint(0, 4, (64, 1000), generator=generator)]
+    bases[:, 100:110] = UNK_ID  # an N run
+    input_ids = torch.cat([torch.full((64, 1), CLS_ID), bases, torch.full((64, 1), SEP_ID), torch.full((64, 5), PAD_ID)], 1)
+    masked, labels = mask_tokens(input_ids, generator=generator)
+
+    selected = labels != -100
+    is_base = torch.isin(input_ids, torch.tensor(BASE_IDS))
+    assert not selected[~is_base].any(), "specials, padding and N are never selected"
+    assert torch.equal(labels[selected], input_ids[selected])
+    assert abs(selected.sum().item() / is_base.sum().item() - 0.15) < 0.005
+    became_mask = masked == MASK_ID
+    assert not became_mask[~selected].any()
+    assert abs(became_mask.sum().item() / selected.sum().item() - 0.85) < 0.01
+    kept = selected & ~became_mask
+    assert torch.equal(masked[kept], input_ids[kept]), "no random replacement: the rest keep their base"
+    assert torch.equal(masked[~selected], input_ids[~selected])
