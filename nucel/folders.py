@@ -1,5 +1,6 @@
-"""Writing model folders atomically: a crash never leaves a half-written checkpoint under the final name."""
+"""Writing outputs atomically: a crash never leaves a half-written file or checkpoint under the final name."""
 
+import json
 import os
 import shutil
 import tempfile
@@ -7,6 +8,24 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .tokenization.tokenizer import build_tokenizer, save_tokenizer
+
+
+@contextmanager
+def atomic_file(path: str | Path):
+    """Yield a temporary path beside `path`; on success it replaces `path` in one rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_name(f".{path.name}.partial")
+    try:
+        yield staging
+        os.replace(staging, path)
+    finally:
+        staging.unlink(missing_ok=True)
+
+
+def write_json_atomically(path: str | Path, data) -> None:
+    with atomic_file(path) as staging:
+        staging.write_text(json.dumps(data, indent=2) + "\n")
 
 
 @contextmanager

@@ -1,0 +1,97 @@
+"""Attention maps: rows are distributions over real tokens, local layers stay in their window, motif SNR."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from nucel import NucELConfig, NucELModel
+from nucel.attention_maps import attention_maps, find_motif, global_layers, motif_snr, plot_attention, plot_snr, received_attention
+from nucel.cli import main
+from nucel.embed import load_encoder
+from nucel.folders import save_model_folder
+
+
+@pytest.fixture(scope="module")
+def encoder_folder(tmp_path_factory):
+    torch.manual_seed(0)
+    return save_model_folder(NucELModel(NucELConfig.from_preset("tiny")), tmp_path_factory.mktemp("models") / "encoder")
+
+
+@pytest.fixture(scope="module")
+def encoder(encoder_folder):
+    return load_encoder(str(encoder_folder), "cpu")
+
+
+def random_dna(length: int, seed: int) -> str:
+    return "".join(np.random.default_rng(seed).choice(list("ACGT"), size=length))
+
+
+def test_rows_sum_to_one_over_real_tokens_in_a_padded_batch(encoder):
+    model, tokenizer = encoder
+    sequences = [random_dna(200, 1), random_dna(37, 2), "ACGTNNacgt"]  # padded to 202 tokens together
+    maps = attention_maps(model, tokenizer, sequences, progress=False)
+    for sequence, array in zip(sequences, maps):
+        tokens = len(sequence) + 2
+        assert array.shape == (4, 4, tokens, tokens)  # layers, heads, query, key
+        np.testing.assert_allclose(array.sum(axis=-1), 1.0, atol=1e-5)
+        assert (array >= 0).all()
+    # The short sequence's maps are the same as when it runs alone: padding took no attention.
+    alone = attention_maps(model, tokenizer, sequences[1:2], progress=False)[0]
+    np.testing.assert_allclose(maps[1], alone, atol=1e-5)
+
+
+def test_local_layers_attend_only_within_the_window(encoder):
+    model, tokenizer = encoder
+    array = attention_maps(model, tokenizer, [random_dna(300, 3)], layers=[0, 1], heads=[2], progress=False)[0]
+    assert array.shape == (2, 1, 302, 302)
+    distance = np.abs(np.arange(302)[:, None] - np.arange(302)[None, :])
+    assert array[1, 0][distance > model.config.sliding_window].max() == 0.0  # layer 1 is local
+    assert array[0, 0][distance > model.config.sliding_window].min() > 0.0  # layer 0 is global
+    with pytest.raises(ValueError, match="head 4 does not exist"):
+        attention_maps(model, tokenizer, ["ACGT"], heads=[4], progress=False)
+
+
+def test_motif_snr_against_a_hand_computation():
+    # 1 layer, tokens: [CLS], 6 bases, [SEP]; received attention made up by hand.
+    received = np.array([[0.5, 0.1, 0.3, 0.3, 0.1, 0.1, 0.1, 0.5]])
+    snr = motif_snr(received, [(1, 3)])  # bases 1 and 2 (tokens 2 and 3)
+    assert snr == pytest.approx([0.3 / 0.1])
+    with pytest.raises(ValueError, match="both motif and background"):
+        motif_snr(received, [(0, 6)])
+
+
+def test_received_attention_is_the_mean_over_heads_and_queries(encoder):
+    model, tokenizer = encoder
+    sequence = random_dna(80, 4)
+    full = attention_maps(model, tokenizer, [sequence], progress=False)[0]
+    received = received_attention(model, tokenizer, [sequence], global_layers(model.config), progress=False)[0]
+    np.testing.assert_allclose(received, full[global_layers(model.config)].mean(axis=(1, 2)), atol=1e-6)
+    assert received.sum(axis=1) == pytest.approx([1.0, 1.0], abs=1e-5)  # each query distributes one unit
+
+
+def test_find_motif():
+    assert find_motif("acgTATAATataat", "TATAAT") == [(3, 9), (8, 14)]
+    assert find_motif("ACGT", "GGG") == []
+
+
+def test_plots_are_png(tmp_path):
+    maps = np.random.default_rng(0).dirichlet(np.ones(12), size=(2, 1, 12))
+    plot_attention(maps, [0, 3], ["mean"], tmp_path / "attention.png", NucELConfig.from_preset("tiny"), [(2, 5)])
+    plot_snr({"before": [1.0, 1.1], "after": [2.0, 3.5]}, [0, 3], tmp_path / "snr.png")
+    for name in ("attention.png", "snr.png"):
+        assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_attention_command(encoder_folder, tmp_path, capsys):
+    sequence = random_dna(60, 5)[:20] + "TATAAT" + random_dna(60, 6)[:40]
+    output = tmp_path / "maps"
+    assert main(["attention", str(encoder_folder), "--sequence", sequence, "--motif", "TATAAT", "-o", str(output), "--device", "cpu"]) == 0
+    array = np.load(output / "attention.npy")
+    assert array.shape == (2, 1, 68, 68)  # the global layers 0 and 3, the mean over heads
+    description = json.loads((output / "attention.json").read_text())
+    assert description["layers"] == [0, 3] and description["heads"] == ["mean"]
+    assert (output / "attention.png").read_bytes()[:4] == b"\x89PNG"
+    assert (output / "snr.tsv").read_text().splitlines()[0] == "layer\tglobal\tsnr"
+    assert "motif SNR" in capsys.readouterr().out

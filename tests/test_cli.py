@@ -1,0 +1,108 @@
+"""The `nucel` command: sub-commands registered, end-to-end runs, and bad input reported in one line."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from nucel import NucELConfig, NucELGenerator, NucELModel
+from nucel import cli
+from nucel.folders import save_model_folder
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    torch.manual_seed(0)
+    root = tmp_path_factory.mktemp("cli")
+    encoder = save_model_folder(NucELModel(NucELConfig.from_preset("tiny")), root / "encoder")
+    generator = save_model_folder(NucELGenerator(NucELConfig.from_preset("tiny-generator", restrict_to_bases=True)), root / "generator")
+    return root, encoder, generator
+
+
+def test_every_command_is_registered():
+    commands = cli.build_parser()._subparsers._group_actions[0].choices
+    assert {"embed", "score-variants", "ism", "attention", "motif-order", "motif-order-data"} <= set(commands)
+    # The commands of the fine-tuning and release modules, when they are present in this checkout.
+    for module, command in (("nucel.training.predict", "predict"), ("nucel.release", "release"), ("nucel.convert", "convert")):
+        if cli.importlib.util.find_spec(module) is not None:
+            assert command in commands
+
+
+def test_a_missing_command_module_is_skipped(monkeypatch):
+    monkeypatch.setattr(cli, "COMMAND_MODULES", ("nucel.embed", "nucel.training.not_written_yet"))
+    commands = cli.build_parser()._subparsers._group_actions[0].choices
+    assert set(commands) == {"embed"}
+
+
+@pytest.mark.slow
+def test_console_script_runs_in_a_fresh_process():
+    result = subprocess.run([sys.executable, "-m", "nucel.cli", "embed", "--help"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "--per-base" in result.stdout and "--reverse-complement" in result.stdout
+
+
+def test_embed_command(folders, tmp_path, capsys):
+    _, encoder, _ = folders
+    fasta = tmp_path / "input.fa"
+    fasta.write_text(">one\nacgtNNAC\nGT\n>two\nTTTTGGGGCCCCAAAA\n")
+    assert cli.main(["embed", str(encoder), str(fasta), "-o", str(tmp_path / "e.npy"), "--per-base", "--device", "cpu"]) == 0
+    assert np.load(tmp_path / "e.npy").shape == (10 + 16, 64)
+    assert (tmp_path / "e.ids.tsv").read_text() == "id\tstart\tend\none\t0\t10\ntwo\t10\t26\n"
+    assert cli.main(["embed", str(encoder), str(fasta), "-o", str(tmp_path / "p.parquet"), "--pooling", "max",
+                     "--reverse-complement", "--window", "8", "--overlap", "4", "--device", "cpu"]) == 0
+    assert "2 sequences embedded" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("content, message", [
+    ("ACGT\n>late header\n", "input.fa line 1: expected a '>' header before sequence data"),
+    (">seq\nACGTXACGT\n", "input.fa line 2 column 5: invalid character 'X'"),
+    ("", "input.fa: empty FASTA"),
+])
+def test_unreadable_fasta_is_one_clear_line(folders, tmp_path, capsys, content, message):
+    _, encoder, _ = folders
+    fasta = tmp_path / "input.fa"
+    fasta.write_text(content)
+    assert cli.main(["embed", str(encoder), str(fasta), "-o", str(tmp_path / "e.npy")]) == 1
+    error = capsys.readouterr().err
+    assert error.startswith("nucel embed: error: ") and message in error and "Traceback" not in error
+    assert not (tmp_path / "e.npy").exists()
+
+
+def test_score_variants_and_ism_commands(folders, tmp_path, capsys):
+    _, encoder, generator = folders
+    chromosome = "".join(np.random.default_rng(0).choice(list("ACGT"), size=300))
+    reference = tmp_path / "genome.fa"
+    reference.write_text(f">chr7\n{chromosome}\n")
+    vcf = tmp_path / "calls.vcf"
+    alt = "A" if chromosome[99] != "A" else "C"
+    vcf.write_text(f"##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\nchr7\t100\trs9\t{chromosome[99]}\t{alt}\nchr7\t5\tdel\tAC\tA\n")
+    scores = tmp_path / "scores.tsv"
+    assert cli.main(["score-variants", "--variants", str(vcf), "--reference", str(reference), "--generator", str(generator),
+                     "--model", str(encoder), "-o", str(scores), "--device", "cpu", "--context", "128"]) == 0
+    header, row = (line.split("\t") for line in scores.read_text().splitlines())
+    assert header == ["id", "chrom", "position", "ref", "alt", "llr", "embedding_distance"]
+    assert row[:5] == ["rs9", "chr7", "100", chromosome[99], alt] and float(row[6]) > 0
+    assert "1 variants scored" in capsys.readouterr().out
+
+    vcf.write_text(f"#CHROM\tPOS\tID\tREF\tALT\nchr1\t100\trs9\t{chromosome[99]}\t{alt}\n")
+    assert cli.main(["score-variants", "--variants", str(vcf), "--reference", str(reference), "--generator", str(generator),
+                     "-o", str(tmp_path / "other.tsv")]) == 1
+    assert "chromosome 'chr1' is not in the reference" in capsys.readouterr().err
+
+    assert cli.main(["ism", "--region", "chr7:11-40", "--reference", str(reference), "--generator", str(generator),
+                     "-o", str(tmp_path / "ism"), "--device", "cpu"]) == 0
+    lines = (tmp_path / "ism.tsv").read_text().splitlines()
+    assert lines[0] == "position\tref\tA\tC\tG\tT" and len(lines) == 31 and lines[1].startswith(f"11\t{chromosome[10]}\t")
+    assert (tmp_path / "ism.png").read_bytes()[:4] == b"\x89PNG"
+    assert cli.main(["ism", "--region", "chr7:290-310", "--reference", str(reference), "--generator", str(generator),
+                     "-o", str(tmp_path / "ism2")]) == 1
+    assert "region 'chr7:290-310' is outside chr7 (1..300)" in capsys.readouterr().err
+
+
+def test_motif_order_data_command(tmp_path):
+    output = tmp_path / "motif.csv"
+    assert cli.main(["motif-order-data", "-o", str(output), "--size", "20", "--length", "60", "--max-gap", "30"]) == 0
+    lines = output.read_text().splitlines()
+    assert lines[0] == "sequence,label,a_start,b_start" and len(lines) == 21

@@ -1,0 +1,84 @@
+"""A one-hot CNN baseline, trained by the same Trainer loop on the same splits as NucEL.
+
+Tang & Koo's point: a pre-trained DNA language model only matters where it beats a small supervised CNN on
+one-hot DNA. The CNN reads the NucEL tokenizer's ids (so the data pipeline is shared): A, C, G, T become
+one-hot channels, N and the special tokens all-zero columns.
+"""
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
+from transformers.modeling_outputs import SequenceClassifierOutput
+
+from nucel.folders import atomic_folder
+from nucel.modeling_nucel.configuration_nucel import BASE_IDS
+from nucel.tokenization import save_tokenizer
+
+CONFIG_FILE = "cnn_config.json"
+WEIGHTS_FILE = "model.safetensors"
+
+
+@dataclass
+class OneHotCNNConfig:
+    num_labels: int
+    problem_type: str = "single_label_classification"
+    filters: int = 128
+    first_kernel_size: int = 15  # wide enough for a transcription-factor motif
+    second_kernel_size: int = 5
+    pool_size: int = 2
+    dropout: float = 0.2
+
+
+class OneHotCNN(nn.Module):
+    """conv(15) -> ReLU -> max-pool(2) -> conv(5) -> ReLU -> global max over real positions -> linear."""
+
+    def __init__(self, config: OneHotCNNConfig):
+        super().__init__()
+        self.config = config
+        self.register_buffer("base_ids", torch.tensor(BASE_IDS), persistent=False)
+        self.first = nn.Conv1d(len(BASE_IDS), config.filters, config.first_kernel_size, padding="same")
+        self.second = nn.Conv1d(config.filters, config.filters, config.second_kernel_size, padding="same")
+        self.pool = nn.MaxPool1d(config.pool_size, ceil_mode=True)
+        self.drop = nn.Dropout(config.dropout)
+        self.classifier = nn.Linear(config.filters, config.num_labels)
+
+    def forward(self, input_ids, attention_mask=None, labels=None, **kwargs):
+        one_hot = (input_ids[..., None] == self.base_ids).float().transpose(1, 2)  # (batch, 4, length)
+        real = one_hot.amax(dim=1, keepdim=True)  # 1 where there is a base: padding and specials excluded
+        hidden = self.pool(F.relu(self.first(one_hot)) * real)
+        real = self.pool(real)
+        hidden = F.relu(self.second(hidden))
+        # Global max over real positions only, so padding never decides the output.
+        pooled = hidden.masked_fill(real == 0, float("-inf")).amax(dim=-1)
+        pooled = torch.where(torch.isfinite(pooled), pooled, torch.zeros_like(pooled))
+        logits = self.classifier(self.drop(pooled))
+        loss = None if labels is None else self.loss(logits, labels)
+        return SequenceClassifierOutput(loss=loss, logits=logits)
+
+    def loss(self, logits, labels):
+        if self.config.problem_type == "single_label_classification":
+            return F.cross_entropy(logits, labels)
+        if self.config.problem_type == "multi_label_classification":
+            return F.binary_cross_entropy_with_logits(logits, labels.float())
+        return F.mse_loss(logits.squeeze(-1) if self.config.num_labels == 1 else logits, labels.float())
+
+
+def save_cnn(model: OneHotCNN, folder: str | Path, tokenizer) -> Path:
+    """Weights, configuration and tokenizer, written atomically."""
+    with atomic_folder(folder) as staging:
+        save_file({name: tensor.contiguous() for name, tensor in model.state_dict().items()}, staging / WEIGHTS_FILE)
+        (staging / CONFIG_FILE).write_text(json.dumps(asdict(model.config), indent=2) + "\n")
+        save_tokenizer(tokenizer, staging)
+    return Path(folder)
+
+
+def load_cnn(folder: str | Path) -> OneHotCNN:
+    folder = Path(folder)
+    model = OneHotCNN(OneHotCNNConfig(**json.loads((folder / CONFIG_FILE).read_text())))
+    model.load_state_dict(load_file(folder / WEIGHTS_FILE))
+    return model.eval()

@@ -1,0 +1,443 @@
+"""Fine-tuning NucEL (or the one-hot CNN baseline) on labelled sequences with the Hugging Face Trainer.
+
+    python training/finetune.py --model nucel-93m --train train.csv --validation dev.csv --output my-model
+    python training/finetune.py --model ./pretrained --train data.tsv --validation-fraction 0.1 --method lora ...
+
+Tasks: single-label classification (binary or multi-class), multi-label classification (several 0/1 label
+columns) and regression (one or more numeric columns). Methods: `full` (the paper's protocol: a linear layer
+on the [CLS] output, everything trained), `lora` (adapters on Wqkv/Wo/Wi; the new head is trained and saved
+in full) and `frozen` (the backbone fixed, only the head trained: a probe of what pre-training learnt).
+The model is evaluated on the validation split every `eval_steps`; training stops early when the validation
+loss stops improving, and the checkpoint with the lowest validation loss is the one saved. The saved folder
+loads with `AutoModelForSequenceClassification`/`pipeline("text-classification", trust_remote_code=True)`
+(LoRA folders: through `training/predict.py`'s `load_finetuned`).
+
+`--model random:<preset>` trains a randomly initialised NucEL of that preset: the no-pre-training reference.
+"""
+
+import argparse
+import hashlib
+import json
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import AutoTokenizer, EarlyStoppingCallback, Trainer, TrainingArguments, set_seed
+
+from nucel.benchmarks.loaders import (
+    BenchmarkDataError,
+    Split,
+    carve_validation,
+    check_sequence,
+    file_sha256,
+    find_sequence_column,
+    read_table,
+    require_columns,
+)
+from nucel.benchmarks.metrics import compute_metrics
+from nucel.folders import atomic_folder, save_model_folder, write_json_atomically
+from nucel.modeling_nucel import NucELConfig, NucELForSequenceClassification
+from nucel.tokenization import build_tokenizer, save_tokenizer
+from nucel.training.predict import FINETUNE_METADATA, predict_logits
+
+PROBLEM_TYPES = ("single_label_classification", "multi_label_classification", "regression")
+METHODS = ("full", "lora", "frozen")
+RANDOM_INIT_PREFIX = "random:"
+# Our layer names (ModernBERT's): attention in/out projections and the GeGLU input projection ("Wo" also
+# matches the MLP output). The pooled head and the classifier are new, so they are trained and saved whole.
+LORA_TARGET_MODULES = ["Wqkv", "Wo", "Wi"]
+LORA_MODULES_TO_SAVE = ["head", "classifier"]
+
+
+@dataclass
+class FinetuneSettings:
+    label_names: list[str]  # classification: the classes, in id order; multi-label/regression: the targets
+    problem_type: str = "single_label_classification"
+    pooling: str = "cls"
+    method: str = "full"
+    learning_rate: float = 3e-5
+    batch_size: int = 32
+    epochs: float = 3.0
+    max_steps: int | None = None  # when set, the number of optimiser steps (overrides epochs)
+    warmup_steps: int = 0
+    weight_decay: float = 0.01
+    eval_steps: int | None = None  # None: evaluate once per epoch
+    early_stopping_patience: int | None = 5  # evaluations without improvement before stopping; None: never
+    max_length_bp: int | None = None  # longer sequences are truncated
+    seed: int = 42
+    lora_rank: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.05
+
+    def __post_init__(self):
+        if self.problem_type not in PROBLEM_TYPES:
+            raise ValueError(f"problem_type must be one of {PROBLEM_TYPES}, got {self.problem_type!r}")
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+        if not self.label_names:
+            raise ValueError("label_names is empty: name the classes (or the regression targets)")
+
+
+@dataclass
+class FinetuneResult:
+    output_dir: Path
+    best_validation_loss: float
+    best_step: int
+    steps_trained: int
+    train_seconds: float
+    validation_history: list[dict] = field(default_factory=list)  # [{"step": s, "loss": l}, ...]
+    test_metrics: dict | None = None
+    test_logits: np.ndarray | None = None
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Data
+
+
+def labelled_split(
+    rows: list[tuple[str, dict]],
+    sequence_column: str,
+    label_columns: list[str],
+    settings: FinetuneSettings,
+    source: str,
+    sha256: str,
+) -> Split:
+    """Rows of a table -> a Split with labels encoded for the problem type; errors name the row's source."""
+    if not rows:
+        raise BenchmarkDataError(f"{source}: empty split (no rows)")
+    sequences, labels = [], []
+    for row_source, row in rows:
+        sequences.append(check_sequence(row[sequence_column], row_source))
+        labels.append(encode_label([row[column] for column in label_columns], settings, row_source))
+    return Split(sequences, labels, source, sha256)
+
+
+def encode_label(values: list, settings: FinetuneSettings, source: str):
+    """One row's label value(s) -> a class id, a multi-hot vector or the regression target(s)."""
+    if settings.problem_type == "single_label_classification":
+        text = str(values[0]).strip()
+        if text in settings.label_names:
+            return settings.label_names.index(text)
+        if text.isdigit() and int(text) < len(settings.label_names):
+            return int(text)  # an id, as `datasets` ClassLabel columns give them
+        raise BenchmarkDataError(f"{source}: label {text!r} is not one of the labels {settings.label_names}")
+    try:
+        numbers = [float(value) for value in values]
+    except (TypeError, ValueError):
+        raise BenchmarkDataError(f"{source}: label values {values} are not numbers") from None
+    if settings.problem_type == "multi_label_classification":
+        if any(number not in (0.0, 1.0) for number in numbers):
+            raise BenchmarkDataError(f"{source}: multi-label values must be 0 or 1, got {values}")
+        return numbers
+    return numbers if len(numbers) > 1 else numbers[0]
+
+
+def read_labelled_data(
+    path: str | Path, settings: FinetuneSettings, label_columns: list[str], sequence_column: str | None = None
+) -> Split:
+    """A CSV/TSV/parquet file with a sequence column and the label column(s)."""
+    path = Path(path)
+    columns, rows = read_table(path)
+    sequence_column = sequence_column or find_sequence_column(path, columns)
+    require_columns(path, columns, [sequence_column, *label_columns])
+    return labelled_split(rows, sequence_column, label_columns, settings, str(path), file_sha256(path))
+
+
+def dataset_split(dataset, settings: FinetuneSettings, label_columns: list[str], sequence_column: str = "sequence") -> Split:
+    """A `datasets.Dataset` -> Split (a hash of its Arrow fingerprint stands in for the file checksum)."""
+    name = f"dataset {dataset.info.dataset_name or '(in memory)'} split {dataset.split or '(unnamed)'}"
+    require_columns(name, dataset.column_names, [sequence_column, *label_columns])
+    rows = [(f"{name} row {i + 1}", row) for i, row in enumerate(dataset)]
+    checksum = hashlib.sha256(dataset._fingerprint.encode()).hexdigest()
+    return labelled_split(rows, sequence_column, label_columns, settings, name, checksum)
+
+
+def label_names_from(path: str | Path, label_column: str) -> list[str]:
+    """The distinct labels of a file's column for single-label tasks: integers in numeric order, else sorted."""
+    _, rows = read_table(path)
+    values = {str(row[label_column]).strip() for _, row in rows}
+    if all(value.lstrip("-").isdigit() for value in values):
+        return sorted(values, key=int)
+    return sorted(values)
+
+
+class TokenizedSequences(torch.utils.data.Dataset):
+    """Token ids and labels of a split, tokenized once."""
+
+    def __init__(self, split: Split, tokenizer, max_length_bp: int | None, problem_type: str):
+        self.encodings = tokenizer(
+            split.sequences,
+            truncation=max_length_bp is not None,
+            max_length=None if max_length_bp is None else max_length_bp + 2,  # + [CLS] and [SEP]
+        )
+        label_dtype = torch.long if problem_type == "single_label_classification" else torch.float
+        self.labels = torch.tensor(split.labels, dtype=label_dtype)
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, index):
+        return {
+            "input_ids": self.encodings["input_ids"][index],
+            "attention_mask": self.encodings["attention_mask"][index],
+            "labels": self.labels[index],
+        }
+
+
+class PaddingCollator:
+    """Pads token ids per batch and stacks the labels (which may be vectors: multi-label, several targets)."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+
+    def __call__(self, features: list[dict]) -> dict:
+        tokens = [{"input_ids": f["input_ids"], "attention_mask": f["attention_mask"]} for f in features]
+        batch = self.tokenizer.pad(tokens, return_tensors="pt")
+        batch["labels"] = torch.stack([f["labels"] for f in features])
+        return batch
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Model
+
+
+def load_tokenizer(model_name_or_path: str):
+    """The checkpoint's own tokenizer; the standard NucEL tokenizer for `random:` models or folders without one."""
+    if model_name_or_path.startswith(RANDOM_INIT_PREFIX):
+        return build_tokenizer()
+    if Path(model_name_or_path).is_dir() and not (Path(model_name_or_path) / "tokenizer.json").is_file():
+        return build_tokenizer()
+    return AutoTokenizer.from_pretrained(model_name_or_path)
+
+
+def build_classifier(model_name_or_path: str, settings: FinetuneSettings):
+    """A NucEL sequence classifier with a fresh head, set up for `settings.method`."""
+    set_seed(settings.seed)  # the new head's initialisation (and a random backbone's) follows the seed
+    label_config = dict(
+        id2label=dict(enumerate(settings.label_names)),
+        label2id={name: i for i, name in enumerate(settings.label_names)},
+        problem_type=settings.problem_type,
+        classifier_pooling=settings.pooling,
+    )
+    if model_name_or_path.startswith(RANDOM_INIT_PREFIX):
+        if settings.method == "lora":
+            raise ValueError("LoRA needs a saved base checkpoint to reload the adapters onto; save the random model first")
+        config = NucELConfig.from_preset(model_name_or_path[len(RANDOM_INIT_PREFIX) :], **label_config)
+        model = NucELForSequenceClassification(config)
+    else:
+        model = NucELForSequenceClassification.from_pretrained(model_name_or_path, ignore_mismatched_sizes=True, **label_config)
+    if settings.method == "frozen":
+        model.model.requires_grad_(False)
+    elif settings.method == "lora":
+        from peft import LoraConfig, TaskType, get_peft_model
+
+        lora = LoraConfig(
+            task_type=TaskType.SEQ_CLS,
+            r=settings.lora_rank,
+            lora_alpha=settings.lora_alpha,
+            lora_dropout=settings.lora_dropout,
+            target_modules=LORA_TARGET_MODULES,
+            modules_to_save=LORA_MODULES_TO_SAVE,
+        )
+        model = get_peft_model(model, lora)
+    return model
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Training
+
+
+def train_with_selection(model, tokenizer, train: Split, validation: Split, settings: FinetuneSettings) -> tuple:
+    """Train with the Trainer, evaluating on `validation`; returns (the model with its lowest-validation-loss
+    weights restored, a summary dict). Works for any module whose forward takes input_ids, attention_mask and
+    labels and returns `.loss`/`.logits` (NucEL, PEFT-wrapped NucEL, the CNN baseline)."""
+    train_data = TokenizedSequences(train, tokenizer, settings.max_length_bp, settings.problem_type)
+    validation_data = TokenizedSequences(validation, tokenizer, settings.max_length_bp, settings.problem_type)
+    strategy = "steps" if settings.eval_steps else "epoch"
+    with tempfile.TemporaryDirectory(prefix="nucel-finetune-checkpoints-") as checkpoints:
+        arguments = TrainingArguments(
+            output_dir=checkpoints,
+            per_device_train_batch_size=settings.batch_size,
+            per_device_eval_batch_size=settings.batch_size,
+            learning_rate=settings.learning_rate,
+            weight_decay=settings.weight_decay,
+            num_train_epochs=settings.epochs,
+            max_steps=settings.max_steps or -1,
+            warmup_steps=settings.warmup_steps,
+            lr_scheduler_type="linear",
+            eval_strategy=strategy,
+            save_strategy=strategy,
+            eval_steps=settings.eval_steps,
+            save_steps=settings.eval_steps,
+            save_only_model=True,
+            save_total_limit=2,
+            load_best_model_at_end=True,
+            metric_for_best_model="eval_loss",
+            greater_is_better=False,
+            logging_strategy=strategy,
+            logging_steps=settings.eval_steps,
+            label_names=["labels"],
+            remove_unused_columns=False,
+            seed=settings.seed,
+            data_seed=settings.seed,
+            report_to="none",
+            disable_tqdm=True,
+            use_cpu=not torch.cuda.is_available(),
+        )
+        callbacks = []
+        if settings.early_stopping_patience:
+            callbacks.append(EarlyStoppingCallback(early_stopping_patience=settings.early_stopping_patience))
+        trainer = Trainer(
+            model=model,
+            args=arguments,
+            train_dataset=train_data,
+            eval_dataset=validation_data,
+            data_collator=PaddingCollator(tokenizer),
+            callbacks=callbacks,
+        )
+        started = time.perf_counter()
+        trainer.train()
+        train_seconds = time.perf_counter() - started
+        history = [{"step": log["step"], "loss": log["eval_loss"]} for log in trainer.state.log_history if "eval_loss" in log]
+        best = min(history, key=lambda entry: entry["loss"])
+        summary = {
+            "best_validation_loss": best["loss"],
+            "best_step": best["step"],
+            "steps_trained": trainer.state.global_step,
+            "train_seconds": train_seconds,
+            "validation_history": history,
+        }
+    return trainer.model.eval(), summary
+
+
+def save_finetuned(model, tokenizer, output_dir: str | Path, metadata: dict) -> Path:
+    """Full/frozen: the whole model folder (loads through the Auto classes). LoRA: only adapters and heads."""
+    output_dir = Path(output_dir)
+    if hasattr(model, "peft_config"):
+        with atomic_folder(output_dir) as staging:
+            model.save_pretrained(staging)
+            save_tokenizer(tokenizer, staging)
+            (staging / FINETUNE_METADATA).write_text(json.dumps(metadata, indent=2) + "\n")
+    else:
+        save_model_folder(model, output_dir, tokenizer)
+        write_json_atomically(output_dir / FINETUNE_METADATA, metadata)
+    return output_dir
+
+
+def finetune(
+    model_name_or_path: str,
+    train: Split,
+    validation: Split,
+    output_dir: str | Path,
+    settings: FinetuneSettings,
+    test: Split | None = None,
+) -> FinetuneResult:
+    """Fine-tune, keep the checkpoint with the lowest validation loss, save it to `output_dir`, and evaluate
+    it on `test` (metrics over the whole split) when given."""
+    tokenizer = load_tokenizer(model_name_or_path)
+    model = build_classifier(model_name_or_path, settings)
+    model, summary = train_with_selection(model, tokenizer, train, validation, settings)
+    metadata = {
+        "base_model": model_name_or_path,
+        **asdict(settings),
+        "data": {name: {"source": split.source, "rows": len(split), "sha256": split.sha256}
+                 for name, split in (("train", train), ("validation", validation), ("test", test)) if split is not None},
+        **{key: value for key, value in summary.items() if key != "train_seconds"},
+    }
+    save_finetuned(model, tokenizer, output_dir, metadata)
+    result = FinetuneResult(output_dir=Path(output_dir), **summary)
+    if test is not None:
+        result.test_logits = predict_logits(model, tokenizer, test.sequences, settings.batch_size, settings.max_length_bp)
+        result.test_metrics = compute_metrics(settings.problem_type, test.labels, result.test_logits)
+    return result
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Command line
+
+# FinetuneSettings fields that are plain command-line options (--learning-rate, ...).
+TRAINING_OPTIONS = ("learning_rate", "batch_size", "epochs", "max_steps", "warmup_steps", "weight_decay", "eval_steps",
+                    "early_stopping_patience", "max_length_bp", "seed", "lora_rank", "lora_alpha", "lora_dropout")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True, help="checkpoint folder, Hub id, or random:<preset> (e.g. random:tiny)")
+    parser.add_argument("--output", required=True, help="folder for the best model")
+    data = parser.add_argument_group("data (files, or a `datasets` dataset)")
+    data.add_argument("--train", help="CSV/TSV/parquet file with the training rows")
+    data.add_argument("--validation", help="validation file; without it, --validation-fraction of train is held out")
+    data.add_argument("--test", help="test file, evaluated with the best model")
+    data.add_argument("--dataset", help="a `datasets` dataset (Hub id or local folder) instead of files")
+    data.add_argument("--train-split", default="train")
+    data.add_argument("--validation-split", help="dataset split for validation (default: carve from train)")
+    data.add_argument("--test-split", help="dataset split for testing")
+    data.add_argument("--validation-fraction", type=float, default=0.1)
+    data.add_argument("--validation-seed", type=int, default=2024)
+    data.add_argument("--sequence-column", help="default: sequence or seq")
+    data.add_argument("--label-column", action="append", help="label column; repeat for multi-label or several regression targets (default: label)")
+    data.add_argument("--label-names", nargs="+", help="single-label classes in id order (default: the distinct training labels, sorted)")
+    task = parser.add_argument_group("task and training")
+    task.add_argument("--problem-type", choices=PROBLEM_TYPES, default="single_label_classification")
+    task.add_argument("--pooling", choices=("cls", "mean"), default="cls")
+    task.add_argument("--method", choices=METHODS, default="full")
+    defaults = {setting.name: setting.default for setting in fields(FinetuneSettings)}
+    for name in TRAINING_OPTIONS:
+        kind = float if name in ("learning_rate", "epochs", "weight_decay", "lora_dropout") else int
+        task.add_argument(f"--{name.replace('_', '-')}", type=kind, default=defaults[name], help=f"default: {defaults[name]}")
+    args = parser.parse_args(argv)
+    if bool(args.train) == bool(args.dataset):
+        parser.error("give either --train (files) or --dataset")
+    return args
+
+
+def load_splits(args: argparse.Namespace, settings: FinetuneSettings, label_columns: list[str]) -> tuple:
+    if args.dataset:
+        from datasets import load_dataset
+
+        dataset = load_dataset(args.dataset)
+        column = args.sequence_column or "sequence"
+        pick = lambda name: dataset_split(dataset[name], settings, label_columns, column) if name else None
+        train, validation, test = pick(args.train_split), pick(args.validation_split), pick(args.test_split)
+    else:
+        pick = lambda path: read_labelled_data(path, settings, label_columns, args.sequence_column) if path else None
+        train, validation, test = pick(args.train), pick(args.validation), pick(args.test)
+    if validation is None:
+        train, validation, note = carve_validation(train, args.validation_fraction, args.validation_seed)
+        print(note)
+    return train, validation, test
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    label_columns = args.label_column or ["label"]
+    if args.problem_type == "single_label_classification":
+        if args.label_names:
+            label_names = args.label_names
+        elif args.train:
+            label_names = label_names_from(args.train, label_columns[0])
+        else:
+            sys.exit("--label-names is required with --dataset for single-label classification")
+    else:
+        label_names = label_columns
+    settings = FinetuneSettings(
+        label_names=label_names,
+        problem_type=args.problem_type,
+        pooling=args.pooling,
+        method=args.method,
+        **{name: getattr(args, name) for name in TRAINING_OPTIONS},
+    )
+    train, validation, test = load_splits(args, settings, label_columns)
+    result = finetune(args.model, train, validation, args.output, settings, test)
+    print(f"best validation loss {result.best_validation_loss:.4f} at step {result.best_step} "
+          f"({result.steps_trained} steps, {result.train_seconds:.0f} s); model saved to {result.output_dir}")
+    if result.test_metrics is not None:
+        print("test:", json.dumps(result.test_metrics))
+
+
+if __name__ == "__main__":
+    main()
