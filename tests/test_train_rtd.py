@@ -1,0 +1,233 @@
+"""The pre-training script and loop: learning on real DNA, exact resume, two-process launch, exports, configs."""
+
+import dataclasses
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from nucel.training.rtd_loop import PretrainingConfig, load_config, run_pretraining
+from nucel.training.train_rtd import build_parser
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = REPO_ROOT / "training" / "configs"
+HUMAN = Path("pretrain") / "human_hg38_chr2_1-2333275" / "chr2_1-2333275.fa.gz"
+
+
+def small_settings(tmp_path: Path, **overrides) -> dict:
+    """A tiny model on short crops of the built-in genome: a step takes a fraction of a second on a CPU."""
+    settings = dict(
+        objective="rtd", model_preset="tiny", fasta=["builtin"], builtin_genome_length=60_000,
+        cache_dir=str(tmp_path / "cache"), window_length=164, window_overlap=36, min_window_length=64,
+        validation_fraction=0.05, crop_length=64, seed=3, max_steps=6, per_device_batch_size=4, global_batch_size=8,
+        learning_rate=2e-3, warmup_steps=2, output_dir=str(tmp_path / "run"), log_every=1, eval_every=3,
+        eval_windows=8, save_every=3, keep_checkpoints=5, report_to="none",
+    )
+    settings.update(overrides)
+    return settings
+
+
+def read_log(output_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (output_dir / "log.jsonl").read_text().splitlines()]
+
+
+def training_lines(records: list[dict]) -> list[dict]:
+    return [record for record in records if "loss" in record]
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread for the long test: on a 2-core machine shared with other jobs, two OpenMP threads waiting on
+    each other made a tiny-model step ~10× slower than one thread (measured; see /work/notes/issue-3.md)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def binary_entropy(p: float) -> float:
+    return -(p * math.log(p) + (1 - p) * math.log(1 - p))
+
+
+@pytest.mark.slow
+def test_tiny_model_pretrains_on_human_dna(shared_data, tmp_path, one_thread):
+    """240 steps of a tiny model on real human DNA (chr2:1-2,333,275): the losses fall and the generator learns.
+
+    What this scale cannot show (see /work/notes/issue-3.md): the discriminator flagging replaced bases at the 0.5
+    threshold. When the generator predicts a base about as well as the discriminator does, the posterior that a seen
+    base was replaced is at most the masking rate (0.15), so an optimal discriminator flags nothing; on DNA, where
+    most positions are unpredictable, a tiny discriminator does not get far enough ahead of its generator in a few
+    hundred steps. The test checks that it reaches the prior-only loss and keeps original bases right.
+    """
+    config = PretrainingConfig(**small_settings(
+        tmp_path, fasta=[str(shared_data / HUMAN)], window_length=228, window_overlap=100, min_window_length=128,
+        crop_length=128, max_steps=240, per_device_batch_size=16, global_batch_size=16, learning_rate=3e-3,
+        warmup_steps=30, log_every=20, eval_every=120, eval_windows=64, save_every=240, report_to="tensorboard",
+    ))
+    output_dir = run_pretraining(config)
+
+    records = read_log(output_dir)
+    assert records[0]["windows"]["train_windows"] > 10_000 and records[0]["windows"]["n_bases"] >= 10_000
+    train = training_lines(records)
+    assert [record["step"] for record in train] == list(range(20, 241, 20))
+    first, last = train[0], train[-1]
+    assert last["generator_loss"] < first["generator_loss"] - 0.1
+    assert last["generator_accuracy"] > 0.35  # above the ~0.3 of always guessing the commonest base
+    assert last["discriminator_loss"] < first["discriminator_loss"] - 0.03
+    # The discriminator is at least as good as knowing the replaced rate (the loss of that prior-only classifier).
+    assert last["discriminator_loss"] < binary_entropy(last["replaced_fraction"]) + 0.01
+    assert last["discriminator_accuracy_original"] > 0.95
+    assert 0.05 < last["replaced_fraction"] < 0.15 and 0.4 < last["masked_replaced_fraction"] < 0.9
+    validation = [record for record in records if "validation_loss" in record]
+    assert [record["step"] for record in validation] == [120, 240]
+    assert validation[-1]["validation_generator_loss"] < first["generator_loss"]
+    assert any((output_dir / "tensorboard").rglob("events.out.tfevents.*"))
+
+
+def test_exports_load_through_the_auto_classes(tmp_path):
+    from transformers import AutoModel, AutoModelForMaskedLM, AutoTokenizer
+
+    output_dir = run_pretraining(PretrainingConfig(**small_settings(tmp_path, max_steps=2, eval_every=2, save_every=2)))
+    checkpoint = load_file(output_dir / "checkpoints" / "step-00000002" / "model.safetensors")
+    discriminator = AutoModel.from_pretrained(output_dir / "export" / "discriminator", trust_remote_code=True)
+    generator = AutoModelForMaskedLM.from_pretrained(output_dir / "export" / "generator", trust_remote_code=True)
+    assert type(discriminator).__name__ == "NucELModel" and type(generator).__name__ == "NucELGenerator"
+    assert discriminator.config.generator_config is None
+    for name, tensor in discriminator.state_dict().items():
+        assert torch.equal(tensor, checkpoint[f"model.{name}"]), name
+    for name, tensor in generator.state_dict().items():
+        assert torch.equal(tensor, checkpoint[f"generator.{name}"]), name
+    tokenizer = AutoTokenizer.from_pretrained(output_dir / "export" / "generator")
+    assert tokenizer("acgt")["input_ids"] == [2, 7, 8, 9, 10, 3]
+
+
+def test_mlm_objective_trains_a_discriminator_sized_encoder(tmp_path):
+    from transformers import AutoModel, AutoModelForMaskedLM
+
+    output_dir = run_pretraining(PretrainingConfig(**small_settings(tmp_path, objective="mlm", max_steps=4, eval_every=4, save_every=4)))
+    train = training_lines(read_log(output_dir))
+    assert [record["step"] for record in train] == [1, 2, 3, 4]
+    assert "discriminator_loss" not in train[-1] and 0 <= train[-1]["generator_accuracy"] <= 1
+    encoder = AutoModel.from_pretrained(output_dir / "export" / "encoder", trust_remote_code=True)
+    masked_lm = AutoModelForMaskedLM.from_pretrained(output_dir / "export" / "masked_lm", trust_remote_code=True)
+    assert encoder.config.hidden_size == masked_lm.config.hidden_size == 64  # the tiny discriminator's width
+    assert encoder.config.num_hidden_layers == 4
+
+
+@pytest.mark.slow
+def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(tmp_path):
+    # Gradient accumulation (8 = 4 × 2) and a warm-up schedule are both in play across the interruption.
+    config = PretrainingConfig(**small_settings(tmp_path, output_dir=str(tmp_path / "uninterrupted")))
+    run_pretraining(config)
+
+    resumed_dir = tmp_path / "resumed"
+    shutil.copytree(tmp_path / "uninterrupted" / "checkpoints" / "step-00000003", resumed_dir / "checkpoints" / "step-00000003")
+    run_pretraining(dataclasses.replace(config, output_dir=str(resumed_dir)), resume="latest")
+
+    expected = load_file(tmp_path / "uninterrupted" / "checkpoints" / "step-00000006" / "model.safetensors")
+    resumed = load_file(resumed_dir / "checkpoints" / "step-00000006" / "model.safetensors")
+    assert expected.keys() == resumed.keys()
+    assert max((expected[name] - resumed[name]).abs().max().item() for name in expected) <= 1e-6
+    # The weights moved after the checkpoint, so equality is not the trivial one.
+    at_step_3 = load_file(resumed_dir / "checkpoints" / "step-00000003" / "model.safetensors")
+    assert any(not torch.equal(at_step_3[name], resumed[name]) for name in resumed)
+    uninterrupted_losses = {r["step"]: r["loss"] for r in training_lines(read_log(tmp_path / "uninterrupted"))}
+    resumed_losses = {r["step"]: r["loss"] for r in training_lines(read_log(resumed_dir))}
+    assert resumed_losses == {step: uninterrupted_losses[step] for step in (4, 5, 6)}
+
+
+def test_checkpoints_are_complete_and_only_the_last_k_are_kept(tmp_path):
+    output_dir = run_pretraining(PretrainingConfig(**small_settings(tmp_path, max_steps=4, save_every=1, keep_checkpoints=2, eval_every=4)))
+    folders = sorted(path.name for path in (output_dir / "checkpoints").iterdir())
+    assert folders == ["step-00000003", "step-00000004"]  # and no staging folder left behind
+    for name in folders:
+        state = json.loads((output_dir / "checkpoints" / name / "trainer_state.json").read_text())
+        assert state["step"] == int(name.split("-")[1])
+        assert (output_dir / "checkpoints" / name / "model.safetensors").is_file()
+
+
+RANK_WINDOWS_SCRIPT = """
+import json, sys
+from accelerate import Accelerator
+from accelerate.utils import gather_object
+from nucel.tokenization import build_tokenizer
+from nucel.training.collator import PretrainingCollator
+from nucel.training.rtd_loop import build_train_loader, load_config, load_genome
+
+accelerator = Accelerator(cpu=True)
+config = load_config(sys.argv[1])
+with accelerator.main_process_first():
+    genome = load_genome(config)
+batches = iter(build_train_loader(genome, config, accelerator, PretrainingCollator(build_tokenizer())))
+seen = [next(batches)["window_index"].tolist() for _ in range(4)]
+everyone = gather_object([seen])
+if accelerator.is_main_process:
+    open(sys.argv[2], "w").write(json.dumps(everyone))
+"""
+
+
+@pytest.mark.slow
+def test_two_process_cpu_launch(tmp_path):
+    config_path = tmp_path / "two_processes.yaml"
+    settings = small_settings(tmp_path, max_steps=4, per_device_batch_size=2, global_batch_size=8, save_every=2, keep_checkpoints=1, eval_every=4)
+    config_path.write_text(yaml.safe_dump(settings))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    # accelerate 1.x's `--cpu` launcher starts one process (several only through mpirun); `--multi_gpu` starts them
+    # with torchrun, and the script, finding no GPU, joins them in a gloo group on the CPU.
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+              "--mixed_precision", "no", "--dynamo_backend", "no"]
+
+    script = tmp_path / "rank_windows.py"
+    script.write_text(RANK_WINDOWS_SCRIPT)
+    result = subprocess.run([*launch, str(script), str(config_path), str(tmp_path / "windows.json")], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rank0, rank1 = json.loads((tmp_path / "windows.json").read_text())
+    for batch0, batch1 in zip(rank0, rank1):
+        assert len(batch0) == len(batch1) == 2 and not set(batch0) & set(batch1)
+
+    result = subprocess.run([*launch, str(REPO_ROOT / "training" / "train_rtd.py"), "--config", str(config_path)],
+                            env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    output_dir = Path(settings["output_dir"])
+    records = read_log(output_dir)
+    assert records[0]["num_processes"] == 2 and records[0]["gradient_accumulation_steps"] == 2
+    assert [record["step"] for record in training_lines(records)] == [1, 2, 3, 4]  # each step logged once, not per rank
+    assert sorted(path.name for path in (output_dir / "checkpoints").iterdir()) == ["step-00000004"]
+    checkpoint = output_dir / "checkpoints" / "step-00000004"
+    assert (checkpoint / "random_states_0.pkl").is_file() and (checkpoint / "random_states_1.pkl").is_file()
+    assert sorted(path.name for path in (output_dir / "export").iterdir()) == ["discriminator", "generator"]
+    assert result.stdout.count("exported the trained models") == 1
+
+
+def test_configs_and_command_line_overrides(tmp_path):
+    paper = load_config(CONFIGS / "nucel_93m.yaml")
+    assert (paper.objective, paper.model_preset, paper.learning_rate, paper.adam_beta1, paper.adam_beta2) == ("rtd", "nucel-93m", 1e-4, 0.9, 0.999)
+    assert (paper.warmup_steps, paper.max_grad_norm, paper.global_batch_size, paper.mixed_precision) == (1000, 1.0, 192, "fp16")
+    assert (paper.window_length, paper.window_overlap, paper.crop_length, paper.epochs, paper.discriminator_weight) == (1224, 100, 1024, 50, 50.0)
+    tiny = load_config(CONFIGS / "tiny_cpu.yaml")
+    assert load_config("tiny_cpu") == tiny  # shipped configs by name, for installed packages
+    assert tiny.fasta == ["builtin"] and tiny.model_preset == "tiny" and tiny.max_steps
+
+    args = vars(build_parser().parse_args(
+        ["--config", "x.yaml", "--max_steps", "7", "--fasta", "a.fa", "b.fa.gz", "--no-reverse_complement", "--learning_rate", "3e-4", "--resume"]
+    ))
+    assert args["resume"] == "latest" and args["max_steps"] == 7 and args["fasta"] == ["a.fa", "b.fa.gz"]
+    overridden = load_config(CONFIGS / "tiny_cpu.yaml", {k: v for k, v in args.items() if k not in ("config", "resume", "export_only")})
+    assert (overridden.max_steps, overridden.fasta, overridden.reverse_complement, overridden.learning_rate) == (7, ["a.fa", "b.fa.gz"], False, 3e-4)
+    assert overridden.window_length == tiny.window_length  # untouched settings keep the file's values
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("max_steps: 5\nfasta: builtin\nlearning_rte: 0.1\n")
+    with pytest.raises(ValueError, match="learning_rte"):
+        load_config(bad)
+    with pytest.raises(ValueError, match="set max_steps or epochs"):
+        load_config(None, {"fasta": "builtin"})
+    assert load_config(CONFIGS / "nucel_93m.yaml", {"max_steps": 3}).max_steps == 3  # wins over the file's epochs
