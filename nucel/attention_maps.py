@@ -22,9 +22,8 @@ import torch
 from tqdm.auto import tqdm
 
 from .embed import base_token_ids, length_sorted_batches, load_encoder, pad_batch
-from .fasta import read_fasta
 from .folders import atomic_file
-from .tokenization.dna import validate_dna
+from .sequence_io import read_one_sequence
 
 
 def global_layers(config) -> list[int]:
@@ -197,15 +196,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    if args.fasta:
-        records = dict(read_fasta(args.fasta))
-        name = args.record or next(iter(records))
-        if name not in records:
-            raise ValueError(f"{args.fasta}: no record {name!r}")
-        sequence = records[name]
-    else:
-        sequence = args.sequence
-    sequence = validate_dna(sequence, "--sequence" if args.sequence else f"{args.fasta} record {name!r}")
+    sequence = read_one_sequence(args.sequence, args.fasta, args.record)
     model, tokenizer = load_encoder(args.model, args.device)
     layers = parse_indices(args.layers) or global_layers(model.config)
     heads = parse_indices(args.heads)

@@ -51,3 +51,15 @@ def read_sequences(path: str | Path, sequence_column: str | None = None, id_colu
     if not records:
         raise InvalidDNAError(f"{path}: no sequences")
     return records
+
+
+def read_one_sequence(sequence: str | None = None, fasta: str | Path | None = None, record: str | None = None) -> str:
+    """The sequence given on a command line: the text itself, or a record (default: the first) of a FASTA file.
+    Validated and upper-cased."""
+    if fasta is None:
+        return validate_dna(sequence or "", "--sequence")
+    records = dict(read_fasta(fasta))
+    name = record or next(iter(records))
+    if name not in records:
+        raise ValueError(f"{fasta}: no record {name!r} (records: {', '.join(list(records)[:10])})")
+    return validate_dna(records[name], f"{fasta} record {name!r}")

@@ -48,6 +48,7 @@ from .fasta import read_fasta
 from .folders import atomic_file
 from .modeling_nucel import NucELGenerator
 from .modeling_nucel.configuration_nucel import BASE_IDS, BASES
+from .sequence_io import read_one_sequence
 from .tokenization.dna import validate_dna
 
 REGION = re.compile(r"^(?P<chrom>[^:\s]+)(?::(?P<start>[\d,]+)-(?P<end>[\d,]+))?$")
@@ -425,18 +426,11 @@ def run_ism(args) -> None:
         match = REGION.match(args.region.strip())
         reference = load_reference(args.reference, {match["chrom"]} if match else set())
         chrom, first, sequence = parse_region(args.region, reference, args.reference, "--region")
-    elif args.fasta:
-        records = dict(read_fasta(args.fasta))
-        name = args.record or next(iter(records))
-        if name not in records:
-            raise VariantError(f"{args.fasta}: no record {name!r}")
-        sequence = records[name]
     else:
-        sequence = args.sequence
+        sequence = read_one_sequence(args.sequence, args.fasta, args.record)
     if args.generator and args.model:
         raise VariantError("in-silico mutagenesis scores with one model: give --generator or --model, not both")
     generator, model, tokenizer = load_models(args)
-    sequence = validate_dna(sequence, "the mutagenesis region")
     matrix = in_silico_mutagenesis(sequence, generator, model, tokenizer, args.context, args.batch_size, first_position=first)
     score_name = "llr" if generator is not None else "embedding_distance"
     title = f"in-silico mutagenesis of {chrom + ':' if chrom else ''}{first}-{first + len(sequence) - 1} ({score_name})"

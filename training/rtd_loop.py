@@ -57,12 +57,13 @@ class PretrainingConfig:
     fasta: list[str] | None = None  # FASTA / FASTA.gz files; ["builtin"] for the synthetic demo genome
     builtin_genome_length: int = 2_000_000
     cache_dir: str = "~/.cache/nucel"
-    window_length: int = 1224
-    window_overlap: int = 100
-    split_at_n_run: int = 100
-    max_n_fraction: float = 0.5
-    min_window_length: int = 200
-    validation_fraction: float = 0.01
+    # Windowing: flat here so YAML and the command line reach it; meanings and defaults are WindowSettings'.
+    window_length: int = WindowSettings.window_length
+    window_overlap: int = WindowSettings.window_overlap
+    split_at_n_run: int = WindowSettings.split_at_n_run
+    max_n_fraction: float = WindowSettings.max_n_fraction
+    min_window_length: int = WindowSettings.min_window_length
+    validation_fraction: float = WindowSettings.validation_fraction
     crop_length: int = 1024
     reverse_complement: bool = True
     mask_probability: float = 0.15
