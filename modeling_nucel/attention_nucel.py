@@ -26,12 +26,6 @@ try:
 except ImportError:  # flash-attn is optional and GPU-only
     flash_attn_varlen_func = None
 
-# Queries per block of banded local attention. Each block attends to its keys +-window around it, so a block
-# of 64 queries with a +-64 window computes 64 x 192 scores where the exact band needs 64 x 129: small blocks
-# waste less, large blocks make fewer, larger kernel calls. 64 was fastest on CPU for the NucEL window.
-LOCAL_BLOCK_SIZE = 64
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # Rotary position embeddings
 
@@ -49,13 +43,13 @@ def rotary_tables(positions: torch.Tensor, head_dim: int, theta: float) -> tuple
 
 
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate x (tokens..., heads, head_dim) in float32, as ModernBERT does, and return it in x's dtype.
+    """Rotate x (..., tokens, head_dim) in float32, as ModernBERT does, and return it in x's dtype.
 
-    `cos`/`sin` (tokens..., head_dim / 2) broadcast over every dimension between the tokens and head_dim, so
-    queries and keys can be rotated in one call. Same arithmetic as ModernBERT's x·cos + rotate_half(x)·sin.
+    `cos`/`sin` (tokens, head_dim / 2) broadcast over the leading dimensions, so queries and keys of every head
+    rotate in one call. Same arithmetic as ModernBERT's x·cos + rotate_half(x)·sin. The result is contiguous in
+    x's logical order: given (..., heads, tokens, head_dim), each head's tokens sit together, the layout the
+    attention kernels read fastest.
     """
-    while cos.dim() < x.dim():
-        cos, sin = cos.unsqueeze(-2), sin.unsqueeze(-2)
     first, second = x.float().chunk(2, dim=-1)
     rotated = torch.cat((first * cos - second * sin, second * cos + first * sin), dim=-1)
     return rotated.to(x.dtype)
@@ -133,6 +127,10 @@ class UnpaddedLayout:
     def tokens(self) -> int:
         return self.positions.shape[0]
 
+    @property
+    def token_shape(self) -> tuple:
+        return (self.tokens,)
+
     def unpad(self, padded: torch.Tensor) -> torch.Tensor:
         """(batch, length, ...) -> (tokens, ...): the real tokens only."""
         flat = padded.reshape(self.batch * self.length, *padded.shape[2:])
@@ -146,10 +144,16 @@ class UnpaddedLayout:
         padded = padded.index_copy(0, self.real_index, tokens)
         return padded.view(self.batch, self.length, *tokens.shape[1:])
 
+    def recompute_in_backward(self, window: int | None, implementation: str) -> bool:
+        """Banded attention saves its overlapping key and value neighbourhoods (3x the keys and values) for the
+        backward pass; recomputing the layer's rotation and attention there instead costs a few percent of the
+        layer's time and keeps training memory below the reference's."""
+        return window is not None and implementation != "flash_attention_2"
+
     def attend(self, query, key, value, window: int | None, dropout: float, implementation: str):
         """softmax(QKᵀ/√d)V within each sequence; `window` limits keys to ±window positions (local layers).
 
-        query, key, value: (tokens, heads, head_dim). Returns ((tokens, heads, head_dim), None).
+        query, key, value: (heads, tokens, head_dim). Returns ((tokens, heads, head_dim), None).
         """
         if implementation == "flash_attention_2":
             return self.flash_attention(query, key, value, window, dropout), None
@@ -160,6 +164,7 @@ class UnpaddedLayout:
     def flash_attention(self, query, key, value, window: int | None, dropout: float):
         if flash_attn_varlen_func is None:
             raise ImportError("attn_implementation='flash_attention_2' needs the flash-attn package (pip install flash-attn)")
+        query, key, value = (tensor.transpose(0, 1).contiguous() for tensor in (query, key, value))  # (tokens, heads, head_dim)
         return flash_attn_varlen_func(
             query, key, value, self.cu_seqlens, self.cu_seqlens, self.max_length, self.max_length,
             dropout_p=dropout,
@@ -167,25 +172,22 @@ class UnpaddedLayout:
         )
 
     def sequence_attention(self, query, key, value, dropout: float):
-        """Global attention within each sequence, through SDPA on a (sequences, max_length) batch.
+        """Global attention within each sequence, through SDPA on a (sequences, heads, max_length) batch.
 
-        When every sequence has the same length the stream already is that batch (a reshape, no mask);
-        otherwise the tokens are scattered into a padded batch for this call only, with padded keys masked.
+        When every sequence has the same length the stream already is that batch (a view, no mask); otherwise
+        the tokens are scattered into a padded batch for this call only, with padded keys masked.
         """
-        sequences, heads, head_dim = self.sequence_lengths.shape[0], query.shape[1], query.shape[2]
-        if self.tokens == sequences * self.max_length:
-            index, mask = None, None
-        else:
-            index, mask = self.sequence_batch_index()
+        heads, head_dim = query.shape[0], query.shape[2]
+        sequences, slots = self.sequence_lengths.shape[0], self.max_length
+        index, mask = (None, None) if self.tokens == sequences * slots else self.sequence_batch_index()
 
-        def to_batch(tokens):
-            if index is None:
-                return tokens.view(sequences, self.max_length, heads, head_dim).transpose(1, 2)
-            padded = tokens.new_zeros(sequences * self.max_length, heads, head_dim).index_copy(0, index, tokens)
-            return padded.view(sequences, self.max_length, heads, head_dim).transpose(1, 2)
+        def to_batch(tokens):  # (heads, tokens, head_dim) -> (sequences, heads, slots, head_dim)
+            if index is not None:
+                tokens = tokens.new_zeros(heads, sequences * slots, head_dim).index_copy(1, index, tokens)
+            return tokens.view(heads, sequences, slots, head_dim).transpose(0, 1)
 
         output = F.scaled_dot_product_attention(to_batch(query), to_batch(key), to_batch(value), attn_mask=mask, dropout_p=dropout)
-        output = output.transpose(1, 2).reshape(sequences * self.max_length, heads, head_dim)
+        output = output.transpose(1, 2).reshape(sequences * slots, heads, head_dim)
         return output if index is None else output[index]
 
     def sequence_batch_index(self):
@@ -201,49 +203,58 @@ class UnpaddedLayout:
     def banded_attention(self, query, key, value, dropout: float):
         """Local attention in O(tokens x window): each block of queries attends to its key neighbourhood.
 
-        The stream is cut into blocks of LOCAL_BLOCK_SIZE queries; block b sees the keys from `window` tokens
-        before its first query to `window` after its last. A mask keeps, of those, the keys of the same
-        sequence within ±window positions, which is exactly the set the full masked computation keeps: keys
-        further away in the stream are further away in position too, since a sequence's positions rise by at
-        least one per token.
+        The stream is cut into blocks of `window` queries; block b sees its own keys and those of blocks b - 1
+        and b + 1, which hold every key within ±window of its queries. A mask keeps, of those, the keys of the
+        same sequence within ±window positions: exactly the set the full masked computation keeps, since keys
+        further away in the stream are further away in position too (a sequence's positions rise by at least
+        one per token). Scores computed: 3·window per query, where the band has 2·window + 1.
         """
-        block, window = LOCAL_BLOCK_SIZE, self.window
-        blocks = -(-self.tokens // block)
+        heads, head_dim = query.shape[0], query.shape[2]
+        blocks, block = self.band_blocks()
         tail = blocks * block - self.tokens
-        span = block + 2 * window
-        heads, head_dim = query.shape[1], query.shape[2]
-
-        queries = F.pad(query, (0, 0, 0, 0, 0, tail)).view(blocks, block, heads, head_dim).transpose(1, 2)
-
-        def neighbourhoods(tokens):  # (tokens, heads, head_dim) -> (blocks, heads, span, head_dim), overlapping
-            padded = F.pad(tokens, (0, 0, 0, 0, window, window + tail))
-            return padded.unfold(0, span, block).permute(0, 1, 3, 2)
-
+        queries = F.pad(query, (0, 0, 0, tail)).view(heads, blocks, block, head_dim).transpose(0, 1)
         output = F.scaled_dot_product_attention(
-            queries, neighbourhoods(key), neighbourhoods(value), attn_mask=self.band_mask(), dropout_p=dropout
+            queries, self.neighbourhoods(key, dim=1).transpose(0, 1), self.neighbourhoods(value, dim=1).transpose(0, 1),
+            attn_mask=self.band_mask(query.dtype), dropout_p=dropout,
         )
         return output.transpose(1, 2).reshape(blocks * block, heads, head_dim)[: self.tokens]
 
-    def band_mask(self) -> torch.Tensor:
-        """(blocks, 1, block, span) bool: same sequence and within ±window positions.
+    def band_blocks(self) -> tuple[int, int]:
+        block = max(self.window, 1)
+        return -(-self.tokens // block), block
+
+    def neighbourhoods(self, tokens: torch.Tensor, dim: int, fill=0) -> torch.Tensor:
+        """Tokens along `dim` -> (blocks, 3·block) there: each block's keys with the blocks either side.
+
+        Built from three shifted views and one concatenation, whose backward is three cheap slices (the
+        overlapping-window `unfold` has a slow backward on CPU)."""
+        blocks, block = self.band_blocks()
+        pad = [0, 0] * (tokens.dim() - 1 - dim) + [block, block * (blocks + 1) - self.tokens]
+        padded = F.pad(tokens, pad, value=fill)
+        padded = padded.unflatten(dim, (blocks + 2, block))
+        before, own, after = (padded.narrow(dim, start, blocks) for start in (0, 1, 2))
+        return torch.cat((before, own, after), dim=dim + 1)
+
+    def band_mask(self, dtype: torch.dtype) -> torch.Tensor:
+        """(blocks, 1, block, 3·block) additive mask in `dtype`: 0 for keys of the same sequence within ±window
+        positions, -inf elsewhere. Additive, not boolean, so SDPA does not convert it again in every layer.
 
         Queries of the block-filling tail may see every key (their output is dropped): a row with no allowed
         key would give NaN, and NaN leaks into real tokens through the backward pass.
         """
-        if "band" not in self._cache:
-            block, window = LOCAL_BLOCK_SIZE, self.window
-            blocks = -(-self.tokens // block)
+        if ("band", dtype) not in self._cache:
+            blocks, block = self.band_blocks()
             tail = blocks * block - self.tokens
-            span = block + 2 * window
-            query_sequence = F.pad(self.sequence_ids, (0, tail), value=-1).view(blocks, block)
-            query_position = F.pad(self.positions, (0, tail)).view(blocks, block)
-            key_sequence = F.pad(self.sequence_ids, (window, window + tail), value=-1).unfold(0, span, block)
-            key_position = F.pad(self.positions, (window, window + tail)).unfold(0, span, block)
-            same_sequence = query_sequence[:, :, None] == key_sequence[:, None, :]
-            near = (query_position[:, :, None] - key_position[:, None, :]).abs() <= window
-            tail_query = (query_sequence < 0)[:, :, None]
-            self._cache["band"] = ((same_sequence & near) | tail_query)[:, None]
-        return self._cache["band"]
+            sequence_ids, positions = self.sequence_ids.int(), self.positions.int()  # int32: half the traffic of int64
+            query_sequence = F.pad(sequence_ids, (0, tail), value=-1).view(blocks, block, 1)
+            query_position = F.pad(positions, (0, tail)).view(blocks, block, 1)
+            key_sequence = self.neighbourhoods(sequence_ids, dim=0, fill=-1)[:, None, :]
+            key_position = self.neighbourhoods(positions, dim=0)[:, None, :]
+            allowed = (query_sequence == key_sequence) & ((query_position - key_position).abs() <= self.window)
+            allowed |= query_sequence < 0
+            blocked = torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill_(~allowed, float("-inf"))
+            self._cache["band", dtype] = blocked[:, None]
+        return self._cache["band", dtype]
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -258,7 +269,7 @@ class PaddedLayout:
     length: int
     global_mask: torch.Tensor | None  # (batch, 1, length, length); None: every token sees every token
     local_mask: torch.Tensor  # (batch or 1, 1, length, length)
-    rotary: dict = field(default_factory=dict)  # "global" / "local" -> (cos, sin), each (batch or 1, length, head_dim / 2)
+    rotary: dict = field(default_factory=dict)  # "global" / "local" -> (cos, sin), each (batch or 1, 1, length, head_dim / 2)
 
     @classmethod
     def build(cls, attention_mask, position_ids, batch: int, length: int, device, config) -> "PaddedLayout":
@@ -269,7 +280,7 @@ class PaddedLayout:
         near = (positions[:, None, :, None] - positions[:, None, None, :]).abs() <= config.sliding_window
         real = None if attention_mask is None or bool(attention_mask.all()) else attention_mask.bool()
         if real is None and position_ids is None:
-            return cls(batch, length, None, near, rotary_for_both_layer_kinds(positions, config))
+            return cls(batch, length, None, near, rotary_for_both_layer_kinds(positions[:, None], config))
         if real is None:
             real = torch.ones(batch, length, dtype=torch.bool, device=device)
         first_in_row = real & (real.cumsum(dim=1) == 1)
@@ -278,7 +289,11 @@ class PaddedLayout:
         padded_query = ~real[:, None, :, None]
         global_mask = same_sequence | padded_query
         local_mask = (same_sequence & near) | padded_query
-        return cls(batch, length, global_mask, local_mask, rotary_for_both_layer_kinds(positions, config))
+        return cls(batch, length, global_mask, local_mask, rotary_for_both_layer_kinds(positions[:, None], config))
+
+    @property
+    def token_shape(self) -> tuple:
+        return (self.batch, self.length)
 
     def unpad(self, padded: torch.Tensor) -> torch.Tensor:
         return padded
@@ -286,10 +301,12 @@ class PaddedLayout:
     def pad(self, tokens: torch.Tensor) -> torch.Tensor:
         return tokens
 
+    def recompute_in_backward(self, window: int | None, implementation: str) -> bool:
+        return False
+
     def attend(self, query, key, value, window: int | None, dropout: float, implementation: str):
-        """query, key, value: (batch, length, heads, head_dim). Returns the output in that shape and the
-        weights (batch, heads, length, length)."""
-        query, key, value = (tensor.transpose(1, 2) for tensor in (query, key, value))
+        """query, key, value: (batch, heads, length, head_dim). Returns the output (batch, length, heads, head_dim)
+        and the weights (batch, heads, length, length)."""
         mask = self.global_mask if window is None else self.local_mask
         scores = torch.matmul(query, key.transpose(-1, -2)) / math.sqrt(query.shape[-1])
         if mask is not None:

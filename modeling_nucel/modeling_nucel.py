@@ -17,6 +17,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 from transformers import PreTrainedModel
 from transformers.activations import ACT2FN
 from transformers.modeling_outputs import BaseModelOutput, MaskedLMOutput, SequenceClassifierOutput, TokenClassifierOutput
@@ -76,14 +77,24 @@ class NucELAttention(nn.Module):
         self.out_drop = nn.Dropout(config.attention_dropout) if config.attention_dropout > 0 else nn.Identity()
 
     def forward(self, hidden_states, layout, output_attentions: bool = False):
-        """hidden_states in `layout`'s shape: (tokens, hidden) unpadded, or (batch, length, hidden) padded."""
-        qkv = self.Wqkv(hidden_states).unflatten(-1, (3, self.num_heads, self.head_dim))
+        """hidden_states: `layout.token_shape` + (hidden,), or any shape that reshapes to it."""
+        shape = hidden_states.shape
+        qkv = self.Wqkv(hidden_states.reshape(*layout.token_shape, shape[-1]))
+        # (3, [batch,] heads, tokens, head_dim): rotating queries and keys together lays each head's tokens out contiguously
+        qkv = qkv.unflatten(-1, (3, self.num_heads, self.head_dim)).movedim(-3, 0).transpose(-2, -3)
+        implementation = "eager" if output_attentions else self.config._attn_implementation
+        if torch.is_grad_enabled() and layout.recompute_in_backward(self.window, implementation):
+            output, weights = checkpoint(self.attend, qkv, layout, implementation, use_reentrant=False)
+        else:
+            output, weights = self.attend(qkv, layout, implementation)
+        return self.out_drop(self.Wo(output.flatten(-2))).view(shape), weights
+
+    def attend(self, qkv, layout, implementation: str):
+        """Rotate queries and keys, then attend as the layout does: output (tokens..., heads, head_dim), weights."""
         cos, sin = layout.rotary["global" if self.is_global else "local"]
-        query_key = apply_rotary(qkv[..., :2, :, :], cos, sin)  # both at once: the tables broadcast over them
-        query, key, value = query_key[..., 0, :, :], query_key[..., 1, :, :], qkv[..., 2, :, :]
+        query_key = apply_rotary(qkv[:2], cos, sin)
         dropout = self.config.attention_dropout if self.training else 0.0
-        output, weights = layout.attend(query, key, value, self.window, dropout, self.config._attn_implementation)
-        return self.out_drop(self.Wo(output.flatten(-2))), weights
+        return layout.attend(query_key[0], query_key[1], qkv[2], self.window, dropout, implementation)
 
 
 class NucELEncoderLayer(nn.Module):
@@ -168,6 +179,13 @@ class NucELPreTrainedModel(PreTrainedModel):
             truncated_normal(module.rtd_classifier, out_std)
         elif isinstance(module, (NucELForSequenceClassification, NucELForTokenClassification)):
             truncated_normal(module.classifier, self.config.hidden_size**-0.5)
+
+    def _initialize_weights(self, module, is_custom_code: bool = False):
+        """Never take the "custom code" shortcut of transformers 5.x: it skips every module without parameters
+        of its own, which are exactly the parents that `_init_weights` initialises their Linear layers from, so
+        new heads stayed uninitialised memory (NaN) after `from_pretrained`. `_init_weights` writes only through
+        `torch.nn.init`, which transformers guards, so loaded weights are still never overwritten."""
+        super()._initialize_weights(module)
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         """Save weights, config and the code files, with the complete `auto_map` so that every Auto class (not
@@ -312,6 +330,7 @@ class NucELGenerator(NucELPreTrainedModel):
         output_attentions=None,
         output_hidden_states=None,
         return_dict=None,
+        position_ids=None,
         **kwargs,
     ):
         """`labels`: original ids at masked positions, -100 elsewhere; the loss is cross-entropy over those."""
@@ -323,6 +342,7 @@ class NucELGenerator(NucELPreTrainedModel):
             output_attentions=output_attentions,
             output_hidden_states=output_hidden_states,
             return_dict=True,
+            position_ids=position_ids,
         )
         logits = self.logits(outputs.last_hidden_state)
         loss = None
@@ -384,12 +404,15 @@ class NucELForPreTraining(NucELPreTrainedModel):
     def get_input_embeddings(self):
         return self.model.embeddings.tok_embeddings
 
-    def forward(self, input_ids, labels, attention_mask=None, return_dict=None, **kwargs):
+    def forward(self, input_ids, labels, attention_mask=None, return_dict=None, position_ids=None, **kwargs):
+        """`position_ids` (optional): packed rows, see `NucELModel.forward`."""
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         masked_positions = labels != IGNORE_INDEX
 
-        generator_hidden = self.generator.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        generator_hidden = self.generator.model(
+            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids
+        ).last_hidden_state
         # The MLM head runs on masked positions only: the other 85% of its work would be thrown away.
         generator_logits = self.generator.logits(generator_hidden[masked_positions])
         masked_labels = labels[masked_positions]
@@ -401,7 +424,9 @@ class NucELForPreTraining(NucELPreTrainedModel):
         discriminator_input_ids = original_ids.masked_scatter(masked_positions, sampled)
         replaced_mask = discriminator_input_ids != original_ids
 
-        discriminator_hidden = self.model(input_ids=discriminator_input_ids, attention_mask=attention_mask).last_hidden_state
+        discriminator_hidden = self.model(
+            input_ids=discriminator_input_ids, attention_mask=attention_mask, position_ids=position_ids
+        ).last_hidden_state
         discriminator_logits = self.rtd_classifier(self.rtd_head(discriminator_hidden)).squeeze(-1)
         real_tokens = attention_mask.bool()
         discriminator_loss = F.binary_cross_entropy_with_logits(
@@ -524,6 +549,7 @@ class NucELForTokenClassification(NucELPreTrainedModel):
         output_attentions=None,
         output_hidden_states=None,
         return_dict=None,
+        position_ids=None,
         **kwargs,
     ):
         return_dict = return_dict if return_dict is not None else self.config.return_dict
@@ -534,6 +560,7 @@ class NucELForTokenClassification(NucELPreTrainedModel):
             output_attentions=output_attentions,
             output_hidden_states=output_hidden_states,
             return_dict=True,
+            position_ids=position_ids,
         )
         logits = self.classifier(self.drop(self.head(outputs.last_hidden_state)))
         loss = None

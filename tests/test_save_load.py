@@ -139,3 +139,18 @@ def test_the_folders_also_load_under_transformers_4_57(saved_models):
     version = subprocess.run([python, "-c", "import transformers; print(transformers.__version__)"], capture_output=True, text=True)
     assert version.stdout.startswith("4.57"), version.stdout + version.stderr
     run_check(python, saved_models[0])
+
+
+def test_fresh_models_get_modernbert_initialisation_and_new_heads_are_initialised_on_load(saved_models):
+    """transformers 5.x skips custom-code modules without parameters of their own unless told otherwise; the
+    parents that initialise their Linear layers must still run, for fresh models and for heads added on load."""
+    root, models = saved_models
+    embeddings = models["encoder"].embeddings.tok_embeddings.weight
+    assert 0.01 < embeddings.std().item() < 0.03, "ModernBERT's truncated normal (std 0.02), not PyTorch's N(0, 1)"
+    classifier = NucELForSequenceClassification.from_pretrained(root / "encoder", num_labels=2)
+    for key, value in models["encoder"].state_dict().items():
+        assert torch.equal(classifier.model.state_dict()[key], value)
+    assert torch.isfinite(classifier.classifier.weight).all() and classifier.classifier.weight.std() < 1.0
+    assert torch.isfinite(classifier.head.dense.weight).all() and classifier.head.dense.weight.abs().max() < 1.0
+    inputs = {"input_ids": torch.tensor([[2, 7, 8, 9, 10, 3]])}
+    assert torch.isfinite(classifier(**inputs).logits).all()
