@@ -1,7 +1,6 @@
 """Replaced token detection: the loss of DESIGN.md section 1, computed by hand, and the masking rules."""
 
 import torch
-import torch.nn.functional as F
 
 from nucel import NucELConfig, NucELForPreTraining
 from nucel.modeling_nucel.configuration_nucel import BASE_IDS, CLS_ID, MASK_ID, PAD_ID, SEP_ID, UNK_ID
