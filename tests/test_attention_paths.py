@@ -6,30 +6,17 @@ import math
 
 import pytest
 import torch
-from transformers import ModernBertConfig, ModernBertModel
+from modernbert_reference import dna_batch, reference_config
+from transformers import ModernBertModel
 
 from nucel import NucELConfig, NucELForPreTraining, NucELGenerator, NucELModel
 from nucel.modeling_nucel.attention_nucel import UnpaddedLayout
-from nucel.modeling_nucel.configuration_nucel import BASE_IDS, CLS_ID, PAD_ID, SEP_ID
+from nucel.modeling_nucel.configuration_nucel import BASE_IDS, CLS_ID
 from nucel.training.masking import mask_tokens
 from nucel.training.packing import PackingCollator, pack_batch
 
-NUCEL_ONLY_FIELDS = {"model_type", "transformers_version", "auto_map", "architectures", "generator_config"}
 # Lengths around the ±64 window and the 64-token blocks: shorter than the window, one past a block, several blocks.
 LENGTHS = [300, 129, 64, 3, 190]
-
-
-def dna_batch(lengths, seed=0):
-    """Right-padded `[CLS] bases [SEP]` rows with the given numbers of bases."""
-    generator = torch.Generator().manual_seed(seed)
-    width = max(lengths) + 2
-    input_ids = torch.full((len(lengths), width), PAD_ID)
-    attention_mask = torch.zeros_like(input_ids)
-    for row, length in enumerate(lengths):
-        bases = torch.tensor(BASE_IDS)[torch.randint(0, 4, (length,), generator=generator)]
-        input_ids[row, : length + 2] = torch.cat([torch.tensor([CLS_ID]), bases, torch.tensor([SEP_ID])])
-        attention_mask[row, : length + 2] = 1
-    return input_ids, attention_mask
 
 
 def tiny_model(cls=NucELModel, attn_implementation="sdpa"):
@@ -39,8 +26,7 @@ def tiny_model(cls=NucELModel, attn_implementation="sdpa"):
 
 
 def reference_model(model: NucELModel) -> ModernBertModel:
-    fields = {k: v for k, v in model.config.to_dict().items() if k not in NUCEL_ONLY_FIELDS}
-    reference = ModernBertModel(ModernBertConfig(**fields, attn_implementation="eager")).eval()
+    reference = ModernBertModel(reference_config(model.config, "eager")).eval()
     reference.load_state_dict(model.state_dict(), strict=True)
     return reference
 

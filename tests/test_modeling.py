@@ -2,32 +2,13 @@
 
 import pytest
 import torch
-from transformers import ModernBertConfig, ModernBertForMaskedLM, ModernBertModel
+from modernbert_reference import dna_batch, reference_config
+from transformers import ModernBertForMaskedLM, ModernBertModel
 
 from nucel import NucELConfig, NucELForSequenceClassification, NucELForTokenClassification, NucELGenerator, NucELModel
-from nucel.modeling_nucel.configuration_nucel import BASE_IDS, CLS_ID, PAD_ID, SEP_ID
+from nucel.modeling_nucel.configuration_nucel import BASE_IDS
 
-NUCEL_ONLY_FIELDS = {"model_type", "transformers_version", "auto_map", "architectures", "generator_config"}
 ATTENTION_BACKENDS = ["sdpa", "eager"]
-
-
-def reference_config(config: NucELConfig, attn_implementation: str) -> ModernBertConfig:
-    """transformers' native ModernBertConfig read from the same fields, as a dual-mode folder is read."""
-    fields = {k: v for k, v in config.to_dict().items() if k not in NUCEL_ONLY_FIELDS}
-    return ModernBertConfig(**fields, attn_implementation=attn_implementation)
-
-
-def random_dna_batch(lengths, seed=0):
-    """Right-padded `[CLS] bases [SEP]` batch with the given numbers of bases."""
-    generator = torch.Generator().manual_seed(seed)
-    width = max(lengths) + 2
-    input_ids = torch.full((len(lengths), width), PAD_ID)
-    attention_mask = torch.zeros_like(input_ids)
-    for row, length in enumerate(lengths):
-        bases = torch.tensor(BASE_IDS)[torch.randint(0, 4, (length,), generator=generator)]
-        input_ids[row, : length + 2] = torch.cat([torch.tensor([CLS_ID]), bases, torch.tensor([SEP_ID])])
-        attention_mask[row, : length + 2] = 1
-    return input_ids, attention_mask
 
 
 def tiny(cls=NucELModel, attn_implementation="sdpa", **overrides):
@@ -41,7 +22,7 @@ def test_encoder_matches_transformers_modernbert(attn_implementation):
     ours = tiny(attn_implementation=attn_implementation)
     reference = ModernBertModel(reference_config(ours.config, attn_implementation)).eval()
     reference.load_state_dict(ours.state_dict(), strict=True)
-    input_ids, attention_mask = random_dna_batch([300, 170, 60])  # longer than the ±64 window
+    input_ids, attention_mask = dna_batch([300, 170, 60])  # longer than the ±64 window
     real = attention_mask.bool()
     with torch.no_grad():
         expected = reference(input_ids, attention_mask=attention_mask).last_hidden_state
@@ -54,7 +35,7 @@ def test_generator_matches_transformers_modernbert_masked_lm(attn_implementation
     ours = tiny(NucELGenerator, attn_implementation)
     reference = ModernBertForMaskedLM(reference_config(ours.config, attn_implementation)).eval()
     reference.load_state_dict(ours.state_dict(), strict=True)
-    input_ids, attention_mask = random_dna_batch([280, 200])
+    input_ids, attention_mask = dna_batch([280, 200])
     real = attention_mask.bool()
     with torch.no_grad():
         expected = reference(input_ids, attention_mask=attention_mask).logits
@@ -64,7 +45,7 @@ def test_generator_matches_transformers_modernbert_masked_lm(attn_implementation
 
 def test_attention_backends_agree():
     model = tiny()
-    input_ids, attention_mask = random_dna_batch([250, 120])
+    input_ids, attention_mask = dna_batch([250, 120])
     real = attention_mask.bool()
     with torch.no_grad():
         sdpa = model(input_ids, attention_mask=attention_mask).last_hidden_state
@@ -112,7 +93,7 @@ def test_global_layers_are_every_third_from_zero():
 def test_padded_batch_gives_each_sequence_its_solo_outputs(attn_implementation):
     model = tiny(attn_implementation=attn_implementation)
     lengths = [310, 140, 20]
-    input_ids, attention_mask = random_dna_batch(lengths)
+    input_ids, attention_mask = dna_batch(lengths)
     with torch.no_grad():
         batched = model(input_ids, attention_mask=attention_mask).last_hidden_state
         for row, length in enumerate(lengths):
@@ -123,7 +104,7 @@ def test_padded_batch_gives_each_sequence_its_solo_outputs(attn_implementation):
 
 def test_output_attentions_uses_eager_and_rows_sum_to_one_over_real_tokens():
     model = tiny()  # sdpa configured: the call must still return weights
-    input_ids, attention_mask = random_dna_batch([200, 90])
+    input_ids, attention_mask = dna_batch([200, 90])
     with torch.no_grad():
         outputs = model(input_ids, attention_mask=attention_mask, output_attentions=True, output_hidden_states=True)
     assert len(outputs.attentions) == model.config.num_hidden_layers
@@ -138,7 +119,7 @@ def test_output_attentions_uses_eager_and_rows_sum_to_one_over_real_tokens():
 
 def test_generator_can_be_restricted_to_bases():
     model = tiny(NucELGenerator, restrict_to_bases=True)
-    input_ids, attention_mask = random_dna_batch([50])
+    input_ids, attention_mask = dna_batch([50])
     with torch.no_grad():
         logits = model(input_ids, attention_mask=attention_mask).logits
     probabilities = logits.softmax(-1)
@@ -146,7 +127,7 @@ def test_generator_can_be_restricted_to_bases():
 
 
 def test_sequence_classification_problem_types_and_pooling():
-    input_ids, attention_mask = random_dna_batch([80, 40])
+    input_ids, attention_mask = dna_batch([80, 40])
     single = tiny(NucELForSequenceClassification, num_labels=3, classifier_pooling="mean")
     output = single(input_ids, attention_mask=attention_mask, labels=torch.tensor([0, 2]))
     expected = torch.nn.functional.cross_entropy(output.logits, torch.tensor([0, 2]))
@@ -166,7 +147,7 @@ def test_sequence_classification_problem_types_and_pooling():
 
 def test_mean_pooling_ignores_padding():
     model = tiny(NucELForSequenceClassification, num_labels=2, classifier_pooling="mean")
-    input_ids, attention_mask = random_dna_batch([150, 30])
+    input_ids, attention_mask = dna_batch([150, 30])
     with torch.no_grad():
         batched = model(input_ids, attention_mask=attention_mask).logits[1]
         alone = model(input_ids[1:, :32]).logits[0]
@@ -175,7 +156,7 @@ def test_mean_pooling_ignores_padding():
 
 def test_token_classification_gives_a_label_per_base():
     model = tiny(NucELForTokenClassification, num_labels=3)
-    input_ids, attention_mask = random_dna_batch([70])
+    input_ids, attention_mask = dna_batch([70])
     labels = torch.randint(0, 3, input_ids.shape)
     labels[:, 0] = labels[:, -1] = -100
     output = model(input_ids, attention_mask=attention_mask, labels=labels)
