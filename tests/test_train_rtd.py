@@ -171,6 +171,7 @@ seen = [next(batches)["window_index"].tolist() for _ in range(4)]
 everyone = gather_object([seen])
 if accelerator.is_main_process:
     open(sys.argv[2], "w").write(json.dumps(everyone))
+accelerator.end_training()  # destroys the gloo group: exiting with it alive can abort the process
 """
 
 
