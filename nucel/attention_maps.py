@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from .embed import base_token_ids, length_sorted_batches, load_encoder, pad_batch
 from .folders import atomic_file
-from .sequence_io import read_one_sequence
+from .sequence_io import add_one_sequence_arguments, read_one_sequence
 
 
 def global_layers(config) -> list[int]:
@@ -183,10 +183,7 @@ def add_parser(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("model", help="NucEL model folder or Hub id")
-    where = parser.add_mutually_exclusive_group(required=True)
-    where.add_argument("--sequence", help="the DNA sequence itself")
-    where.add_argument("--fasta", help="a FASTA file; its first record, or --record")
-    parser.add_argument("--record", help="record name in --fasta")
+    add_one_sequence_arguments(parser)
     parser.add_argument("--layers", help="comma-separated layer indices (default: the global layers)")
     parser.add_argument("--heads", help="comma-separated head indices (default: the mean over all heads)")
     parser.add_argument("--motif", action="append", default=[], help="motif sequence whose positions are marked and scored (SNR); repeatable")

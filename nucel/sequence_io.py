@@ -53,6 +53,16 @@ def read_sequences(path: str | Path, sequence_column: str | None = None, id_colu
     return records
 
 
+def add_one_sequence_arguments(parser):
+    """`--sequence` / `--fasta` (+ `--record`) for commands that take one sequence; returns the exclusive group so
+    a command can add other ways to give it (e.g. `--region`). Read back with `read_one_sequence`."""
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--sequence", help="the DNA sequence itself")
+    where.add_argument("--fasta", help="a FASTA file; its first record, or --record")
+    parser.add_argument("--record", help="record name in --fasta")
+    return where
+
+
 def read_one_sequence(sequence: str | None = None, fasta: str | Path | None = None, record: str | None = None) -> str:
     """The sequence given on a command line: the text itself, or a record (default: the first) of a FASTA file.
     Validated and upper-cased."""

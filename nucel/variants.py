@@ -48,7 +48,7 @@ from .fasta import read_fasta
 from .folders import atomic_file
 from .modeling_nucel import NucELGenerator
 from .modeling_nucel.configuration_nucel import BASE_IDS, BASES
-from .sequence_io import read_one_sequence
+from .sequence_io import add_one_sequence_arguments, read_one_sequence
 from .tokenization.dna import validate_dna
 
 REGION = re.compile(r"^(?P<chrom>[^:\s]+)(?::(?P<start>[\d,]+)-(?P<end>[\d,]+))?$")
@@ -373,11 +373,8 @@ def add_parser(subparsers) -> None:
         description="Scores every substitution of a sequence with the generator (llr) or an encoder (embedding "
         "distance); writes OUTPUT.tsv (position, ref, A, C, G, T) and OUTPUT.png.",
     )
-    where = ism.add_mutually_exclusive_group(required=True)
-    where.add_argument("--sequence", help="the DNA sequence itself")
+    where = add_one_sequence_arguments(ism)
     where.add_argument("--region", help="CHROM:START-END (1-based, inclusive) in --reference")
-    where.add_argument("--fasta", help="a FASTA file; its first record, or --record")
-    ism.add_argument("--record", help="record name in --fasta")
     ism.add_argument("--reference", help="reference FASTA(.gz), for --region")
     add_model_arguments(ism)
     ism.add_argument("-o", "--output", required=True, help="output prefix: writes OUTPUT.tsv and OUTPUT.png")
