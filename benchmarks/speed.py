@@ -12,7 +12,7 @@ with the same weights, alternating the two call by call so that a busy machine s
 - `rtd_step`: replaced-token-detection training step of NucELForPreTraining (generator + discriminator) vs the
   same objective assembled from ModernBertForMaskedLM and ModernBertModel (`ReferenceRTD`).
 
-Batches are `[CLS] bases [SEP]`: "fixed" has every row full; "mixed" has rows of 100/70/45/25 % of the length,
+Batches are `[CLS] bases`: "fixed" has every row full; "mixed" has rows of 100/70/45/25 % of the length,
 right-padded (about 40 % padding). Tokens/s counts real tokens. Training steps include AdamW, whose state is
 allocated before any measured call. Each row starts with one call per implementation that measures peak memory
 and compares the outputs (max |Δ| on real tokens, fp32; the weights are still identical); times are medians of
@@ -58,8 +58,9 @@ from transformers import ModernBertConfig, ModernBertForMaskedLM, ModernBertMode
 from transformers.models.modernbert.modeling_modernbert import ModernBertPredictionHead
 
 from nucel.modeling_nucel import NucELConfig, NucELForPreTraining, NucELGenerator, NucELModel
-from nucel.modeling_nucel.configuration_nucel import BASE_IDS, CLS_ID, PAD_ID, SEP_ID
+from nucel.modeling_nucel.configuration_nucel import BASE_IDS, PAD_ID
 from nucel.modeling_nucel.modeling_nucel import gumbel_max_sample, mask_to_bases
+from nucel.tokenization import token_length, with_special_tokens
 from nucel.training.masking import mask_tokens
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -164,17 +165,18 @@ def build_pair(preset: str, task: str, attn_implementation: str) -> tuple[nn.Mod
 
 
 def dna_batch(workload: Workload) -> dict[str, torch.Tensor]:
-    """Right-padded `[CLS] bases [SEP]` rows; with labels and masked ids for the training steps."""
+    """Right-padded `[CLS] bases` rows; with labels and masked ids for the training steps."""
     generator = torch.Generator().manual_seed(SEED)
     fractions = MIXED_FRACTIONS[: workload.batch] if workload.batch_kind == "mixed" else (1.0,) * workload.batch
-    width = workload.bp + 2
+    width = token_length(workload.bp)
     input_ids = torch.full((workload.batch, width), PAD_ID)
     attention_mask = torch.zeros_like(input_ids)
     for row, fraction in enumerate(fractions):
         length = max(1, round(workload.bp * fraction))
         bases = torch.tensor(BASE_IDS)[torch.randint(0, 4, (length,), generator=generator)]
-        input_ids[row, : length + 2] = torch.cat([torch.tensor([CLS_ID]), bases, torch.tensor([SEP_ID])])
-        attention_mask[row, : length + 2] = 1
+        row_ids = with_special_tokens(bases.tolist())
+        input_ids[row, : len(row_ids)] = torch.tensor(row_ids)
+        attention_mask[row, : len(row_ids)] = 1
     batch = {"input_ids": input_ids, "attention_mask": attention_mask}
     if workload.task != "inference":
         batch["input_ids"], batch["labels"] = mask_tokens(input_ids, generator=generator)
@@ -370,7 +372,7 @@ def measure(workload: Workload, args, device, peak_flops: float, run_number: int
 
     # The first call of each measures peak memory and compares outputs (same weights still); long rows are
     # timed on it alone, the others on the repeats that follow.
-    long_row = workload.bp + 2 > LONG_SEQUENCE
+    long_row = token_length(workload.bp) > LONG_SEQUENCE
     first = {name: run_call(name, with_memory=True) for name in models}
     working = [name for name in models if first[name]["status"] == "ok"]
     calls = {name: [first[name]] if long_row else [] for name in working}
@@ -400,7 +402,7 @@ def measure(workload: Workload, args, device, peak_flops: float, run_number: int
         "preset": workload.preset,
         "task": workload.task,
         "bp": workload.bp,
-        "tokens_per_row": workload.bp + 2,
+        "tokens_per_row": token_length(workload.bp),
         "batch": workload.batch,
         "batch_kind": workload.batch_kind,
         "padding_fraction": 1 - real_tokens / batch["attention_mask"].numel(),

@@ -14,7 +14,8 @@ from pathlib import Path
 import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from ..modeling_nucel.configuration_nucel import BASES
+from nucel.modeling_nucel.configuration_nucel import BASES
+from nucel.tokenization import token_length
 
 TEMPLATE = "model_card.md"
 NOT_RECORDED = "not recorded for this release"
@@ -191,7 +192,7 @@ def render_model_card(
         base_ids=[tokenizer.convert_tokens_to_ids(base) for base in BASES],
         vocab_size=len(tokenizer),
         context_tokens=tokenizer.model_max_length,
-        context_bp=tokenizer.model_max_length - 2,
+        context_bp=tokenizer.model_max_length - token_length(0),
         window=config.local_attention // 2,
         facts=facts,
         not_recorded=NOT_RECORDED,

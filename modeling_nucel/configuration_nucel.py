@@ -13,13 +13,20 @@ import copy
 
 from transformers import PretrainedConfig
 
-# The 27-token single-nucleotide vocabulary (DESIGN.md section 1). The tokenizer and the models share these ids.
+# The 27-token single-nucleotide vocabulary of the released NucEL-93M (Hugging Face FreakingPotato/NucEL, DESIGN.md
+# section 1): its embedding has 27 rows, the seven specials at 0-6, rows 7-10 unused (the author's tokenizer first
+# gives A-T these ids, then re-assigns them to 11-14), A C G T at 11-14 and reserved rows at 15-26. Every id in the
+# package (tokenizer, masking, sampling, reverse complement, variant scores, the CNN one-hot) comes from here.
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[BOS]", "[EOS]"]
+UNUSED_TOKENS = [f"[UNUSED_{i}]" for i in range(4)]
 BASES = ["A", "C", "G", "T"]
-NUM_RESERVED_TOKENS = 16
-VOCAB_SIZE = len(SPECIAL_TOKENS) + len(BASES) + NUM_RESERVED_TOKENS
+RESERVED_TOKENS = [f"[RESERVED_{i}]" for i in range(12)]
+VOCAB = SPECIAL_TOKENS + UNUSED_TOKENS + BASES + RESERVED_TOKENS  # token i has id i
+VOCAB_SIZE = len(VOCAB)
 PAD_ID, UNK_ID, CLS_ID, SEP_ID, MASK_ID, BOS_ID, EOS_ID = range(len(SPECIAL_TOKENS))
-BASE_IDS = tuple(range(len(SPECIAL_TOKENS), len(SPECIAL_TOKENS) + len(BASES)))  # A=7, C=8, G=9, T=10
+BASE_IDS = tuple(VOCAB.index(base) for base in BASES)  # A=11, C=12, G=13, T=14
+# The ids this package used before it adopted the released vocabulary; only `nucel convert migrate` reads them.
+LEGACY_BASE_IDS = (7, 8, 9, 10)
 
 PRESETS = {
     # The released discriminator (paper's NucEL-93M): 92.3 M encoder parameters.
@@ -35,6 +42,30 @@ PRESETS = {
 GENERATOR_FOR = {"nucel-93m": "nucel-generator", "tiny": "tiny-generator"}
 
 
+# Fields only NucEL's configs carry (native ModernBERT configs, the released NucEL-93M's included, have none).
+NUCEL_ONLY_FIELDS = {
+    "restrict_to_bases", "generator_config", "discriminator_weight", "sampling_temperature", "sampling_top_k", "base_token_ids",
+}
+
+
+def global_attention_period(layer_types: list[str]) -> int:
+    """n such that layer i is global exactly when i % n == 0, from transformers 5.x's `layer_types`."""
+    global_layers = [i for i, kind in enumerate(layer_types) if kind == "full_attention"]
+    period = global_layers[1] if len(global_layers) > 1 else len(layer_types)
+    expected = ["full_attention" if i % period == 0 else "sliding_attention" for i in range(len(layer_types))]
+    if list(layer_types) != expected:
+        raise ValueError(f"layer_types {list(layer_types)} is not 'global attention every n-th layer from layer 0'")
+    return period
+
+
+def rope_bases(rope_parameters: dict) -> tuple[float, float]:
+    """(global, local) RoPE base from transformers 5.x's `rope_parameters`; scaled RoPE variants are refused."""
+    for kind in ("full_attention", "sliding_attention"):
+        if rope_parameters[kind].get("rope_type", "default") != "default":
+            raise ValueError(f"RoPE scaling {rope_parameters[kind]} is not supported by NucEL")
+    return rope_parameters["full_attention"]["rope_theta"], rope_parameters["sliding_attention"]["rope_theta"]
+
+
 class NucELConfig(PretrainedConfig):
     r"""Configuration of a NucEL encoder (ModernBERT architecture, single-nucleotide vocabulary).
 
@@ -43,9 +74,16 @@ class NucELConfig(PretrainedConfig):
         generator_config (`dict`, *optional*): for `NucELForPreTraining`, the generator's configuration; this
             configuration then describes the discriminator.
         discriminator_weight (`float`): λ in `L = L_generator + λ·L_discriminator` (50 in the paper).
+        sampling_temperature (`float`): RTD replacements are drawn from softmax(generator logits / temperature)
+            over the bases (1.0: the generator's own distribution; the author's code uses 0.9).
+        sampling_top_k (`int`, *optional*): draw only from the generator's k most likely bases (None: all four;
+            the author's code uses 2).
+        base_token_ids (`list[int]`): the ids of A, C, G, T this model was trained with. Written into every saved
+            config so that a checkpoint from another vocabulary is recognised instead of silently misread.
 
     Local layers attend to keys within ±`local_attention // 2` positions; layer i is global when
-    `i % global_attn_every_n_layers == 0`.
+    `i % global_attn_every_n_layers == 0`. A ModernBERT config written by transformers 5.x spells these as
+    `layer_types` and `rope_parameters`; both spellings are read, so a native folder loads with its own values.
     """
 
     model_type = "modernbert"
@@ -87,9 +125,27 @@ class NucELConfig(PretrainedConfig):
         restrict_to_bases=False,
         generator_config=None,
         discriminator_weight=50.0,
+        sampling_temperature=1.0,
+        sampling_top_k=None,
+        base_token_ids=BASE_IDS,
         tie_word_embeddings=False,
         **kwargs,
     ):
+        # transformers 5.x's spelling of the attention pattern and the RoPE bases wins where present: it is what
+        # native ModernBERT computes with when it reads the same config.json.
+        if layer_types := kwargs.pop("layer_types", None):
+            global_attn_every_n_layers = global_attention_period(layer_types)
+        if rope_parameters := kwargs.pop("rope_parameters", None):
+            global_rope_theta, local_rope_theta = rope_bases(rope_parameters)
+        if tuple(base_token_ids) != BASE_IDS:
+            raise ValueError(
+                f"this checkpoint's bases A, C, G, T have ids {list(base_token_ids)}, this NucEL's have {list(BASE_IDS)}; "
+                "convert the checkpoint with `nucel convert migrate` first"
+            )
+        if sampling_temperature <= 0:
+            raise ValueError(f"sampling_temperature must be positive, got {sampling_temperature}")
+        if sampling_top_k is not None and not 1 <= sampling_top_k <= len(BASES):
+            raise ValueError(f"sampling_top_k must be between 1 and {len(BASES)} (or None for all bases), got {sampling_top_k}")
         if hidden_size % num_attention_heads:
             raise ValueError(f"hidden_size {hidden_size} is not a multiple of num_attention_heads {num_attention_heads}")
         if local_attention % 2:
@@ -128,6 +184,9 @@ class NucELConfig(PretrainedConfig):
         self.restrict_to_bases = restrict_to_bases
         self.generator_config = generator_config.to_dict() if isinstance(generator_config, PretrainedConfig) else generator_config
         self.discriminator_weight = discriminator_weight
+        self.sampling_temperature = sampling_temperature
+        self.sampling_top_k = sampling_top_k
+        self.base_token_ids = list(base_token_ids)
         super().__init__(
             pad_token_id=pad_token_id,
             bos_token_id=bos_token_id,
@@ -137,6 +196,18 @@ class NucELConfig(PretrainedConfig):
         )
 
     @classmethod
+    def from_dict(cls, config_dict: dict, **kwargs) -> "NucELConfig":
+        """Every load goes through here: refuse a NucEL checkpoint saved before the vocabulary became the released
+        one (it has NucEL's own fields but no `base_token_ids`), whose embedding rows would be read as other tokens."""
+        if "base_token_ids" not in config_dict and NUCEL_ONLY_FIELDS & set(config_dict):
+            raise ValueError(
+                f"this NucEL checkpoint was saved with the old token ids (A, C, G, T = {list(LEGACY_BASE_IDS)}); NucEL now "
+                f"uses the released NucEL-93M's ({list(BASE_IDS)}). Migrate the folder once: "
+                "`nucel convert migrate OLD_FOLDER NEW_FOLDER`"
+            )
+        return super().from_dict(config_dict, **kwargs)
+
+    @classmethod
     def from_preset(cls, name: str, **overrides) -> "NucELConfig":
         """A named configuration: "nucel-93m", "nucel-generator", "tiny" or "tiny-generator"."""
         if name not in PRESETS:
@@ -144,18 +215,25 @@ class NucELConfig(PretrainedConfig):
         return cls(**{**PRESETS[name], **overrides})
 
     @classmethod
-    def for_pretraining(cls, preset: str, generator_preset: str | None = None, **overrides) -> "NucELConfig":
-        """The discriminator preset with its generator attached, for `NucELForPreTraining`."""
+    def for_pretraining(
+        cls, preset: str, generator_preset: str | None = None, generator_overrides: dict | None = None, **overrides
+    ) -> "NucELConfig":
+        """The discriminator preset (with `overrides`) and its generator (with `generator_overrides`) attached, for
+        `NucELForPreTraining`."""
         generator_preset = generator_preset or GENERATOR_FOR.get(preset)
         if generator_preset is None:
             raise ValueError(f"preset {preset!r} has no default generator; name one")
-        generator = cls.from_preset(generator_preset, restrict_to_bases=True)
+        generator = cls.from_preset(generator_preset, restrict_to_bases=True, **(generator_overrides or {}))
         return cls.from_preset(preset, generator_config=generator.to_dict(), **overrides)
 
     @property
     def sliding_window(self) -> int:
         """Half-width of the local window: a local layer's query at i sees keys j with |i - j| <= sliding_window."""
         return self.local_attention // 2
+
+    @sliding_window.setter
+    def sliding_window(self, half_width: int) -> None:
+        self.local_attention = 2 * half_width
 
     def is_global_layer(self, layer_idx: int) -> bool:
         return layer_idx % self.global_attn_every_n_layers == 0

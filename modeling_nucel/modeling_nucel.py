@@ -382,13 +382,23 @@ def gumbel_max_sample(logits: torch.Tensor) -> torch.Tensor:
     return (logits.float() - torch.log(-torch.log(uniform))).argmax(dim=-1)
 
 
+def sample_replacements(generator_logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None) -> torch.Tensor:
+    """One base per row from the generator: softmax(logits / temperature) over A, C, G, T, or over the `top_k` most
+    likely of them (ties at the k-th kept). Never a special token."""
+    logits = mask_to_bases(generator_logits.float()) / temperature
+    if top_k is not None:
+        kth_largest = logits.topk(top_k, dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth_largest, float("-inf"))
+    return gumbel_max_sample(logits)
+
+
 class NucELForPreTraining(NucELPreTrainedModel):
     """Generator and discriminator in one module, so one optimizer and one `accelerator.prepare` cover both.
 
     Input: `input_ids` already masked (the `[MASK]` token or kept bases at selected positions) and `labels` with
     the original ids at the selected positions (-100 elsewhere). The generator predicts the selected positions;
-    its samples (Gumbel-max over A/C/G/T only) replace them; the discriminator labels every real token as
-    original or replaced.
+    its samples (Gumbel-max over A/C/G/T only, at `config.sampling_temperature`, from the `config.sampling_top_k`
+    most likely bases) replace them; the discriminator labels every real token as original or replaced.
     """
 
     _auto_class = "AutoModelForPreTraining"  # marks the class as remote code: saving copies the code files
@@ -419,7 +429,9 @@ class NucELForPreTraining(NucELPreTrainedModel):
         generator_loss = F.cross_entropy(generator_logits, masked_labels)
 
         with torch.no_grad():
-            sampled = gumbel_max_sample(mask_to_bases(generator_logits.detach()))
+            sampled = sample_replacements(
+                generator_logits.detach(), self.config.sampling_temperature, self.config.sampling_top_k
+            )
         original_ids = torch.where(masked_positions, labels, input_ids)
         discriminator_input_ids = original_ids.masked_scatter(masked_positions, sampled)
         replaced_mask = discriminator_input_ids != original_ids

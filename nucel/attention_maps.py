@@ -3,13 +3,13 @@
     nucel attention MODEL --sequence ACGT... --layers 0,3 --motif TATAAT -o attention/
 
 Maps are computed on the eager path (`output_attentions=True`): fused kernels (SDPA, flash-attn) cannot return
-attention weights. A map covers the real tokens `[CLS] bases [SEP]` (index 0 is [CLS], base i is index i + 1);
+attention weights. A map covers the real tokens `[CLS] bases` (index 0 is [CLS], base i is index i + 1);
 row q holds how query q distributes its attention over the keys, so each row sums to one, and padding of a
 batch never receives any.
 
 Motif signal-to-noise ratio (SNR) of a layer: the attention each key position receives, averaged over heads
 and over all real query positions, then averaged over the motif positions and divided by the same average over
-the background (every other base; [CLS] and [SEP] are left out of both, since they act as attention sinks).
+the background (every other base; [CLS] is left out of both, since it acts as an attention sink).
 SNR 1 means the layer attends to the motifs no more than to any other base.
 """
 
@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from .embed import base_token_ids, length_sorted_batches, load_encoder, pad_batch
 from .folders import atomic_file
 from .sequence_io import add_one_sequence_arguments, read_one_sequence
+from .tokenization import TOKENS_AFTER_BASES, TOKENS_BEFORE_BASES, with_special_tokens
 
 
 def global_layers(config) -> list[int]:
@@ -33,7 +34,7 @@ def global_layers(config) -> list[int]:
 @torch.inference_mode()
 def attention_batches(model, tokenizer, sequences: list[str], batch_size: int = 8, progress: bool = True):
     """Yield (sequence index, attentions) with one (heads, tokens, tokens) tensor per layer, real tokens only."""
-    rows = [[tokenizer.cls_token_id] + base_token_ids(tokenizer, s) + [tokenizer.sep_token_id] for s in sequences]
+    rows = [with_special_tokens(base_token_ids(tokenizer, s)) for s in sequences]
     device = next(model.parameters()).device
     for batch in tqdm(length_sorted_batches([len(r) for r in rows], batch_size), desc="attention", unit="batch", disable=not progress):
         input_ids, attention_mask = pad_batch([rows[i] for i in batch], model.config.pad_token_id)
@@ -72,13 +73,13 @@ def received_attention(model, tokenizer, sequences: list[str], layers: list[int]
 
 def motif_snr(received: np.ndarray, motif_spans: list[tuple[int, int]]) -> np.ndarray:
     """SNR per layer from `received_attention` of one sequence; motif spans are [start, end) in 0-based bases."""
-    number_of_bases = received.shape[-1] - 2
+    number_of_bases = received.shape[-1] - TOKENS_BEFORE_BASES - TOKENS_AFTER_BASES
     is_motif = np.zeros(number_of_bases, dtype=bool)
     for start, end in motif_spans:
         is_motif[start:end] = True
     if is_motif.all() or not is_motif.any():
         raise ValueError("the SNR needs both motif and background bases")
-    on_bases = received[:, 1:-1]  # drop [CLS] and [SEP]
+    on_bases = received[:, TOKENS_BEFORE_BASES : TOKENS_BEFORE_BASES + number_of_bases]  # drop [CLS]
     return on_bases[:, is_motif].mean(axis=1) / on_bases[:, ~is_motif].mean(axis=1)
 
 
@@ -211,7 +212,7 @@ def run(args: argparse.Namespace) -> None:
     with atomic_file(output / "attention.npy") as staging, open(staging, "wb") as handle:
         np.save(handle, maps.astype(np.float32))
     description = {"axes": ["layer", "head", "query token", "key token"], "layers": layers, "heads": head_labels,
-                   "tokens": "[CLS], then base i at index i + 1, then [SEP]", "length_bp": len(sequence)}
+                   "tokens": "[CLS], then base i at index i + 1", "length_bp": len(sequence)}
     with atomic_file(output / "attention.json") as staging:
         staging.write_text(json.dumps(description, indent=2) + "\n")
     plot_attention(maps, layers, head_labels, output / "attention.png", model.config, spans)

@@ -1,12 +1,12 @@
-"""Moving checkpoints between NucEL and native ModernBERT.
+"""Moving checkpoints between NucEL and native ModernBERT, and from NucEL's old token ids to the released ones.
 
-Parameter names are the same on both sides (DESIGN.md section 3.2); what differs is the token layout and the
-config. Import turns a ModernBERT-format checkpoint (the published NucEL weights, FreakingPotato/NucEL, or any
-ModernBERT trained on our vocabulary) into a NucEL folder; export writes a NucEL checkpoint as a plain ModernBERT
-folder (no auto_map, no code files) for tools that never run remote code.
+Parameter names and token ids are the same on both sides (DESIGN.md section 3.2), so no conversion touches a weight
+value except `migrate`, which moves embedding rows:
 
-    nucel convert import SOURCE OUT      # ModernBERT (27- or 31-row vocabulary) -> NucEL folder
-    nucel convert export SOURCE OUT      # NucEL folder -> native ModernBERT folder
+    nucel convert import SOURCE OUT    # a ModernBERT folder on the released vocabulary (FreakingPotato/NucEL, or any
+                                       # ModernBERT trained on it) -> dual-mode NucEL folder, bit-identical weights
+    nucel convert export SOURCE OUT    # NucEL folder -> native ModernBERT folder (no auto_map, no code files)
+    nucel convert migrate SOURCE OUT   # a NucEL folder saved with the old ids (A, C, G, T = 7-10) -> released ids
 """
 
 import argparse
@@ -15,7 +15,8 @@ from pathlib import Path
 
 import torch
 import transformers
-from transformers import AutoTokenizer, ModernBertConfig
+from safetensors.torch import load_file
+from transformers import ModernBertConfig
 
 from .folders import atomic_folder, save_model_folder
 from .modeling_nucel import (
@@ -26,8 +27,16 @@ from .modeling_nucel import (
     NucELGenerator,
     NucELModel,
 )
-from .modeling_nucel.configuration_nucel import BASE_IDS, SPECIAL_TOKENS, VOCAB_SIZE
-from .tokenization import build_tokenizer, save_tokenizer
+from .modeling_nucel.configuration_nucel import (
+    BASE_IDS,
+    BASES,
+    LEGACY_BASE_IDS,
+    NUCEL_ONLY_FIELDS,
+    SPECIAL_TOKENS,
+    VOCAB,
+    VOCAB_SIZE,
+)
+from .tokenization import build_tokenizer, load_tokenizer, save_tokenizer
 
 NUCEL_CLASSES = {
     cls.__name__: cls
@@ -41,22 +50,16 @@ NATIVE_FOR_NUCEL = {
 }
 NUCEL_FOR_NATIVE = {native: nucel for nucel, native in NATIVE_FOR_NUCEL.items()}
 
-# The published NucEL checkpoint: the seven specials at 0-6 in our order, four unused rows (7-10), A C G T at
-# 11-14 and 16 further rows (15-30): 31 rows. Entry i is the published row that becomes our token i.
-PUBLISHED_ROWS = list(range(len(SPECIAL_TOKENS))) + [11, 12, 13, 14] + list(range(15, 31))
-PUBLISHED_VOCAB_SIZE = 31
-LAYOUTS = {"nucel": list(range(VOCAB_SIZE)), "published": PUBLISHED_ROWS}
+# Written by saving, not carried over from the source's config.json.
+SAVE_TIME_FIELDS = ("architectures", "auto_map", "model_type", "transformers_version", "_name_or_path")
+# Our tokenizer ships with every converted folder, so the config's token ids are its ids. They decide no
+# computation (the released config may still hold ModernBERT's English defaults, e.g. sep_token_id 50282).
+TOKEN_ID_FIELDS = {f"{name}_token_id": VOCAB.index(f"[{name.upper()}]") for name in ("pad", "unk", "cls", "sep", "mask", "bos", "eos")}
 
-# Fields that only NucEL reads; native ModernBERT configs carry none of them.
-NUCEL_ONLY_FIELDS = ("auto_map", "restrict_to_bases", "generator_config", "discriminator_weight")
-
-# ModernBERT fields that mean the same in NucELConfig and are copied across as they are.
-SHARED_FIELDS = (
-    "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "hidden_activation",
-    "max_position_embeddings", "initializer_range", "initializer_cutoff_factor", "norm_eps", "norm_bias",
-    "local_attention", "attention_bias", "attention_dropout", "embedding_dropout", "mlp_bias", "mlp_dropout",
-    "decoder_bias", "classifier_pooling", "classifier_dropout", "classifier_bias", "classifier_activation",
-)
+# Embedding (and MLM decoder) rows of a folder saved with the old ids: old row LEGACY_ROW_OF[i] becomes row i.
+# The old layout was specials 0-6, A C G T 7-10, reserved 11-26; the bases swap places with four reserved rows.
+LEGACY_ROW_OF = list(range(len(SPECIAL_TOKENS))) + [11, 12, 13, 14] + list(LEGACY_BASE_IDS) + list(range(15, VOCAB_SIZE))
+VOCABULARY_ROWS = ("tok_embeddings.weight", "decoder.weight", "decoder.bias")
 
 
 class ConversionError(ValueError):
@@ -87,13 +90,6 @@ def load_nucel_model(folder: str | Path):
     return NUCEL_CLASSES[architecture].from_pretrained(folder).eval()
 
 
-def load_tokenizer_or_default(folder: Path):
-    """The folder's own tokenizer when it ships one (it may carry a different model_max_length), else ours."""
-    if (Path(folder) / "tokenizer.json").is_file():
-        return AutoTokenizer.from_pretrained(folder)
-    return build_tokenizer()
-
-
 def fold_base_restriction(generator: NucELGenerator) -> None:
     """Put `restrict_to_bases` into the decoder bias (-inf on every non-base token), in place.
 
@@ -112,76 +108,86 @@ def fold_base_restriction(generator: NucELGenerator) -> None:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Import: ModernBERT checkpoint -> NucEL
+# Import: ModernBERT checkpoint on the released vocabulary -> NucEL
 
 
-def global_every_n_layers(native: ModernBertConfig, source: Path) -> int:
-    """transformers 5.x stores the attention pattern as `layer_types`; NucEL needs the period of global layers."""
-    layer_types = getattr(native, "layer_types", None)
-    if not layer_types:
-        return native.global_attn_every_n_layers
-    global_layers = [i for i, kind in enumerate(layer_types) if kind == "full_attention"]
-    period = global_layers[1] if len(global_layers) > 1 else len(layer_types)
-    expected = ["full_attention" if i % period == 0 else "sliding_attention" for i in range(len(layer_types))]
-    if layer_types != expected:
-        raise ConversionError(f"{source}: layer_types {layer_types} is not 'global every n-th layer from layer 0'")
-    return period
+def check_released_vocabulary(source: Path, config: dict) -> None:
+    """Refuse a checkpoint whose token ids are not ours: its embedding rows would be read as other tokens."""
+    if config.get("vocab_size") != VOCAB_SIZE:
+        raise ConversionError(
+            f"{source}: a {config.get('vocab_size')}-row vocabulary is not the released NucEL vocabulary ({VOCAB_SIZE} "
+            f"rows, {', '.join(f'{b}={i}' for b, i in zip(BASES, BASE_IDS))})"
+        )
+    vocab_file = source / "vocab.json"  # the released slow tokenizer's vocabulary, where the folder ships it
+    if vocab_file.is_file():
+        vocab = json.loads(vocab_file.read_text())
+        wrong = {token: vocab.get(token) for token in SPECIAL_TOKENS + BASES if vocab.get(token) != VOCAB.index(token)}
+        if wrong:
+            raise ConversionError(f"{vocab_file}: token ids {wrong} differ from the released NucEL vocabulary's")
 
 
-def rope_thetas(native: ModernBertConfig, source: Path) -> tuple[float, float]:
-    parameters = getattr(native, "rope_parameters", None)
-    if not parameters:
-        return native.global_rope_theta, native.local_rope_theta
-    for kind in ("full_attention", "sliding_attention"):
-        if parameters[kind].get("rope_type", "default") != "default":
-            raise ConversionError(f"{source}: rope scaling {parameters[kind]} is not supported by NucEL")
-    return parameters["full_attention"]["rope_theta"], parameters["sliding_attention"]["rope_theta"]
+def nucel_config_from_native(source: Path) -> NucELConfig:
+    """NucEL's config from a native config.json: every field carried over as written (RoPE bases, window, norm eps,
+    attention pattern, in transformers 4.x or 5.x spelling), none replaced by a default; token ids set to ours."""
+    native = read_config_json(source)
+    if NUCEL_ONLY_FIELDS & set(native):
+        raise ConversionError(f"{source} is already a NucEL folder; `import` reads native ModernBERT folders")
+    check_released_vocabulary(source, native)
+    fields = {key: value for key, value in native.items() if key not in SAVE_TIME_FIELDS}
+    return NucELConfig(**{**fields, **TOKEN_ID_FIELDS})
 
 
-def nucel_config_from_native(native: ModernBertConfig, architecture: str, source: Path) -> NucELConfig:
-    global_theta, local_theta = rope_thetas(native, source)
-    labels = {}
-    if architecture in ("ModernBertForSequenceClassification", "ModernBertForTokenClassification"):
-        labels = dict(id2label=native.id2label, label2id=native.label2id, problem_type=native.problem_type)
-    return NucELConfig(
-        **{name: getattr(native, name) for name in SHARED_FIELDS},
-        global_attn_every_n_layers=global_every_n_layers(native, source),
-        global_rope_theta=global_theta,
-        local_rope_theta=local_theta,
-        **labels,
-    )
-
-
-def import_modernbert(source: str | Path, out: str | Path, layout: str = "auto") -> Path:
-    """Convert a ModernBERT-format checkpoint into a NucEL folder (weights, code, complete auto_map, our tokenizer).
-
-    `layout`: "nucel" (our 27 rows), "published" (the published NucEL's 31 rows, bases at 11-14) or "auto" (by the
-    embedding's row count). Embedding rows, and for a masked-LM checkpoint the decoder rows and bias, are reordered
-    to our ids; everything else is copied unchanged.
-    """
+def import_modernbert(source: str | Path, out: str | Path) -> Path:
+    """Turn a ModernBERT folder on the released vocabulary into a dual-mode NucEL folder: the same weights, bit
+    for bit, the complete auto_map, the code files and our tokenizer (the released model's ids and template)."""
     source = Path(source)
     architecture = architecture_of(source)
     if architecture not in NUCEL_FOR_NATIVE:
         raise ConversionError(f"{source} holds a {architecture}; import reads {sorted(NUCEL_FOR_NATIVE)}")
-    native_model = getattr(transformers, architecture).from_pretrained(source)
-    native_config = native_model.config
-    if layout == "auto":
-        layout = {VOCAB_SIZE: "nucel", PUBLISHED_VOCAB_SIZE: "published"}.get(native_config.vocab_size)
-        if layout is None:
-            raise ConversionError(
-                f"{source}: a {native_config.vocab_size}-row vocabulary is neither NucEL's ({VOCAB_SIZE}) nor the "
-                f"published NucEL's ({PUBLISHED_VOCAB_SIZE})"
-            )
-    rows = torch.tensor(LAYOUTS[layout])
-    if native_config.vocab_size <= int(rows.max()):
-        raise ConversionError(f"{source}: layout {layout!r} needs {int(rows.max()) + 1} rows, the checkpoint has {native_config.vocab_size}")
-
-    state = native_model.state_dict()
-    for name in list(state):
-        if name.endswith("tok_embeddings.weight") or name in ("decoder.weight", "decoder.bias"):
-            state[name] = state[name][rows].clone()
-    model = NUCEL_CLASSES[NUCEL_FOR_NATIVE[architecture]](nucel_config_from_native(native_config, architecture, source))
+    config = nucel_config_from_native(source)
+    state = getattr(transformers, architecture).from_pretrained(source).state_dict()
+    model = NUCEL_CLASSES[NUCEL_FOR_NATIVE[architecture]](config)
     model.load_state_dict(state, strict=True)
+    return save_model_folder(model.eval(), out, tokenizer=build_tokenizer())
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Migrate: a NucEL folder with the old ids -> the released ids
+
+
+def migrate_legacy_folder(source: str | Path, out: str | Path) -> Path:
+    """Rewrite a NucEL folder saved with A, C, G, T at 7-10: embedding and MLM-decoder rows move to the released
+    ids, every other weight and setting stays; the folder gets the current code files and tokenizer.
+
+    Outputs on the same DNA are unchanged, token for token. One difference remains by design: the old tokenizer
+    appended `[SEP]`, the current one (the released model's template) does not.
+    """
+    source = Path(source)
+    config = read_config_json(source)
+    if "base_token_ids" in config:
+        raise ConversionError(f"{source} already uses the released token ids {config['base_token_ids']}: nothing to migrate")
+    if not NUCEL_ONLY_FIELDS & set(config):
+        raise ConversionError(f"{source} is not a NucEL folder (a native ModernBERT folder imports with `nucel convert import`)")
+    weights_file = source / "model.safetensors"
+    if not weights_file.is_file():
+        raise ConversionError(f"{source}: {weights_file.name} is missing")
+    architecture = architecture_of(source)
+    if architecture not in NUCEL_CLASSES:
+        raise ConversionError(f"{source} holds a {architecture}, not a NucEL model")
+
+    rows = torch.tensor(LEGACY_ROW_OF)
+    state = {
+        name: value[rows].clone() if name.endswith(VOCABULARY_ROWS) else value
+        for name, value in load_file(weights_file).items()
+    }
+    fields = {key: value for key, value in config.items() if key not in SAVE_TIME_FIELDS}
+    if fields.get("generator_config"):
+        fields["generator_config"] = {**fields["generator_config"], "base_token_ids": list(BASE_IDS)}
+    model = NUCEL_CLASSES[architecture](NucELConfig(**fields))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    # Tied weights (a generator's decoder, if tied) may be stored once; anything else missing is an error.
+    if unexpected or [name for name in missing if not name.endswith("decoder.weight")]:
+        raise ConversionError(f"{source}: weights do not match a {architecture} (missing {missing}, unexpected {unexpected})")
     return save_model_folder(model.eval(), out, tokenizer=build_tokenizer())
 
 
@@ -190,7 +196,7 @@ def import_modernbert(source: str | Path, out: str | Path, layout: str = "auto")
 
 
 def native_config_dict(config: NucELConfig, architecture: str) -> dict:
-    fields = {key: value for key, value in config.to_dict().items() if key not in NUCEL_ONLY_FIELDS}
+    fields = {key: value for key, value in config.to_dict().items() if key not in NUCEL_ONLY_FIELDS | {"auto_map"}}
     fields["architectures"] = [architecture]
     return fields
 
@@ -220,7 +226,7 @@ def export_modernbert(source: str | Path, out: str | Path) -> Path:
         for key in ("global_attn_every_n_layers", "global_rope_theta", "local_rope_theta"):
             saved.setdefault(key, config_fields[key])
         config_path.write_text(json.dumps(saved, indent=2, sort_keys=True) + "\n")
-        save_tokenizer(load_tokenizer_or_default(source), staging)
+        save_tokenizer(load_tokenizer(source), staging)
     return Path(out)
 
 
@@ -229,23 +235,23 @@ def export_modernbert(source: str | Path, out: str | Path) -> Path:
 
 
 def add_parser(subparsers) -> None:
-    """Register `nucel convert import|export`."""
-    parser = subparsers.add_parser("convert", help="import a ModernBERT checkpoint into NucEL, or export NucEL as native ModernBERT")
+    """Register `nucel convert import|export|migrate`."""
+    parser = subparsers.add_parser("convert", help="import a ModernBERT checkpoint (e.g. the released NucEL-93M), export native ModernBERT, migrate old ids")
     directions = parser.add_subparsers(dest="direction", required=True)
-    importer = directions.add_parser("import", help="ModernBERT-format checkpoint (e.g. the published NucEL) -> NucEL folder")
-    importer.add_argument("source", type=Path, help="folder with config.json and the ModernBERT weights")
+    importer = directions.add_parser("import", help="ModernBERT folder on the released vocabulary -> dual-mode NucEL folder")
+    importer.add_argument("source", type=Path, help="folder with config.json and the ModernBERT weights (e.g. a download of FreakingPotato/NucEL)")
     importer.add_argument("out", type=Path, help="NucEL folder to write")
-    importer.add_argument("--layout", choices=["auto", *LAYOUTS], default="auto",
-                          help="token layout of the source: nucel (27 rows), published (31 rows, bases at 11-14); auto by row count")
     exporter = directions.add_parser("export", help="NucEL folder -> native ModernBERT folder (no remote code)")
     exporter.add_argument("source", type=Path, help="NucEL model folder")
     exporter.add_argument("out", type=Path, help="native ModernBERT folder to write")
+    migrator = directions.add_parser("migrate", help="NucEL folder saved with the old ids (A, C, G, T = 7-10) -> the released ids (11-14)")
+    migrator.add_argument("source", type=Path, help="NucEL folder saved before the vocabulary change")
+    migrator.add_argument("out", type=Path, help="NucEL folder to write")
     parser.set_defaults(func=run)
 
 
+CONVERSIONS = {"import": import_modernbert, "export": export_modernbert, "migrate": migrate_legacy_folder}
+
+
 def run(args: argparse.Namespace) -> None:
-    if args.direction == "import":
-        folder = import_modernbert(args.source, args.out, layout=args.layout)
-    else:
-        folder = export_modernbert(args.source, args.out)
-    print(f"wrote {folder}")
+    print(f"wrote {CONVERSIONS[args.direction](args.source, args.out)}")

@@ -7,7 +7,7 @@ What the numbers are:
 - `layer`: None (default) is the encoder's output (`last_hidden_state`, after the final norm), what
   `AutoModel` users get. An integer indexes `hidden_states` as transformers returns them: 0 is the embedding
   layer, i is the output of encoder layer i (before the final norm); negative integers count from the end.
-- Pooling: "cls" is the [CLS] vector; "mean" and "max" run over the sequence's bases only ([CLS], [SEP] and
+- Pooling: "cls" is the [CLS] vector; "mean" and "max" run over the sequence's bases only ([CLS] and
   padding excluded), so a sequence's pooled vector does not depend on how it was split into windows.
 - Per-base: exactly one vector per base of the input, row i = base i (0-based) of the sequence after
   whitespace is removed. Lowercase (soft-masked) bases and N (the [UNK] token) get their own rows like any base.
@@ -30,13 +30,12 @@ from pathlib import Path
 import numpy as np
 import torch
 from tqdm.auto import tqdm
-from transformers import AutoTokenizer
 from transformers.utils import logging as transformers_logging
 
 from .folders import atomic_file
 from .modeling_nucel import NucELModel
 from .sequence_io import read_sequences
-from .tokenization.dna import reverse_complement, validate_dna
+from .tokenization import TOKENS_BEFORE_BASES, load_tokenizer, reverse_complement, validate_dna, with_special_tokens
 
 POOLINGS = ("cls", "mean", "max")
 DEFAULT_WINDOW = 1024  # the pre-training crop length
@@ -66,7 +65,7 @@ def load_checked(model_class, name_or_path: str, device: str | None = None):
 def load_encoder(name_or_path: str, device: str | None = None):
     """The encoder (`NucELModel`) and tokenizer of any NucEL folder or Hub id: an encoder, a generator, a
     classifier or a pre-training checkpoint (its discriminator). Returned in eval mode on `device`."""
-    return load_checked(NucELModel, name_or_path, device), AutoTokenizer.from_pretrained(name_or_path)
+    return load_checked(NucELModel, name_or_path, device), load_tokenizer(name_or_path)
 
 
 def base_token_ids(tokenizer, sequence: str, source: str | None = None) -> list[int]:
@@ -158,7 +157,6 @@ def embed_sequences(
     depth = model.config.num_hidden_layers
     if layer is not None and not -(depth + 1) <= layer <= depth:
         raise ValueError(f"layer {layer} does not exist: this model has hidden states 0..{depth} (0 = embeddings)")
-    cls_id, sep_id = tokenizer.cls_token_id, tokenizer.sep_token_id
     strands = [False, True] if reverse_complement_average else [False]
 
     # One job per (sequence, strand, window): the tokens it runs on and the bases it provides.
@@ -173,7 +171,7 @@ def embed_sequences(
             spans = window_spans(len(ids), window, overlap)
             for (start, end), (keep_start, keep_end) in zip(spans, stitch_segments(spans)):
                 jobs.append((index, reverse, start, keep_start, keep_end))
-                token_rows.append([cls_id] + ids[start:end] + [sep_id])
+                token_rows.append(with_special_tokens(ids[start:end]))
 
     # Stitched per-base vectors and [CLS] vectors, per (sequence, strand).
     hidden_size = model.config.hidden_size
@@ -181,8 +179,9 @@ def embed_sequences(
     cls_vectors = {key: [] for key in per_base}
     for job_index, hidden in encode_batches(model, token_rows, layer, batch_size, progress, "embedding"):
         index, reverse, start, keep_start, keep_end = jobs[job_index]
-        # Row 0 is [CLS]; base b of the window is row 1 + b - start.
-        per_base[index, reverse][keep_start:keep_end] = hidden[1 + keep_start - start : 1 + keep_end - start]
+        # Row 0 is [CLS]; base b of the window is row TOKENS_BEFORE_BASES + b - start.
+        first = TOKENS_BEFORE_BASES - start
+        per_base[index, reverse][keep_start:keep_end] = hidden[first + keep_start : first + keep_end]
         cls_vectors[index, reverse].append(hidden[0])
 
     def strand_embedding(index: int, reverse: bool) -> np.ndarray:

@@ -136,7 +136,7 @@ def run_experiment(output_dir: str | Path, settings: ExperimentSettings, device:
     # Imported here, not at the top: the Trainer stack takes seconds to import, and every `nucel` command
     # imports this module to register its sub-commands.
     from .modeling_nucel import NucELForSequenceClassification
-    from .training.finetune import FinetuneSettings, build_classifier, finetune, load_tokenizer
+    from .training.finetune import FinetuneSettings, build_classifier, finetune, tokenizer_for
 
     output_dir = Path(output_dir)
     # Three disjoint seeds per experiment seed, one per split.
@@ -151,7 +151,7 @@ def run_experiment(output_dir: str | Path, settings: ExperimentSettings, device:
         epochs=settings.epochs, warmup_steps=50, seed=settings.seed,
         early_stopping_patience=None,  # loss sits on a plateau for a few epochs before the task "clicks"
     )
-    tokenizer = load_tokenizer(settings.model)
+    tokenizer = tokenizer_for(settings.model)
     snr_examples = data["test"][: settings.snr_sequences]
     snr_sequences = [e.sequence for e in snr_examples]
     snr_spans = [motif_spans(e, len(settings.motif_a)) for e in snr_examples]

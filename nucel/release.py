@@ -17,7 +17,8 @@ from pathlib import Path
 from huggingface_hub import HfApi
 
 from . import modeling_nucel
-from .convert import fold_base_restriction, load_nucel_model, load_tokenizer_or_default
+from .convert import fold_base_restriction, load_nucel_model
+from .tokenization import load_tokenizer
 from .folders import atomic_folder
 from .model_cards.render import METRICS, SUITES, CardFacts, render_model_card
 from .modeling_nucel import (
@@ -75,7 +76,7 @@ def load_release_model(source: str | Path, part: str | None = None):
             model = model.generator
     elif part is not None and (part == "generator") != isinstance(model, NucELGenerator):
         raise ReleaseError(f"{source} holds a {type(model).__name__}, not the {part}")
-    return model.eval(), load_tokenizer_or_default(source)
+    return model.eval(), load_tokenizer(source)
 
 
 def set_label_names(model, label_names: list[str]) -> None:

@@ -32,7 +32,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from tqdm.auto import tqdm
-from transformers import AutoTokenizer
 
 from .attention_maps import pyplot, save_figure
 from .embed import (
@@ -47,9 +46,9 @@ from .embed import (
 from .fasta import read_fasta
 from .folders import atomic_file
 from .modeling_nucel import NucELGenerator
-from .modeling_nucel.configuration_nucel import BASE_IDS, BASES
+from .modeling_nucel.configuration_nucel import BASE_IDS, BASES, MASK_ID
 from .sequence_io import add_one_sequence_arguments, read_one_sequence
-from .tokenization.dna import validate_dna
+from .tokenization import TOKENS_BEFORE_BASES, load_tokenizer, validate_dna, with_special_tokens
 
 REGION = re.compile(r"^(?P<chrom>[^:\s]+)(?::(?P<start>[\d,]+)-(?P<end>[\d,]+))?$")
 
@@ -217,7 +216,7 @@ def read_variant_table(path: str | Path, reference_path: str | Path | None = Non
 
 def load_generator(name_or_path: str, device: str | None = None):
     """The masked-LM generator (`NucELGenerator`) and tokenizer of a generator folder or Hub id."""
-    return load_checked(NucELGenerator, name_or_path, device), AutoTokenizer.from_pretrained(name_or_path)
+    return load_checked(NucELGenerator, name_or_path, device), load_tokenizer(name_or_path)
 
 
 @torch.inference_mode()
@@ -230,10 +229,10 @@ def log_likelihood_ratios(generator, tokenizer, variants: list[Variant], context
         window, index = variant_window(variant, context_length)
         if (window, index) not in site_rows:
             site_rows[window, index] = len(rows)
-            ids = [tokenizer.cls_token_id] + base_token_ids(tokenizer, window, variant.source) + [tokenizer.sep_token_id]
-            ids[1 + index] = tokenizer.mask_token_id
+            ids = with_special_tokens(base_token_ids(tokenizer, window, variant.source))
+            ids[TOKENS_BEFORE_BASES + index] = MASK_ID
             rows.append(ids)
-            masked_index.append(1 + index)
+            masked_index.append(TOKENS_BEFORE_BASES + index)
         variant_rows.append(site_rows[window, index])
 
     device = next(generator.parameters()).device

@@ -4,7 +4,8 @@ import torch
 from transformers import ModernBertConfig
 
 from nucel import NucELConfig
-from nucel.modeling_nucel.configuration_nucel import BASE_IDS, CLS_ID, PAD_ID, SEP_ID
+from nucel.modeling_nucel.configuration_nucel import BASE_IDS, PAD_ID
+from nucel.tokenization import token_length, with_special_tokens
 
 NUCEL_ONLY_FIELDS = {"model_type", "transformers_version", "auto_map", "architectures", "generator_config"}
 
@@ -16,13 +17,14 @@ def reference_config(config: NucELConfig, attn_implementation: str) -> ModernBer
 
 
 def dna_batch(lengths, seed=0):
-    """Right-padded `[CLS] bases [SEP]` rows with the given numbers of bases."""
+    """Right-padded `[CLS] bases` rows with the given numbers of bases."""
     generator = torch.Generator().manual_seed(seed)
-    width = max(lengths) + 2
+    width = token_length(max(lengths))
     input_ids = torch.full((len(lengths), width), PAD_ID)
     attention_mask = torch.zeros_like(input_ids)
     for row, length in enumerate(lengths):
         bases = torch.tensor(BASE_IDS)[torch.randint(0, 4, (length,), generator=generator)]
-        input_ids[row, : length + 2] = torch.cat([torch.tensor([CLS_ID]), bases, torch.tensor([SEP_ID])])
-        attention_mask[row, : length + 2] = 1
+        row_ids = with_special_tokens(bases.tolist())
+        input_ids[row, : len(row_ids)] = torch.tensor(row_ids)
+        attention_mask[row, : len(row_ids)] = 1
     return input_ids, attention_mask

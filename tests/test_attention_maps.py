@@ -30,10 +30,10 @@ def random_dna(length: int, seed: int) -> str:
 
 def test_rows_sum_to_one_over_real_tokens_in_a_padded_batch(encoder):
     model, tokenizer = encoder
-    sequences = [random_dna(200, 1), random_dna(37, 2), "ACGTNNacgt"]  # padded to 202 tokens together
+    sequences = [random_dna(200, 1), random_dna(37, 2), "ACGTNNacgt"]  # padded to 201 tokens together
     maps = attention_maps(model, tokenizer, sequences, progress=False)
     for sequence, array in zip(sequences, maps):
-        tokens = len(sequence) + 2
+        tokens = len(sequence) + 1  # [CLS] and the bases
         assert array.shape == (4, 4, tokens, tokens)  # layers, heads, query, key
         np.testing.assert_allclose(array.sum(axis=-1), 1.0, atol=1e-5)
         assert (array >= 0).all()
@@ -45,8 +45,8 @@ def test_rows_sum_to_one_over_real_tokens_in_a_padded_batch(encoder):
 def test_local_layers_attend_only_within_the_window(encoder):
     model, tokenizer = encoder
     array = attention_maps(model, tokenizer, [random_dna(300, 3)], layers=[0, 1], heads=[2], progress=False)[0]
-    assert array.shape == (2, 1, 302, 302)
-    distance = np.abs(np.arange(302)[:, None] - np.arange(302)[None, :])
+    assert array.shape == (2, 1, 301, 301)
+    distance = np.abs(np.arange(301)[:, None] - np.arange(301)[None, :])
     assert array[1, 0][distance > model.config.sliding_window].max() == 0.0  # layer 1 is local
     assert array[0, 0][distance > model.config.sliding_window].min() > 0.0  # layer 0 is global
     with pytest.raises(ValueError, match="head 4 does not exist"):
@@ -54,8 +54,8 @@ def test_local_layers_attend_only_within_the_window(encoder):
 
 
 def test_motif_snr_against_a_hand_computation():
-    # 1 layer, tokens: [CLS], 6 bases, [SEP]; received attention made up by hand.
-    received = np.array([[0.5, 0.1, 0.3, 0.3, 0.1, 0.1, 0.1, 0.5]])
+    # 1 layer, tokens: [CLS], 6 bases; received attention made up by hand.
+    received = np.array([[0.5, 0.1, 0.3, 0.3, 0.1, 0.1, 0.1]])
     snr = motif_snr(received, [(1, 3)])  # bases 1 and 2 (tokens 2 and 3)
     assert snr == pytest.approx([0.3 / 0.1])
     with pytest.raises(ValueError, match="both motif and background"):
@@ -89,7 +89,7 @@ def test_attention_command(encoder_folder, tmp_path, capsys):
     output = tmp_path / "maps"
     assert main(["attention", str(encoder_folder), "--sequence", sequence, "--motif", "TATAAT", "-o", str(output), "--device", "cpu"]) == 0
     array = np.load(output / "attention.npy")
-    assert array.shape == (2, 1, 68, 68)  # the global layers 0 and 3, the mean over heads
+    assert array.shape == (2, 1, 67, 67)  # the global layers 0 and 3, the mean over heads
     description = json.loads((output / "attention.json").read_text())
     assert description["layers"] == [0, 3] and description["heads"] == ["mean"]
     assert (output / "attention.png").read_bytes()[:4] == b"\x89PNG"

@@ -12,6 +12,7 @@ from transformers import ModernBertModel
 from nucel import NucELConfig, NucELForPreTraining, NucELGenerator, NucELModel
 from nucel.modeling_nucel.attention_nucel import UnpaddedLayout
 from nucel.modeling_nucel.configuration_nucel import BASE_IDS, CLS_ID
+from nucel.tokenization import token_length
 from nucel.training.masking import mask_tokens
 from nucel.training.packing import PackingCollator, pack_batch
 
@@ -101,7 +102,7 @@ def test_unpadded_path_equals_padded_path_on_real_tokens():
 def packed_row(lengths):
     """The sequences of `dna_batch(lengths)` concatenated in one row, positions restarting at each."""
     input_ids, attention_mask = dna_batch(lengths)
-    packed = pack_batch({"input_ids": input_ids, "attention_mask": attention_mask}, max_tokens=sum(lengths) + 2 * len(lengths))
+    packed = pack_batch({"input_ids": input_ids, "attention_mask": attention_mask}, max_tokens=sum(map(token_length, lengths)))
     return input_ids, attention_mask, packed
 
 
@@ -110,22 +111,22 @@ def test_packed_sequences_do_not_see_each_other(attn_implementation):
     ours = tiny_model(attn_implementation=attn_implementation)
     reference = reference_model(ours)
     input_ids, attention_mask, packed = packed_row(LENGTHS)
-    assert packed["input_ids"].shape == (1, sum(LENGTHS) + 2 * len(LENGTHS))
+    assert packed["input_ids"].shape == (1, sum(map(token_length, LENGTHS)))
     with torch.no_grad():
         together = ours(packed["input_ids"], attention_mask=packed["attention_mask"], position_ids=packed["position_ids"])
         start = 0
         for row, length in enumerate(LENGTHS):
-            alone = reference(input_ids[row : row + 1, : length + 2]).last_hidden_state[0]
-            segment = together.last_hidden_state[0, start : start + length + 2]
+            alone = reference(input_ids[row : row + 1, : token_length(length)]).last_hidden_state[0]
+            segment = together.last_hidden_state[0, start : start + token_length(length)]
             assert (segment - alone).abs().max() <= 1e-5, f"sequence {row} differs when packed"
-            start += length + 2
+            start += token_length(length)
 
     # Changing one packed sequence leaves the others untouched.
     changed = packed["input_ids"].clone()
     changed[0, 1:10] = BASE_IDS[0]
     with torch.no_grad():
         after = ours(changed, attention_mask=packed["attention_mask"], position_ids=packed["position_ids"]).last_hidden_state
-    first = LENGTHS[0] + 2
+    first = token_length(LENGTHS[0])
     assert (after[0, first:] == together.last_hidden_state[0, first:]).all()
     assert not torch.equal(after[0, :first], together.last_hidden_state[0, :first])
 
@@ -170,8 +171,9 @@ def test_generator_accepts_packed_rows():
     input_ids, attention_mask, packed = packed_row([50, 20])
     with torch.no_grad():
         logits = model(packed["input_ids"], attention_mask=packed["attention_mask"], position_ids=packed["position_ids"]).logits
-        alone = model(input_ids[1:, :22]).logits[0]
-    assert (logits[0, 52:74] - alone).abs().max() <= 1e-5
+        alone = model(input_ids[1:, : token_length(20)]).logits[0]
+    second = token_length(50)  # where the second sequence starts in the packed row
+    assert (logits[0, second : second + token_length(20)] - alone).abs().max() <= 1e-5
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="flash-attn 2 runs on a CUDA GPU only")

@@ -1,4 +1,5 @@
-"""Import of ModernBERT-format checkpoints (the published NucEL layout included) and export to native ModernBERT."""
+"""Import of ModernBERT-format checkpoints, export to native ModernBERT, migration of folders with the old ids.
+(The released NucEL-93M's own folder: test_released_model.py.)"""
 
 import argparse
 import json
@@ -8,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 from transformers import (
     AutoModelForMaskedLM,
     AutoModelForSequenceClassification,
@@ -18,28 +20,13 @@ from transformers import (
 )
 
 from nucel import NucELConfig, NucELForPreTraining, NucELForSequenceClassification, NucELGenerator, NucELModel
-from nucel.convert import ConversionError, add_parser, export_modernbert, import_modernbert
+from nucel.convert import ConversionError, add_parser, export_modernbert, import_modernbert, load_nucel_model
 from nucel.folders import save_model_folder
 from nucel.modeling_nucel.configuration_nucel import BASE_IDS, SPECIAL_TOKENS
 
 TINY = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=4, num_attention_heads=4)
 # Longer than the local window (±64), with lowercase and N, padded in a batch.
 DNA = ["ACGTTGCA" * 20 + "acgtn" * 4, "GGATCCNNATTA" * 9]
-
-# The published NucEL token layout, written out by hand from its description: the seven specials at 0-6, ids 7-10
-# unused, A C G T at 11-14, 16 more rows at 15-30.
-PUBLISHED_ID = {token: i for i, token in enumerate(SPECIAL_TOKENS)} | {"A": 11, "C": 12, "G": 13, "T": 14}
-
-
-def published_ids(tokenizer, sequences):
-    """Our token ids for `sequences`, and the same tokens in the published layout."""
-    batch = tokenizer(sequences, return_tensors="pt", padding=True)
-    ours = batch["input_ids"]
-    published = ours.clone()
-    for token, published_id in PUBLISHED_ID.items():
-        published[ours == tokenizer.convert_tokens_to_ids(token)] = published_id
-    return ours, published, batch["attention_mask"]
-
 
 def native_config(vocab_size, **overrides):
     return ModernBertConfig(
@@ -57,54 +44,7 @@ def randomise_norms(model):
     return model
 
 
-def test_import_published_mlm_checkpoint_gives_the_same_hidden_states_and_logits(tmp_path, tokenizer):
-    original = randomise_norms(ModernBertForMaskedLM(native_config(31)).eval())  # tied decoder, as ModernBERT saves it
-    original.save_pretrained(tmp_path / "published")
-    converted_folder = import_modernbert(tmp_path / "published", tmp_path / "nucel")
-
-    converted = AutoModelForMaskedLM.from_pretrained(converted_folder, trust_remote_code=True)
-    assert type(converted).__name__ == "NucELGenerator"
-    assert converted.config.vocab_size == 27 and json.loads((converted_folder / "config.json").read_text())["auto_map"]
-    ours, published, attention_mask = published_ids(tokenizer, DNA)
-    assert set(published[0, 1:161].tolist()) == {11, 12, 13, 14}  # the first sequence starts with 160 bases
-    with torch.no_grad():
-        expected = original(published, attention_mask=attention_mask)
-        got = converted(ours, attention_mask=attention_mask)
-        expected_hidden = original.model(published, attention_mask=attention_mask).last_hidden_state
-        got_hidden = converted.model(ours, attention_mask=attention_mask).last_hidden_state
-    real = attention_mask.bool()
-    assert torch.allclose(expected_hidden[real], got_hidden[real], atol=1e-5)
-    # Every one of our 27 logits is the published logit of the same token.
-    published_rows = [PUBLISHED_ID.get(tokenizer.convert_ids_to_tokens(i)) for i in range(11)]
-    assert torch.allclose(expected.logits[real][:, published_rows], got.logits[real][:, :11], atol=1e-5)
-    base_row = converted.model.embeddings.tok_embeddings.weight[BASE_IDS[0]]
-    assert torch.equal(base_row, original.model.embeddings.tok_embeddings.weight[11])
-
-
-def test_import_published_encoder_with_transformers5_config_spelling(tmp_path, tokenizer):
-    config = native_config(31, global_rope_theta=80000.0)
-    config.layer_types = ["full_attention", "sliding_attention"] * 2  # global every 2nd layer, not the default 3rd
-    original = randomise_norms(ModernBertModel(config).eval())
-    original.save_pretrained(tmp_path / "published")
-    # Keep only transformers 5.x's spelling (layer_types, rope_parameters), as a checkpoint saved by 5.x has it.
-    config_path = tmp_path / "published" / "config.json"
-    saved = json.loads(config_path.read_text())
-    for legacy in ("global_attn_every_n_layers", "global_rope_theta", "local_rope_theta"):
-        saved.pop(legacy, None)
-    assert saved["rope_parameters"]["full_attention"]["rope_theta"] == 80000.0
-    config_path.write_text(json.dumps(saved))
-
-    converted = NucELModel.from_pretrained(import_modernbert(tmp_path / "published", tmp_path / "nucel"))
-    assert converted.config.global_attn_every_n_layers == 2 and converted.config.global_rope_theta == 80000.0
-    ours, published, attention_mask = published_ids(tokenizer, DNA)
-    with torch.no_grad():
-        expected = original(published, attention_mask=attention_mask).last_hidden_state
-        got = converted(ours, attention_mask=attention_mask).last_hidden_state
-    real = attention_mask.bool()
-    assert torch.allclose(expected[real], got[real], atol=1e-5)
-
-
-def test_import_classifier_in_our_layout_keeps_labels_and_logits(tmp_path, tokenizer):
+def test_import_classifier_keeps_labels_and_logits(tmp_path, tokenizer):
     config = native_config(27, num_labels=2, id2label={0: "background", 1: "promoter"}, classifier_pooling="mean")
     original = randomise_norms(ModernBertForSequenceClassification(config).eval())
     original.save_pretrained(tmp_path / "native")
@@ -115,10 +55,80 @@ def test_import_classifier_in_our_layout_keeps_labels_and_logits(tmp_path, token
         assert torch.allclose(original(**batch).logits, converted(**batch).logits, atol=1e-5)
 
 
-def test_import_refuses_an_unknown_vocabulary_layout(tmp_path):
-    ModernBertModel(native_config(30)).save_pretrained(tmp_path / "odd")
-    with pytest.raises(ConversionError, match="30-row vocabulary"):
+def test_import_refuses_another_vocabulary(tmp_path):
+    ModernBertModel(native_config(31)).save_pretrained(tmp_path / "odd")
+    with pytest.raises(ConversionError, match="31-row vocabulary"):
         import_modernbert(tmp_path / "odd", tmp_path / "nucel")
+    # 27 rows, but a slow tokenizer that numbers the bases differently.
+    ModernBertModel(native_config(27)).save_pretrained(tmp_path / "other-ids")
+    (tmp_path / "other-ids" / "vocab.json").write_text(json.dumps({**{t: i for i, t in enumerate(SPECIAL_TOKENS)}, "A": 7, "C": 8, "G": 9, "T": 10}))
+    with pytest.raises(ConversionError, match="differ from the released NucEL vocabulary"):
+        import_modernbert(tmp_path / "other-ids", tmp_path / "nucel")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Folders saved before the vocabulary change (A, C, G, T at 7-10)
+
+NEW_FIELDS = ("base_token_ids", "sampling_temperature", "sampling_top_k")
+
+
+def old_layout(rows: torch.Tensor) -> torch.Tensor:
+    """Rows as the old vocabulary numbered them: bases at 7-10, four reserved tokens at 11-14."""
+    return torch.cat([rows[:7], rows[11:15], rows[7:11], rows[15:]])
+
+
+def write_legacy_folder(model, folder: Path) -> Path:
+    """What this package saved before the change: old rows, no `base_token_ids`, old tokenizer ids."""
+    save_model_folder(model, folder)
+    config = json.loads((folder / "config.json").read_text())
+    for fields in (config, config.get("generator_config") or {}):
+        for name in NEW_FIELDS:
+            fields.pop(name, None)
+    (folder / "config.json").write_text(json.dumps(config))
+    state = load_file(folder / "model.safetensors")
+    save_file({name: old_layout(value) if name.endswith(("tok_embeddings.weight", "decoder.weight", "decoder.bias")) else value
+               for name, value in state.items()}, folder / "model.safetensors", metadata={"format": "pt"})
+    return folder
+
+
+def old_ids(new_ids: torch.Tensor) -> torch.Tensor:
+    return torch.where((new_ids >= 11) & (new_ids <= 14), new_ids - 4, new_ids)
+
+
+def test_loading_an_old_id_folder_without_migrating_says_how(tmp_path):
+    legacy = write_legacy_folder(NucELModel(NucELConfig.from_preset("tiny")), tmp_path / "old")
+    with pytest.raises(ValueError, match="old token ids.*nucel convert migrate"):
+        NucELModel.from_pretrained(legacy)
+    with pytest.raises(ValueError, match="nucel convert migrate"):
+        load_nucel_model(legacy)
+
+
+@pytest.mark.parametrize("kind", ["encoder", "generator", "pretraining"])
+def test_migration_moves_rows_and_keeps_outputs(tmp_path, tokenizer, kind):
+    model = {
+        "encoder": lambda: NucELModel(NucELConfig.from_preset("tiny")),
+        "generator": lambda: NucELGenerator(NucELConfig.from_preset("tiny", restrict_to_bases=True)),
+        "pretraining": lambda: NucELForPreTraining(NucELConfig.for_pretraining("tiny")),
+    }[kind]()
+    model = randomise_norms(model).eval()
+    legacy = write_legacy_folder(model, tmp_path / "old")
+    run_cli("convert", "migrate", str(legacy), str(tmp_path / "new"))
+
+    migrated = load_nucel_model(tmp_path / "new")
+    assert type(migrated) is type(model) and migrated.config.base_token_ids == list(BASE_IDS)
+    original_state, migrated_state = model.state_dict(), migrated.state_dict()
+    assert original_state.keys() == migrated_state.keys()
+    assert all(torch.equal(original_state[name], migrated_state[name]) for name in original_state)
+
+    if kind == "encoder":  # the old folder read as it was meant (native ModernBERT, old ids) = the migrated one
+        batch = tokenizer(DNA, return_tensors="pt", padding=True)
+        with torch.no_grad():
+            before = ModernBertModel.from_pretrained(legacy)(old_ids(batch["input_ids"]), attention_mask=batch["attention_mask"])
+            after = migrated(**batch)
+        real = batch["attention_mask"].bool()
+        torch.testing.assert_close(before.last_hidden_state[real], after.last_hidden_state[real], atol=1e-5, rtol=0)
+    with pytest.raises(ConversionError, match="nothing to migrate"):
+        run_cli("convert", "migrate", str(tmp_path / "new"), str(tmp_path / "again"))
 
 
 def run_cli(*argv):
@@ -155,7 +165,8 @@ def test_export_is_native_modernbert_and_round_trips(tmp_path, tokenizer, kind):
         native_logits = native(**batch).logits
         if kind == "generator":
             # The base restriction travels in the decoder bias: native ModernBERT scores only A, C, G, T too.
-            assert torch.isinf(native_logits[real][:, 11:]).all() and torch.isfinite(native_logits[real][:, list(BASE_IDS)]).all()
+            non_base = [i for i in range(native_logits.shape[-1]) if i not in BASE_IDS]
+            assert torch.isinf(native_logits[real][:, non_base]).all() and torch.isfinite(native_logits[real][:, list(BASE_IDS)]).all()
             assert torch.equal(native_logits[real].argmax(-1), reference[real].argmax(-1))
             reference, native_logits = reference[real][:, list(BASE_IDS)], native_logits[real][:, list(BASE_IDS)]
         assert torch.allclose(reference, native_logits, atol=1e-5)

@@ -24,7 +24,7 @@ def random_dna(length: int, seed: int) -> str:
 
 
 def reference_hidden(model, tokenizer, sequence: str, layer=None) -> np.ndarray:
-    """The model's own output for one unpadded sequence ([CLS] seq [SEP]), computed directly."""
+    """The model's own output for one unpadded sequence ([CLS] seq), computed directly."""
     ids = tokenizer(sequence, return_tensors="pt")["input_ids"]
     with torch.no_grad():
         outputs = model(input_ids=ids, output_hidden_states=True)
@@ -39,7 +39,7 @@ def test_per_base_has_one_row_per_base_with_lowercase_and_n(encoder):
     assert [e.shape for e in embeddings] == [(len(s), 64) for s in sequences]
     # Row i is base i: the same as the model's hidden state of token i + 1 (after [CLS]) run alone, and
     # lowercase is the same DNA as uppercase.
-    expected = reference_hidden(model, tokenizer, sequences[0].upper())[1:-1]
+    expected = reference_hidden(model, tokenizer, sequences[0].upper())[1:]
     np.testing.assert_allclose(embeddings[0], expected, atol=1e-5)
 
 
@@ -49,10 +49,10 @@ def test_pooling_choices_and_layer(encoder):
     hidden = reference_hidden(model, tokenizer, sequence)
     pooled = {p: embed_sequences(model, tokenizer, [sequence, "ACGTAC"], pooling=p, progress=False)[0] for p in ("cls", "mean", "max")}
     np.testing.assert_allclose(pooled["cls"], hidden[0], atol=1e-5)
-    np.testing.assert_allclose(pooled["mean"], hidden[1:-1].mean(axis=0), atol=1e-5)  # bases only, specials excluded
-    np.testing.assert_allclose(pooled["max"], hidden[1:-1].max(axis=0), atol=1e-5)
+    np.testing.assert_allclose(pooled["mean"], hidden[1:].mean(axis=0), atol=1e-5)  # bases only, [CLS] excluded
+    np.testing.assert_allclose(pooled["max"], hidden[1:].max(axis=0), atol=1e-5)
     layer_two = embed_sequences(model, tokenizer, [sequence], pooling=None, layer=2, progress=False)[0]
-    np.testing.assert_allclose(layer_two, reference_hidden(model, tokenizer, sequence, layer=2)[1:-1], atol=1e-5)
+    np.testing.assert_allclose(layer_two, reference_hidden(model, tokenizer, sequence, layer=2)[1:], atol=1e-5)
     with pytest.raises(ValueError, match="layer 9 does not exist"):
         embed_sequences(model, tokenizer, [sequence], layer=9, progress=False)
 

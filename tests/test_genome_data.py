@@ -245,8 +245,8 @@ def test_collator_masks_each_example_by_its_own_seed(tokenizer):
     assert torch.equal(batch["input_ids"][0], alone["input_ids"][0]) and torch.equal(batch["labels"][0], alone["labels"][0])
 
     ids, labels, attention = batch["input_ids"], batch["labels"], batch["attention_mask"]
-    assert ids.shape == (2, 162) and attention[1].sum() == 52 and (ids[1, 52:] == PAD_ID).all()
-    assert ids[0, 0] == CLS_ID and ids[0, -1] == SEP_ID
+    assert ids.shape == (2, 161) and attention[1].sum() == 51 and (ids[1, 51:] == PAD_ID).all()
+    assert ids[0, 0] == CLS_ID and not (ids == SEP_ID).any()  # the released template: [CLS] bases
     selected = labels != -100
     assert selected.any()
     assert torch.isin(labels[selected], torch.tensor(BASE_IDS)).all()  # only bases are ever selected (never N, specials, pad)

@@ -7,6 +7,7 @@ from transformers import ModernBertForMaskedLM, ModernBertModel
 
 from nucel import NucELConfig, NucELForSequenceClassification, NucELForTokenClassification, NucELGenerator, NucELModel
 from nucel.modeling_nucel.configuration_nucel import BASE_IDS
+from nucel.tokenization import token_length
 
 ATTENTION_BACKENDS = ["sdpa", "eager"]
 
@@ -97,8 +98,8 @@ def test_padded_batch_gives_each_sequence_its_solo_outputs(attn_implementation):
     with torch.no_grad():
         batched = model(input_ids, attention_mask=attention_mask).last_hidden_state
         for row, length in enumerate(lengths):
-            alone = model(input_ids[row : row + 1, : length + 2]).last_hidden_state[0]
-            assert (batched[row, : length + 2] - alone).abs().max().item() <= 1e-5
+            alone = model(input_ids[row : row + 1, : token_length(length)]).last_hidden_state[0]
+            assert (batched[row, : token_length(length)] - alone).abs().max().item() <= 1e-5
     assert torch.isfinite(batched).all(), "padding positions must not produce NaN"
 
 
@@ -113,7 +114,7 @@ def test_output_attentions_uses_eager_and_rows_sum_to_one_over_real_tokens():
     real = attention_mask.bool()
     row_sums = weights.sum(-1).transpose(1, 2)[real]
     assert torch.allclose(row_sums, torch.ones_like(row_sums), atol=1e-5)
-    assert weights[1, :, : 92, 92:].abs().max() == 0, "padding is never attended"
+    assert weights[1, :, : token_length(90), token_length(90):].abs().max() == 0, "padding is never attended"
     assert weights[0, :, 10, 10 + 65 :].abs().max() == 0, "local layers attend within ±64 only"
 
 
@@ -150,7 +151,7 @@ def test_mean_pooling_ignores_padding():
     input_ids, attention_mask = dna_batch([150, 30])
     with torch.no_grad():
         batched = model(input_ids, attention_mask=attention_mask).logits[1]
-        alone = model(input_ids[1:, :32]).logits[0]
+        alone = model(input_ids[1:, : token_length(30)]).logits[0]
     assert torch.allclose(batched, alone, atol=1e-5)
 
 
@@ -158,9 +159,9 @@ def test_token_classification_gives_a_label_per_base():
     model = tiny(NucELForTokenClassification, num_labels=3)
     input_ids, attention_mask = dna_batch([70])
     labels = torch.randint(0, 3, input_ids.shape)
-    labels[:, 0] = labels[:, -1] = -100
+    labels[:, 0] = -100  # [CLS]
     output = model(input_ids, attention_mask=attention_mask, labels=labels)
-    assert output.logits.shape == (1, 72, 3)
+    assert output.logits.shape == (1, token_length(70), 3)
     kept = labels != -100
     assert torch.allclose(output.loss, torch.nn.functional.cross_entropy(output.logits[kept], labels[kept]))
 
@@ -180,7 +181,7 @@ def test_the_93m_preset_runs_a_1024_bp_sequence(tokenizer):
     batch = tokenizer("ACGT" * 256, return_tensors="pt")
     with torch.no_grad():
         hidden = model(**batch).last_hidden_state
-    assert hidden.shape == (1, 1026, 512) and torch.isfinite(hidden).all()
+    assert hidden.shape == (1, 1025, 512) and torch.isfinite(hidden).all()
 
 
 def test_config_rejects_bad_settings():

@@ -19,6 +19,7 @@ from nucel import NucELConfig, NucELForPreTraining, NucELForSequenceClassificati
 from nucel.folders import save_model_folder
 from nucel.model_cards.render import METRICS, SUITES, CardFacts
 from nucel.modeling_nucel.configuration_nucel import BASE_IDS
+from nucel.tokenization import token_length
 from nucel.release import (
     CODE_FILES,
     RELEASE_FILES,
@@ -177,7 +178,7 @@ def test_release_folders_load_in_a_fresh_process_with_and_without_remote_code(re
     # Pipelines: the same answers with and without remote code.
     remote_features = torch.tensor(report["encoder/True"]["pipeline"])
     assert torch.allclose(remote_features, torch.tensor(report["encoder/False"]["pipeline"]), atol=1e-5)
-    assert remote_features.shape == (1, len(DNA[1]) + 2, 64)
+    assert remote_features.shape == (1, token_length(len(DNA[1])), 64)
     for artefact in ("generator", "classifier"):
         remote, native = report[f"{artefact}/True"]["pipeline"], report[f"{artefact}/False"]["pipeline"]
         flatten = (lambda answers: answers) if artefact == "generator" else (lambda answers: [a for per in answers for a in per])
@@ -235,7 +236,7 @@ def test_model_card_metadata_body_and_model_index(releases):
         for heading in ("Model details", "Tokenizer", "Context length", "Pooling", "Training", "How to load",
                         "How to fine-tune", "How to reproduce", "Evaluation", "Limits", "License", "Citation"):
             assert f"## {heading}" in card.text, heading
-        for fact in ("[UNK]", "[MASK]", "upper-cased", "1026 tokens", "float32", "arXiv:2508.13191"):
+        for fact in ("[UNK]", "[MASK]", "upper-cased", "1025 tokens", "float32", "arXiv:2508.13191"):
             assert fact in card.text, fact
         widget_texts = [example["text"] for example in data.widget]
         assert all(set(text.replace("[MASK]", "")) <= set("ACGT") for text in widget_texts)

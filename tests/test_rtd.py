@@ -1,9 +1,11 @@
 """Replaced token detection: the loss of DESIGN.md section 1, computed by hand, and the masking rules."""
 
+import pytest
 import torch
 
 from nucel import NucELConfig, NucELForPreTraining
-from nucel.modeling_nucel.configuration_nucel import BASE_IDS, CLS_ID, MASK_ID, PAD_ID, SEP_ID, UNK_ID
+from nucel.modeling_nucel.configuration_nucel import BASE_IDS, CLS_ID, MASK_ID, PAD_ID, SEP_ID, UNK_ID, VOCAB_SIZE
+from nucel.modeling_nucel.modeling_nucel import sample_replacements
 from nucel.training.masking import mask_tokens
 
 A, C, G, T = BASE_IDS
@@ -130,3 +132,44 @@ def test_masking_selects_15_percent_of_bases_masks_85_percent_and_never_touches_
     kept = selected & ~became_mask
     assert torch.equal(masked[kept], input_ids[kept]), "no random replacement: the rest keep their base"
     assert torch.equal(masked[~selected], input_ids[~selected])
+
+
+def test_sampling_temperature_and_top_k_shape_the_replacement_distribution():
+    # Fixed logits over the four bases: probabilities 0.5, 0.3, 0.15, 0.05 for A, C, G, T.
+    probabilities = torch.tensor([0.5, 0.3, 0.15, 0.05])
+    logits = torch.full((200_000, VOCAB_SIZE), -30.0)
+    logits[:, list(BASE_IDS)] = probabilities.log()
+    logits[:, PAD_ID] = 5.0  # a special the generator prefers is never drawn
+
+    def frequencies(**settings):
+        torch.manual_seed(0)
+        drawn = sample_replacements(logits, **settings)
+        return torch.stack([(drawn == base).float().mean() for base in BASE_IDS])
+
+    assert torch.allclose(frequencies(), probabilities, atol=0.005)  # default: the generator's own distribution
+    sharpened = probabilities ** (1 / 0.5) / (probabilities ** (1 / 0.5)).sum()
+    assert torch.allclose(frequencies(temperature=0.5), sharpened, atol=0.005)
+    top_two = torch.tensor([0.5, 0.3, 0.0, 0.0]) / 0.8
+    assert torch.allclose(frequencies(top_k=2), top_two, atol=0.005)
+    assert torch.equal(frequencies(top_k=1), torch.tensor([1.0, 0.0, 0.0, 0.0]))
+
+
+def test_the_model_samples_with_its_configured_temperature_and_top_k():
+    model = NucELForPreTraining(NucELConfig.for_pretraining("tiny", sampling_top_k=1)).eval()
+    _, input_ids, labels, attention_mask = hand_made_batch()
+    masked = labels != -100
+    with torch.no_grad():
+        output = model(input_ids=input_ids, labels=labels, attention_mask=attention_mask)
+    most_likely = BASE_IDS[0] + output.generator_logits[:, list(BASE_IDS)].argmax(-1)
+    assert torch.equal(output.discriminator_input_ids[masked], most_likely)  # top-1: the generator's argmax
+    with pytest.raises(ValueError, match="sampling_top_k"):
+        NucELConfig.for_pretraining("tiny", sampling_top_k=5)
+    with pytest.raises(ValueError, match="sampling_temperature"):
+        NucELConfig.for_pretraining("tiny", sampling_temperature=0.0)
+
+
+def test_masking_every_chosen_position_as_the_author_does():
+    input_ids = torch.cat([torch.full((8, 1), CLS_ID), torch.tensor(BASE_IDS).repeat(8, 100)], 1)
+    masked, labels = mask_tokens(input_ids, mask_token_fraction=1.0, generator=torch.Generator().manual_seed(0))
+    selected = labels != -100
+    assert selected.any() and (masked[selected] == MASK_ID).all() and torch.equal(masked[~selected], input_ids[~selected])

@@ -21,6 +21,7 @@ from nucel import (
 )
 from nucel.folders import save_model_folder
 from nucel.modeling_nucel.modeling_nucel import AUTO_MAP
+from nucel.modeling_nucel.configuration_nucel import BASE_IDS
 from nucel.training.masking import mask_tokens
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -60,7 +61,7 @@ def saved_models(tmp_path_factory, tokenizer):
         expected["classifier_probabilities"] = expected["classifier"][0].softmax(-1)
         masked_inputs = tokenizer(masked_sequence, return_tensors="pt")
         generator_logits = models["generator"](**masked_inputs).logits[0, masked_position]
-        expected["fill_mask_probabilities"] = generator_logits.softmax(-1)[7:11]
+        expected["fill_mask_probabilities"] = generator_logits.softmax(-1)[list(BASE_IDS)]
         rtd_input_ids, rtd_labels = mask_tokens(inputs["input_ids"].repeat(2, 1), generator=torch.Generator().manual_seed(0))
         torch.manual_seed(0)
         expected["rtd_loss"] = models["pretraining"].eval()(input_ids=rtd_input_ids, labels=rtd_labels).loss

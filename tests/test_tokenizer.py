@@ -1,4 +1,5 @@
-"""The 27-token tokenizer: ids fixed by DESIGN.md, DNA normalisation, specials, saving, helpers."""
+"""The 27-token tokenizer: the released NucEL-93M's ids and template (DESIGN.md), DNA normalisation, specials,
+saving, helpers."""
 
 import logging
 
@@ -13,10 +14,13 @@ from nucel.tokenization import (
     reverse_complement,
     reverse_complement_ids,
     save_tokenizer,
+    token_length,
     validate_dna,
+    with_special_tokens,
 )
 
-EXPECTED_IDS = {"[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[SEP]": 3, "[MASK]": 4, "[BOS]": 5, "[EOS]": 6, "A": 7, "C": 8, "G": 9, "T": 10}
+EXPECTED_IDS = {"[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[SEP]": 3, "[MASK]": 4, "[BOS]": 5, "[EOS]": 6, "A": 11, "C": 12, "G": 13, "T": 14}
+A, C, G, T = 11, 12, 13, 14
 
 
 def test_vocabulary_ids_are_the_fixed_ones(tokenizer):
@@ -28,18 +32,24 @@ def test_vocabulary_ids_are_the_fixed_ones(tokenizer):
     assert tokenizer.model_input_names == ["input_ids", "attention_mask"]
 
 
-def test_one_base_one_token_with_cls_sep(tokenizer):
+def test_one_base_one_token_after_cls_and_no_sep(tokenizer):
     sequence = "ACGTTGCA" * 25
     ids = tokenizer(sequence)["input_ids"]
-    assert len(ids) == len(sequence) + 2
-    assert ids[0] == CLS_ID and ids[-1] == SEP_ID
-    assert ids[1:-1] == [EXPECTED_IDS[base] for base in sequence]
+    assert len(ids) == len(sequence) + 1 == token_length(len(sequence))
+    assert ids[0] == CLS_ID and SEP_ID not in ids
+    assert ids[1:] == [EXPECTED_IDS[base] for base in sequence]
+    assert with_special_tokens(ids[1:]) == ids
+
+
+def test_unused_and_reserved_rows_are_named(tokenizer):
+    assert tokenizer.convert_ids_to_tokens(list(range(7, 11))) == [f"[UNUSED_{i}]" for i in range(4)]
+    assert tokenizer.convert_ids_to_tokens([15, 26]) == ["[RESERVED_0]", "[RESERVED_11]"]
 
 
 def test_lowercase_is_uppercased_and_iupac_codes_are_unknown(tokenizer):
     assert tokenizer("acgt")["input_ids"] == tokenizer("ACGT")["input_ids"]
-    assert tokenizer("ANRYC")["input_ids"][1:-1] == [7, UNK_ID, UNK_ID, UNK_ID, 8]
-    assert tokenizer("n")["input_ids"][1:-1] == [UNK_ID]
+    assert tokenizer("ANRYC")["input_ids"][1:] == [A, UNK_ID, UNK_ID, UNK_ID, C]
+    assert tokenizer("n")["input_ids"][1:] == [UNK_ID]
 
 
 def test_whitespace_and_newlines_inside_a_pasted_sequence_are_ignored(tokenizer):
@@ -48,18 +58,18 @@ def test_whitespace_and_newlines_inside_a_pasted_sequence_are_ignored(tokenizer)
 
 def test_specials_are_atomic(tokenizer):
     ids = tokenizer("AC[MASK]GT")["input_ids"]
-    assert ids == [CLS_ID, 7, 8, MASK_ID, 9, 10, SEP_ID]
+    assert ids == [CLS_ID, A, C, MASK_ID, G, T]
 
 
-def test_pairs_use_the_cls_sep_template(tokenizer):
+def test_pairs_are_separated_by_sep(tokenizer):
     encoded = tokenizer("AC", "GT")
-    assert encoded["input_ids"] == [CLS_ID, 7, 8, SEP_ID, 9, 10, SEP_ID]
+    assert encoded["input_ids"] == [CLS_ID, A, C, SEP_ID, G, T]
 
 
 def test_offsets_map_tokens_back_to_the_input(tokenizer):
     text = "ac g\nT"
     encoded = tokenizer(text, return_offsets_mapping=True)
-    offsets = encoded["offset_mapping"][1:-1]
+    offsets = encoded["offset_mapping"][1:]
     assert [text[start:end] for start, end in offsets] == ["a", "c", "g", "T"]
 
 
@@ -67,11 +77,11 @@ def test_decode_round_trip(tokenizer):
     sequence = "GATTACA" * 10
     ids = tokenizer(sequence)["input_ids"]
     assert tokenizer.decode(ids, skip_special_tokens=True) == sequence
-    assert tokenizer.decode(tokenizer("ACNGT")["input_ids"][1:-1]) == "ACNGT"  # [UNK] decodes as N
+    assert tokenizer.decode(tokenizer("ACNGT")["input_ids"][1:]) == "ACNGT"  # [UNK] decodes as N
 
 
 def test_empty_sequence(tokenizer):
-    assert tokenizer("")["input_ids"] == [CLS_ID, SEP_ID]
+    assert tokenizer("")["input_ids"] == [CLS_ID]
     with pytest.raises(InvalidDNAError, match="empty sequence"):
         validate_dna("  \n")
 
@@ -80,16 +90,16 @@ def test_long_sequences_warn_and_truncate_only_when_asked(tokenizer, caplog):
     sequence = "A" * (MODEL_MAX_LENGTH + 50)
     with caplog.at_level(logging.WARNING):
         ids = tokenizer(sequence)["input_ids"]
-    assert len(ids) == len(sequence) + 2  # nothing silently dropped
+    assert len(ids) == len(sequence) + 1  # nothing silently dropped
     assert any("longer than the specified maximum" in record.getMessage() for record in caplog.records)
     truncated = tokenizer(sequence, truncation=True)["input_ids"]
-    assert len(truncated) == MODEL_MAX_LENGTH and truncated[-1] == SEP_ID
+    assert len(truncated) == MODEL_MAX_LENGTH == 1025 and truncated[-1] == A
 
 
 def test_batch_padding_is_right_sided(tokenizer):
     batch = tokenizer(["ACGT", "AC"], padding=True, return_tensors="pt")
-    assert batch["input_ids"][1].tolist() == [CLS_ID, 7, 8, SEP_ID, PAD_ID, PAD_ID]
-    assert batch["attention_mask"][1].tolist() == [1, 1, 1, 1, 0, 0]
+    assert batch["input_ids"][1].tolist() == [CLS_ID, A, C, PAD_ID, PAD_ID]
+    assert batch["attention_mask"][1].tolist() == [1, 1, 1, 0, 0]
 
 
 @pytest.mark.parametrize(
@@ -137,4 +147,4 @@ def test_saved_tokenizer_loads_through_auto_tokenizer_without_custom_code(tokeni
     assert loaded(text)["input_ids"] == tokenizer(text)["input_ids"]
     assert loaded.model_max_length == MODEL_MAX_LENGTH
     assert '"tokenizer_class": "PreTrainedTokenizerFast"' in (tmp_path / "tokenizer_config.json").read_text()
-    assert BASE_IDS == (7, 8, 9, 10)
+    assert BASE_IDS == (A, C, G, T)

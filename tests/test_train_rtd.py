@@ -14,7 +14,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from nucel.training.rtd_loop import PretrainingConfig, load_config, run_pretraining
+from nucel.training.rtd_loop import PretrainingConfig, build_model, load_config, run_pretraining
 from nucel.training.train_rtd import build_parser
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -106,7 +106,7 @@ def test_exports_load_through_the_auto_classes(tmp_path):
     for name, tensor in generator.state_dict().items():
         assert torch.equal(tensor, checkpoint[f"generator.{name}"]), name
     tokenizer = AutoTokenizer.from_pretrained(output_dir / "export" / "generator")
-    assert tokenizer("acgt")["input_ids"] == [2, 7, 8, 9, 10, 3]
+    assert tokenizer("acgt")["input_ids"] == [2, 11, 12, 13, 14]  # the released ids and template
 
 
 def test_mlm_objective_trains_a_discriminator_sized_encoder(tmp_path):
@@ -213,6 +213,13 @@ def test_configs_and_command_line_overrides(tmp_path):
     assert (paper.objective, paper.model_preset, paper.learning_rate, paper.adam_beta1, paper.adam_beta2) == ("rtd", "nucel-93m", 1e-4, 0.9, 0.999)
     assert (paper.warmup_steps, paper.max_grad_norm, paper.global_batch_size, paper.mixed_precision) == (1000, 1.0, 192, "fp16")
     assert (paper.window_length, paper.window_overlap, paper.crop_length, paper.epochs, paper.discriminator_weight) == (1224, 100, 1024, 50, 50.0)
+    author = load_config("nucel_93m_author")  # the author's released recipe (RNAELECTRA), beside the paper's
+    assert (author.mask_token_fraction, author.sampling_temperature, author.sampling_top_k) == (1.0, 0.9, 2)
+    assert (author.lr_scheduler, author.warmup_steps, author.weight_decay, author.max_grad_norm) == ("constant_with_warmup", 1000, 3e-7, 1.0)
+    assert (author.norm_eps, author.global_batch_size, author.mixed_precision, author.learning_rate) == (1e-12, 512, "bf16", 1e-4)
+    model_config = build_model(load_config("nucel_93m_author", {"model_preset": "tiny"})).config
+    assert model_config.norm_eps == model_config.generator_configuration().norm_eps == 1e-12
+    assert (model_config.sampling_temperature, model_config.sampling_top_k) == (0.9, 2)
     tiny = load_config(CONFIGS / "tiny_cpu.yaml")
     assert load_config("tiny_cpu") == tiny  # shipped configs by name, for installed packages
     assert tiny.fasta == ["builtin"] and tiny.model_preset == "tiny" and tiny.max_steps

@@ -9,6 +9,7 @@ import torch
 from nucel import NucELConfig, NucELGenerator, NucELModel
 from nucel.fasta import FastaError, read_fasta
 from nucel.folders import save_model_folder
+from nucel.modeling_nucel.configuration_nucel import BASE_IDS
 from nucel.variants import (
     VariantError,
     embedding_distances,
@@ -63,7 +64,7 @@ def test_llr_is_antisymmetric_and_matches_a_hand_computation(models):
     ids = tokenizer(CHR1, return_tensors="pt")["input_ids"]
     ids[0, position] = tokenizer.mask_token_id  # token index = 1-based position ([CLS] first)
     with torch.no_grad():
-        logits = generator(input_ids=ids).logits[0, position, [7, 8, 9, 10]].double()
+        logits = generator(input_ids=ids).logits[0, position, list(BASE_IDS)].double()
     log_probs = torch.log_softmax(logits, -1)
     assert forward == pytest.approx(float(log_probs["ACGT".index(alt)] - log_probs["ACGT".index(ref)]), abs=1e-5)
 

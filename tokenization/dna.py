@@ -4,7 +4,7 @@ import re
 
 import torch
 
-from ..modeling_nucel.configuration_nucel import BASE_IDS, BOS_ID, CLS_ID, EOS_ID, PAD_ID, SEP_ID
+from nucel.modeling_nucel.configuration_nucel import BASE_IDS, BOS_ID, CLS_ID, EOS_ID, PAD_ID, SEP_ID
 
 # IUPAC nucleotide codes (upper and lower case), and their complements.
 IUPAC_COMPLEMENT = str.maketrans("ACGTRYSWKMBDHVNacgtryswkmbdhvn", "TGCAYRSWMKVHDBNtgcayrswmkvhdbn")

@@ -5,23 +5,40 @@ loads them with no custom code and no `trust_remote_code`.
 
 Behaviour: whitespace and newlines are dropped, input is upper-cased (soft-masked lowercase becomes
 uppercase), one base is exactly one token, N and every other IUPAC ambiguity code become [UNK], the specials
-([MASK] ...) are atomic, and sequences are wrapped as `[CLS] seq [SEP]` (pairs: `[CLS] a [SEP] b [SEP]`).
-Decoding joins tokens without spaces, [UNK] decodes as N.
+([MASK] ...) are atomic. Decoding joins tokens without spaces, [UNK] decodes as N.
+
+The template is the released NucEL-93M's: its tokenizer (`NucEL_Tokenizer`, k=1) prepends `[CLS]` and appends
+nothing, and the model was pre-trained on exactly that, so a sequence is `[CLS] seq` and base i sits at index i + 1.
+A pair, which the release never saw, is `[CLS] a [SEP] b`.
 """
 
 import json
 from pathlib import Path
 
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
-from transformers import PreTrainedTokenizerFast
+from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-from ..modeling_nucel.configuration_nucel import BASES, CLS_ID, NUM_RESERVED_TOKENS, SEP_ID, SPECIAL_TOKENS
+from nucel.modeling_nucel.configuration_nucel import BASES, CLS_ID, SEP_ID, SPECIAL_TOKENS, VOCAB
 
-# 1024 bp, the pre-training crop, plus [CLS] and [SEP]. Longer input is accepted by the model (RoPE) but the
-# tokenizer warns, and truncates only when asked.
-MODEL_MAX_LENGTH = 1026
+# Tokens the template adds before the bases of a single sequence ([CLS]) and after them (none).
+TOKENS_BEFORE_BASES = 1
+TOKENS_AFTER_BASES = 0
 
-VOCAB = SPECIAL_TOKENS + BASES + [f"[RESERVED_{i}]" for i in range(NUM_RESERVED_TOKENS)]
+
+
+def token_length(bases: int) -> int:
+    """How many tokens the template makes of a sequence of `bases` bases."""
+    return TOKENS_BEFORE_BASES + bases + TOKENS_AFTER_BASES
+
+
+# 1024 bp, the pre-training crop, plus [CLS]. Longer input is accepted by the model (RoPE) but the tokenizer warns,
+# and truncates only when asked.
+MODEL_MAX_LENGTH = token_length(1024)
+
+
+def with_special_tokens(base_ids: list[int]) -> list[int]:
+    """A row of model input from the ids of one sequence's bases, as the tokenizer's template builds it."""
+    return [CLS_ID, *base_ids]
 
 
 def build_backend_tokenizer() -> Tokenizer:
@@ -32,8 +49,8 @@ def build_backend_tokenizer() -> Tokenizer:
     tokenizer.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
     tokenizer.add_special_tokens(SPECIAL_TOKENS)
     tokenizer.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]",
-        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        single="[CLS] $A",
+        pair="[CLS] $A [SEP] $B:1",
         special_tokens=[("[CLS]", CLS_ID), ("[SEP]", SEP_ID)],
     )
     tokenizer.decoder = decoders.Sequence([decoders.Replace("[UNK]", "N"), decoders.Fuse()])
@@ -56,6 +73,21 @@ def build_tokenizer(model_max_length: int = MODEL_MAX_LENGTH) -> PreTrainedToken
         model_input_names=["input_ids", "attention_mask"],
         clean_up_tokenization_spaces=False,
     )
+
+
+def load_tokenizer(name_or_path: str | Path) -> PreTrainedTokenizerFast:
+    """The tokenizer saved with a model (a folder or Hub id with `tokenizer.json`), else this package's.
+
+    The released NucEL-93M ships only its slow, remote-code tokenizer (`NucEL_Tokenizer`); ours gives the same ids
+    and the same `[CLS] seq` template without running that code, so it stands in for it.
+    """
+    folder = Path(name_or_path)
+    if folder.is_dir():
+        return AutoTokenizer.from_pretrained(folder) if (folder / "tokenizer.json").is_file() else build_tokenizer()
+    try:
+        return AutoTokenizer.from_pretrained(str(name_or_path))
+    except (OSError, ValueError):  # a Hub repository with no fast tokenizer of its own
+        return build_tokenizer()
 
 
 def save_tokenizer(tokenizer: PreTrainedTokenizerFast, folder: str | Path) -> None:

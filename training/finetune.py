@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import AutoTokenizer, EarlyStoppingCallback, Trainer, TrainingArguments, set_seed
+from transformers import EarlyStoppingCallback, Trainer, TrainingArguments, set_seed
 
 from nucel.benchmarks.loaders import (
     BenchmarkDataError,
@@ -41,7 +41,7 @@ from nucel.benchmarks.loaders import (
 from nucel.benchmarks.metrics import compute_metrics
 from nucel.folders import atomic_folder, save_model_folder, write_json_atomically
 from nucel.modeling_nucel import NucELConfig, NucELForSequenceClassification
-from nucel.tokenization import build_tokenizer, save_tokenizer
+from nucel.tokenization import build_tokenizer, load_tokenizer, save_tokenizer, token_length
 from nucel.training.predict import FINETUNE_METADATA, predict_logits
 
 PROBLEM_TYPES = ("single_label_classification", "multi_label_classification", "regression")
@@ -172,7 +172,7 @@ class TokenizedSequences(torch.utils.data.Dataset):
         self.encodings = tokenizer(
             split.sequences,
             truncation=max_length_bp is not None,
-            max_length=None if max_length_bp is None else max_length_bp + 2,  # + [CLS] and [SEP]
+            max_length=None if max_length_bp is None else token_length(max_length_bp),
         )
         label_dtype = torch.long if problem_type == "single_label_classification" else torch.float
         self.labels = torch.tensor(split.labels, dtype=label_dtype)
@@ -205,13 +205,11 @@ class PaddingCollator:
 # Model
 
 
-def load_tokenizer(model_name_or_path: str):
-    """The checkpoint's own tokenizer; the standard NucEL tokenizer for `random:` models or folders without one."""
+def tokenizer_for(model_name_or_path: str):
+    """The checkpoint's own tokenizer; the standard NucEL tokenizer for `random:` models or checkpoints without one."""
     if model_name_or_path.startswith(RANDOM_INIT_PREFIX):
         return build_tokenizer()
-    if Path(model_name_or_path).is_dir() and not (Path(model_name_or_path) / "tokenizer.json").is_file():
-        return build_tokenizer()
-    return AutoTokenizer.from_pretrained(model_name_or_path)
+    return load_tokenizer(model_name_or_path)
 
 
 def build_classifier(model_name_or_path: str, settings: FinetuneSettings):
@@ -338,7 +336,7 @@ def finetune(
 ) -> FinetuneResult:
     """Fine-tune, keep the checkpoint with the lowest validation loss, save it to `output_dir`, and evaluate
     it on `test` (metrics over the whole split) when given."""
-    tokenizer = load_tokenizer(model_name_or_path)
+    tokenizer = tokenizer_for(model_name_or_path)
     model = build_classifier(model_name_or_path, settings)
     model, summary = train_with_selection(model, tokenizer, train, validation, settings)
     metadata = {

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import AutoTokenizer
 
 from nucel.benchmarks.metrics import sigmoid, softmax
 from nucel.folders import atomic_file
 from nucel.modeling_nucel import NucELForSequenceClassification
 from nucel.sequence_io import read_sequences
+from nucel.tokenization import load_tokenizer, token_length
 
 # Written by finetune.py into every output folder: how the model was trained and what its outputs mean.
 FINETUNE_METADATA = "finetune.json"
@@ -34,7 +34,7 @@ def load_finetuned(model_dir: str | Path):
     if not metadata_path.is_file():
         raise FileNotFoundError(f"{metadata_path}: not a fine-tuned NucEL folder (written by training/finetune.py)")
     metadata = json.loads(metadata_path.read_text())
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    tokenizer = load_tokenizer(model_dir)
     if (model_dir / ADAPTER_CONFIG).is_file():
         from peft import PeftModel
 
@@ -62,7 +62,7 @@ def predict_logits(model, tokenizer, sequences: list[str], batch_size: int = 32,
             sequences[start : start + batch_size],
             padding=True,
             truncation=max_length_bp is not None,
-            max_length=None if max_length_bp is None else max_length_bp + 2,  # + [CLS] and [SEP]
+            max_length=None if max_length_bp is None else token_length(max_length_bp),
             return_tensors="pt",
         ).to(device)
         outputs.append(model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float().cpu())

@@ -53,6 +53,9 @@ class PretrainingConfig:
     model_preset: str = "nucel-93m"
     generator_preset: str | None = None  # None: the preset's paired generator
     discriminator_weight: float = 50.0
+    sampling_temperature: float = 1.0  # RTD replacements ~ softmax(generator logits / temperature) over the bases
+    sampling_top_k: int | None = None  # ... restricted to the k most likely bases (None: all four)
+    norm_eps: float = 1e-5  # every LayerNorm's epsilon, generator and discriminator
     # Data
     fasta: list[str] | None = None  # FASTA / FASTA.gz files; ["builtin"] for the synthetic demo genome
     builtin_genome_length: int = 2_000_000
@@ -150,13 +153,20 @@ def load_genome(config: PretrainingConfig) -> GenomeWindows:
 
 
 def build_model(config: PretrainingConfig):
+    architecture = dict(norm_eps=config.norm_eps)
     if config.objective == "rtd":
         model_config = NucELConfig.for_pretraining(
-            config.model_preset, config.generator_preset, discriminator_weight=config.discriminator_weight
+            config.model_preset,
+            config.generator_preset,
+            generator_overrides=architecture,
+            discriminator_weight=config.discriminator_weight,
+            sampling_temperature=config.sampling_temperature,
+            sampling_top_k=config.sampling_top_k,
+            **architecture,
         )
         return NucELForPreTraining(model_config)
     # The MLM baseline scores only the four bases, as the RTD generator does, so their accuracies compare.
-    return NucELGenerator(NucELConfig.from_preset(config.model_preset, restrict_to_bases=True))
+    return NucELGenerator(NucELConfig.from_preset(config.model_preset, restrict_to_bases=True, **architecture))
 
 
 def gradient_accumulation_steps(config: PretrainingConfig, num_processes: int) -> int:
