@@ -3,6 +3,7 @@
     python benchmarks/speed.py                      # every row, both presets (93M rows take about an hour on 2 cores)
     python benchmarks/speed.py --quick              # smoke test: tiny preset, short sequences, one repeat
     python benchmarks/speed.py --presets nucel-93m --lengths 8192 32768 --merge   # some rows, kept beside the rest
+    python benchmarks/speed.py --variants flex_attention sdpa+compile --merge       # our other paths, same reference
 
 Each row runs one workload with our model and with the reference built from the same configuration and loaded
 with the same weights, alternating the two call by call so that a busy machine slows both alike:
@@ -11,6 +12,12 @@ with the same weights, alternating the two call by call so that a busy machine s
 - `mlm_step`: training step (forward, backward, AdamW) of NucELGenerator vs ModernBertForMaskedLM.
 - `rtd_step`: replaced-token-detection training step of NucELForPreTraining (generator + discriminator) vs the
   same objective assembled from ModernBertForMaskedLM and ModernBertModel (`ReferenceRTD`).
+
+`--variants` chooses how our side runs: its attention implementation ("sdpa", "flex_attention", ...), with
+"+compile" for `compile_layers()` (torch.compile of every encoder layer). The reference always runs the run's
+default implementation, uncompiled. A variant that compiles gets one unmeasured warm-up call on both sides (the
+compilation; its seconds are recorded as `warmup_seconds`) before the first measured call. FlexAttention has no
+backward pass on CPU, so flex training rows are not run there.
 
 Batches are `[CLS] bases`: "fixed" has every row full; "mixed" has rows of 100/70/45/25 % of the length,
 right-padded (about 40 % padding). Tokens/s counts real tokens. Training steps include AdamW, whose state is
@@ -68,6 +75,7 @@ NUCEL_ONLY_FIELDS = {"model_type", "transformers_version", "auto_map", "architec
 MIXED_FRACTIONS = (1.0, 0.7, 0.45, 0.25)  # of the full length, per row: about 40 % of the batch is padding
 LONG_SEQUENCE = 4096  # tokens; longer rows are measured once (a single call takes from seconds to minutes)
 SEED = 1234
+DEFAULT_VARIANT = "default"  # our side runs the run's attention implementation (SDPA, or flash-attn 2 where installed)
 LIBC = ctypes.CDLL(ctypes.util.find_library("c"))
 
 
@@ -78,10 +86,22 @@ class Workload:
     bp: int
     batch: int
     batch_kind: str  # "fixed" or "mixed"
+    variant: str = DEFAULT_VARIANT  # our side: attention implementation, "+compile" for compiled layers
 
     @property
     def key(self) -> str:
-        return f"{self.preset}/{self.task}/{self.bp}bp/{self.batch_kind}x{self.batch}"
+        suffix = "" if self.variant == DEFAULT_VARIANT else f"/{self.variant}"
+        return f"{self.preset}/{self.task}/{self.bp}bp/{self.batch_kind}x{self.batch}{suffix}"
+
+    @property
+    def attn_implementation(self) -> str | None:
+        """Our attention implementation, or None for the run's default."""
+        implementation = self.variant.removesuffix("+compile")
+        return None if implementation == DEFAULT_VARIANT else implementation
+
+    @property
+    def compiled(self) -> bool:
+        return self.variant.endswith("+compile")
 
 
 FULL_GRID = [
@@ -147,8 +167,10 @@ class ReferenceRTD(nn.Module):
         return generator_loss + self.discriminator_weight * discriminator_loss, discriminator_logits
 
 
-def build_pair(preset: str, task: str, attn_implementation: str) -> tuple[nn.Module, nn.Module, NucELConfig]:
-    """(ours, reference, configuration of the model whose FLOPs count), with identical weights."""
+def build_pair(preset: str, task: str, attn_implementation: str, ours_implementation: str | None = None,
+               compiled: bool = False) -> tuple[nn.Module, nn.Module, NucELConfig]:
+    """(ours, reference, configuration of the model whose FLOPs count), with identical weights. Ours runs
+    `ours_implementation` (default: the reference's) and, with `compiled`, compiled layers."""
     torch.manual_seed(SEED)
     if task == "rtd_step":
         config = NucELConfig.for_pretraining(preset)
@@ -157,10 +179,15 @@ def build_pair(preset: str, task: str, attn_implementation: str) -> tuple[nn.Mod
         config = NucELConfig.from_preset(preset)
         ours_class, reference_class = (NucELModel, ModernBertModel) if task == "inference" else (NucELGenerator, ModernBertForMaskedLM)
         ours, reference = ours_class(config), reference_class(reference_config(config, attn_implementation))
-    for module in ours.modules():  # NucELForPreTraining holds two models, each with its own configuration
+    for module in reference.modules():
         if isinstance(module, PreTrainedModel):
             module.config._attn_implementation = attn_implementation
+    for module in ours.modules():  # NucELForPreTraining holds two models, each with its own configuration
+        if isinstance(module, PreTrainedModel):
+            module.config._attn_implementation = ours_implementation or attn_implementation
     reference.load_state_dict(ours.state_dict(), strict=True)
+    if compiled:
+        ours.compile_layers()
     return ours, reference, config
 
 
@@ -356,7 +383,9 @@ def matmul_peak_flops(device, dtype, repeats: int = 5) -> float:
 
 
 def measure(workload: Workload, args, device, peak_flops: float, run_number: int) -> dict:
-    ours, reference, config = build_pair(workload.preset, workload.task, args.attn_implementation)
+    ours, reference, config = build_pair(
+        workload.preset, workload.task, args.attn_implementation, workload.attn_implementation, workload.compiled
+    )
     batch = {name: tensor.to(device) for name, tensor in dna_batch(workload).items()}
     models = {"ours": ours.to(device), "reference": reference.to(device)}
     training = workload.task != "inference"
@@ -369,6 +398,13 @@ def measure(workload: Workload, args, device, peak_flops: float, run_number: int
 
     def run_call(name, with_memory):
         return timed_call(models[name], workload, batch, optimizers[name], device, with_memory)
+
+    # Compilation (torch.compile, or FlexAttention's kernel) happens on a first call that is not measured; both
+    # sides take one, so that the weights stay identical for the output comparison.
+    warmup_seconds = None
+    if workload.compiled or workload.attn_implementation == "flex_attention":
+        warmup_seconds = run_call("ours", with_memory=False).get("seconds")
+        run_call("reference", with_memory=False)
 
     # The first call of each measures peak memory and compares outputs (same weights still); long rows are
     # timed on it alone, the others on the repeats that follow.
@@ -409,6 +445,8 @@ def measure(workload: Workload, args, device, peak_flops: float, run_number: int
         "real_tokens": real_tokens,
         "model_flops": flops,
         "repeats": 1 if long_row else args.repeats,
+        "variant": workload.variant,
+        "warmup_seconds": warmup_seconds,
         "ours": sides["ours"],
         "reference": sides["reference"],
         "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -467,13 +505,17 @@ def markdown_table(results: dict) -> str:
             f"{machine['dtype']}, {machine['attn_implementation']}, matmul peak {machine['matmul_peak_gflops']:.0f} GFLOP/s"
             + (f", address-space limit {machine['memory_limit_gib']} GiB" if "memory_limit_gib" in machine else "")
         )
-    lines += [
-        "",
-        "| preset | workload | bp | batch | padding | tokens/s ours | tokens/s ref | speed-up | peak MiB ours | peak MiB ref "
-        "| MFU ours | MFU ref | max abs Δ | repeats | run | threads | load |",
-        "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    return "\n".join(lines + ["", *rows_table(results["rows"])]) + "\n"
+
+
+def rows_table(rows: list[dict]) -> list[str]:
+    """The table of rows, and the out-of-memory errors under it."""
+    lines = [
+        "| preset | workload | bp | batch | ours as | padding | tokens/s ours | tokens/s ref | speed-up | peak MiB ours "
+        "| peak MiB ref | MFU ours | MFU ref | max abs Δ | repeats | warm-up s | run | threads | load |",
+        "|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for row in results["rows"]:
+    for row in rows:
         ours, reference = row["ours"], row["reference"]
 
         def side(values, field, pattern):
@@ -481,21 +523,22 @@ def markdown_table(results: dict) -> str:
 
         lines.append(
             f"| {row['preset']} | {row['task']} | {row['bp']} | {row['batch_kind']} ×{row['batch']} | "
-            f"{row['padding_fraction']:.0%} | {side(ours, 'tokens_per_second', '{:,.0f}')} | "
+            f"{row.get('variant', DEFAULT_VARIANT)} | {row['padding_fraction']:.0%} | {side(ours, 'tokens_per_second', '{:,.0f}')} | "
             f"{side(reference, 'tokens_per_second', '{:,.0f}')} | {fmt(row.get('speedup'), '{:.2f}×')} | "
             f"{side(ours, 'peak_mib', '{:,.0f}')} | {side(reference, 'peak_mib', '{:,.0f}')} | "
             f"{side(ours, 'mfu', '{:.1%}')} | {side(reference, 'mfu', '{:.1%}')} | "
-            f"{fmt(row.get('max_abs_difference'), '{:.1e}')} | {row['repeats']} | {row['run']} | {row['threads']} | {row['load_average_1min']:.1f} |"
+            f"{fmt(row.get('max_abs_difference'), '{:.1e}')} | {row['repeats']} | {fmt(row.get('warmup_seconds'), '{:.0f}')} | "
+            f"{row['run']} | {row['threads']} | {row['load_average_1min']:.1f} |"
         )
     failures = [
         f"- {row['key']}, {side}: {row[side]['error']}"
-        for row in results["rows"]
+        for row in rows
         for side in ("ours", "reference")
         if row[side]["status"] != "ok"
     ]
     if failures:
         lines += ["", "Out of memory (under the run's address-space limit):", "", *failures]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def write_results(results: dict, output: Path) -> None:
@@ -518,6 +561,8 @@ def parse_args(argv=None):
     parser.add_argument("--tasks", nargs="+", choices=["inference", "mlm_step", "rtd_step"], default=None)
     parser.add_argument("--lengths", nargs="+", type=int, default=None, help="keep only rows of these bp")
     parser.add_argument("--batch-kinds", nargs="+", choices=["fixed", "mixed"], default=None)
+    parser.add_argument("--variants", nargs="+", default=[DEFAULT_VARIANT],
+                        help="our side: default, sdpa, eager, flex_attention, flash_attention_2, each optionally +compile")
     parser.add_argument("--repeats", type=int, default=None, help="measured calls per implementation (default 3; quick 1)")
     parser.add_argument("--output", type=Path, default=None, help="results prefix (default benchmarks/results/speed)")
     parser.add_argument("--merge", action="store_true", help="keep the rows of an existing output that this run does not redo")
@@ -549,12 +594,15 @@ def main(argv=None) -> dict:
 
     grid = QUICK_GRID if args.quick else FULL_GRID
     workloads = [
-        Workload(preset, task, bp, batch, kind)
+        Workload(preset, task, bp, batch, kind, variant)
+        for variant in args.variants
         for preset in args.presets
         for task, bp, batch, kind in grid
         if (args.tasks is None or task in args.tasks)
         and (args.lengths is None or bp in args.lengths)
         and (args.batch_kinds is None or kind in args.batch_kinds)
+        # FlexAttention has no backward pass on CPU
+        and not (device.type == "cpu" and task != "inference" and variant.startswith("flex_attention"))
     ]
     json_path = args.output.with_suffix(".json")
     results = {"runs": [], "rows": []}
@@ -567,7 +615,7 @@ def main(argv=None) -> dict:
     for workload in workloads:
         row = measure(workload, args, device, peak, run_number=len(results["runs"]))
         results["rows"] = [old for old in results["rows"] if old["key"] != row["key"]] + [row]
-        results["rows"].sort(key=lambda r: (r["preset"], r["task"], r["batch_kind"], r["bp"]))
+        results["rows"].sort(key=lambda r: (r["preset"], r["task"], r["batch_kind"], r["bp"], r.get("variant", DEFAULT_VARIANT)))
         write_results(results, args.output)
         print(
             f"{row['key']}: speed-up {fmt(row.get('speedup'), '{:.2f}')}, ours {row['ours'].get('seconds', row['ours']['status'])}"

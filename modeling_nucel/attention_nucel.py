@@ -5,17 +5,20 @@ This file is copied next to every saved checkpoint with `modeling_nucel.py` and,
 
 Two token layouts, computed once per forward pass and shared by every layer:
 
-- `UnpaddedLayout` (SDPA and flash-attn 2): the real tokens of the batch in one flat stream, sequence after
-  sequence, so linear layers never touch padding. A sequence is a row of the batch, or one of several sequences
-  packed into a row (its `position_ids` restart at 0). Global layers attend within each sequence; local layers
-  use banded attention over blocks of the stream, O(tokens x window) in time and memory.
-- `PaddedLayout` (eager, and any call with `output_attentions=True`): the batch as given, with dense
-  (length x length) masks, because attention weights are returned in that shape.
+- `UnpaddedLayout` (SDPA, FlexAttention and flash-attn 2): the real tokens of the batch in one flat stream,
+  sequence after sequence, so linear layers never touch padding. A sequence is a row of the batch, or one of
+  several sequences packed into a row (its `position_ids` restart at 0). Global layers attend within each
+  sequence; local layers attend within ±window, in O(tokens x window) time and memory: SDPA over blocks of the
+  stream (banded attention), FlexAttention with a block-sparse mask built directly from the sequence layout.
+- `PaddedLayout` (eager, any call with `output_attentions=True`, and `torch.export`): the batch as given, with
+  dense (length x length) masks, because attention weights are returned in that shape and because its shapes do
+  not depend on the data.
 
 Both give the same outputs on real tokens as transformers' ModernBERT with a padded batch.
 """
 
 import math
+import warnings
 from dataclasses import dataclass, field
 
 import torch
@@ -25,6 +28,90 @@ try:
     from flash_attn import flash_attn_varlen_func
 except ImportError:  # flash-attn is optional and GPU-only
     flash_attn_varlen_func = None
+
+try:
+    from torch.nn.attention.flex_attention import BlockMask, flex_attention
+except ImportError:  # torch < 2.5
+    BlockMask = flex_attention = None
+
+# FlexAttention's tile: the block mask says, per 128 queries, which 128-key tiles to visit.
+FLEX_BLOCK = 128
+# Block masks of batches whose rows are all real and unpacked depend only on the shape: built once per shape.
+_UNIFORM_BLOCK_MASKS: dict = {}
+_compiled_flex_attention = None
+_warned: set = set()
+
+
+def warn_once(message: str) -> None:
+    if message not in _warned:
+        _warned.add(message)
+        warnings.warn(message, stacklevel=3)
+
+
+def run_flex_attention(query, key, value, block_mask):
+    """FlexAttention, compiled once per process (uncompiled it is a slow reference implementation); inside a
+    model that is itself being compiled, the plain function, which the outer compilation traces."""
+    global _compiled_flex_attention
+    if flex_attention is None:
+        raise ImportError(f"attn_implementation='flex_attention' needs torch >= 2.5 (this is torch {torch.__version__})")
+    if torch.compiler.is_compiling():
+        return flex_attention(query, key, value, block_mask=block_mask)
+    if _compiled_flex_attention is None:
+        _compiled_flex_attention = torch.compile(flex_attention)
+    return _compiled_flex_attention(query, key, value, block_mask=block_mask)
+
+
+def flex_block_mask(sequence_ids: torch.Tensor, positions: torch.Tensor, cu_seqlens: torch.Tensor, window: int | None):
+    """The block mask of attention within each sequence of a token stream (and within ±window positions).
+
+    Built from the layout, not by evaluating the mask on every (query, key) pair: the keys a 128-query tile may see
+    lie in one contiguous run of tiles, from the start of its first sequence to the end of its last (global), cut
+    to ±window stream positions (local; a sequence's positions rise by at least one per token, so keys within
+    ±window positions are within ±window places of the stream). A tile pair that lies inside one sequence and
+    within the window everywhere is "full" (no mask evaluated); the others evaluate the exact mask.
+    """
+    tokens = sequence_ids.shape[0]
+    blocks = -(-tokens // FLEX_BLOCK)
+    first_token = torch.arange(blocks, device=sequence_ids.device) * FLEX_BLOCK
+    last_token = (first_token + FLEX_BLOCK).clamp(max=tokens) - 1
+    first_sequence, last_sequence = sequence_ids[first_token], sequence_ids[last_token]
+    lowest = torch.div(cu_seqlens[first_sequence], FLEX_BLOCK, rounding_mode="floor")
+    highest = torch.div(cu_seqlens[last_sequence + 1] - 1, FLEX_BLOCK, rounding_mode="floor")
+    if window is not None:
+        lowest = torch.maximum(lowest, torch.div((first_token - window).clamp(min=0), FLEX_BLOCK, rounding_mode="floor"))
+        highest = torch.minimum(highest, torch.div((last_token + window).clamp(max=tokens - 1), FLEX_BLOCK, rounding_mode="floor"))
+    candidates = lowest[:, None] + torch.arange(int((highest - lowest).max()) + 1, device=sequence_ids.device)
+    visited = candidates <= highest[:, None]
+    candidates = candidates.clamp(max=blocks - 1)
+
+    # Full tiles: query and key tiles each inside one sequence, the same one, every pair within the window.
+    single = (first_sequence == last_sequence) & (last_token - first_token + 1 == FLEX_BLOCK)
+    first_position, last_position = positions[first_token], positions[last_token]
+    full = visited & single[:, None] & single[candidates] & (first_sequence[:, None] == first_sequence[candidates])
+    if window is not None:
+        reach = torch.maximum(last_position[:, None] - first_position[candidates], last_position[candidates] - first_position[:, None])
+        full &= reach <= window
+
+    def tiles(selected):  # (count, indices) per query tile, selected tiles first, one column per key tile
+        order = torch.argsort((~selected).to(torch.int8), dim=1, stable=True)
+        indices = F.pad(torch.gather(candidates, 1, order), (0, blocks - candidates.shape[1]))
+        return selected.sum(1).to(torch.int32)[None, None], indices.to(torch.int32)[None, None]
+
+    padded_sequence = F.pad(sequence_ids, (0, blocks * FLEX_BLOCK - tokens), value=-1)  # tail slots: no sequence
+    padded_positions = F.pad(positions, (0, blocks * FLEX_BLOCK - tokens))
+
+    def mask_mod(batch, head, query_index, key_index):
+        allowed = padded_sequence[query_index] == padded_sequence[key_index]
+        if window is not None:
+            allowed = allowed & ((padded_positions[query_index] - padded_positions[key_index]).abs() <= window)
+        return allowed
+
+    partial_count, partial_indices = tiles(visited & ~full)
+    full_count, full_indices = tiles(full)
+    return BlockMask.from_kv_blocks(
+        partial_count, partial_indices, full_count, full_indices,
+        BLOCK_SIZE=FLEX_BLOCK, mask_mod=mask_mod, seq_lengths=(tokens, tokens),
+    )
 
 # ----------------------------------------------------------------------------------------------------------------
 # Rotary position embeddings
@@ -91,7 +178,7 @@ class UnpaddedLayout:
     _cache: dict = field(default_factory=dict)  # masks and indices, built on first use and reused by every layer
 
     @classmethod
-    def build(cls, attention_mask, position_ids, batch: int, length: int, device, config) -> "UnpaddedLayout":
+    def build(cls, attention_mask, position_ids, batch: int, length: int, device, config, dtype=torch.float32) -> "UnpaddedLayout":
         columns = torch.arange(length, device=device).expand(batch, length)
         if attention_mask is None or bool(attention_mask.all()):
             real_index = None
@@ -110,7 +197,7 @@ class UnpaddedLayout:
         sequence_ids = starts.cumsum(0) - 1
         sequence_lengths = torch.bincount(sequence_ids)
         cu_seqlens = F.pad(sequence_lengths.cumsum(0, dtype=torch.int32), (1, 0))
-        return cls(
+        layout = cls(
             batch=batch,
             length=length,
             real_index=real_index,
@@ -122,6 +209,21 @@ class UnpaddedLayout:
             window=config.sliding_window,
             rotary=rotary_for_both_layer_kinds(positions, config),
         )
+        layout.prepare(config._attn_implementation, dtype, uniform_rows=real_index is None and position_ids is None)
+        return layout
+
+    def prepare(self, implementation: str, dtype: torch.dtype, uniform_rows: bool) -> None:
+        """Build what the layers will need once, here, outside them: a compiled layer stack then holds no data-
+        dependent work and no cache writes (which activation checkpointing cannot replay). `dtype`: the model's;
+        the SDPA band mask is built in the dtype attention runs in (autocast's, where it is on)."""
+        if implementation == "flex_attention":
+            for window in (None, self.window):
+                self.flex_mask(window, cache_key=(self.batch, self.length, window, str(self.positions.device)) if uniform_rows else None)
+        elif implementation == "sdpa":
+            device_type = self.positions.device.type
+            self.band_mask(torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else dtype)
+            if self.tokens != self.sequence_lengths.shape[0] * self.max_length:
+                self.sequence_batch_index()
 
     @property
     def tokens(self) -> int:
@@ -148,7 +250,7 @@ class UnpaddedLayout:
         """Banded attention saves its overlapping key and value neighbourhoods (3x the keys and values) for the
         backward pass; recomputing the layer's rotation and attention there instead costs a few percent of the
         layer's time and keeps training memory below the reference's."""
-        return window is not None and implementation != "flash_attention_2"
+        return window is not None and implementation not in ("flash_attention_2", "flex_attention")
 
     def attend(self, query, key, value, window: int | None, dropout: float, implementation: str):
         """softmax(QKᵀ/√d)V within each sequence; `window` limits keys to ±window positions (local layers).
@@ -157,6 +259,11 @@ class UnpaddedLayout:
         """
         if implementation == "flash_attention_2":
             return self.flash_attention(query, key, value, window, dropout), None
+        if implementation == "flex_attention":
+            if not (query.requires_grad and query.device.type == "cpu"):
+                return self.flex(query, key, value, window, dropout), None
+            warn_once("FlexAttention has no backward pass on CPU: attention that needs gradients runs on the "
+                      "SDPA path there (same outputs); flex_attention trains on CUDA.")
         if window is not None:
             return self.banded_attention(query, key, value, dropout), None
         return self.sequence_attention(query, key, value, dropout), None
@@ -164,12 +271,43 @@ class UnpaddedLayout:
     def flash_attention(self, query, key, value, window: int | None, dropout: float):
         if flash_attn_varlen_func is None:
             raise ImportError("attn_implementation='flash_attention_2' needs the flash-attn package (pip install flash-attn)")
-        query, key, value = (tensor.transpose(0, 1).contiguous() for tensor in (query, key, value))  # (tokens, heads, head_dim)
+        # flash-attn computes in fp16/bf16 only: fp32 activations (fp32 weights) run in autocast's dtype.
+        dtype = query.dtype
+        if dtype not in (torch.float16, torch.bfloat16):
+            if not torch.is_autocast_enabled(query.device.type):
+                raise ValueError("flash_attention_2 runs in float16/bfloat16: load the model in bf16, run it under "
+                                 "torch.autocast, or choose attn_implementation='sdpa' or 'flex_attention'")
+            dtype = torch.get_autocast_dtype(query.device.type)
+        query, key, value = (tensor.transpose(0, 1).to(dtype).contiguous() for tensor in (query, key, value))  # (tokens, heads, head_dim)
         return flash_attn_varlen_func(
             query, key, value, self.cu_seqlens, self.cu_seqlens, self.max_length, self.max_length,
             dropout_p=dropout,
             window_size=(window, window) if window is not None else (-1, -1),
         )
+
+    def flex(self, query, key, value, window: int | None, dropout: float):
+        if dropout:
+            raise ValueError("attn_implementation='flex_attention' does not support attention dropout; use 'sdpa'")
+        # Contiguous inputs: traced inside a compiled layer, Inductor's CPU flex kernel misreads the strided view
+        # that `value` is (differences of 1e-2 from layer 1 on, torch 2.13); no copy where already contiguous.
+        query, key, value = (tensor[None].contiguous() for tensor in (query, key, value))
+        output = run_flex_attention(query, key, value, self.flex_mask(window))
+        return output[0].transpose(0, 1)  # (tokens, heads, head_dim)
+
+    def flex_mask(self, window: int | None, cache_key: tuple | None = None):
+        """The FlexAttention block mask of global (`window` None) or local layers, built once per forward pass and,
+        for batches whose mask depends only on their shape (`cache_key`), once per shape."""
+        if ("flex", window) not in self._cache:
+            if cache_key is not None and cache_key in _UNIFORM_BLOCK_MASKS:
+                mask = _UNIFORM_BLOCK_MASKS[cache_key]
+            else:
+                mask = flex_block_mask(self.sequence_ids, self.positions, self.cu_seqlens, window)
+                if cache_key is not None:
+                    if len(_UNIFORM_BLOCK_MASKS) >= 32:
+                        _UNIFORM_BLOCK_MASKS.clear()
+                    _UNIFORM_BLOCK_MASKS[cache_key] = mask
+            self._cache["flex", window] = mask
+        return self._cache["flex", window]
 
     def sequence_attention(self, query, key, value, dropout: float):
         """Global attention within each sequence, through SDPA on a (sequences, heads, max_length) batch.
@@ -272,13 +410,16 @@ class PaddedLayout:
     rotary: dict = field(default_factory=dict)  # "global" / "local" -> (cos, sin), each (batch or 1, 1, length, head_dim / 2)
 
     @classmethod
-    def build(cls, attention_mask, position_ids, batch: int, length: int, device, config) -> "PaddedLayout":
+    def build(cls, attention_mask, position_ids, batch: int, length: int, device, config, dtype=None) -> "PaddedLayout":
         """A padded query row may see every key: its output is never used, and a row with no allowed key would
         give NaN that then leaks through 0 * NaN into real tokens."""
         columns = torch.arange(length, device=device)[None]
         positions = columns if position_ids is None else position_ids
         near = (positions[:, None, :, None] - positions[:, None, None, :]).abs() <= config.sliding_window
-        real = None if attention_mask is None or bool(attention_mask.all()) else attention_mask.bool()
+        # Under torch.export the masks are always built: testing whether the batch has padding depends on the data.
+        exporting = torch.compiler.is_exporting()
+        no_padding = attention_mask is None or (not exporting and bool(attention_mask.all()))
+        real = None if no_padding else attention_mask.bool()
         if real is None and position_ids is None:
             return cls(batch, length, None, near, rotary_for_both_layer_kinds(positions[:, None], config))
         if real is None:
@@ -306,8 +447,10 @@ class PaddedLayout:
 
     def attend(self, query, key, value, window: int | None, dropout: float, implementation: str):
         """query, key, value: (batch, heads, length, head_dim). Returns the output (batch, length, heads, head_dim)
-        and the weights (batch, heads, length, length)."""
+        and the weights (batch, heads, length, length); SDPA (the exported model's path) returns no weights."""
         mask = self.global_mask if window is None else self.local_mask
+        if implementation != "eager":
+            return F.scaled_dot_product_attention(query, key, value, attn_mask=mask, dropout_p=dropout).transpose(1, 2), None
         scores = torch.matmul(query, key.transpose(-1, -2)) / math.sqrt(query.shape[-1])
         if mask is not None:
             scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)

@@ -36,10 +36,15 @@ PRESETS = {
     # Tiny models for tests and CPU demos; the window stays 128 so locality is exercised on short inputs.
     "tiny": dict(num_hidden_layers=4, hidden_size=64, num_attention_heads=4, intermediate_size=128),
     "tiny-generator": dict(num_hidden_layers=2, hidden_size=32, num_attention_heads=2, intermediate_size=64),
+    # A weaker generator than tiny-generator: RTD needs a discriminator well ahead of its generator.
+    "tiny-generator-1x16": dict(num_hidden_layers=1, hidden_size=16, num_attention_heads=1, intermediate_size=32),
+    # Between tiny and nucel-93m, for CPU studies of the recipe; its generator is half as wide and half as deep.
+    "small": dict(num_hidden_layers=6, hidden_size=128, num_attention_heads=4, intermediate_size=256),
+    "small-generator": dict(num_hidden_layers=3, hidden_size=64, num_attention_heads=2, intermediate_size=128),
 }
 
 # Which generator a discriminator preset is pre-trained with.
-GENERATOR_FOR = {"nucel-93m": "nucel-generator", "tiny": "tiny-generator"}
+GENERATOR_FOR = {"nucel-93m": "nucel-generator", "tiny": "tiny-generator", "small": "small-generator"}
 
 
 # Fields only NucEL's configs carry (native ModernBERT configs, the released NucEL-93M's included, have none).

@@ -4,11 +4,14 @@ This file is copied next to every saved checkpoint and loaded by `trust_remote_c
 torch and the public parts of transformers; `flash_attn` is optional. Parameter names and semantics follow
 transformers' ModernBERT exactly, so weights move between the two without renaming.
 
-Attention backends (`config._attn_implementation`): "sdpa" (default, CPU and GPU), "eager" (also used for any
-call with `output_attentions=True`, since fused kernels cannot return weights) and "flash_attention_2"
-(GPU, flash-attn 2 installed; variable-length kernel with `window_size` for local layers). SDPA and flash-attn
-run on the real tokens only, with local layers in O(length x window) (see `attention_nucel.py`). All give the
-same outputs on real tokens; padding is never attended, nor are other sequences packed into the same row.
+Attention backends (`config._attn_implementation`, switchable with `model.set_attn_implementation`): "sdpa"
+(default, CPU and GPU), "flex_attention" (PyTorch's FlexAttention with a block-sparse mask, compiled by Triton on
+GPU and Inductor on CPU; needs torch >= 2.5, trains on CUDA), "eager" (also used for any call with
+`output_attentions=True`, since fused kernels cannot return weights) and "flash_attention_2" (GPU, flash-attn 2
+installed; variable-length kernel with `window_size` for local layers). SDPA, flex and flash-attn run on the real
+tokens only, with local layers in O(length x window) (see `attention_nucel.py`). All give the same outputs on real
+tokens; padding is never attended, nor are other sequences packed into the same row. Under `torch.export` the
+model takes the padded path with dense masks, whose shapes do not depend on the data.
 """
 
 from dataclasses import dataclass
@@ -20,6 +23,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 from transformers import PreTrainedModel
 from transformers.activations import ACT2FN
+from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutput, MaskedLMOutput, SequenceClassifierOutput, TokenClassifierOutput
 from transformers.utils import ModelOutput, logging
 
@@ -97,8 +101,9 @@ class NucELAttention(nn.Module):
         return layout.attend(query_key[0], query_key[1], qkv[2], self.window, dropout, implementation)
 
 
-class NucELEncoderLayer(nn.Module):
-    """Pre-norm block; the first layer takes the (already normalised) embeddings without another norm."""
+class NucELEncoderLayer(GradientCheckpointingLayer):
+    """Pre-norm block; the first layer takes the (already normalised) embeddings without another norm.
+    `model.gradient_checkpointing_enable()` makes it recompute its activations in the backward pass."""
 
     def __init__(self, config: NucELConfig, layer_idx: int):
         super().__init__()
@@ -143,10 +148,13 @@ class NucELPreTrainedModel(PreTrainedModel):
     _supports_sdpa = True
     _supports_flash_attn = True  # transformers 5.x spelling
     _supports_flash_attn_2 = True  # transformers 4.x spelling
+    _supports_flex_attn = True
 
-    def __init__(self, config: NucELConfig, *inputs, **kwargs):
-        super().__init__(config, *inputs, **kwargs)
-        self.gradient_checkpointing = False
+    @classmethod
+    def _can_set_attn_implementation(cls) -> bool:
+        """Every layer reads `config._attn_implementation` at call time, so switching it switches the computation
+        (transformers' source-reading heuristic cannot see that and would refuse)."""
+        return True
 
     def _init_weights(self, module):
         """ModernBERT's initialisation: truncated normals, output projections scaled down with depth, zero biases."""
@@ -187,6 +195,18 @@ class NucELPreTrainedModel(PreTrainedModel):
         `torch.nn.init`, which transformers guards, so loaded weights are still never overwritten."""
         super()._initialize_weights(module)
 
+    def compile_layers(self, **options) -> None:
+        """`torch.compile` each encoder layer as one graph: `fullgraph=True`, so a graph break is an error rather
+        than a silent slowdown, and dynamic shapes, since the number of real tokens changes from batch to batch.
+        The token layout is built eagerly, once per forward pass, outside the compiled layers."""
+        # Every layer of every model shares one code object, and each kind of call is a graph of its own there:
+        # global or local, the first layer, the model's width, training or inference, padded batches or not. Allow
+        # enough of them (torch's default is 8), or fullgraph turns the next one into an error.
+        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+        for module in self.modules():
+            if isinstance(module, NucELEncoderLayer):
+                module.compile(**{"fullgraph": True, "dynamic": True, **options})
+
     def save_pretrained(self, save_directory, *args, **kwargs):
         """Save weights, config and the code files, with the complete `auto_map` so that every Auto class (not
         only this model's) resolves in the saved folder with `trust_remote_code=True`."""
@@ -219,12 +239,12 @@ class NucELModel(NucELPreTrainedModel):
     def attention_context(self, attention_mask, batch: int, length: int, device, position_ids=None, padded: bool = False):
         """Where the real tokens are and how they attend, built once per forward pass for every layer.
 
-        Unpadded (SDPA, flash-attn 2): the layers see only the real tokens, as one (tokens, hidden) stream.
-        Padded (`padded=True`, the eager path): the layers see (batch, length, hidden) with dense masks.
+        Unpadded (SDPA, flex, flash-attn 2): the layers see only the real tokens, as one (tokens, hidden) stream.
+        Padded (`padded=True`: eager, and torch.export): the layers see (batch, length, hidden) with dense masks.
         `position_ids` (batch, length), optional: packed sequences, each starting again at position 0.
         """
         layout = PaddedLayout if padded else UnpaddedLayout
-        return layout.build(attention_mask, position_ids, batch, length, device, self.config)
+        return layout.build(attention_mask, position_ids, batch, length, device, self.config, self.dtype)
 
     def forward(
         self,
@@ -252,9 +272,11 @@ class NucELModel(NucELPreTrainedModel):
                 f"{self.config._attn_implementation} kernel cannot return attention weights."
             )
 
+        if input_ids is not None:
+            self.warn_if_padding_and_no_attention_mask(input_ids, attention_mask)
         batch, length = (input_ids if input_ids is not None else inputs_embeds).shape[:2]
         device = (input_ids if input_ids is not None else inputs_embeds).device
-        padded = output_attentions or self.config._attn_implementation == "eager"
+        padded = output_attentions or self.config._attn_implementation == "eager" or torch.compiler.is_exporting()
         layout = self.attention_context(attention_mask, batch, length, device, position_ids, padded)
         hidden_states = self.embeddings(
             input_ids=None if input_ids is None else layout.unpad(input_ids),
@@ -264,12 +286,7 @@ class NucELModel(NucELPreTrainedModel):
         all_hidden_states = (layout.pad(hidden_states),) if output_hidden_states else None
         all_attentions = () if output_attentions else None
         for layer in self.layers:
-            if self.gradient_checkpointing and self.training:
-                hidden_states, weights = self._gradient_checkpointing_func(
-                    layer.__call__, hidden_states, layout, output_attentions
-                )
-            else:
-                hidden_states, weights = layer(hidden_states, layout, output_attentions)
+            hidden_states, weights = layer(hidden_states, layout, output_attentions)
             if output_hidden_states:
                 all_hidden_states += (layout.pad(hidden_states),)
             if output_attentions:

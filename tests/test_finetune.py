@@ -283,3 +283,13 @@ def test_evaluation_only_task_is_skipped_in_training_and_scored_by_evaluate(shar
     labels = [int(line.split(",")[1]) for line in lines[1:]]
     expected = compute_metrics("single_label_classification", labels, predict_logits(model, tokenizer, sequences, max_length_bp=500))
     assert scores["test_rows"] == 40 and scores["mcc"] == pytest.approx(expected["mcc"])
+
+
+@pytest.mark.slow
+def test_compiled_finetuning_trains_as_the_eager_model(base_folder, gc_task, tmp_path):
+    train, validation, _ = gc_task
+    eager = finetune(base_folder, train, validation, tmp_path / "eager", quick_settings())
+    compiled = finetune(base_folder, train, validation, tmp_path / "compiled", quick_settings(compile=True))
+    assert [entry["step"] for entry in compiled.validation_history] == [entry["step"] for entry in eager.validation_history]
+    for ours, reference in zip(compiled.validation_history, eager.validation_history):
+        assert abs(ours["loss"] - reference["loss"]) < 1e-4

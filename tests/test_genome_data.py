@@ -20,6 +20,7 @@ from nucel.training.genome import (
     WindowSettings,
     plan_windows,
     prepare_windows,
+    validation_sample,
 )
 
 # Windows of 10 bp overlapping by 3 (stride 7); N runs of 4 or more split; pieces under 4 bp dropped.
@@ -162,6 +163,53 @@ def test_the_cache_is_reused_and_keyed_by_files_and_settings(tmp_path, monkeypat
     assert changed_file.counts.records == 1
 
 
+def random_dna(length: int, seed: int) -> str:
+    rng = random.Random(seed)
+    return "".join(rng.choice("ACGT") for _ in range(length))
+
+
+def test_the_contig_filter_skips_alternate_and_unplaced_records_and_counts_them(tmp_path):
+    records = {
+        "chr1": random_dna(300, 0),
+        "chr1_KI270762v1_alt": random_dna(200, 1),
+        "chr1_KI270706v1_random": random_dna(100, 2),
+        "chrUn_GL000195v1": random_dna(50, 3),
+        "chrEBV": random_dna(80, 4),
+        "chr2": random_dna(120, 5),
+    }
+    fasta = write_fasta(tmp_path / "hg.fa", records)
+    genome = prepare_windows([fasta], SMALL, tmp_path / "cache")
+    assert set(genome.train["record"]) == {"chr1", "chr2"}
+    assert (genome.counts.records, genome.counts.bases) == (2, 420)
+    assert (genome.counts.skipped_records, genome.counts.skipped_bases) == (4, 430)
+    assert "4 records (430 bp) skipped by skip_contigs" in genome.counts.describe()
+
+    # The filter is a list of regular expressions, part of the cache key: another filter builds other windows.
+    only_alt = WindowSettings(**{**SMALL.__dict__, "skip_contigs": [r"_alt$"]})
+    kept = prepare_windows([fasta], only_alt, tmp_path / "cache")
+    assert kept.folder != genome.folder
+    assert set(kept.train["record"]) == set(records) - {"chr1_KI270762v1_alt"} and kept.counts.skipped_records == 1
+    everything = prepare_windows([fasta], WindowSettings(**{**SMALL.__dict__, "skip_contigs": ()}), tmp_path / "cache")
+    assert set(everything.train["record"]) == set(records) and everything.counts.skipped_records == 0
+    with pytest.raises(ValueError, match="skip_contigs: '\\(' is not a regular expression"):
+        WindowSettings(skip_contigs=["("])
+
+
+def test_validation_windows_come_from_every_record(tmp_path):
+    # Five records of different lengths; the last 40% of each is held out for validation.
+    records = {f"chr{i}": random_dna(200 + 100 * i, i) for i in range(1, 6)}
+    settings = WindowSettings(window_length=20, window_overlap=5, min_window_length=10, validation_fraction=0.4)
+    genome = prepare_windows([write_fasta(tmp_path / "five.fa", records)], settings, tmp_path / "cache")
+    assert len(genome.validation) > 5 * 10
+
+    sample = validation_sample(len(genome.validation), 10, seed=3)
+    assert len(sample) == len(set(sample)) == 10
+    assert {genome.validation[index]["record"] for index in sample} == set(records)  # not the first record only
+    assert sample == validation_sample(len(genome.validation), 10, seed=3)  # fixed for a seed ...
+    assert sample != validation_sample(len(genome.validation), 10, seed=4)  # ... and seeded
+    assert validation_sample(7, 10, seed=0) == list(range(7))  # fewer windows than asked: all of them
+
+
 def write_text(path, text: str):
     path.write_text(text)
     return path
@@ -254,6 +302,19 @@ def test_collator_masks_each_example_by_its_own_seed(tokenizer):
     assert ((ids[selected] == MASK_ID) | (ids[selected] == labels[selected])).all()
     original = tokenizer([a["sequence"], b["sequence"]], padding=True, return_tensors="pt")["input_ids"]
     assert torch.equal(ids[~selected], original[~selected])
+
+
+def test_masking_does_not_depend_on_the_padding_of_the_batch(tokenizer):
+    collator = PretrainingCollator(tokenizer, mask_probability=0.3)
+    a = {"sequence": "ACGTTGCA" * 10, "window_index": 0, "mask_seed": 11}  # 81 tokens
+    longer = {"sequence": "GATTACA" * 30, "window_index": 1, "mask_seed": 12}  # 211 tokens: `a` is padded beside it
+    alone, padded = collator([a]), collator([a, longer])
+    length = alone["input_ids"].shape[1]
+    assert padded["input_ids"].shape[1] > length
+    for name in ("input_ids", "labels", "attention_mask"):
+        assert torch.equal(padded[name][0, :length], alone[name][0]), name
+    assert (padded["input_ids"][0, length:] == PAD_ID).all() and (padded["labels"][0, length:] == -100).all()
+    assert not padded["attention_mask"][0, length:].any()
 
 
 def test_builtin_genome_is_deterministic_synthetic_and_structured(tmp_path):

@@ -1,13 +1,17 @@
-"""Batching crops for pre-training: tokenise, pad, mask.
+"""Batching crops for pre-training: tokenise, mask, pad.
 
 Each example's mask is drawn from its own generator seeded by the example's `mask_seed` (itself a function of
-(seed, epoch, window index), see `genome.GenomeCrops`), so masking does not depend on the batch an example lands
-in, on the number of processes, or on where a resumed run starts.
+(seed, epoch, window index), see `genome.GenomeCrops`), over the example's own tokens before padding, so masking
+does not depend on the batch an example lands in (nor on how much padding that batch needs), on the number of
+processes, or on where a resumed run starts.
 """
 
 import torch
+from torch.nn.utils.rnn import pad_sequence
 
-from .masking import mask_tokens
+from nucel.modeling_nucel.configuration_nucel import PAD_ID
+from nucel.modeling_nucel.modeling_nucel import IGNORE_INDEX
+from nucel.training.masking import mask_tokens
 
 
 class PretrainingCollator:
@@ -20,21 +24,19 @@ class PretrainingCollator:
         self.mask_token_fraction = mask_token_fraction
 
     def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
-        encoded = self.tokenizer(
-            [example["sequence"] for example in examples], padding=True, return_tensors="pt", return_attention_mask=True
-        )
+        encoded = self.tokenizer([example["sequence"] for example in examples])["input_ids"]
         rows = [
             mask_tokens(
-                ids,
+                torch.tensor(ids),
                 self.mask_probability,
                 self.mask_token_fraction,
                 generator=torch.Generator().manual_seed(example["mask_seed"]),
             )
-            for ids, example in zip(encoded["input_ids"], examples)
+            for ids, example in zip(encoded, examples)
         ]
         return {
-            "input_ids": torch.stack([masked for masked, _ in rows]),
-            "attention_mask": encoded["attention_mask"],
-            "labels": torch.stack([labels for _, labels in rows]),
+            "input_ids": pad_sequence([masked for masked, _ in rows], batch_first=True, padding_value=PAD_ID),
+            "attention_mask": pad_sequence([torch.ones(len(ids), dtype=torch.long) for ids in encoded], batch_first=True),
+            "labels": pad_sequence([labels for _, labels in rows], batch_first=True, padding_value=IGNORE_INDEX),
             "window_index": torch.tensor([example["window_index"] for example in examples]),
         }

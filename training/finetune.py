@@ -72,6 +72,7 @@ class FinetuneSettings:
     lora_rank: int = 8
     lora_alpha: int = 16
     lora_dropout: float = 0.05
+    compile: bool = False  # torch.compile each encoder layer (NucELPreTrainedModel.compile_layers)
 
     def __post_init__(self):
         if self.problem_type not in PROBLEM_TYPES:
@@ -242,6 +243,8 @@ def build_classifier(model_name_or_path: str, settings: FinetuneSettings):
             modules_to_save=LORA_MODULES_TO_SAVE,
         )
         model = get_peft_model(model, lora)
+    if settings.compile:
+        (model.get_base_model() if settings.method == "lora" else model).compile_layers()
     return model
 
 
@@ -383,6 +386,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     task.add_argument("--problem-type", choices=PROBLEM_TYPES, default="single_label_classification")
     task.add_argument("--pooling", choices=("cls", "mean"), default="cls")
     task.add_argument("--method", choices=METHODS, default="full")
+    task.add_argument("--compile", action="store_true", help="torch.compile the encoder layers (worth it for long runs, on GPU)")
     defaults = {setting.name: setting.default for setting in fields(FinetuneSettings)}
     for name in TRAINING_OPTIONS:
         kind = float if name in ("learning_rate", "epochs", "weight_decay", "lora_dropout") else int
@@ -427,6 +431,7 @@ def main(argv: list[str] | None = None) -> None:
         problem_type=args.problem_type,
         pooling=args.pooling,
         method=args.method,
+        compile=args.compile,
         **{name: getattr(args, name) for name in TRAINING_OPTIONS},
     )
     train, validation, test = load_splits(args, settings, label_columns)

@@ -5,8 +5,12 @@ window each time it is drawn. Around that:
 
 * Long runs of N (assembly gaps, unsequenced ends) cut a record into pieces that are windowed separately, and
   windows that are still mostly N are dropped; both thresholds are settings and every drop is counted.
+* Records whose names match `skip_contigs` (by default alternate haplotypes, unplaced and unlocalised scaffolds,
+  patches, decoys, EBV and HLA alleles) are not windowed: they duplicate the primary assembly or are not human.
+  The records and bases skipped are counted.
 * The validation set is held out by genomic region: the last `validation_fraction` of every record is windowed on
-  its own, so no training window shares a base with a validation window.
+  its own, so no training window shares a base with a validation window. Validation draws a fixed, seeded sample
+  spread over all of these windows (`validation_sample`), so it represents every record, not the first one.
 * Windows are written once to Arrow files (memory-mapped `datasets.Dataset`s) under a folder named by a hash of the
   input files and the settings, and reused by later runs. The folder is built under a temporary name and renamed
   when complete, so a failure (bad FASTA, full disk, Ctrl-C) never leaves a cache that a later run would trust.
@@ -20,6 +24,7 @@ soft-masking (lowercase repeats) carries no meaning for the model, whose tokeniz
 import hashlib
 import json
 import os
+import re
 import shutil
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -30,11 +35,15 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from ..fasta import FastaError, read_fasta
-from ..tokenization import reverse_complement
+from nucel.fasta import FastaError, read_fasta
+from nucel.tokenization import reverse_complement
 
 # Bumped when the windowing rules change, so that caches built by older code are not reused.
-CACHE_FORMAT_VERSION = 1
+CACHE_FORMAT_VERSION = 2
+# Regular expressions (searched in a record's name) of the records that are not windowed by default: GRCh38's
+# alternate haplotypes (chr1_KI270762v1_alt), unlocalised and unplaced scaffolds (chr1_KI270706v1_random,
+# chrUn_GL000195v1), fix patches and decoys, the Epstein-Barr virus (chrEBV) and HLA alleles (HLA-A*01:01:01:01).
+DEFAULT_SKIP_CONTIGS = ("_alt", "_random", "chrUn", "EBV", "_fix", "_decoy", "HLA-")
 SPLITS = ("train", "validation")
 WINDOW_SCHEMA = pa.schema(
     [("source", pa.string()), ("record", pa.string()), ("start", pa.int64()), ("end", pa.int64()), ("sequence", pa.string())]
@@ -60,8 +69,16 @@ class WindowSettings:
     min_window_length: int = 200
     # The last fraction of every record is the validation region.
     validation_fraction: float = 0.01
+    # Records whose name matches one of these regular expressions (re.search) are skipped; () windows every record.
+    skip_contigs: tuple[str, ...] = DEFAULT_SKIP_CONTIGS
 
     def __post_init__(self):
+        object.__setattr__(self, "skip_contigs", tuple(self.skip_contigs))  # a list from YAML; frozen and hashable
+        for pattern in self.skip_contigs:
+            try:
+                re.compile(pattern)
+            except re.error as error:
+                raise ValueError(f"skip_contigs: {pattern!r} is not a regular expression ({error})") from error
         if not 0 <= self.window_overlap < self.window_length:
             raise ValueError(f"window_overlap must be in [0, window_length), got {self.window_overlap}")
         if not 0 < self.min_window_length <= self.window_length:
@@ -77,6 +94,9 @@ class WindowSettings:
     def stride(self) -> int:
         return self.window_length - self.window_overlap
 
+    def skips(self, record: str) -> bool:
+        return any(re.search(pattern, record) for pattern in self.skip_contigs)
+
 
 @dataclass
 class WindowCounts:
@@ -90,12 +110,15 @@ class WindowCounts:
     validation_windows: int = 0
     dropped_mostly_n: int = 0
     dropped_short: int = 0
+    skipped_records: int = 0  # matched `skip_contigs`; not in `records` and `bases`
+    skipped_bases: int = 0
 
     def describe(self) -> str:
         return (
             f"{self.records} records, {self.bases:,} bp ({self.n_bases:,} N); {self.train_windows:,} training and "
             f"{self.validation_windows:,} validation windows; {self.n_runs_split:,} N runs split at, "
-            f"{self.dropped_mostly_n:,} windows dropped as mostly N, {self.dropped_short:,} pieces too short"
+            f"{self.dropped_mostly_n:,} windows dropped as mostly N, {self.dropped_short:,} pieces too short; "
+            f"{self.skipped_records:,} records ({self.skipped_bases:,} bp) skipped by skip_contigs"
         )
 
 
@@ -241,6 +264,10 @@ def _write_windows(files: list[Path], settings: WindowSettings, staging: Path) -
         pending = {split: [] for split in SPLITS}
         for path in files:
             for record, sequence in read_fasta(path):
+                if settings.skips(record):
+                    counts.skipped_records += 1
+                    counts.skipped_bases += len(sequence)
+                    continue
                 upper = sequence.upper()
                 for split, start, end in plan_windows(sequence, settings, counts):
                     pending[split].append((path.name, record, start, end, upper[start:end]))
@@ -298,6 +325,17 @@ class GenomeCrops(torch.utils.data.Dataset):
         if self.reverse_complement and rng.random() < 0.5:
             crop = reverse_complement(crop)
         return {"sequence": crop, "window_index": index, "mask_seed": int(rng.integers(2**62))}
+
+
+def validation_sample(num_windows: int, sample_size: int, seed: int) -> list[int]:
+    """Indices of `sample_size` of `num_windows` validation windows, the same for a given seed: one drawn at random
+    from each of `sample_size` equal, consecutive strata. The windows are stored record by record, so the sample
+    spreads over every record in proportion to its share of the windows (all of them when there are fewer)."""
+    if sample_size >= num_windows:
+        return list(range(num_windows))
+    bounds = np.linspace(0, num_windows, sample_size + 1).astype(int)
+    rng = np.random.default_rng(seed)
+    return [int(rng.integers(low, high)) for low, high in zip(bounds[:-1], bounds[1:])]
 
 
 class WindowBatchSampler(torch.utils.data.Sampler):

@@ -7,8 +7,8 @@ predicting an N teaches nothing.
 
 import torch
 
-from ..modeling_nucel.configuration_nucel import BASE_IDS, MASK_ID
-from ..modeling_nucel.modeling_nucel import IGNORE_INDEX
+from nucel.modeling_nucel.configuration_nucel import BASE_IDS, MASK_ID
+from nucel.modeling_nucel.modeling_nucel import IGNORE_INDEX
 
 
 def mask_tokens(
@@ -17,12 +17,16 @@ def mask_tokens(
     mask_token_fraction: float = 0.85,
     generator: torch.Generator | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Return (masked input_ids, labels): labels hold the original id at selected positions and -100 elsewhere."""
+    """Return (masked input_ids, labels): labels hold the original id at selected positions and -100 elsewhere.
+
+    Both decisions of every position come from one draw of shape (2, *input_ids.shape), so they depend only on
+    the shape given: mask a sequence without its padding (as `PretrainingCollator` does) and its masking does not
+    depend on the batch it is padded into.
+    """
     is_base = torch.isin(input_ids, torch.tensor(BASE_IDS, device=input_ids.device))
-    draws = torch.rand(input_ids.shape, generator=generator, device=input_ids.device)
-    selected = is_base & (draws < mask_probability)
-    # A second, independent draw decides [MASK] vs keep among the selected.
-    to_mask_token = selected & (torch.rand(input_ids.shape, generator=generator, device=input_ids.device) < mask_token_fraction)
+    selection_draws, mask_token_draws = torch.rand((2, *input_ids.shape), generator=generator, device=input_ids.device)
+    selected = is_base & (selection_draws < mask_probability)
+    to_mask_token = selected & (mask_token_draws < mask_token_fraction)
     labels = torch.where(selected, input_ids, torch.full_like(input_ids, IGNORE_INDEX))
     masked = input_ids.masked_fill(to_mask_token, MASK_ID)
     return masked, labels

@@ -7,8 +7,9 @@ Everything random is reproducible from the seed: the data a step sees is a funct
 run an uninterrupted one would have had.
 
 Outputs under `output_dir`:
-    log.jsonl                 one JSON object per logging step and per validation
+    log.jsonl                 one JSON object per logging step, validation and probe (figures: training/rtd_metrics.py)
     tensorboard/              the same figures for TensorBoard (`report_to`)
+    curves.png                losses, information gain, AUROC and probe MCC against the step (training/curves.py)
     checkpoints/step-XXXXXXXX accelerator.save_state + trainer_state.json, the last `keep_checkpoints` kept
     export/                   discriminator/ (NucELModel) and generator/ (NucELGenerator) with the tokenizer;
                               for `objective: mlm`, encoder/ (NucELModel) and masked_lm/ (NucELGenerator)
@@ -21,27 +22,45 @@ import os
 import shutil
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
 import yaml
 from accelerate import Accelerator, PartialState
 from accelerate.utils import set_seed
+from torch import nn
 from tqdm.auto import tqdm
-from transformers import get_scheduler
+from transformers import PreTrainedModel, get_scheduler
 
-from ..folders import save_model_folder
-from ..modeling_nucel import NucELConfig, NucELForPreTraining, NucELGenerator
-from ..modeling_nucel.modeling_nucel import IGNORE_INDEX
-from ..tokenization import build_tokenizer
-from .builtin_genome import write_builtin_genome
-from .collator import PretrainingCollator
-from .genome import GenomeCrops, GenomeWindows, WindowBatchSampler, WindowSettings, prepare_windows
+from nucel.embed import load_checked
+from nucel.folders import save_model_folder
+from nucel.modeling_nucel import NucELConfig, NucELForPreTraining, NucELGenerator, NucELModel
+from nucel.tokenization import build_tokenizer
+from nucel.training.builtin_genome import write_builtin_genome
+from nucel.training.collator import PretrainingCollator
+from nucel.training.curves import summary_text, write_curves
+from nucel.training.genome import (
+    GenomeCrops,
+    GenomeWindows,
+    WindowBatchSampler,
+    WindowSettings,
+    prepare_windows,
+    validation_sample,
+)
+from nucel.training.probe import load_probe_task, probe_figures
+from nucel.training.rtd_metrics import MetricTally
 
 BUILTIN = "builtin"
 CONFIG_FOLDER = Path(__file__).parent / "configs"
 OBJECTIVES = ("rtd", "mlm")
+ATTENTION_IMPLEMENTATIONS = ("sdpa", "eager", "flash_attention_2", "flex_attention")
+# Config values that change what a network computes without changing its weights' shapes: `init_from` reports
+# those in which a checkpoint differs from the run's model.
+COMPUTATION_FIELDS = (
+    "num_attention_heads", "hidden_activation", "norm_eps", "global_rope_theta", "local_rope_theta",
+    "global_attn_every_n_layers", "local_attention",
+)
 
 
 @dataclass
@@ -51,11 +70,18 @@ class PretrainingConfig:
     # What to train
     objective: str = "rtd"  # "rtd" (generator + discriminator) or "mlm" (a discriminator-sized encoder, plain MLM)
     model_preset: str = "nucel-93m"
-    generator_preset: str | None = None  # None: the preset's paired generator
+    generator_preset: str | None = None  # None: the preset's paired generator; any preset works (a weaker one too)
     discriminator_weight: float = 50.0
     sampling_temperature: float = 1.0  # RTD replacements ~ softmax(generator logits / temperature) over the bases
     sampling_top_k: int | None = None  # ... restricted to the k most likely bases (None: all four)
     norm_eps: float = 1e-5  # every LayerNorm's epsilon, generator and discriminator
+    attn_implementation: str = "sdpa"  # one of ATTENTION_IMPLEMENTATIONS, for generator and discriminator
+    gradient_checkpointing: bool = False  # recompute activations in the backward pass: less memory, more compute
+    compile: bool = False  # torch.compile every encoder layer of generator and discriminator (compile_layers)
+    # A model folder (export/discriminator or export/generator of an earlier run, an imported release) whose
+    # encoder weights initialise the discriminator (for objective mlm, the encoder); shapes must match model_preset.
+    init_from: str | None = None
+    init_generator_from: str | None = None  # a generator folder (export/generator) for the RTD generator
     # Data
     fasta: list[str] | None = None  # FASTA / FASTA.gz files; ["builtin"] for the synthetic demo genome
     builtin_genome_length: int = 2_000_000
@@ -67,6 +93,7 @@ class PretrainingConfig:
     max_n_fraction: float = WindowSettings.max_n_fraction
     min_window_length: int = WindowSettings.min_window_length
     validation_fraction: float = WindowSettings.validation_fraction
+    skip_contigs: list[str] = field(default_factory=lambda: list(WindowSettings.skip_contigs))  # regexes; [] keeps all
     crop_length: int = 1024
     reverse_complement: bool = True
     mask_probability: float = 0.15
@@ -91,16 +118,31 @@ class PretrainingConfig:
     output_dir: str = "runs/nucel-pretraining"
     log_every: int = 10
     eval_every: int = 500
-    eval_windows: int = 512
+    eval_windows: int = 512  # a fixed sample spread over the validation windows of every record
+    # Downstream probe: task folders (train.csv and test.csv or dev.csv; columns sequence,label, as GUE's), probed
+    # at step 0 and every `probe_every` steps on `probe_train_examples` / `probe_test_examples` fixed examples.
+    probe_tasks: list[str] = field(default_factory=list)
+    probe_every: int = 1000
+    probe_train_examples: int = 2000
+    probe_test_examples: int = 1000
     save_every: int = 1000
     keep_checkpoints: int = 3
     report_to: str = "tensorboard"  # an Accelerate tracker name, or "none"
 
     def __post_init__(self):
-        if isinstance(self.fasta, str):
-            self.fasta = [self.fasta]
+        for name in ("fasta", "skip_contigs", "probe_tasks"):
+            if isinstance(getattr(self, name), str):  # one value in YAML
+                setattr(self, name, [getattr(self, name)])
         if self.objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
+        if self.attn_implementation not in ATTENTION_IMPLEMENTATIONS:
+            raise ValueError(
+                f"attn_implementation must be one of {ATTENTION_IMPLEMENTATIONS}, got {self.attn_implementation!r}"
+            )
+        if self.init_generator_from and self.objective != "rtd":
+            raise ValueError("init_generator_from is for objective rtd (the MLM baseline has no generator); use init_from")
+        if min(self.log_every, self.eval_every, self.save_every, self.probe_every) < 1:
+            raise ValueError("log_every, eval_every, save_every and probe_every must be at least 1")
         if not self.fasta:
             raise ValueError("no genome given: set `fasta` to FASTA files (or to 'builtin' for the synthetic demo genome)")
         if self.max_steps is None and self.epochs is None:
@@ -111,7 +153,7 @@ class PretrainingConfig:
             raise ValueError(f"mixed_precision must be 'no', 'fp16' or 'bf16', got {self.mixed_precision!r}")
 
     def window_settings(self) -> WindowSettings:
-        names = {field.name for field in fields(WindowSettings)}
+        names = {setting.name for setting in fields(WindowSettings)}
         return WindowSettings(**{name: getattr(self, name) for name in names})
 
 
@@ -132,7 +174,7 @@ def load_config(path: str | Path | None, overrides: dict | None = None) -> Pretr
     if path is not None:
         path = config_path(path)
         values = yaml.safe_load(path.read_text()) or {}
-        known = {field.name for field in fields(PretrainingConfig)}
+        known = {setting.name for setting in fields(PretrainingConfig)}
         if unknown := sorted(set(values) - known):
             raise ValueError(f"{path}: unknown setting(s) {unknown}; known settings are {sorted(known)}")
     values.update({key: value for key, value in (overrides or {}).items() if value is not None})
@@ -164,9 +206,95 @@ def build_model(config: PretrainingConfig):
             sampling_top_k=config.sampling_top_k,
             **architecture,
         )
-        return NucELForPreTraining(model_config)
-    # The MLM baseline scores only the four bases, as the RTD generator does, so their accuracies compare.
-    return NucELGenerator(NucELConfig.from_preset(config.model_preset, restrict_to_bases=True, **architecture))
+        model = NucELForPreTraining(model_config)
+    else:
+        # The MLM baseline scores only the four bases, as the RTD generator does, so their accuracies compare.
+        model = NucELGenerator(NucELConfig.from_preset(config.model_preset, restrict_to_bases=True, **architecture))
+    set_attention_implementation(model, config.attn_implementation)
+    if config.gradient_checkpointing:
+        enable_gradient_checkpointing(model)
+    if config.compile:
+        model.compile_layers()
+    return model
+
+
+def set_attention_implementation(model: nn.Module, implementation: str) -> None:
+    """The generator and the discriminator each have a config of their own, and every NucEL module reads its
+    config's `_attn_implementation` when called: set it on all of them."""
+    for module in model.modules():
+        if isinstance(module, PreTrainedModel):
+            module.config._attn_implementation = implementation
+
+
+def enable_gradient_checkpointing(model: PreTrainedModel) -> None:
+    """Checkpoint every encoder layer of generator and discriminator (transformers' API walks all sub-modules)."""
+    # Non-reentrant checkpointing is PyTorch's recommendation and works under DDP without further settings.
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers 5.x; its old name warns
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
+def initialise_from_checkpoints(model, config: PretrainingConfig) -> list[str]:
+    """Copy `init_from`'s encoder into the discriminator (the MLM baseline's encoder) and `init_generator_from`'s
+    generator into the RTD generator. Returns a line per copy, saying what came from where and what differs."""
+    copies = []
+    if config.init_from:
+        copies.append(("init_from", config.init_from, NucELModel, model.model))
+    if config.init_generator_from:
+        copies.append(("init_generator_from", config.init_generator_from, NucELGenerator, model.generator))
+    return [copy_weights(setting, source, model_class, target) for setting, source, model_class, target in copies]
+
+
+def copy_weights(setting: str, source: str, model_class, target: nn.Module) -> str:
+    """Load `source` (a folder, or a Hub id) as `model_class` and copy its weights into `target`, whose weights
+    must have the same names and shapes; returns what was copied and which computation settings differ."""
+    folder = Path(source).expanduser()
+    try:
+        checkpoint = load_checked(model_class, str(folder) if folder.exists() else source, device="cpu")
+    except (OSError, ValueError) as error:
+        where = "" if folder.exists() else "no such folder here; as a Hub id: "
+        raise ValueError(f"{setting}: cannot load {source} as a {model_class.__name__} ({where}{error})") from error
+    loaded, expected = checkpoint.state_dict(), target.state_dict()
+    missing, extra = sorted(expected.keys() - loaded.keys()), sorted(loaded.keys() - expected.keys())
+    reshaped = [
+        f"{name}: checkpoint {tuple(loaded[name].shape)}, model {tuple(expected[name].shape)}"
+        for name in sorted(expected.keys() & loaded.keys()) if loaded[name].shape != expected[name].shape
+    ]
+    if missing or extra or reshaped:
+        kinds = ((missing, "weights missing from the checkpoint"), (extra, "weights the model lacks"), (reshaped, "of another shape"))
+        problems = "; ".join(f"{len(group)} {what} (e.g. {', '.join(group[:3])})" for group, what in kinds if group)
+        preset_setting = "model_preset" if setting == "init_from" else "generator_preset"
+        raise ValueError(
+            f"{setting}: {source} does not fit this run's {model_class.__name__} ({problems}). The checkpoint has "
+            f"{checkpoint.config.num_hidden_layers} layers of width {checkpoint.config.hidden_size}; choose the preset "
+            f"of that size ({preset_setting})"
+        )
+    target.load_state_dict(loaded)
+    differences = [
+        f"{name} {getattr(checkpoint.config, name)!r} (run: {getattr(target.config, name)!r})"
+        for name in COMPUTATION_FIELDS if getattr(checkpoint.config, name) != getattr(target.config, name)
+    ]
+    report = f"{setting}: {len(loaded)} weights copied from {source}"
+    if differences:
+        report += f"; its config differs in {', '.join(differences)}, and the run computes with its own values"
+    return report
+
+
+def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Two AdamW groups, as transformers' Trainer makes them: weight decay on the weight matrices only. LayerNorm
+    gains, biases and embedding rows are not what decay is meant to keep small (a gain decayed towards 0 mutes its
+    feature), so their group has none."""
+    no_decay = set()
+    for module in model.modules():
+        for name, parameter in module.named_parameters(recurse=False):
+            if isinstance(module, (nn.LayerNorm, nn.Embedding)) or name == "bias":
+                no_decay.add(id(parameter))
+    parameters = list(model.parameters())
+    return [
+        {"params": [p for p in parameters if id(p) not in no_decay], "weight_decay": weight_decay},
+        {"params": [p for p in parameters if id(p) in no_decay], "weight_decay": 0.0},
+    ]
 
 
 def gradient_accumulation_steps(config: PretrainingConfig, num_processes: int) -> int:
@@ -185,74 +313,6 @@ def resolve_mixed_precision(requested: str, state: PartialState) -> str:
         state.print(f"mixed_precision={requested!r} ignored: running on CPU, where training stays in fp32")
         return "no"
     return requested
-
-
-class MetricTally:
-    """Sums over micro-batches of the figures DESIGN.md section 4 asks to watch, reduced across processes on read.
-
-    Accuracies are pooled counts (correct / total over the interval), not averages of per-batch ratios.
-    """
-
-    COUNTS = {
-        "mlm": ("batches", "tokens", "loss", "masked", "generator_correct"),
-        "rtd": (
-            "batches", "tokens", "loss", "masked", "generator_correct", "generator_loss", "discriminator_loss",
-            "replaced", "original", "replaced_detected", "original_detected",
-        ),
-    }
-
-    def __init__(self, objective: str, device):
-        self.objective = objective
-        self.names = self.COUNTS[objective]
-        self.sums = torch.zeros(len(self.names), dtype=torch.float64, device=device)
-
-    def add_counts(self, **values) -> None:
-        for name, value in values.items():
-            self.sums[self.names.index(name)] += value.detach().double() if torch.is_tensor(value) else value
-
-    def add(self, output, batch) -> None:
-        real_tokens = batch["attention_mask"].bool()
-        self.add_counts(batches=1, tokens=real_tokens.sum(), loss=output.loss)
-        if self.objective == "mlm":
-            masked = batch["labels"] != IGNORE_INDEX
-            correct = output.logits[masked].argmax(-1) == batch["labels"][masked]
-            self.add_counts(masked=masked.sum(), generator_correct=correct.sum())
-            return
-        labels = batch["labels"][output.masked_positions]
-        replaced = output.replaced_mask & real_tokens
-        original = ~output.replaced_mask & real_tokens
-        predicted_replaced = output.discriminator_logits > 0
-        self.add_counts(
-            generator_loss=output.generator_loss,
-            discriminator_loss=output.discriminator_loss,
-            masked=output.masked_positions.sum(),
-            generator_correct=(output.generator_logits.argmax(-1) == labels).sum(),
-            replaced=replaced.sum(),
-            original=original.sum(),
-            replaced_detected=(predicted_replaced & replaced).sum(),
-            original_detected=(~predicted_replaced & original).sum(),
-        )
-
-    def summary(self, accelerator: Accelerator) -> dict[str, float]:
-        """Interval figures over all processes; resets the tally."""
-        total = dict(zip(self.names, accelerator.reduce(self.sums, reduction="sum").tolist()))
-        self.sums = torch.zeros_like(self.sums)
-
-        def ratio(numerator: str, denominator: str) -> float:
-            return total[numerator] / total[denominator] if total[denominator] else float("nan")
-
-        figures = {"loss": ratio("loss", "batches"), "generator_accuracy": ratio("generator_correct", "masked")}
-        if self.objective == "rtd":
-            figures.update(
-                generator_loss=ratio("generator_loss", "batches"),
-                discriminator_loss=ratio("discriminator_loss", "batches"),
-                replaced_fraction=ratio("replaced", "tokens"),
-                masked_replaced_fraction=ratio("replaced", "masked"),
-                discriminator_accuracy_replaced=ratio("replaced_detected", "replaced"),
-                discriminator_accuracy_original=ratio("original_detected", "original"),
-            )
-        figures["tokens"] = total["tokens"]
-        return figures
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -360,12 +420,14 @@ def run_pretraining(config: PretrainingConfig, resume: str | None = None, export
     max_steps = config.max_steps or math.ceil(config.epochs * batches_per_epoch / accumulation)
 
     model = build_model(config)
+    if resume is None:  # a resumed run takes every weight from its checkpoint
+        for line in initialise_from_checkpoints(model, config):
+            accelerator.print(line)
     optimizer = torch.optim.AdamW(
-        model.parameters(),
+        parameter_groups(model, config.weight_decay),
         lr=config.learning_rate,
         betas=(config.adam_beta1, config.adam_beta2),
         eps=config.adam_epsilon,
-        weight_decay=config.weight_decay,
     )
     # The scheduler stays outside `prepare` (which would step it once per process) and is stepped once per update.
     scheduler = get_scheduler(config.lr_scheduler, optimizer, num_warmup_steps=config.warmup_steps, num_training_steps=max_steps)
@@ -386,6 +448,11 @@ def run_pretraining(config: PretrainingConfig, resume: str | None = None, export
     collator = PretrainingCollator(tokenizer, config.mask_probability, config.mask_token_fraction)
     train_loader = build_train_loader(genome, config, accelerator, collator, start_batch=start_step * accumulation)
     validation_loader = build_validation_loader(genome, config, accelerator, collator)
+    # Every process reads the tasks, so that a bad folder stops them all; the main process probes.
+    probe_tasks = [
+        load_probe_task(folder, config.probe_train_examples, config.probe_test_examples, config.seed)
+        for folder in config.probe_tasks
+    ]
 
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
@@ -395,8 +462,10 @@ def run_pretraining(config: PretrainingConfig, resume: str | None = None, export
     if start_step == 0:
         log.write({"step": 0, "windows": asdict(genome.counts), "cache": str(genome.folder), "max_steps": max_steps,
                    "gradient_accumulation_steps": accumulation, "num_processes": accelerator.num_processes})
+        if config.probe_tasks:  # the random-initialisation baseline (or the init_from model's score)
+            probe(accelerator, model, probe_tasks, log, step=0)
 
-    tally = MetricTally(config.objective, accelerator.device)
+    tally = MetricTally(config.objective, accelerator.device, config.seed)
     progress = tqdm(total=max_steps, initial=start_step, disable=not accelerator.is_local_main_process, desc=config.objective)
     batches = iter(train_loader)
     training_seconds = 0.0  # time in training steps since the last log line, for tokens/s
@@ -404,15 +473,14 @@ def run_pretraining(config: PretrainingConfig, resume: str | None = None, export
     for step in range(start_step + 1, max_steps + 1):
         step_start = time.perf_counter()
         for micro_batch in range(accumulation):
-            batch = next(batches)
-            batch = {name: tensor.to(accelerator.device) for name, tensor in batch.items() if name != "window_index"}
+            batch = to_device(next(batches), accelerator.device)
             # Gradients are all-reduced across processes only on the last micro-batch of the step.
             syncing = micro_batch == accumulation - 1
             with nullcontext() if syncing else accelerator.no_sync(model):
                 output = model(**batch)
                 accelerator.backward(output.loss / accumulation)
             tally.add(output, batch)
-        accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+        tally.add_grad_norm(accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm))
         optimizer.step()
         if not optimizer.step_was_skipped:  # fp16 overflow: the update was skipped, the schedule waits too
             scheduler.step()
@@ -424,19 +492,57 @@ def run_pretraining(config: PretrainingConfig, resume: str | None = None, export
             figures = tally.summary(accelerator)
             figures["tokens_per_second"] = figures.pop("tokens") / training_seconds
             figures["learning_rate"] = scheduler.get_last_lr()[0]
+            if accelerator.scaler is not None:  # fp16: a scale that keeps falling means overflowing gradients
+                figures["loss_scale"] = accelerator.scaler.get_scale()
             training_seconds = 0.0
             record_figures(accelerator, log, step, figures)
-            progress.set_postfix(loss=f"{figures['loss']:.3f}", generator_accuracy=f"{figures['generator_accuracy']:.3f}")
+            progress.set_postfix(progress_figures(figures))
         if step % config.eval_every == 0 or step == max_steps:
             figures = evaluate(accelerator, model, validation_loader, config)
             record_figures(accelerator, log, step, {f"validation_{name}": value for name, value in figures.items()})
+        if config.probe_tasks and (step % config.probe_every == 0 or step == max_steps):
+            probe(accelerator, model, probe_tasks, log, step)
         if step % config.save_every == 0 or step == max_steps:
             save_checkpoint(accelerator, output_dir, step, config)
     progress.close()
 
     export_models(accelerator, model, config, output_dir / "export")
+    report_run(accelerator, output_dir)
     accelerator.end_training()
     return output_dir
+
+
+def to_device(batch: dict, device) -> dict:
+    """The model's inputs of a collated batch on `device` (`window_index` is for tests and debugging only)."""
+    return {name: tensor.to(device) for name, tensor in batch.items() if name != "window_index"}
+
+
+def progress_figures(figures: dict) -> dict[str, str]:
+    """What the progress bar shows: for RTD whether the discriminator learns more than the replaced rate."""
+    if "information_gain_percent" in figures:
+        return {
+            "loss": f"{figures['loss']:.3f}",
+            "gain": f"{figures['information_gain_percent']:.2f}%",
+            "auroc": f"{figures['auroc']:.3f}",
+        }
+    return {"loss": f"{figures['loss']:.3f}", "generator_accuracy": f"{figures['generator_accuracy']:.3f}"}
+
+
+def probe(accelerator: Accelerator, model, tasks: list, log: JsonLinesLog, step: int) -> None:
+    """Probe the encoder on the main process (the others wait) and log the scores."""
+    if accelerator.is_main_process:
+        encoder = accelerator.unwrap_model(model).model  # the discriminator, or the MLM baseline's encoder
+        record_figures(accelerator, log, step, probe_figures(encoder, build_tokenizer(), tasks))
+    accelerator.wait_for_everyone()
+
+
+def report_run(accelerator: Accelerator, output_dir: Path) -> None:
+    """Print the run's summary and draw curves.png, both from log.jsonl (so a resumed run tells its whole story)."""
+    if accelerator.is_main_process:
+        records = [json.loads(line) for line in (output_dir / "log.jsonl").read_text().splitlines()]
+        curves = write_curves(records, output_dir / "curves.png")
+        print(f"summary of {output_dir} (every figure: log.jsonl; plotted: {curves.name})\n{summary_text(records)}")
+    accelerator.wait_for_everyone()
 
 
 def record_figures(accelerator: Accelerator, log: JsonLinesLog, step: int, figures: dict) -> None:
@@ -460,9 +566,10 @@ def build_train_loader(genome: GenomeWindows, config: PretrainingConfig, acceler
 
 
 def build_validation_loader(genome: GenomeWindows, config: PretrainingConfig, accelerator: Accelerator, collator):
-    """The same crops of the first `eval_windows` validation windows every time, shared out between processes."""
+    """The same crops of the same `eval_windows` validation windows every time, a seeded sample spread over every
+    record (`genome.validation_sample`), shared out between processes."""
     crops = GenomeCrops(genome.validation, config.crop_length, config.seed, config.reverse_complement)
-    keys = [(0, index) for index in range(min(config.eval_windows, len(genome.validation)))]
+    keys = [(0, index) for index in validation_sample(len(genome.validation), config.eval_windows, config.seed)]
     return torch.utils.data.DataLoader(
         crops, sampler=keys[accelerator.process_index :: accelerator.num_processes],
         batch_size=config.per_device_batch_size, collate_fn=collator, num_workers=config.num_workers,
@@ -476,12 +583,12 @@ def evaluate(accelerator: Accelerator, model, loader, config: PretrainingConfig)
     same replacements, and training's random stream is left exactly where it was."""
     network = accelerator.unwrap_model(model)  # no DDP: processes may hold different numbers of batches
     network.eval()
-    tally = MetricTally(config.objective, accelerator.device)
+    tally = MetricTally(config.objective, accelerator.device, config.seed)
     devices = [accelerator.device] if accelerator.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(config.seed)
         for batch in loader:
-            batch = {name: tensor.to(accelerator.device) for name, tensor in batch.items() if name != "window_index"}
+            batch = to_device(batch, accelerator.device)
             with accelerator.autocast():
                 tally.add(network(**batch), batch)
     network.train()

@@ -29,8 +29,8 @@ def setting_arguments(parser) -> None:
         option = f"--{field.name}"
         if hint is bool:
             parser.add_argument(option, action=argparse.BooleanOptionalAction, default=None)
-        elif typing.get_origin(hint) is list:
-            parser.add_argument(option, nargs="+", default=None, metavar="PATH")
+        elif typing.get_origin(hint) is list:  # `--skip_contigs` alone gives [], which turns the filter off
+            parser.add_argument(option, nargs="*", default=None)
         else:
             parser.add_argument(option, type=hint, default=None, metavar=hint.__name__.upper())
 

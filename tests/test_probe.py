@@ -1,0 +1,56 @@
+"""The downstream probe run during pre-training: fixed seeded examples, a logistic regression on frozen mean
+embeddings, MCC as sklearn computes it."""
+
+import random
+
+import numpy as np
+import pytest
+from sklearn.metrics import matthews_corrcoef
+
+from nucel import NucELConfig, NucELModel
+from nucel.training.probe import load_probe_task, probe_figures, probe_task
+
+
+def gc_task_folder(folder, train: int = 120, test: int = 60, test_name: str = "test.csv"):
+    """A task any encoder that sees its input can probe: label 1 for GC-rich sequences, 0 for AT-rich ones."""
+    rng = random.Random(0)
+
+    def rows(count):
+        lines = []
+        for i in range(count):
+            label = i % 2
+            bases = "GGCCA" if label else "AATTG"
+            lines.append(f"{''.join(rng.choice(bases) for _ in range(rng.randint(40, 60)))},{label}")
+        return "sequence,label\n" + "\n".join(lines) + "\n"
+
+    folder.mkdir(parents=True)
+    (folder / "train.csv").write_text(rows(train))
+    (folder / test_name).write_text(rows(test))
+    return folder
+
+
+def test_probe_mcc_equals_sklearn_on_its_own_predictions(tmp_path, tokenizer):
+    task = load_probe_task(gc_task_folder(tmp_path / "gc" / "0"), train_examples=80, test_examples=40, seed=0)
+    encoder = NucELModel(NucELConfig.from_preset("tiny")).train()
+    result = probe_task(encoder, tokenizer, task)
+
+    assert len(result.predictions) == len(result.test_labels) == 40
+    assert result.mcc == matthews_corrcoef(result.test_labels, result.predictions)
+    assert result.mcc > 0.8  # even random-init mean embeddings carry GC content
+    assert encoder.training  # left in the mode it was in
+    assert probe_figures(encoder, tokenizer, [task]) == {"probe_mcc/gc/0": result.mcc}
+
+
+def test_probe_examples_are_a_fixed_seeded_subsample(tmp_path):
+    folder = gc_task_folder(tmp_path / "gc" / "1", test_name="dev.csv")  # no test.csv: dev.csv is the test split
+    first = load_probe_task(folder, train_examples=30, test_examples=20, seed=4)
+    again = load_probe_task(folder, train_examples=30, test_examples=20, seed=4)
+    other = load_probe_task(folder, train_examples=30, test_examples=20, seed=5)
+    assert len(first.train.sequences) == 30 and len(first.test.sequences) == 20 and first.name == "gc/1"
+    assert first.train.sequences == again.train.sequences and np.array_equal(first.test.labels, again.test.labels)
+    assert first.train.sequences != other.train.sequences
+    everything = load_probe_task(folder, train_examples=10_000, test_examples=10_000, seed=4)
+    assert len(everything.train.sequences) == 120 and len(everything.test.sequences) == 60
+
+    with pytest.raises(ValueError, match="probe_tasks: .* needs train.csv and test.csv"):
+        load_probe_task(tmp_path / "nowhere", 10, 10, seed=0)
