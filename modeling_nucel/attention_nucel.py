@@ -113,6 +113,7 @@ def flex_block_mask(sequence_ids: torch.Tensor, positions: torch.Tensor, cu_seql
         BLOCK_SIZE=FLEX_BLOCK, mask_mod=mask_mod, seq_lengths=(tokens, tokens),
     )
 
+
 # ----------------------------------------------------------------------------------------------------------------
 # Rotary position embeddings
 

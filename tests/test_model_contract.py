@@ -120,12 +120,13 @@ def test_compiled_layers_equal_the_eager_model_in_inference_and_training():
             torch.testing.assert_close(gradients[1][name], gradients[0][name], atol=1e-4, rtol=1e-4)
 
 
-@pytest.mark.parametrize("attn_implementation", ["sdpa", "eager"])
+@pytest.mark.parametrize(
+    "attn_implementation", ["sdpa", "eager", pytest.param("flex_attention", marks=pytest.mark.slow)]  # flex compiles
+)
 def test_bf16_autocast_keeps_outputs_and_rtd_losses_near_fp32(attn_implementation):
     torch.manual_seed(0)
-    config = NucELConfig.for_pretraining("tiny")
-    config._attn_implementation = attn_implementation
-    model = NucELForPreTraining(config).eval()  # fp32 weights
+    model = NucELForPreTraining(NucELConfig.for_pretraining("tiny")).eval()  # fp32 weights
+    model.set_attn_implementation(attn_implementation)
     input_ids, attention_mask = dna_batch([200, 120])
     masked, labels = mask_tokens(input_ids, generator=torch.Generator().manual_seed(1))
     results = []

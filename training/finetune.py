@@ -91,6 +91,7 @@ class FinetuneResult:
     steps_trained: int
     train_seconds: float
     validation_history: list[dict] = field(default_factory=list)  # [{"step": s, "loss": l}, ...]
+    train_history: list[dict] = field(default_factory=list)  # training loss per logging interval, same layout
     test_metrics: dict | None = None
     test_logits: np.ndarray | None = None
 
@@ -304,6 +305,7 @@ def train_with_selection(model, tokenizer, train: Split, validation: Split, sett
         trainer.train()
         train_seconds = time.perf_counter() - started
         history = [{"step": log["step"], "loss": log["eval_loss"]} for log in trainer.state.log_history if "eval_loss" in log]
+        train_history = [{"step": log["step"], "loss": log["loss"]} for log in trainer.state.log_history if "loss" in log]
         best = min(history, key=lambda entry: entry["loss"])
         summary = {
             "best_validation_loss": best["loss"],
@@ -311,6 +313,7 @@ def train_with_selection(model, tokenizer, train: Split, validation: Split, sett
             "steps_trained": trainer.state.global_step,
             "train_seconds": train_seconds,
             "validation_history": history,
+            "train_history": train_history,
         }
     return trainer.model.eval(), summary
 
