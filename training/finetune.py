@@ -64,6 +64,7 @@ class FinetuneSettings:
     epochs: float = 3.0
     max_steps: int | None = None  # when set, the number of optimiser steps (overrides epochs)
     warmup_steps: int = 0
+    lr_scheduler: str = "linear"  # any transformers scheduler name ("constant_with_warmup": no decay)
     weight_decay: float = 0.01
     eval_steps: int | None = None  # None: evaluate once per epoch
     early_stopping_patience: int | None = 5  # evaluations without improvement before stopping; None: never
@@ -270,7 +271,7 @@ def train_with_selection(model, tokenizer, train: Split, validation: Split, sett
             num_train_epochs=settings.epochs,
             max_steps=settings.max_steps or -1,
             warmup_steps=settings.warmup_steps,
-            lr_scheduler_type="linear",
+            lr_scheduler_type=settings.lr_scheduler,
             eval_strategy=strategy,
             save_strategy=strategy,
             eval_steps=settings.eval_steps,
