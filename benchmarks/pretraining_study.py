@@ -205,30 +205,12 @@ def load_split_data(spec: dict):
 
 
 def train_and_test(model: str, train, validation, test, settings) -> dict:
-    """`benchmarks/run.py`'s train_and_test, keeping the training-loss history as well."""
-    import tempfile
+    """`benchmarks/run.py`'s train_and_test without the test logits (the study keeps metrics and histories)."""
+    from nucel.benchmarks.run import train_and_test as run_train_and_test
 
-    import torch
-
-    from nucel.benchmarks.metrics import compute_metrics
-    from nucel.tokenization import build_tokenizer
-    from nucel.training.cnn_baseline import OneHotCNN, OneHotCNNConfig
-    from nucel.training.finetune import finetune, train_with_selection
-    from nucel.training.predict import predict_logits
-
-    keys = ("best_validation_loss", "best_step", "steps_trained", "train_seconds", "validation_history", "train_history")
-    with tempfile.TemporaryDirectory(prefix="nucel-study-model-") as folder:
-        if model == "cnn":
-            torch.manual_seed(settings.seed)
-            tokenizer = build_tokenizer()
-            network = OneHotCNN(OneHotCNNConfig(num_labels=len(settings.label_names), problem_type=settings.problem_type))
-            network, summary = train_with_selection(network, tokenizer, train, validation, settings)
-            logits = predict_logits(network, tokenizer, test.sequences, settings.batch_size, settings.max_length_bp)
-        else:
-            result = finetune(model, train, validation, Path(folder) / "model", settings, test)
-            logits = result.test_logits
-            summary = {key: getattr(result, key) for key in keys}
-    return {**{key: summary.get(key) for key in keys}, "metrics": compute_metrics(settings.problem_type, test.labels, logits)}
+    result = run_train_and_test(model, train, validation, test, settings)
+    result.pop("test_logits")
+    return result
 
 
 def run_finetune_job(spec: dict) -> dict:

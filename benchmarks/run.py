@@ -85,7 +85,7 @@ def train_and_test(model: str, train: Split, validation: Split, test: Split, set
             result = finetune(model, train, validation, Path(folder) / "model", settings, test)
             logits = result.test_logits
             summary = {key: getattr(result, key) for key in
-                       ("best_validation_loss", "best_step", "steps_trained", "train_seconds", "validation_history")}
+                       ("best_validation_loss", "best_step", "steps_trained", "train_seconds", "validation_history", "train_history")}
     return {**summary, "test_logits": logits, "metrics": compute_metrics(settings.problem_type, test.labels, logits)}
 
 
