@@ -7,7 +7,9 @@
 - Nucleotide Transformer (revised): the Hub dataset id, a folder of `{train,test}.{csv,tsv,parquet}` with a
   `task` column or `<task>/{train,test}.<ext>`, or one such file holding the train split of all tasks.
 
-GB and NT have no validation split: it is carved from train with a fixed seed, and recorded in the notes.
+GB and NT have no validation split. GB's is carved from train with a fixed seed (recorded in the notes); NT's
+comes from its protocol, a ten-fold cross-validation of the training set (`cross_validation_folds`), so the
+NT loader leaves train whole.
 Every sequence is checked as DNA and every label against the task's label set; errors name the file and line.
 """
 
@@ -19,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..tokenization.dna import IUPAC_CODES, validate_dna
-from .registry import Suite, Task
+from nucel.benchmarks.registry import Suite, Task
+from nucel.tokenization.dna import IUPAC_CODES, validate_dna
 
 TABLE_SUFFIXES = (".csv", ".tsv", ".txt", ".parquet")
 SEQUENCE_COLUMNS = ("sequence", "seq")
@@ -161,11 +163,35 @@ def carve_validation(train: Split, fraction: float, seed: int) -> tuple[Split, S
 
 
 def with_carved_validation(task_data: TaskData, suite: Suite) -> TaskData:
-    if "train" in task_data.splits:
+    """A validation split carved from train where the suite's protocol says so; other protocols leave train whole."""
+    if suite.protocol.kind == "carved_validation" and "train" in task_data.splits:
         train, validation, note = carve_validation(task_data.splits["train"], suite.validation_fraction, suite.validation_seed)
         task_data.splits.update(train=train, validation=validation)
         task_data.notes.append(note)
     return task_data
+
+
+def cross_validation_folds(count: int, folds: int, seed: int) -> list[np.ndarray]:
+    """`folds` disjoint, sorted row-index arrays covering range(count), sizes differing by at most one: consecutive
+    slices of one seeded permutation, so the folds are the same for every model and every run."""
+    if not 2 <= folds <= count:
+        raise BenchmarkDataError(f"{count} rows cannot be cut into {folds} cross-validation folds")
+    order = np.random.default_rng(seed).permutation(count)
+    return [np.sort(part) for part in np.array_split(order, folds)]
+
+
+def fold_split(train: Split, fold: int, folds: int, seed: int) -> tuple[Split, Split, str]:
+    """Cross-validation run `fold`: (train = the other folds, validation = fold `fold`, a note saying how)."""
+    parts = cross_validation_folds(len(train), folds, seed)
+    validation_rows = parts[fold]
+    train_rows = np.sort(np.concatenate([part for k, part in enumerate(parts) if k != fold]))
+    note = (f"fold {fold} of {folds}: validation = {len(validation_rows)} rows of {train.source} (folds from numpy seed "
+            f"{seed}), train = the other {len(train_rows)}")
+    return (
+        train.subset(train_rows, f"{train.source} minus fold {fold} of {folds}"),
+        train.subset(validation_rows, f"{train.source} fold {fold} of {folds} (seed {seed})"),
+        note,
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -1,58 +1,94 @@
-"""Run a benchmark suite (or some of its tasks) for one or more models, every seed, and tabulate the results.
+"""Run a benchmark suite (or some of its tasks) for one or more models, every seed or fold, and tabulate the results.
 
     python benchmarks/run.py --suite gue --data ../shared/data/GUE --model ./nucel-93m
     python -m nucel.benchmarks.run --suite gue --data ../shared/data/GUE --task tf/0 --model random:tiny --model cnn
     python -m nucel.benchmarks.run --suite nucleotide_transformer \
         --data InstaDeepAI/nucleotide_transformer_downstream_tasks_revised --model ./nucel-93m
 
-Each (task, seed, model) fine-tunes with the registry's hyper-parameters (benchmarks/tasks/<suite>.yaml) unless
-overridden, selects the checkpoint with the lowest validation loss, and scores the whole test split. Output,
-per model, in `<output>/<run name>-<model>/`: runs/<task>/seed<N>.json (+ test predictions),
-results.json (notes/RESULTS_SCHEMA.md) and results.md (mean ± sd per task, averages per group and suite
-beside the paper's NucEL numbers, split sizes, checksums). With several models, `<output>/<run name>.md`
-compares them side by side. A finished run is reused when its settings are unchanged, so an interrupted
-command can simply be started again.
+Each run follows the suite's published protocol (benchmarks/tasks/<suite>.yaml, `protocol:`):
+- GUE: train.csv, the checkpoint with the lowest loss on dev.csv, scored on test.csv; 3 seeds, mean ± sd.
+- Genomic Benchmarks (Caduceus's protocol): validation carved from train (10 %, fixed seed); 5 seeds, mean ± sd.
+- Nucleotide Transformer (Dalla-Torre et al. 2025): ten-fold cross-validation of the training set; run k selects
+  its checkpoint on fold k after training on the other nine, and is scored on the test split; mean MCC ± 2 sd.
+Every run fine-tunes with the registry's hyper-parameters unless overridden on the command line (an override
+applies to every model). Language models use the registry's `hyperparameters` (the paper's head: one linear layer
+on the pooled [CLS] vector); `--model cnn`, the one-hot CNN baseline, uses its own `cnn_hyperparameters`, tuned
+once on GUE validation data (benchmarks/results/cnn-tuning.md), never a transformer's learning rate. The
+effective batch is the registry's `batch_size`: the runner is one process, without gradient accumulation, and
+the Trainer does not spread a batch over several GPUs (DataParallel).
 
-`--model cnn` is the one-hot CNN baseline; `--model random:<preset>` a randomly initialised NucEL.
-Tasks without a train split are listed as evaluation-only; `--evaluate FOLDER` scores an already fine-tuned
-model on test splits without training (such tasks included).
+Suite averages are computed as each paper does (`average:` in the registry): GUE, the mean of its 7 group
+averages; Genomic Benchmarks, the mean over its 7 human tasks; NT, the mean over its 18 tasks. A run that lacks
+some of those tasks says so beside its average ("partial"), so it is never mistaken for the paper's number.
+
+Output, per model, in `<output>/<run name>-<model>/`: runs/<task>/seed<N>.json or fold<k>.json (+ test
+predictions), results.json and results.md (per task mean and error bar, group and suite averages beside the
+paper's NucEL numbers, split sizes, checksums). With several models, `<output>/<run name>.md` compares them side
+by side. A finished run is reused only when the model is the same — the same weights, config and tokenizer
+(sha256; benchmarks/model_identity.py), whatever its folder is called — and its settings and data are unchanged,
+so an interrupted command can simply be started again. A checkpoint's output folder name carries the first 8 hex
+digits of that checksum, so two different `export/discriminator` folders never share a results folder.
+
+`--model random:<preset>` is a randomly initialised NucEL. Tasks without a train split are listed as
+evaluation-only; `--evaluate FOLDER` scores an already fine-tuned model on test splits without training.
+`--suite vep` is the zero-shot variant-effect benchmark on BRCA1 (benchmarks/vep.py), with options of its own.
 """
 
 import argparse
 import csv
 import json
+import os
 import statistics
+import sys
 import tempfile
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from nucel.training.cnn_baseline import OneHotCNN, OneHotCNNConfig
-from nucel.tokenization import build_tokenizer
-from nucel.folders import write_json_atomically
-from nucel.training.finetune import FinetuneSettings, finetune, train_with_selection
-from nucel.training.predict import load_finetuned, predict_logits
-
-from nucel.benchmarks.loaders import Split, TaskData, load_task
+from nucel.benchmarks.loaders import Split, TaskData, fold_split, load_task
 from nucel.benchmarks.metrics import compute_metrics, softmax
-from nucel.benchmarks.registry import Suite, Task, load_suite
+from nucel.benchmarks.model_identity import cnn_identity, folder_identity, hub_identity, random_identity
+from nucel.benchmarks.registry import HYPERPARAMETER_KEYS, SUITES, Suite, Task, load_suite
+from nucel.folders import write_json_atomically
+from nucel.modeling_nucel.configuration_nucel import CLASSIFIER_HEADS
+from nucel.tokenization import build_tokenizer
+from nucel.training.cnn_baseline import OneHotCNN, OneHotCNNConfig
+from nucel.training.finetune import RANDOM_INIT_PREFIX, FinetuneSettings, finetune, train_with_selection
+from nucel.training.predict import load_finetuned, predict_logits
 
 CNN_MODEL = "cnn"
 CNN_NAME = "cnn-baseline"
 SUBSAMPLE_SEED = 0  # row caps take the first N rows of one fixed permutation, the same for every seed and model
-OVERRIDABLE = ("learning_rate", "batch_size", "epochs", "max_steps", "eval_steps", "warmup_steps", "early_stopping_patience")
+OVERRIDABLE = ("learning_rate", "batch_size", "epochs", "max_steps", "eval_steps", "warmup_steps", "early_stopping_patience", "head")
+OPTION_TYPES = {"learning_rate": float, "epochs": float, "head": str}  # the others are integers
 
 
 def model_label(model: str) -> str:
     return CNN_NAME if model == CNN_MODEL else model
 
 
-def model_slug(model: str) -> str:
+def model_identity(model: str) -> dict:
+    """The checksum identity of `model` (benchmarks/model_identity.py)."""
+    if model == CNN_MODEL:
+        return cnn_identity()
+    if model.startswith(RANDOM_INIT_PREFIX):
+        return random_identity(model[len(RANDOM_INIT_PREFIX):])
+    if Path(model).is_dir():
+        return folder_identity(model)
+    return hub_identity(model)
+
+
+def model_slug(model: str, identity: dict | None = None) -> str:
+    """The model's part of its output folder name; checkpoints add their checksum, since folder names repeat."""
     if model == CNN_MODEL:
         return CNN_NAME
-    return Path(model).name if Path(model).exists() else model.replace(":", "-").replace("/", "-")
+    if model.startswith(RANDOM_INIT_PREFIX):
+        return model.replace(":", "-")
+    name = Path(model).name if Path(model).exists() else model.replace("/", "-")
+    return f"{name}-{identity['sha256'][:8]}" if identity else name
 
 
 def capped(split: Split, limit: int | None) -> Split:
@@ -62,14 +98,30 @@ def capped(split: Split, limit: int | None) -> Split:
     return split.subset(rows, f"{split.source} ({limit} of {len(split)} rows, seed {SUBSAMPLE_SEED})")
 
 
-def task_settings(task: Task, seed: int, overrides: dict) -> FinetuneSettings:
-    hyperparameters = {**task.hyperparameters, **{k: v for k, v in overrides.items() if v is not None}}
+def task_settings(task: Task, seed: int, overrides: dict, model: str | None = None) -> FinetuneSettings:
+    """The registry's settings for `task` (the CNN baseline's own for `model` "cnn"), command-line overrides on top."""
+    registry = task.cnn_hyperparameters if model == CNN_MODEL else task.hyperparameters
+    hyperparameters = {**registry, **{k: v for k, v in overrides.items() if v is not None and k in HYPERPARAMETER_KEYS}}
     return FinetuneSettings(
         label_names=list(task.label_names),
         max_length_bp=task.max_length_bp,
         seed=seed,
-        **{key: hyperparameters[key] for key in (*OVERRIDABLE, "weight_decay") if key in hyperparameters},
+        **hyperparameters,
     )
+
+
+def effective_batch_size(settings: FinetuneSettings) -> int:
+    """Rows per optimiser step. The runner is one process without gradient accumulation, and training/finetune.py
+    keeps the Trainer off DataParallel, so it is the registry's batch_size itself."""
+    return settings.batch_size
+
+
+def require_one_process() -> None:
+    """Every launched process would run every task and write the same files: the runner is one process."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size > 1:
+        raise ValueError(f"the benchmark runner is one process (WORLD_SIZE is {world_size}): start it with python, "
+                         "not torchrun or accelerate launch")
 
 
 def train_and_test(model: str, train: Split, validation: Split, test: Split, settings: FinetuneSettings) -> dict:
@@ -111,62 +163,158 @@ def split_record(task_data: TaskData, used: dict[str, Split]) -> dict:
     }
 
 
-def run_task_seed(model: str, task: Task, seed: int, used: dict[str, Split], task_data: TaskData, overrides: dict, run_dir: Path) -> dict:
-    """One (task, seed) run for `model`, reused from its JSON when the settings and the data are unchanged."""
-    settings = task_settings(task, seed, overrides)
-    settings_record = {**vars(settings), "max_train_samples": overrides.get("max_train_samples"),
+# ----------------------------------------------------------------------------------------------------------------
+# The runs of a task, as the suite's protocol makes them
+
+
+@dataclass
+class RunPlan:
+    name: str  # "seed42" or "fold3": the run's file name
+    seed: int  # training seed (the new head's initialisation, data order, dropout)
+    used: dict[str, Split]  # the train, validation and test splits of this run
+    protocol: dict  # what, besides the seed, makes the run: {} or {"fold": k, "folds": 10, "fold_seed": s}
+    notes: list[str]
+
+
+def missing_splits(suite: Suite, task_data: TaskData) -> list[str]:
+    """Splits the protocol needs that the data lacks (cross-validation makes its own validation split)."""
+    needed = ("train", "test") if suite.protocol.kind == "cross_validation" else ("train", "validation", "test")
+    return [name for name in needed if name not in task_data.splits]
+
+
+def plan_runs(suite: Suite, task: Task, task_data: TaskData, overrides: dict, seeds: list[int] | None,
+              folds: list[int] | None) -> list[RunPlan]:
+    """Seeded runs on fixed splits, or (NT) one run per cross-validation fold of the (capped) training set."""
+    test = task_data.splits["test"]  # always whole: metrics are over the complete test split
+    train = capped(task_data.splits["train"], overrides.get("max_train_samples"))
+    validation_cap = overrides.get("max_validation_samples")
+    protocol = suite.protocol
+    if protocol.kind != "cross_validation":
+        used = {"train": train, "validation": capped(task_data.splits["validation"], validation_cap), "test": test}
+        return [RunPlan(f"seed{seed}", seed, used, {}, []) for seed in seeds or task.seeds]
+    plans = []
+    for fold in range(protocol.folds) if folds is None else folds:
+        if not 0 <= fold < protocol.folds:
+            raise ValueError(f"fold {fold} does not exist: {suite.name} has folds 0..{protocol.folds - 1}")
+        fold_train, fold_validation, note = fold_split(train, fold, protocol.folds, protocol.fold_seed)
+        used = {"train": fold_train, "validation": capped(fold_validation, validation_cap), "test": test}
+        record = {"fold": fold, "folds": protocol.folds, "fold_seed": protocol.fold_seed}
+        plans.append(RunPlan(f"fold{fold}", task.seeds[fold], used, record, [note]))
+    return plans
+
+
+def run_one(model: str, identity: dict, task: Task, plan: RunPlan, task_data: TaskData, overrides: dict, run_dir: Path) -> dict:
+    """One run of `model`, reused from its JSON when the model (by checksum), settings and data are unchanged."""
+    settings = task_settings(task, plan.seed, overrides, model)
+    settings_record = {**asdict(settings), **plan.protocol, "effective_batch_size": effective_batch_size(settings),
+                       "max_train_samples": overrides.get("max_train_samples"),
                        "max_validation_samples": overrides.get("max_validation_samples")}
-    data_record = split_record(task_data, used)
-    run_path = run_dir / "runs" / task.name.replace("/", "_") / f"seed{seed}.json"
+    data_record = split_record(task_data, plan.used)
+    data_record["notes"] = task_data.notes + plan.notes
+    run_path = run_dir / "runs" / task.name.replace("/", "_") / f"{plan.name}.json"
     if run_path.is_file():
         previous = json.loads(run_path.read_text())
-        if previous.get("settings") == settings_record and previous.get("data_sha256") == data_record["data_sha256"]:
-            print(f"[{model_label(model)}] {task.name} seed {seed}: reusing {run_path}")
+        if (previous.get("model_identity", {}).get("sha256") == identity["sha256"] and previous.get("settings") == settings_record
+                and previous.get("data_sha256") == data_record["data_sha256"]):
+            print(f"[{model_label(model)}] {task.name} {plan.name}: reusing {run_path}")
             return previous
     started = time.perf_counter()
-    outcome = train_and_test(model, used["train"], used["validation"], used["test"], settings)
+    outcome = train_and_test(model, plan.used["train"], plan.used["validation"], plan.used["test"], settings)
     wall_seconds = time.perf_counter() - started
-    predictions_path = run_path.with_name(f"seed{seed}_test_predictions.csv")
-    write_predictions(predictions_path, used["test"], outcome.pop("test_logits"), list(task.label_names))
+    predictions_path = run_path.with_name(f"{plan.name}_test_predictions.csv")
+    write_predictions(predictions_path, plan.used["test"], outcome.pop("test_logits"), list(task.label_names))
     record = {
-        "suite": task.suite, "task": task.name, "model": model_label(model), "seed": seed,
-        "metric": task.metric, "value": outcome["metrics"][task.metric], **outcome,
-        "wall_seconds": wall_seconds, "settings": settings_record, "predictions": predictions_path.name,
+        "suite": task.suite, "task": task.name, "model": model_label(model), "model_identity": identity,
+        "run": plan.name, "seed": plan.seed, **plan.protocol, "metric": task.metric, "value": outcome["metrics"][task.metric],
+        **outcome, "wall_seconds": wall_seconds, "settings": settings_record, "predictions": predictions_path.name,
         **data_record,
     }
     write_json_atomically(run_path, record)
-    print(f"[{model_label(model)}] {task.name} seed {seed}: {task.metric} {record['value']:.4f} "
-          f"({outcome['steps_trained']} steps, {wall_seconds:.0f} s)")
+    print(f"[{model_label(model)}] {task.name} {plan.name}: {task.metric} {record['value']:.4f} "
+          f"({outcome['steps_trained']} steps of batch {settings_record['effective_batch_size']}, {wall_seconds:.0f} s)")
     return record
 
 
-def summarise_task(task: Task, runs: list[dict]) -> dict:
+# ----------------------------------------------------------------------------------------------------------------
+# Summaries and averages
+
+
+def summarise_task(task: Task, runs: list[dict], suite: Suite) -> dict:
     values = [run["value"] for run in runs]
     metric_names = runs[0]["metrics"].keys()
-    return {
+    summary = {
         "task": task.name, "group": task.group, "metric": task.metric,
         "mean": statistics.fmean(values), "sd": statistics.stdev(values) if len(values) > 1 else 0.0,
-        "values": values, "seeds": [run["seed"] for run in runs], "num_labels": task.num_labels,
+        "error_bar_sd": suite.protocol.error_bar_sd,
+        "values": values, "runs": [run["run"] for run in runs], "seeds": [run["seed"] for run in runs],
+        "num_labels": task.num_labels, "effective_batch_size": runs[0]["settings"]["effective_batch_size"],
         "split_sizes": runs[0]["split_sizes"], "split_sizes_full": runs[0]["split_sizes_full"],
         "data_sha256": runs[0]["data_sha256"], "notes": runs[0]["notes"],
         "metrics": {name: mean_or_none([run["metrics"][name] for run in runs]) for name in metric_names},
         "wall_seconds": sum(run["wall_seconds"] for run in runs),
     }
+    if suite.protocol.kind == "cross_validation":
+        summary["folds"] = [run["fold"] for run in runs]
+    return summary
 
 
 def mean_or_none(values: list) -> float | None:
     return None if any(value is None for value in values) else statistics.fmean(values)
 
 
-def averages(suite: Suite, tasks: list[dict]) -> dict:
-    """Mean of task means per group and over all tasks run."""
-    groups = {}
+def group_averages(tasks: list[dict]) -> dict[str, float]:
+    """Mean of the task means of each group present."""
+    groups: dict[str, list[float]] = {}
     for task in tasks:
         groups.setdefault(task["group"], []).append(task["mean"])
-    result = {group: statistics.fmean(means) for group, means in groups.items()}
-    if tasks:
-        result["suite"] = statistics.fmean(task["mean"] for task in tasks)
+    return {group: statistics.fmean(means) for group, means in groups.items()}
+
+
+def suite_average(suite: Suite, tasks: list[dict]) -> dict:
+    """The suite's one number computed as its paper does (`average:` in the registry), with what it covers.
+
+    GUE: the mean of the group averages, so EMP's 10 tasks weigh as much as SSP's one; GB and NT: the mean over
+    the averaged tasks. It is `complete` only when every task that enters the paper's average was run; otherwise
+    its `label` says it is partial and which groups and tasks it rests on."""
+    spec = suite.average
+    means = {task["task"]: task["mean"] for task in tasks}
+    expected = suite.averaged_tasks()
+    present = [task.name for task in expected if task.name in means]
+    missing = [task.name for task in expected if task.name not in means]
+    groups_present = [group for group in spec.groups if any(suite.task(name).group == group for name in present)]
+    groups_missing = [group for group in spec.groups if group not in groups_present]
+    if not present:
+        value = None
+    elif spec.over == "groups":
+        value = statistics.fmean(group_averages([task for task in tasks if task["task"] in present]).values())
+    else:
+        value = statistics.fmean(means[name] for name in present)
+    if not missing:
+        label = spec.description
+    else:
+        coverage = f"{len(present)} of {len(expected)} tasks"
+        if spec.over == "groups":
+            coverage = f"{len(groups_present)} of {len(spec.groups)} groups, {coverage}"
+        label = f"PARTIAL ({coverage}), not the paper's average: {spec.description}"
+    return {
+        "value": value, "complete": not missing, "label": label, "description": spec.description, "over": spec.over,
+        "groups_present": groups_present, "groups_missing": groups_missing,
+        "tasks_present": present, "tasks_missing": missing,
+        "tasks_left_out": [name for name in means if suite.task(name).group not in spec.groups],
+    }
+
+
+def averages(suite: Suite, tasks: list[dict]) -> dict:
+    """Group averages and, under "suite", the suite average as the paper computes it (see `suite_average`)."""
+    result = group_averages(tasks)
+    value = suite_average(suite, tasks)["value"]
+    if value is not None:
+        result["suite"] = value
     return result
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Results files
 
 
 def caps_description(overrides: dict, threads: int | None) -> str:
@@ -176,12 +324,14 @@ def caps_description(overrides: dict, threads: int | None) -> str:
     return ", ".join(parts) if parts else "none (the registry's hyper-parameters)"
 
 
-def write_results(suite: Suite, model: str, tasks: list[dict], skipped: dict, overrides: dict, threads, run_dir: Path) -> dict:
+def write_results(suite: Suite, model: str, identity: dict, tasks: list[dict], skipped: dict, overrides: dict, threads,
+                  run_dir: Path) -> dict:
     run_dir.mkdir(parents=True, exist_ok=True)
     results = {
-        "suite": suite.name, "model": model_label(model), "tasks": tasks, "averages": averages(suite, tasks),
-        "paper": suite.paper, "caps": caps_description(overrides, threads), "overrides": overrides,
-        "skipped_tasks": skipped, "wall_seconds": sum(task["wall_seconds"] for task in tasks),
+        "suite": suite.name, "model": model_label(model), "model_identity": identity, "tasks": tasks,
+        "averages": averages(suite, tasks), "suite_average": suite_average(suite, tasks),
+        "protocol": asdict(suite.protocol), "paper": suite.paper, "caps": caps_description(overrides, threads),
+        "overrides": overrides, "skipped_tasks": skipped, "wall_seconds": sum(task["wall_seconds"] for task in tasks),
         "group_tasks": {task["group"]: [t["task"] for t in tasks if t["group"] == task["group"]] for task in tasks},
     }
     write_json_atomically(run_dir / "results.json", results)
@@ -200,18 +350,26 @@ def format_score(value: float | None) -> str:
 
 
 def markdown_table(suite: Suite, all_results: list[dict]) -> str:
-    """Per-task mean ± sd for each model, then group and suite averages beside the paper's NucEL numbers."""
+    """Per-task mean ± error bar for each model, then group and suite averages beside the paper's NucEL numbers."""
     paper = suite.paper or {}
     paper_groups = paper.get("groups", {})
     paper_name = paper.get("model", "paper")
     first = all_results[0]
     models = [results["model"] for results in all_results]
+    error_bar = "sd" if suite.protocol.error_bar_sd == 1 else f"{suite.protocol.error_bar_sd} sd"
+    runs = first["tasks"][0]["runs"] if first["tasks"] else "–"
     lines = [
         f"# {suite.title}: {', '.join(models)}",
         "",
-        f"Metric per task as in benchmarks/tasks/{suite.name}.yaml (over the whole test split), mean ± sd over "
-        f"seeds {first['tasks'][0]['seeds'] if first['tasks'] else '–'}; model selection by lowest validation loss.",
-        f"Validation split: {suite.validation}; caps and overrides: {first['caps']}.",
+        f"Protocol: {suite.protocol.description}",
+        f"Metric per task as in benchmarks/tasks/{suite.name}.yaml (over the whole test split), mean ± {error_bar} over "
+        f"the runs {runs}; model selection by lowest validation loss (validation: {suite.validation}).",
+        f"Caps and overrides: {first['caps']}. The CNN baseline trains with its own tuned hyper-parameters.",
+        "Effective batch (rows per optimiser step: one process, no gradient accumulation, no DataParallel): "
+        + "; ".join(f"{r['model']} {'/'.join(map(str, sorted({t['effective_batch_size'] for t in r['tasks']}))) or '–'}"
+                    for r in all_results) + ".",
+        "Model identity (sha256, benchmarks/model_identity.py): "
+        + "; ".join(f"{r['model']} {r['model_identity']['sha256'][:16]}…" for r in all_results) + ".",
         "Wall time: " + "; ".join(f"{r['model']} {r['wall_seconds'] / 60:.1f} min" for r in all_results) + ".",
         f"Paper column: {paper_name} ({paper.get('source', '')}), group averages only; rows here are small-scale runs.",
         "",
@@ -224,19 +382,29 @@ def markdown_table(suite: Suite, all_results: list[dict]) -> str:
         reference = next(tasks[name] for tasks in by_model if name in tasks)
         used, full = reference["split_sizes"], reference["split_sizes_full"]
         sizes = " / ".join(f"{used.get(s, 0)} ({full.get(s, 0)})" for s in ("train", "validation", "test"))
-        cells = [f"{tasks[name]['mean']:.3f} ± {tasks[name]['sd']:.3f}" if name in tasks else "–" for tasks in by_model]
+        cells = [f"{tasks[name]['mean']:.3f} ± {suite.protocol.error_bar_sd * tasks[name]['sd']:.3f}" if name in tasks else "–"
+                 for tasks in by_model]
         lines.append(f"| {name} | {reference['group']} | {reference['metric']} | {sizes} | " + " | ".join(cells)
                      + f" | {format_score(paper_groups.get(reference['group']))} |")
     groups = list(dict.fromkeys(suite.task(name).group for name in task_names))
     in_suite = {group: sum(task.group == group for task in suite.tasks) for group in groups}
     for group in groups:
         run_count = sum(suite.task(name).group == group for name in task_names)
+        outside = "" if group in suite.average.groups else ", not in the paper's average"
         cells = [format_score(results["averages"].get(group)) for results in all_results]
-        lines.append(f"| **{group} average** ({run_count} of {in_suite[group]} tasks) | | | | " + " | ".join(cells)
+        lines.append(f"| **{group} average** ({run_count} of {in_suite[group]} tasks{outside}) | | | | " + " | ".join(cells)
                      + f" | {format_score(paper_groups.get(group))} |")
-    cells = [format_score(results["averages"].get("suite")) for results in all_results]
-    lines.append(f"| **suite average** ({len(task_names)} of {len(suite.tasks)} tasks) | | | | " + " | ".join(cells)
+    cells = [format_score(r["suite_average"]["value"]) + ("" if r["suite_average"]["complete"] else " (partial)")
+             for r in all_results]
+    lines.append(f"| **suite average**: {suite.average.description} | | | | " + " | ".join(cells)
                  + f" | {format_score(paper.get('suite_average'))} |")
+    lines += ["", "Suite average:"]
+    for results in all_results:
+        average = results["suite_average"]
+        detail = average["label"]
+        if not average["complete"]:
+            detail += f". Missing: {', '.join(average['tasks_missing'])}"
+        lines.append(f"- {results['model']}: {detail}.")
     skipped = {name: reason for results in all_results for name, reason in results["skipped_tasks"].items()}
     if skipped:
         lines += ["", "Not run:"] + [f"- {name}: {reason}" for name, reason in skipped.items()]
@@ -246,12 +414,24 @@ def markdown_table(suite: Suite, all_results: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+# ----------------------------------------------------------------------------------------------------------------
+# Entry points
+
+
 def run_benchmark(suite_name: str, data: str, models: list[str], task_names: list[str] | None, seeds: list[int] | None,
-                  overrides: dict, output: Path, run_name: str, threads: int | None = None) -> list[dict]:
-    """Fine-tune and score every (task, seed, model); returns one results dict per model."""
+                  overrides: dict, output: Path, run_name: str, threads: int | None = None,
+                  folds: list[int] | None = None) -> list[dict]:
+    """Fine-tune and score every (task, seed or fold, model); returns one results dict per model."""
+    require_one_process()
     suite = load_suite(suite_name)
+    cross_validated = suite.protocol.kind == "cross_validation"
+    if cross_validated and seeds:
+        raise ValueError(f"{suite_name} runs a {suite.protocol.folds}-fold cross-validation: choose runs with folds, not seeds")
+    if folds and not cross_validated:
+        raise ValueError(f"{suite_name} has no cross-validation folds: choose runs with seeds")
     tasks = [suite.task(name) for name in task_names] if task_names else list(suite.tasks)
-    run_dirs = {model: output / f"{run_name}-{model_slug(model)}" for model in models}
+    identities = {model: model_identity(model) for model in models}
+    run_dirs = {model: output / f"{run_name}-{model_slug(model, identities[model])}" for model in models}
     summaries = {model: [] for model in models}
     skipped: dict[str, str] = {}
     for task in tasks:
@@ -261,23 +441,23 @@ def run_benchmark(suite_name: str, data: str, models: list[str], task_names: lis
             skipped[task.name] = f"data not found ({error})"
             print(f"{task.name}: skipped, {skipped[task.name]}")
             continue
-        if not task_data.trainable:
-            skipped[task.name] = "evaluation only: " + "; ".join(task_data.notes)
+        if missing := missing_splits(suite, task_data):
+            if "train" in missing:
+                skipped[task.name] = "evaluation only: " + "; ".join(task_data.notes)
+            else:
+                skipped[task.name] = f"no {' or '.join(missing)} split: " + "; ".join(task_data.notes)
             print(f"{task.name}: skipped, {skipped[task.name]}")
             continue
-        used = {
-            "train": capped(task_data.splits["train"], overrides.get("max_train_samples")),
-            "validation": capped(task_data.splits["validation"], overrides.get("max_validation_samples")),
-            "test": task_data.splits["test"],  # always whole: metrics are over the complete test split
-        }
+        plans = plan_runs(suite, task, task_data, overrides, seeds, folds)
         runs = {model: [] for model in models}
-        for seed in seeds or task.seeds:
+        for plan in plans:
             for model in models:
-                runs[model].append(run_task_seed(model, task, seed, used, task_data, overrides, run_dirs[model]))
+                runs[model].append(run_one(model, identities[model], task, plan, task_data, overrides, run_dirs[model]))
         for model in models:
-            summaries[model].append(summarise_task(task, runs[model]))
-            write_results(suite, model, summaries[model], skipped, overrides, threads, run_dirs[model])  # progress
-    all_results = [write_results(suite, model, summaries[model], skipped, overrides, threads, run_dirs[model]) for model in models]
+            summaries[model].append(summarise_task(task, runs[model], suite))
+            write_results(suite, model, identities[model], summaries[model], skipped, overrides, threads, run_dirs[model])  # progress
+    all_results = [write_results(suite, model, identities[model], summaries[model], skipped, overrides, threads, run_dirs[model])
+                   for model in models]
     if len(models) > 1:
         write_text_atomically(output / f"{run_name}.md", markdown_table(suite, all_results))
     return all_results
@@ -296,21 +476,32 @@ def evaluate_finetuned(suite_name: str, data: str, model_dir: str, task_names: l
     return scores
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int | None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # The variant-effect suite is zero-shot (no fine-tuning, no registry): it has options of its own.
+    suite_only = argparse.ArgumentParser(add_help=False)
+    suite_only.add_argument("--suite")
+    known, rest = suite_only.parse_known_args(argv)
+    if known.suite == "vep":
+        from nucel.benchmarks.vep import main as variant_effects_main
+
+        return variant_effects_main(rest, prog="nucel-benchmark --suite vep")
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--suite", required=True, choices=("gue", "genomic_benchmarks", "nucleotide_transformer"))
+    parser.add_argument("--suite", required=True, choices=(*SUITES, "vep"),
+                        help="vep: zero-shot variant effects on BRCA1 (`nucel-benchmark --suite vep --help`)")
     parser.add_argument("--data", required=True, help="the suite's data root folder (NT: also a file or the Hub dataset id)")
     parser.add_argument("--model", action="append", help="checkpoint folder, Hub id, random:<preset>, or cnn; repeatable")
     parser.add_argument("--evaluate", metavar="FOLDER", help="score this fine-tuned folder on --task test splits, no training")
     parser.add_argument("--task", action="append", help="task name (repeatable); default: the whole suite")
-    parser.add_argument("--seeds", type=int, nargs="+", help="default: the registry's seeds")
+    parser.add_argument("--seeds", type=int, nargs="+", help="default: the registry's seeds (GUE, Genomic Benchmarks)")
+    parser.add_argument("--folds", type=int, nargs="+", help="cross-validation folds to run (NT); default: all ten")
     parser.add_argument("--output", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--run-name", help="default: the suite name")
     parser.add_argument("--max-train-samples", type=int, help="cap: train on a fixed subsample of this many rows")
     parser.add_argument("--max-validation-samples", type=int, help="cap: select on a fixed subsample of validation")
     for key in OVERRIDABLE:
-        parser.add_argument(f"--{key.replace('_', '-')}", type=float if key in ("learning_rate", "epochs") else int,
-                            help="override the registry's value")
+        parser.add_argument(f"--{key.replace('_', '-')}", type=OPTION_TYPES.get(key, int), choices=CLASSIFIER_HEADS if key == "head" else None,
+                            help="override the registry's value, for every model")
     parser.add_argument("--torch-threads", type=int, help="torch.set_num_threads (1 is fastest on a busy shared CPU)")
     args = parser.parse_args(argv)
     if args.torch_threads:
@@ -325,7 +516,7 @@ def main(argv: list[str] | None = None) -> None:
     overrides = {key: getattr(args, key) for key in ("max_train_samples", "max_validation_samples", *OVERRIDABLE)}
     started = time.perf_counter()
     run_benchmark(args.suite, args.data, args.model, args.task, args.seeds, overrides, args.output,
-                  args.run_name or args.suite, args.torch_threads)
+                  args.run_name or args.suite, args.torch_threads, args.folds)
     print(f"done in {(time.perf_counter() - started) / 60:.1f} min; results under {args.output}")
 
 

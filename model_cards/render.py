@@ -3,10 +3,13 @@
 The card is `model_card.md` (a Jinja template, with one section per artefact where they differ) rendered through
 `huggingface_hub.ModelCard.from_template`, so the YAML header is exactly what the Hub parses: library_name,
 pipeline_tag, license, tags, datasets, metrics, base_model, widget examples and a model-index built from the
-benchmark results JSON (notes/RESULTS_SCHEMA.md). What the weights cannot tell (data, hardware, time) comes from
-`CardFacts`; a fact nobody supplied is printed as not recorded, never guessed.
+benchmark results JSON written by `nucel-benchmark`. What the training outputs recorded (the pre-training run's
+log and configuration, a fine-tune's finetune.json) is rendered from those records; what they cannot tell
+(hardware, time) comes from `CardFacts`; a fact nobody recorded or supplied is printed as not recorded, never
+guessed.
 """
 
+import re
 from dataclasses import dataclass, field, fields
 from importlib import resources
 from pathlib import Path
@@ -14,7 +17,7 @@ from pathlib import Path
 import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from nucel.modeling_nucel.configuration_nucel import BASES
+from nucel.modeling_nucel.configuration_nucel import BASES, GENERATOR_FOR
 from nucel.tokenization import token_length
 
 TEMPLATE = "model_card.md"
@@ -44,29 +47,38 @@ METRICS = {
     "spearman": ("spearmanr", "Spearman rho"),
 }
 
-# Widget examples: real sequences from the GUE prom_core_tata test split (70 bp core promoters, label 1 = promoter).
+# Widget example: a real sequence from the GUE prom_core_tata test split (a 70-bp core promoter, label 1).
 PROMOTER = "AGGTTAAATAGGGGTTGAGATATGATGCTCAGGAGAAGCGCTTTCTTTCGCGAGCACCCTGAACCAGACC"
-NON_PROMOTER = "GCAATAAAAGGCTTAGCCACATAGTGCATGCAGAGCTCTGACTTCTAGGGCAAAACATAAGCATGTACAC"
 MASKED_POSITION = 35
 
 
-def default_widget(artefact: str, mask_token: str) -> list[dict]:
+def default_widget(artefact: str, mask_token: str, finetune: dict | None = None) -> list[dict] | None:
+    """Widget inputs of the model's task: a masked base for the generator, a promoter for the encoder, and for a
+    fine-tune the held-out examples its finetune.json recorded (one per class, of the trained length). A fine-tune
+    without recorded examples gets the promoter only where it lies in the trained length range, with no label
+    claimed, and otherwise no widget: an input of a length the model never saw would mislead."""
     if artefact == "generator":
         masked = PROMOTER[:MASKED_POSITION] + mask_token + PROMOTER[MASKED_POSITION + 1 :]
         return [{"text": masked, "example_title": "Masked base in a core promoter"}]
-    if artefact in ("classifier", "token-classifier"):
-        return [
-            {"text": PROMOTER, "example_title": "Promoter (GUE prom_core_tata, label 1)"},
-            {"text": NON_PROMOTER, "example_title": "Non-promoter (GUE prom_core_tata, label 0)"},
-        ]
-    return [{"text": PROMOTER, "example_title": "Core promoter, 70 bp"}]
+    if artefact == "encoder":
+        return [{"text": PROMOTER, "example_title": "Core promoter, 70 bp"}]
+    if finetune and finetune.get("examples"):
+        return [{"text": example["sequence"],
+                 "example_title": f"{example['label']} (validation example, {len(example['sequence'])} bp)"}
+                for example in finetune["examples"]]
+    lengths = ((finetune or {}).get("data", {}).get("train") or {}).get("length_bp")
+    if lengths is None or lengths["min"] <= len(PROMOTER) <= lengths["max"]:
+        return [{"text": PROMOTER, "example_title": "A 70-bp human core promoter (GUE prom_core_tata)"}]
+    return None
 
 
 @dataclass
 class CardFacts:
     """What a model card needs that the checkpoint cannot tell; given by whoever releases (a YAML file)."""
 
-    objective: str = "rtd"  # "rtd" (replaced token detection) or "mlm" (the masked-LM baseline)
+    # "rtd" (replaced token detection) or "mlm" (the masked-LM baseline); None: the pre-training run's, if recorded
+    objective: str | None = None
+    # Where no pre-training run is recorded (e.g. imported weights): what the model was trained on, and how
     pretraining_data: str | None = None  # e.g. "GRCh38 primary assembly, 1224-bp windows with 100-bp overlap"
     training_recipe: str | None = None  # objective, optimizer, steps/epochs, batch
     training_precision: str | None = None  # e.g. "fp16 mixed precision"
@@ -93,7 +105,7 @@ class CardFacts:
         return cls(**values)
 
     def __post_init__(self):
-        if self.objective not in ("rtd", "mlm"):
+        if self.objective not in (None, "rtd", "mlm"):
             raise ValueError(f"objective must be 'rtd' or 'mlm', got {self.objective!r}")
 
 
@@ -135,13 +147,181 @@ def results_tables(results: list[dict]) -> list[dict]:
             for task in suite_results["tasks"]
         ]
         averages = {name: f"{value:.4f}" for name, value in suite_results.get("averages", {}).items()}
-        tables.append({"suite": SUITES[suite_results["suite"]][0], "rows": rows, "averages": averages})
+        identity = suite_results["model_identity"]["sha256"]
+        tables.append({"suite": SUITES[suite_results["suite"]][0], "rows": rows, "averages": averages, "identity": identity})
     return tables
 
 
 def special_tokens(tokenizer) -> list[dict]:
     tokens = [{"token": token, "id": tokenizer.convert_tokens_to_ids(token)} for token in tokenizer.all_special_tokens]
     return sorted(tokens, key=lambda token: token["id"])
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# What the training outputs recorded, as card rows
+
+# An absolute (or home-relative) path's folders: a card names files, never where they sat on the training machine.
+LOCAL_FOLDERS = re.compile(r"(?<![\w.-])(?:~|[A-Za-z]:)?[/\\](?:[^\s/\\]+[/\\])*")
+
+
+def without_folders(text: str) -> str:
+    """`/data/gue/prom/train.csv minus carved validation` -> `train.csv minus carved validation`."""
+    return LOCAL_FOLDERS.sub("", text)
+
+
+def number(value, digits: int = 4) -> str:
+    return "undefined" if value is None else f"{value:.{digits}f}" if isinstance(value, float) else f"{value:,}"
+
+
+def genome_description(files: list[dict]) -> str:
+    parts = []
+    for file in files:
+        if file["synthetic"]:
+            length = f"{file['length']:,} bp, " if file.get("length") else ""
+            parts.append(f"**SYNTHETIC** genome: nucel's built-in demo genome ({length}generated by "
+                         "`training/builtin_genome.py` from a Markov-chain background with planted repeats, motifs and "
+                         "N gaps). It is not real DNA of any species")
+        elif file["sha256"]:
+            parts.append(f"FASTA `{file['name']}` (sha256 `{file['sha256']}`)")
+        else:
+            parts.append(f"FASTA `{file['name']}` (no checksum: the file was no longer there when this release was built)")
+    return "; ".join(parts)
+
+
+def pretraining_rows(run: dict) -> list[tuple[str, str]]:
+    """The pre-training data and recipe recorded by a run (`nucel.release.read_pretraining_run`)."""
+    config, windows = run["config"], run["windows"]
+    rows = [("Run", f"`{run['name']}`: its log.jsonl and the configuration saved with its checkpoints")]
+    if config is None:
+        rows.append(("Configuration", "no checkpoint was left in the run folder, so its data and recipe cannot be read"))
+        rows.append(("Steps", f"{run['steps']:,} optimizer steps"))
+        return rows
+    rows.append(("Pre-training data", genome_description(run["data"])))
+    if windows:
+        rows.append(("Genome", f"{windows['records']:,} record(s), {windows['bases']:,} bases of which {windows['n_bases']:,} N"))
+        rows.append(("Windows", f"{windows['train_windows']:,} training and {windows['validation_windows']:,} validation "
+                                f"windows of up to {config['window_length']:,} bp ({config['window_overlap']:,} bp overlap; "
+                                f"the last {config['validation_fraction']:.0%} of each record held out for validation)"))
+    strand = ", on a random strand" if config["reverse_complement"] else ""
+    rows.append(("Crops", f"a random {config['crop_length']:,}-bp crop of a window each time it is used{strand}"))
+    of_planned = f" (of {run['max_steps']:,} planned)" if run["max_steps"] and run["max_steps"] != run["steps"] else ""
+    rows.append(("Steps", f"{run['steps']:,} optimizer steps{of_planned} of {config['global_batch_size']:,} crops"))
+    bases = run["steps"] * config["global_batch_size"] * config["crop_length"]
+    rows.append(("Tokens seen", f"up to {bases:,} bases ({run['steps']:,} steps × {config['global_batch_size']:,} crops × "
+                                f"{config['crop_length']:,} bp; crops of shorter windows are shorter)"))
+    if config["objective"] == "rtd":
+        generator = config["generator_preset"] or GENERATOR_FOR.get(config["model_preset"])
+        rows.append(("Objective", f"replaced token detection: generator `{generator}`, "
+                                  f"discriminator `{config['model_preset']}`; loss = generator cross-entropy + "
+                                  f"{config['discriminator_weight']:g} × discriminator binary cross-entropy"))
+    else:
+        rows.append(("Objective", f"masked language modelling (the baseline), encoder `{config['model_preset']}`"))
+    rows.append(("Masking", f"{config['mask_probability']:.0%} of the bases chosen; {config['mask_token_fraction']:.0%} of "
+                            "those become `[MASK]`, the others stay unchanged"))
+    if config["objective"] == "rtd":
+        top_k = f"the {config['sampling_top_k']} most likely bases" if config.get("sampling_top_k") else "all four bases"
+        rows.append(("Generator sampling", f"replacements sampled at temperature {config['sampling_temperature']:g} from {top_k}"))
+    rows.append(("Optimizer", f"AdamW, learning rate {config['learning_rate']:g}, betas ({config['adam_beta1']:g}, "
+                              f"{config['adam_beta2']:g}), weight decay {config['weight_decay']:g}, {config['lr_scheduler']} "
+                              f"schedule after {config['warmup_steps']:,} warm-up steps, gradients clipped at norm "
+                              f"{config['max_grad_norm']:g}"))
+    precision = "fp32" if config["mixed_precision"] == "no" else f"{config['mixed_precision']} mixed precision on GPU (a CPU run stays fp32)"
+    processes = f", {run['num_processes']} process(es)" if run.get("num_processes") else ""
+    rows.append(("Precision", precision + processes))
+    rows.append(("Seed", str(config["seed"])))
+    if config.get("init_from"):
+        rows.append(("Initialised from", f"`{Path(config['init_from']).name}`"))
+    return rows
+
+
+def pretraining_figure_rows(run: dict) -> list[tuple[str, str]]:
+    """The last validation figures and probe scores of a run (the figures that tell whether RTD learned)."""
+    rows, validation = [], run["validation"]
+    if validation:
+        if "information_gain_percent" in validation:
+            rows.append(("Information gain", f"{validation['information_gain_percent']:.2f} % of H(p): how far the "
+                         "discriminator's loss falls below the entropy of the replaced rate p (0 % = it only learned p)"))
+        if "auroc" in validation:
+            rows.append(("AUROC, replaced vs original bases", f"{validation['auroc']:.4f} (0.5 = chance)"))
+        if "average_precision" in validation:
+            rows.append(("Average precision, replaced bases", f"{validation['average_precision']:.4f} (chance: the replaced "
+                         f"fraction, {validation.get('replaced_fraction', float('nan')):.4f})"))
+        if "generator_accuracy" in validation:
+            rows.append(("Generator accuracy, masked bases", f"{validation['generator_accuracy']:.4f} (chance 0.25)"))
+        rows.append(("Validation loss", f"{validation['loss']:.4f}"))
+    for task, score in run["probes"].items():
+        rows.append((f"Probe MCC, `{task}`", f"{score['last']:.4f} at step {score['last_step']:,} (step "
+                     f"{score['first_step']:,}: {score['first']:.4f}); logistic regression on frozen mean embeddings"))
+    return rows
+
+
+def base_model_description(finetune: dict, base_model: str | None) -> str:
+    if base_model:
+        return f"[`{base_model}`](https://huggingface.co/{base_model})"
+    identity = finetune.get("base_model_identity") or {}
+    if finetune.get("base_model_source") == "random" or identity.get("kind") == "random":
+        return f"none: a randomly initialised `{finetune['base_model'].split(':', 1)[-1]}` NucEL (no pre-training)"
+    checksum = f" (sha256 of its weights, config and tokenizer: `{identity['sha256']}`)" if identity.get("sha256") else ""
+    return f"a local checkpoint, not published{checksum}"
+
+
+def finetuning_rows(finetune: dict, base_model: str | None, adapter: bool = False) -> list[tuple[str, str]]:
+    """How a fine-tune was trained, from its finetune.json."""
+    method = {
+        "full": "full fine-tuning (every weight trained)",
+        "frozen": "a linear probe: the encoder frozen, one linear layer trained",
+        "lora": f"LoRA adapters (rank {finetune['lora_rank']}, alpha {finetune['lora_alpha']}, dropout "
+                f"{finetune['lora_dropout']:g}) on Wqkv, Wo and Wi; head trained in full",
+    }[finetune["method"]]
+    if finetune["method"] == "lora":
+        method += "; released as the adapter alone" if adapter else "; merged into the released weights"
+    length = (finetune["data"].get("train") or {}).get("length_bp")
+    duration = f"{finetune['max_steps']:,} steps" if finetune.get("max_steps") else f"{finetune['epochs']:g} epochs"
+    rows = [
+        ("Base model", base_model_description(finetune, base_model)),
+        ("Method", method),
+        ("Head", f"`{finetune.get('head', 'modernbert')}` on `{finetune['pooling']}` pooling"),
+        ("Task", f"{finetune['problem_type']}: {', '.join(f'`{name}`' for name in finetune['label_names'])}"),
+        ("Hyper-parameters", f"learning rate {finetune['learning_rate']:g}, batch {finetune['batch_size']}, {duration}, "
+                             f"{finetune.get('warmup_steps', 0)} warm-up steps, {finetune.get('lr_scheduler', 'linear')} "
+                             f"schedule, weight decay {finetune['weight_decay']:g}, seed {finetune['seed']}"),
+        ("Model selection", f"lowest validation loss: {finetune['best_validation_loss']:.4f} at step "
+                            f"{finetune['best_step']:,} of {finetune['steps_trained']:,}"),
+    ]
+    if length:
+        cut = f"; longer input cut to {finetune['max_length_bp']:,} bp" if finetune.get("max_length_bp") else ""
+        rows.append(("Sequence length", f"trained on sequences of {length['min']:,}-{length['max']:,} bp{cut}"))
+    return rows
+
+
+def finetuning_data(finetune: dict) -> list[dict]:
+    rows = []
+    for split in ("train", "validation", "test"):
+        record = finetune["data"].get(split)
+        if record is None:
+            continue
+        lengths = record.get("length_bp")
+        counts = record.get("label_counts")
+        rows.append({
+            "split": split, "source": without_folders(record["source"]), "rows": f"{record['rows']:,}",
+            "lengths": f"{lengths['min']:,}-{lengths['max']:,}" if lengths else "-",
+            "labels": ", ".join(f"{name} {count:,}" for name, count in counts.items()) if counts else "-",
+            "sha256": record["sha256"],
+        })
+    return rows
+
+
+def test_scores(finetune: dict | None) -> list[tuple[str, str]]:
+    metrics = (finetune or {}).get("test_metrics") or {}
+    return [(METRICS[name][1] if name in METRICS else name, number(value)) for name, value in metrics.items()]
+
+
+def finetuning_recipe(finetune: dict) -> str:
+    """The fine-tuning settings as YAML (the `nucel-finetune` option of each is its key with dashes)."""
+    from nucel.training.finetune import FinetuneSettings  # here: the trainer it imports is needed for no other card
+
+    settings = {setting.name: finetune[setting.name] for setting in fields(FinetuneSettings) if setting.name in finetune}
+    return yaml.safe_dump(settings, sort_keys=False).strip()
 
 
 def render_model_card(
@@ -155,24 +335,38 @@ def render_model_card(
     weights_dtype: str,
     facts: CardFacts,
     results: list[dict] = (),
+    pretraining: dict | None = None,
+    finetune: dict | None = None,
+    base_model: str | None = None,
+    public_recipe: dict | None = None,
 ) -> str:
-    """The README.md of a release: YAML metadata + body. `artefact`: encoder, generator, classifier or token-classifier."""
-    if artefact not in PIPELINE_TAGS:
-        raise ValueError(f"unknown artefact {artefact!r}; choose one of {sorted(PIPELINE_TAGS)}")
+    """The README.md of a release: YAML metadata + body.
+
+    `artefact`: encoder, generator, classifier, token-classifier or adapter (a LoRA classifier's adapter alone).
+    `pretraining`: the record of the pre-training run (`nucel.release.read_pretraining_run`) and `public_recipe`
+    its configuration without local paths; `finetune`: a fine-tune's finetune.json; `base_model`: the Hub id of a
+    fine-tune's base, where it has one.
+    """
+    if artefact not in PIPELINE_TAGS and artefact != "adapter":
+        raise ValueError(f"unknown artefact {artefact!r}; choose one of {sorted(PIPELINE_TAGS) + ['adapter']}")
     model_name = repo_id.split("/")[-1]
     metric_names = sorted({METRICS[task["metric"]][0] for suite in results for task in suite["tasks"]})
-    labels = [config.id2label[i] for i in sorted(config.id2label)] if artefact in ("classifier", "token-classifier") else []
+    labelled = artefact in ("classifier", "token-classifier", "adapter")
+    labels = [config.id2label[i] for i in sorted(config.id2label)] if labelled else []
+    objective = (pretraining["config"]["objective"] if pretraining and pretraining["config"] else None) or facts.objective
+    synthetic = bool(pretraining and any(file["synthetic"] for file in pretraining["data"]))
     card_data = ModelCardData(
-        library_name="transformers",
-        pipeline_tag=PIPELINE_TAGS[artefact],
+        library_name="peft" if artefact == "adapter" else "transformers",
+        pipeline_tag=PIPELINE_TAGS.get(artefact, "text-classification"),
         license=facts.license,
-        tags=["biology", "genomics", "dna", "nucel", "modernbert", "electra", *facts.tags],
+        tags=["biology", "genomics", "dna", "nucel", "modernbert", "electra", *(["synthetic-data"] if synthetic else []), *facts.tags],
         datasets=facts.datasets or None,
         metrics=metric_names or None,
-        base_model=facts.base_model,
+        base_model=base_model,
         model_name=model_name,
         eval_results=eval_results(results) or None,
-        widget=facts.widget or default_widget(artefact, tokenizer.mask_token),
+        # The Hub runs no widget for a PEFT adapter of a remote-code model.
+        widget=None if artefact == "adapter" else facts.widget or default_widget(artefact, tokenizer.mask_token, finetune),
     )
     template = resources.files(__package__).joinpath(TEMPLATE).read_text(encoding="utf-8")
     card = ModelCard.from_template(
@@ -197,5 +391,19 @@ def render_model_card(
         facts=facts,
         not_recorded=NOT_RECORDED,
         results_tables=results_tables(results),
+        objective=objective,
+        synthetic=synthetic,
+        pretraining=pretraining,
+        pretraining_rows=pretraining_rows(pretraining) if pretraining else [],
+        pretraining_figures=pretraining_figure_rows(pretraining) if pretraining else [],
+        eval_windows=(pretraining["config"] or {}).get("eval_windows") if pretraining else None,
+        public_recipe=yaml.safe_dump(public_recipe, sort_keys=False).strip() if public_recipe else None,
+        finetune=finetune,
+        base_model=base_model,
+        base_description=base_model_description(finetune, base_model) if finetune else base_model,
+        finetuning_rows=finetuning_rows(finetune, base_model, artefact == "adapter") if finetune else [],
+        finetuning_data=finetuning_data(finetune) if finetune else [],
+        finetuning_recipe=finetuning_recipe(finetune) if finetune else None,
+        test_scores=test_scores(finetune),
     )
     return str(card)

@@ -43,6 +43,9 @@ PRESETS = {
     "small-generator": dict(num_hidden_layers=3, hidden_size=64, num_attention_heads=2, intermediate_size=128),
 }
 
+# Layouts of the sequence classifier's head (`classifier_head`); see NucELConfig.
+CLASSIFIER_HEADS = ("modernbert", "linear")
+
 # Which generator a discriminator preset is pre-trained with.
 GENERATOR_FOR = {"nucel-93m": "nucel-generator", "tiny": "tiny-generator", "small": "small-generator"}
 
@@ -50,6 +53,7 @@ GENERATOR_FOR = {"nucel-93m": "nucel-generator", "tiny": "tiny-generator", "smal
 # Fields only NucEL's configs carry (native ModernBERT configs, the released NucEL-93M's included, have none).
 NUCEL_ONLY_FIELDS = {
     "restrict_to_bases", "generator_config", "discriminator_weight", "sampling_temperature", "sampling_top_k", "base_token_ids",
+    "classifier_head",
 }
 
 
@@ -83,6 +87,9 @@ class NucELConfig(PretrainedConfig):
             over the bases (1.0: the generator's own distribution; the author's code uses 0.9).
         sampling_top_k (`int`, *optional*): draw only from the generator's k most likely bases (None: all four;
             the author's code uses 2).
+        classifier_head (`str`): the sequence classifier's layout: "modernbert" (ModernBertForSequenceClassification's
+            dense -> activation -> norm before the output layer) or "linear" (the paper's: one linear layer on the
+            pooled vector; native ModernBERT cannot express it, so such a classifier needs `trust_remote_code`).
         base_token_ids (`list[int]`): the ids of A, C, G, T this model was trained with. Written into every saved
             config so that a checkpoint from another vocabulary is recognised instead of silently misread.
 
@@ -127,6 +134,7 @@ class NucELConfig(PretrainedConfig):
         classifier_dropout=0.0,
         classifier_bias=False,
         classifier_activation="gelu",
+        classifier_head="modernbert",
         restrict_to_bases=False,
         generator_config=None,
         discriminator_weight=50.0,
@@ -157,6 +165,8 @@ class NucELConfig(PretrainedConfig):
             raise ValueError(f"local_attention must be even (a window of ±local_attention/2), got {local_attention}")
         if classifier_pooling not in ("cls", "mean"):
             raise ValueError(f"classifier_pooling must be 'cls' or 'mean', got {classifier_pooling!r}")
+        if classifier_head not in CLASSIFIER_HEADS:
+            raise ValueError(f"classifier_head must be one of {CLASSIFIER_HEADS}, got {classifier_head!r}")
         self.vocab_size = vocab_size
         self.hidden_size = hidden_size
         self.intermediate_size = intermediate_size
@@ -186,6 +196,7 @@ class NucELConfig(PretrainedConfig):
         self.classifier_dropout = classifier_dropout
         self.classifier_bias = classifier_bias
         self.classifier_activation = classifier_activation
+        self.classifier_head = classifier_head
         self.restrict_to_bases = restrict_to_bases
         self.generator_config = generator_config.to_dict() if isinstance(generator_config, PretrainedConfig) else generator_config
         self.discriminator_weight = discriminator_weight

@@ -494,7 +494,8 @@ class NucELForSequenceClassification(NucELPreTrainedModel):
 
     `config.problem_type`: "single_label_classification" (cross-entropy), "multi_label_classification"
     (BCE on float multi-hot labels) or "regression" (MSE); inferred from the labels when unset, as in
-    transformers. `config.classifier_pooling`: "cls" or "mean".
+    transformers. `config.classifier_pooling`: "cls" or "mean". `config.classifier_head`: "modernbert" (default:
+    dense -> activation -> norm, then the output layer) or "linear" (the output layer alone on the pooled vector).
     """
 
     _auto_class = "AutoModelForSequenceClassification"  # marks the class as remote code: saving copies the code files
@@ -503,7 +504,7 @@ class NucELForSequenceClassification(NucELPreTrainedModel):
         super().__init__(config)
         self.num_labels = config.num_labels
         self.model = NucELModel(config)
-        self.head = NucELPredictionHead(config)
+        self.head = NucELPredictionHead(config) if config.classifier_head == "modernbert" else nn.Identity()
         self.drop = nn.Dropout(config.classifier_dropout)
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.post_init()

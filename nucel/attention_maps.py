@@ -1,6 +1,7 @@
 """Attention maps of a NucEL encoder, and the paper's motif signal-to-noise ratio.
 
     nucel attention MODEL --sequence ACGT... --layers 0,3 --motif TATAAT -o attention/
+    nucel attention MODEL --region chr1:1001-1200 --reference genome.fa -o attention/   (axes in chr1 coordinates)
 
 Maps are computed on the eager path (`output_attentions=True`): fused kernels (SDPA, flash-attn) cannot return
 attention weights. A map covers the real tokens `[CLS] bases` (index 0 is [CLS], base i is index i + 1);
@@ -11,6 +12,11 @@ Motif signal-to-noise ratio (SNR) of a layer: the attention each key position re
 and over all real query positions, then averaged over the motif positions and divided by the same average over
 the background (every other base; [CLS] is left out of both, since it acts as an attention sink).
 SNR 1 means the layer attends to the motifs no more than to any other base.
+
+The heatmap (attention.png) shows the bases only, on base-pair axes (1-based positions in the sequence, or genomic
+coordinates with `--region`); the [CLS] row and column are left out of the picture (not of attention.npy), since
+its attention-sink weights would set the colour scale. Each panel's colour scale is capped at its 99th percentile,
+as the colour bar says, and motif occurrences are outlined and named in the legend.
 """
 
 import argparse
@@ -21,10 +27,13 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .embed import base_token_ids, length_sorted_batches, load_encoder, pad_batch
-from .folders import atomic_file
-from .sequence_io import add_one_sequence_arguments, read_one_sequence
-from .tokenization import TOKENS_AFTER_BASES, TOKENS_BEFORE_BASES, with_special_tokens
+from nucel.embed import base_token_ids, length_sorted_batches, load_encoder, pad_batch
+from nucel.folders import atomic_file
+from nucel.sequence_io import add_one_sequence_arguments, read_one_sequence
+from nucel.tokenization import TOKENS_AFTER_BASES, TOKENS_BEFORE_BASES, validate_dna, with_special_tokens
+
+CLIP_PERCENTILE = 99  # each heatmap's colour scale stops here, so that a few large weights do not wash out the rest
+MOTIF_COLOURS = ("red", "orange", "magenta", "cyan", "white")
 
 
 def global_layers(config) -> list[int]:
@@ -122,32 +131,68 @@ def layer_label(layer: int, config=None) -> str:
     return f"layer {layer} ({'global' if config.is_global_layer(layer) else 'local'})"
 
 
-def plot_attention(maps: np.ndarray, layers: list[int], head_labels: list[str], path: str | Path, config=None,
-                   motif_spans: list[tuple[int, int]] = (), title: str = "") -> None:
-    """Heatmaps of `maps` (layers, heads, tokens, tokens): one panel per layer and head, four panels a row.
-    Motif rows and columns are outlined in red. The colour scale stops at the 99th percentile of each panel,
-    so that a few large weights do not wash out the rest."""
+def position_label(axis_name: str, chrom: str) -> str:
+    return f"{axis_name}: position on {chrom} (bp)" if chrom else f"{axis_name}: position in the sequence (bp)"
+
+
+def attention_figure(maps: np.ndarray, layers: list[int], head_labels: list[str], config=None,
+                     motif_spans: list[tuple[int, int]] | dict[str, list[tuple[int, int]]] = (), title: str = "",
+                     first_position: int = 1, chrom: str = ""):
+    """Heatmaps of `maps` (layers, heads, tokens, tokens), bases only: one panel per layer and head, four a row.
+
+    Axes are base-pair positions: base i of the sequence is `first_position + i` (on `chrom`, when given). Motif
+    spans ([start, end) in 0-based bases; a dict names them, one legend entry each) are outlined. Each colour bar
+    says what the colour is and where its scale was clipped.
+    """
+    from matplotlib.patches import Patch
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
+
     plt = pyplot()
-    panels = [(layer, head, maps[r, c]) for r, layer in enumerate(layers) for c, head in enumerate(head_labels)]
+    motifs = motif_spans if isinstance(motif_spans, dict) else ({"motif": list(motif_spans)} if motif_spans else {})
+    bases = maps[..., TOKENS_BEFORE_BASES : maps.shape[-2] - TOKENS_AFTER_BASES, TOKENS_BEFORE_BASES : maps.shape[-1] - TOKENS_AFTER_BASES]
+    first, last = first_position, first_position + bases.shape[-1] - 1
+    extent = (first - 0.5, last + 0.5, last + 0.5, first - 0.5)  # pixel i is centred on its base's coordinate
+    coordinate = FuncFormatter(lambda value, _: f"{int(round(value)):,}")
+    panels = [(layer, head, bases[r, c]) for r, layer in enumerate(layers) for c, head in enumerate(head_labels)]
     columns = min(4, len(panels))
     rows = -(-len(panels) // columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(3.4 * columns, 3.2 * rows + 0.5), squeeze=False)
+    figure, axes = plt.subplots(rows, columns, figsize=(3.9 * columns, 3.5 * rows + 0.9), squeeze=False)
     for axis in axes.flat[len(panels):]:
         axis.axis("off")
     for axis, (layer, head, panel) in zip(axes.flat, panels):
-        image = axis.imshow(panel, cmap="viridis", vmin=0, vmax=max(float(np.quantile(panel, 0.99)), 1e-6), interpolation="nearest")
+        clip = max(float(np.percentile(panel, CLIP_PERCENTILE)), 1e-6)
+        image = axis.imshow(panel, cmap="viridis", vmin=0, vmax=clip, interpolation="nearest", extent=extent)
         axis.set_title(f"{layer_label(layer, config)}, head {head}", fontsize=9)
-        for start, end in motif_spans:  # bases start..end-1 are tokens start+1..end ([CLS] is token 0)
-            axis.axvspan(start + 0.5, end + 0.5, fill=False, edgecolor="red", linewidth=0.8)
-            axis.axhspan(start + 0.5, end + 0.5, fill=False, edgecolor="red", linewidth=0.8)
-        axis.set_xlabel("key token", fontsize=8)
-        axis.set_ylabel("query token", fontsize=8)
+        for colour, spans in zip(MOTIF_COLOURS * len(motifs), motifs.values()):
+            for start, end in spans:
+                low, high = first + start - 0.5, first + end - 0.5
+                axis.axvspan(low, high, fill=False, edgecolor=colour, linewidth=0.8)
+                axis.axhspan(low, high, fill=False, edgecolor=colour, linewidth=0.8)
+        axis.set_xlabel(position_label("key", chrom), fontsize=8)
+        axis.set_ylabel(position_label("query", chrom), fontsize=8)
+        for ticks in (axis.xaxis, axis.yaxis):
+            ticks.set_major_locator(MaxNLocator(5, integer=True))
+            ticks.set_major_formatter(coordinate)
         axis.tick_params(labelsize=7)
-        figure.colorbar(image, ax=axis, fraction=0.046, pad=0.04)
-    if title:
-        figure.suptitle(title, fontsize=9, wrap=True)
-    figure.tight_layout()
-    save_figure(figure, path)
+        colour_bar = figure.colorbar(image, ax=axis, fraction=0.046, pad=0.04, extend="max")
+        colour_bar.set_label(f"attention weight (fraction of the query's attention)\nclipped at the {CLIP_PERCENTILE}th "
+                             f"percentile, {clip:.3g}", fontsize=7)
+        colour_bar.ax.tick_params(labelsize=6)
+    if motifs:
+        handles = [Patch(fill=False, edgecolor=colour, label=f"{name}: {len(spans)} occurrence(s), outlined as key and query")
+                   for colour, (name, spans) in zip(MOTIF_COLOURS * len(motifs), motifs.items())]
+        figure.legend(handles=handles, loc="lower center", ncol=min(len(handles), 3), fontsize=8, frameon=False)
+    note = "row = a query base's attention over the key bases; [CLS] row and column not shown"
+    figure.suptitle(f"{title}\n{note}" if title else note, fontsize=9, wrap=True)
+    figure.tight_layout(rect=(0, 0.06 if motifs else 0, 1, 1))
+    return figure
+
+
+def plot_attention(maps: np.ndarray, layers: list[int], head_labels: list[str], path: str | Path, config=None,
+                   motif_spans: list[tuple[int, int]] | dict[str, list[tuple[int, int]]] = (), title: str = "",
+                   first_position: int = 1, chrom: str = "") -> None:
+    """`attention_figure` saved as a PNG at `path`."""
+    save_figure(attention_figure(maps, layers, head_labels, config, motif_spans, title, first_position, chrom), path)
 
 
 def plot_snr(series: dict[str, list[float]], layers: list[int], path: str | Path, config=None, title: str = "") -> None:
@@ -184,7 +229,9 @@ def add_parser(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("model", help="NucEL model folder or Hub id")
-    add_one_sequence_arguments(parser)
+    where = add_one_sequence_arguments(parser)
+    where.add_argument("--region", help="CHROM:START-END (1-based, inclusive) in --reference; the axes show its coordinates")
+    parser.add_argument("--reference", help="reference FASTA(.gz), for --region")
     parser.add_argument("--layers", help="comma-separated layer indices (default: the global layers)")
     parser.add_argument("--heads", help="comma-separated head indices (default: the mean over all heads)")
     parser.add_argument("--motif", action="append", default=[], help="motif sequence whose positions are marked and scored (SNR); repeatable")
@@ -193,8 +240,24 @@ def add_parser(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
+def read_region(region: str, reference_path: str | None) -> tuple[str, int, str]:
+    """(chromosome, first position, sequence) of `--region` in `--reference`, as `nucel ism` reads it."""
+    from nucel.variants import REGION, load_reference, parse_region  # not at the top: nucel.variants imports this module
+
+    if not reference_path:
+        raise ValueError("--region needs --reference (the FASTA the coordinates refer to)")
+    match = REGION.match(region.strip())
+    reference = load_reference(reference_path, {match["chrom"]} if match else set())
+    chrom, first, sequence = parse_region(region, reference, reference_path, "--region")
+    return chrom, first, validate_dna(sequence, f"--region {region}")
+
+
 def run(args: argparse.Namespace) -> None:
-    sequence = read_one_sequence(args.sequence, args.fasta, args.record)
+    chrom, first = "", 1
+    if args.region:
+        chrom, first, sequence = read_region(args.region, args.reference)
+    else:
+        sequence = read_one_sequence(args.sequence, args.fasta, args.record)
     model, tokenizer = load_encoder(args.model, args.device)
     layers = parse_indices(args.layers) or global_layers(model.config)
     heads = parse_indices(args.heads)
@@ -203,7 +266,8 @@ def run(args: argparse.Namespace) -> None:
         maps, head_labels = maps.mean(axis=1, keepdims=True), ["mean"]
     else:
         head_labels = [str(h) for h in heads]
-    spans = [span for motif in args.motif for span in find_motif(sequence, motif)]
+    motifs = {motif.upper(): find_motif(sequence, motif) for motif in args.motif}
+    spans = [span for motif_spans in motifs.values() for span in motif_spans]
     if args.motif and not spans:
         raise ValueError(f"none of the motifs {args.motif} occurs in the sequence")
 
@@ -212,10 +276,16 @@ def run(args: argparse.Namespace) -> None:
     with atomic_file(output / "attention.npy") as staging, open(staging, "wb") as handle:
         np.save(handle, maps.astype(np.float32))
     description = {"axes": ["layer", "head", "query token", "key token"], "layers": layers, "heads": head_labels,
-                   "tokens": "[CLS], then base i at index i + 1", "length_bp": len(sequence)}
+                   "tokens": "[CLS], then base i at index i + 1", "length_bp": len(sequence),
+                   "chrom": chrom or None, "first_position": first,
+                   "positions": f"base i is position first_position + i{' on ' + chrom if chrom else ' of the sequence'} (1-based)"}
     with atomic_file(output / "attention.json") as staging:
         staging.write_text(json.dumps(description, indent=2) + "\n")
-    plot_attention(maps, layers, head_labels, output / "attention.png", model.config, spans)
+    where = f"{chrom}:{first:,}-{first + len(sequence) - 1:,}" if chrom else f"{len(sequence):,}-bp sequence"
+    heads_shown = "mean over heads" if heads is None else f"head(s) {', '.join(head_labels)}"
+    plot_attention(maps, layers, head_labels, output / "attention.png", model.config,
+                   {name: found for name, found in motifs.items() if found}, f"attention of {where}, {heads_shown}",
+                   first_position=first, chrom=chrom)
     print(f"attention of {len(layers)} layer(s) -> {output}/attention.npy, attention.png")
     if spans:
         received = received_attention(model, tokenizer, [sequence], layers, progress=False)[0]

@@ -4,31 +4,45 @@
 
 `build_release_folder` rebuilds the repository folder from the model itself instead of copying the training
 output, so the folder holds exactly `model.safetensors`, `config.json` (model_type "modernbert" plus the complete
-auto_map: dual mode, DESIGN.md section 3), the two code files, the tokenizer files and the `README.md` model card.
+auto_map: dual mode, DESIGN.md section 3), the code files, the tokenizer files and the `README.md` model card.
 Optimizer and scheduler state, RNG state, trainer state, logs, caches and tokens that sit in a training output
 can therefore never reach the Hub. `upload_release` pushes exactly that folder.
+
+The card states only what the training outputs record, so it cannot claim what did not happen:
+- a pre-trained model's data, steps, recipe and validation figures come from its pre-training run (the
+  `log.jsonl` and checkpoint configuration of `<run>/`, found above `<run>/export/<part>` or given as
+  `--pretraining-run`);
+- a fine-tuned model's data files, checksums, split sizes and test scores come from its `finetune.json`;
+- `--results` (a `nucel-benchmark` results.json) is accepted only when the model identity it records (sha256 of
+  weights, config and tokenizer: benchmarks/model_identity.py) is the identity of the folder being released.
+A LoRA fine-tune is released merged into its base (a self-contained classifier), or with `--lora-adapter` as the
+adapter alone, whose `base_model_name_or_path` is then the base model's Hub id, never a local path.
 """
 
 import argparse
 import copy
 import json
+import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from huggingface_hub import HfApi
 
-from . import modeling_nucel
-from .convert import fold_base_restriction, load_nucel_model
-from .tokenization import load_tokenizer
-from .folders import atomic_folder
-from .model_cards.render import METRICS, SUITES, CardFacts, render_model_card
-from .modeling_nucel import (
+from nucel import modeling_nucel
+from nucel.benchmarks.loaders import file_sha256
+from nucel.benchmarks.model_identity import folder_identity
+from nucel.convert import fold_base_restriction, load_nucel_model
+from nucel.folders import atomic_folder
+from nucel.model_cards.render import METRICS, SUITES, CardFacts, render_model_card
+from nucel.modeling_nucel import (
     NucELForPreTraining,
     NucELForSequenceClassification,
     NucELForTokenClassification,
     NucELGenerator,
     NucELModel,
 )
-from .tokenization import save_tokenizer
+from nucel.tokenization import load_tokenizer, save_tokenizer
+from nucel.training.predict import ADAPTER_CONFIG, FINETUNE_METADATA, load_finetuned
 
 ARTEFACTS = {
     NucELModel: "encoder",
@@ -45,28 +59,68 @@ REQUIRED_FILES = frozenset(
 # 4.x also writes special_tokens_map.json. Nothing else belongs in a release.
 CODE_FILES = frozenset(path.name for path in Path(modeling_nucel.__file__).parent.glob("*.py") if path.name != "__init__.py")
 RELEASE_FILES = REQUIRED_FILES | CODE_FILES | {"special_tokens_map.json"}
+# A LoRA adapter release: PEFT's two files, the tokenizer and the card.
+ADAPTER_REQUIRED_FILES = frozenset({ADAPTER_CONFIG, "adapter_model.safetensors", "tokenizer.json", "tokenizer_config.json", "README.md"})
+ADAPTER_RELEASE_FILES = ADAPTER_REQUIRED_FILES | {"special_tokens_map.json"}
+
+# transformers records how a tokenizer was loaded in its saved config: true only on the machine that saved it.
+MACHINE_LOCAL_TOKENIZER_KEYS = ("local_files_only", "is_local", "name_or_path", "_name_or_path", "cache_dir", "token")
+# Written by `training/rtd_loop.py` into every pre-training run folder.
+RUN_LOG = "log.jsonl"
+BUILTIN_GENOME = "builtin"
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 class ReleaseError(ValueError):
     """A training output that cannot be released as asked; the message says what to change."""
 
 
-def load_release_model(source: str | Path, part: str | None = None):
-    """The model to release and its tokenizer.
+@dataclass
+class ReleaseSource:
+    """What is released, and what the training outputs recorded about it."""
 
-    `source` is a saved NucEL model folder: an encoder, a generator, a fine-tuned classifier, or a pre-training
-    model (`NucELForPreTraining`, generator + discriminator) from which `part` picks one half. A pre-training
-    export that keeps the halves in `discriminator/` and `generator/` sub-folders is accepted with `part` too.
-    """
+    folder: Path  # the model folder the weights come from
+    model: object  # NucEL model in eval mode, or a PeftModel for an adapter release
+    tokenizer: object
+    finetune: dict | None = None  # finetune.json of a fine-tuned folder
+
+
+def model_folder(source: str | Path, part: str | None) -> Path:
+    """`source`, or its `part` sub-folder for a pre-training export that keeps discriminator/ and generator/."""
     source = Path(source)
     if part is not None and part not in PARTS:
         raise ReleaseError(f"part must be one of {PARTS}, got {part!r}")
     if part and not (source / "config.json").is_file() and (source / part / "config.json").is_file():
-        source = source / part
-    model = load_nucel_model(source)
+        return source / part
+    return source
+
+
+def load_release_model(source: str | Path, part: str | None = None, lora_adapter: bool = False) -> ReleaseSource:
+    """The model to release, its tokenizer and its fine-tuning record.
+
+    `source` is a saved NucEL model folder: an encoder, a generator, a fine-tuned classifier (full, frozen or LoRA),
+    or a pre-training model (`NucELForPreTraining`, generator + discriminator) from which `part` picks one half. A
+    pre-training export that keeps the halves in `discriminator/` and `generator/` sub-folders is accepted with
+    `part` too. LoRA folders are merged into their base unless `lora_adapter`.
+    """
+    folder = model_folder(source, part)
+    finetune = read_finetune_metadata(folder)
+    if (folder / ADAPTER_CONFIG).is_file():
+        if part is not None:
+            raise ReleaseError(f"{folder} is a LoRA fine-tune, not a pre-training model: leave out --part")
+        if finetune is None:
+            raise ReleaseError(f"{folder} holds a LoRA adapter without {FINETUNE_METADATA}: not written by nucel-finetune")
+        if not lora_adapter and not Path(finetune["base_model"]).is_dir() and not HUB_ID.match(finetune["base_model"]):
+            raise ReleaseError(f"{folder}: its base model {finetune['base_model']} is gone; the adapter cannot be merged into it")
+        peft_model, tokenizer, _ = load_finetuned(folder)
+        model = peft_model if lora_adapter else peft_model.merge_and_unload()
+        return ReleaseSource(folder, model.eval(), tokenizer, finetune)
+    if lora_adapter:
+        raise ReleaseError(f"{folder} is not a LoRA fine-tune (no {ADAPTER_CONFIG}): leave out --lora-adapter")
+    model = load_nucel_model(folder)
     if isinstance(model, NucELForPreTraining):
         if part is None:
-            raise ReleaseError(f"{source} holds generator and discriminator together: choose --part {' or --part '.join(PARTS)}")
+            raise ReleaseError(f"{folder} holds generator and discriminator together: choose --part {' or --part '.join(PARTS)}")
         if part == "discriminator":
             model = model.model
             # The encoder's config is the pre-training config; the released encoder has no generator.
@@ -75,8 +129,13 @@ def load_release_model(source: str | Path, part: str | None = None):
         else:
             model = model.generator
     elif part is not None and (part == "generator") != isinstance(model, NucELGenerator):
-        raise ReleaseError(f"{source} holds a {type(model).__name__}, not the {part}")
-    return model.eval(), load_tokenizer(source)
+        raise ReleaseError(f"{folder} holds a {type(model).__name__}, not the {part}")
+    return ReleaseSource(folder, model.eval(), load_tokenizer(folder), finetune)
+
+
+def read_finetune_metadata(folder: Path) -> dict | None:
+    path = folder / FINETUNE_METADATA
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def set_label_names(model, label_names: list[str]) -> None:
@@ -95,8 +154,12 @@ def require_label_names(model) -> None:
         raise ReleaseError(f"the classifier's labels are the placeholders {generic}: give --label-names")
 
 
+# ----------------------------------------------------------------------------------------------------------------
+# Benchmark results: only those of the model being released
+
+
 def read_results(path: str | Path) -> dict:
-    """A benchmark results.json (notes/RESULTS_SCHEMA.md), checked for what the model card reads."""
+    """A benchmark results.json (written by `nucel-benchmark`), checked for what the model card reads."""
     path = Path(path)
     results = json.loads(path.read_text())
     if results.get("suite") not in SUITES:
@@ -110,15 +173,139 @@ def read_results(path: str | Path) -> dict:
     return results
 
 
-def check_no_local_paths(text: str, paths: list[Path]) -> None:
-    """A model card is public: it must not reveal where the release was built."""
+def check_results_belong(results: dict, path: Path, released: Path, identities: list[str], base_identity: str | None) -> None:
+    """Refuse results whose recorded model identity is not the released model's (its source folder's, or the
+    release folder's: the same weights, config and tokenizer benchmarked from the Hub)."""
+    recorded = (results.get("model_identity") or {}).get("sha256")
+    if recorded is None:
+        raise ReleaseError(
+            f"{path} records no model identity, so nothing shows it scores {released}: benchmark this model with the "
+            f"current nucel-benchmark (`nucel-benchmark --model {released} ...`) and pass its results.json"
+        )
+    if recorded not in identities:
+        whose = " (they are its base model's: release them with the base model)" if recorded == base_identity else ""
+        raise ReleaseError(
+            f"{path} holds results of model {results.get('model')!r} (sha256 {recorded[:16]}…), not of {released} "
+            f"(sha256 {identities[0][:16]}…){whose}: benchmark this model (`nucel-benchmark --model {released} ...`) "
+            "and pass that results.json, or leave out --results"
+        )
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The pre-training run a model came from
+
+
+def find_pretraining_run(folder: Path) -> Path | None:
+    """The run folder of a model exported by `nucel-pretrain`, which writes `<run>/export/<part>/` beside
+    `<run>/log.jsonl`; None for a folder elsewhere (a copy, an imported checkpoint)."""
+    folder = folder.resolve()
+    run = folder.parent.parent
+    return run if folder.parent.name == "export" and (run / RUN_LOG).is_file() else None
+
+
+def read_pretraining_run(run: Path) -> dict:
+    """What a pre-training run recorded: its configuration (saved with every checkpoint), data, steps and the
+    figures of its last validation and probe, from `log.jsonl`. Paths are reduced to file names here: the record
+    goes into a public model card."""
+    log = run / RUN_LOG
+    if not log.is_file():
+        raise ReleaseError(f"{run} is not a pre-training run folder: it has no {RUN_LOG} (written by nucel-pretrain)")
+    records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    checkpoints = sorted((run / "checkpoints").glob("step-*/trainer_state.json"))
+    config = json.loads(checkpoints[-1].read_text())["config"] if checkpoints else None
+    training = [record for record in records if "loss" in record]
+    validation = [record for record in records if "validation_loss" in record]
+    probes = [record for record in records if any(key.startswith("probe_mcc/") for key in record)]
+    start = next((record for record in records if "windows" in record), {})
+    return {
+        "name": run.name,
+        "config": config,
+        "data": genome_files(config) if config else [],
+        "windows": start.get("windows"),
+        "num_processes": start.get("num_processes"),
+        "max_steps": start.get("max_steps"),
+        "steps": training[-1]["step"] if training else 0,
+        "validation": ({"step": validation[-1]["step"], **{key.removeprefix("validation_"): value
+                       for key, value in validation[-1].items() if key.startswith("validation_")}} if validation else None),
+        "probes": probe_scores(probes),
+    }
+
+
+def genome_files(config: dict) -> list[dict]:
+    """The run's genome: the built-in synthetic one by its length, each FASTA by its name and sha256."""
+    files = []
+    for name in config.get("fasta") or []:
+        if name == BUILTIN_GENOME:
+            files.append({"synthetic": True, "length": config.get("builtin_genome_length")})
+            continue
+        path = Path(name).expanduser()
+        files.append({"synthetic": False, "name": path.name, "sha256": file_sha256(path) if path.is_file() else None})
+    return files
+
+
+def probe_scores(records: list[dict]) -> dict:
+    """Per probe task, its MCC at the first probe (step 0: the untrained or initial model) and at the last."""
+    scores = {}
+    for record in records:
+        for key, value in record.items():
+            if key.startswith("probe_mcc/"):
+                task = key.removeprefix("probe_mcc/")
+                scores.setdefault(task, {"first_step": record["step"], "first": value})
+                scores[task].update(last_step=record["step"], last=value)
+    return scores
+
+
+def public_config(config: dict) -> dict:
+    """The run configuration as a recipe others can run: local folders and files reduced to their names."""
+    public = {key: value for key, value in config.items() if key not in ("output_dir", "cache_dir")}
+    public["fasta"] = [name if name == BUILTIN_GENOME else Path(name).name for name in config.get("fasta") or []]
+    public["probe_tasks"] = [Path(folder).name for folder in config.get("probe_tasks") or []]
+    for key in ("init_from", "init_generator_from"):
+        if config.get(key):
+            public[key] = Path(config[key]).name
+    return public
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Release folder contents
+
+
+def clean_tokenizer_config(folder: Path) -> None:
+    """Drop the loading flags transformers records (`local_files_only`, `is_local`, the local path it was read from):
+    on the Hub they are false, and `local_files_only` would stop a user's tokenizer from downloading."""
+    path = folder / "tokenizer_config.json"
+    config = json.loads(path.read_text())
+    for key in MACHINE_LOCAL_TOKENIZER_KEYS:
+        config.pop(key, None)
+    path.write_text(json.dumps(config, indent=2) + "\n")
+
+
+def write_adapter_config(folder: Path, base_model: str) -> None:
+    """PEFT writes the base path the adapter was trained on (a local folder): a Hub user's PEFT loads the base from
+    this field, so it must be the base's Hub id."""
+    path = folder / ADAPTER_CONFIG
+    config = json.loads(path.read_text())
+    config["base_model_name_or_path"] = base_model
+    path.write_text(json.dumps(config, indent=2) + "\n")
+
+
+def check_no_local_paths(text: str, paths: list[Path], where: str = "the model card") -> None:
+    """A release is public: it must not reveal where it was built."""
     for path in paths:
         for spelling in {str(path), str(path.resolve())}:
             if len(spelling) > 1 and spelling in text:
-                raise ReleaseError(f"the model card would publish the local path {spelling}; remove it from the card facts")
+                raise ReleaseError(f"{where} would publish the local path {spelling}; remove it from the card facts")
+
+
+def check_release_texts(folder: Path, paths: list[Path]) -> None:
+    for file in sorted(folder.iterdir()):
+        if file.suffix in (".json", ".md", ".txt", ".py", ".yaml"):
+            check_no_local_paths(file.read_text(encoding="utf-8"), paths, f"{file.name} of the release")
 
 
 def parameter_counts(model) -> tuple[int, int]:
+    if hasattr(model, "peft_config"):
+        model = model.get_base_model()
     encoder = model if isinstance(model, NucELModel) else model.model
     return sum(p.numel() for p in model.parameters()), sum(p.numel() for p in encoder.parameters())
 
@@ -127,13 +314,25 @@ def release_files(folder: str | Path) -> list[str]:
     """The files of a release folder, after checking it holds exactly what a release may hold."""
     folder = Path(folder)
     names = sorted(entry.name for entry in folder.iterdir())
-    unexpected = [name for name in names if name not in RELEASE_FILES or not (folder / name).is_file()]
+    allowed, required = (ADAPTER_RELEASE_FILES, ADAPTER_REQUIRED_FILES) if ADAPTER_CONFIG in names else (RELEASE_FILES, REQUIRED_FILES)
+    unexpected = [name for name in names if name not in allowed or not (folder / name).is_file()]
     if unexpected:
         raise ReleaseError(f"{folder} holds {unexpected}, which a release must not contain")
-    missing = sorted(REQUIRED_FILES - set(names))
+    missing = sorted(required - set(names))
     if missing:
         raise ReleaseError(f"{folder} lacks {missing}")
     return names
+
+
+def base_model_of(finetune: dict | None, facts: CardFacts) -> str | None:
+    """The Hub id of a fine-tune's base: the one given with the release, else the one it was trained from if that
+    was a Hub id (a local folder or a random initialisation has none)."""
+    if facts.base_model:
+        return facts.base_model
+    if finetune and finetune.get("base_model_source", "hub") == "hub" and HUB_ID.match(finetune["base_model"]) \
+            and not Path(finetune["base_model"]).exists():
+        return finetune["base_model"]
+    return None
 
 
 def build_release_folder(
@@ -145,40 +344,82 @@ def build_release_folder(
     facts: CardFacts | None = None,
     results_paths: list[str | Path] = (),
     label_names: list[str] | None = None,
+    pretraining_run: str | Path | None = None,
+    lora_adapter: bool = False,
 ) -> Path:
     """Write the exact Hub repository folder for `source` at `out` (atomically) and return it."""
     if repo_id.count("/") != 1 or not all(repo_id.split("/")):
         raise ReleaseError(f"repo id must look like owner/name, got {repo_id!r}")
     facts = facts or CardFacts()
-    model, tokenizer = load_release_model(source, part)
-    artefact = ARTEFACTS[type(model)]
-    if artefact in ("classifier", "token-classifier"):
+    released = load_release_model(source, part, lora_adapter)
+    model = released.model
+    artefact = "adapter" if lora_adapter else ARTEFACTS[type(model)]
+    if artefact in ("classifier", "token-classifier", "adapter"):
+        labelled = model.get_base_model() if lora_adapter else model
         if label_names:
-            set_label_names(model, label_names)
-        require_label_names(model)
+            set_label_names(labelled, label_names)
+        require_label_names(labelled)
     if isinstance(model, NucELGenerator):
         fold_base_restriction(model)
+    base_model = base_model_of(released.finetune, facts)
+    if lora_adapter and base_model is None:
+        raise ReleaseError(
+            f"a LoRA adapter loads onto its base model, and {released.folder} was trained on a local one: give the "
+            "base's Hub id (--base-model owner/name), or release the merged model (leave out --lora-adapter)"
+        )
+
+    # The pre-training record: the released model's own run, or for a fine-tune, its base checkpoint's run.
+    if pretraining_run is not None:
+        run_folder = Path(pretraining_run)
+    elif released.finetune is None:
+        run_folder = find_pretraining_run(released.folder)
+    else:
+        base_folder = Path(released.finetune["base_model"])
+        run_folder = find_pretraining_run(base_folder) if base_folder.is_dir() else None
+    pretraining = read_pretraining_run(run_folder) if run_folder is not None else None
+    if facts.objective and pretraining and pretraining["config"] and pretraining["config"]["objective"] != facts.objective:
+        raise ReleaseError(f"the card facts say objective {facts.objective!r}, but the run {run_folder} trained "
+                           f"{pretraining['config']['objective']!r}")
 
     results = [read_results(path) for path in results_paths]
     parameters, encoder_parameters = parameter_counts(model)
-    card = render_model_card(
-        artefact=artefact,
-        repo_id=repo_id,
-        config=model.config,
-        tokenizer=tokenizer,
-        parameters=parameters,
-        encoder_parameters=encoder_parameters,
-        weights_dtype=str(next(model.parameters()).dtype).removeprefix("torch."),
-        facts=facts,
-        results=results,
-    )
     local_paths = [Path(source), Path(out), Path.cwd(), Path.home(), *(Path(path).parent for path in results_paths)]
-    check_no_local_paths(card, local_paths)
+    if run_folder is not None:
+        local_paths.append(run_folder)
+    if released.finetune and Path(released.finetune["base_model"]).is_absolute():
+        local_paths.append(Path(released.finetune["base_model"]))
 
     with atomic_folder(out) as staging:
         model.save_pretrained(staging)
-        save_tokenizer(tokenizer, staging)
+        save_tokenizer(released.tokenizer, staging)
+        clean_tokenizer_config(staging)
+        if lora_adapter:
+            write_adapter_config(staging, base_model)
+        if results:
+            # The source folder (what `nucel-benchmark --model SOURCE` identifies) and the release folder (what a
+            # benchmark of the published Hub repository identifies) are the released model's identities.
+            identities = [folder_identity(released.folder)["sha256"], folder_identity(staging)["sha256"]]
+            base_identity = ((released.finetune or {}).get("base_model_identity") or {}).get("sha256")
+            for path, result in zip(results_paths, results):
+                check_results_belong(result, Path(path), released.folder, identities, base_identity)
+        card = render_model_card(
+            artefact=artefact,
+            repo_id=repo_id,
+            config=(model.get_base_model() if lora_adapter else model).config,
+            tokenizer=released.tokenizer,
+            parameters=parameters,
+            encoder_parameters=encoder_parameters,
+            weights_dtype=str(next(model.parameters()).dtype).removeprefix("torch."),
+            facts=facts,
+            results=results,
+            pretraining=pretraining,
+            finetune=released.finetune,
+            base_model=base_model,
+            public_recipe=public_config(pretraining["config"]) if pretraining and pretraining["config"] else None,
+        )
+        check_no_local_paths(card, local_paths)
         (staging / "README.md").write_text(card, encoding="utf-8")
+        check_release_texts(staging, local_paths)
         release_files(staging)
     return Path(out)
 
@@ -230,10 +471,15 @@ def add_parser(subparsers) -> None:
     parser.add_argument("repo_id", help="Hub repository, owner/name")
     parser.add_argument("--part", choices=PARTS, help="for a pre-training model: which half to release")
     parser.add_argument("--out", type=Path, help="where to write the release folder (default: releases/<owner>--<name>)")
-    parser.add_argument("--card-facts", type=Path, help="YAML with pretraining_data, hardware, training_time, ... for the card")
-    parser.add_argument("--results", type=Path, nargs="+", default=[], help="benchmark results.json file(s) for the model-index")
+    parser.add_argument("--card-facts", type=Path, help="YAML with hardware, training_time, task, ... for the card")
+    parser.add_argument("--results", type=Path, nargs="+", default=[],
+                        help="nucel-benchmark results.json file(s) of this very model (checked by model identity) for the model-index")
+    parser.add_argument("--pretraining-run", type=Path,
+                        help="the nucel-pretrain output folder the model came from (default: found above <run>/export/<part>)")
     parser.add_argument("--label-names", nargs="+", help="classifier label names, in label-id order")
     parser.add_argument("--base-model", help="Hub id of the pre-trained model a fine-tune started from")
+    parser.add_argument("--lora-adapter", action="store_true",
+                        help="for a LoRA fine-tune: release the adapter alone (needs --base-model) instead of the merged model")
     parser.add_argument("--license", help="license id for the card (default apache-2.0)")
     parser.add_argument("--dry-run", action="store_true", help="write the folder, upload nothing")
     parser.add_argument("--private", action="store_true", help="create the repository private")
@@ -250,7 +496,8 @@ def run(args: argparse.Namespace) -> None:
         facts.license = args.license
     out = args.out or Path("releases") / args.repo_id.replace("/", "--")
     folder = build_release_folder(
-        args.source, args.repo_id, out, part=args.part, facts=facts, results_paths=args.results, label_names=args.label_names
+        args.source, args.repo_id, out, part=args.part, facts=facts, results_paths=args.results,
+        label_names=args.label_names, pretraining_run=args.pretraining_run, lora_adapter=args.lora_adapter,
     )
     print(f"release folder {folder}: {', '.join(release_files(folder))}")
     if args.dry_run:

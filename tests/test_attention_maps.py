@@ -1,13 +1,25 @@
-"""Attention maps: rows are distributions over real tokens, local layers stay in their window, motif SNR."""
+"""Attention maps: rows are distributions over real tokens, local layers stay in their window, motif SNR, and
+figures a biologist can read (base-pair axes, genomic coordinates, labelled colour bars, a motif legend)."""
 
 import json
+import warnings
 
 import numpy as np
 import pytest
 import torch
 
 from nucel import NucELConfig, NucELModel
-from nucel.attention_maps import attention_maps, find_motif, global_layers, motif_snr, plot_attention, plot_snr, received_attention
+from nucel.attention_maps import (
+    attention_figure,
+    attention_maps,
+    find_motif,
+    global_layers,
+    motif_snr,
+    plot_attention,
+    plot_snr,
+    pyplot,
+    received_attention,
+)
 from nucel.cli import main
 from nucel.embed import load_encoder
 from nucel.folders import save_model_folder
@@ -95,3 +107,65 @@ def test_attention_command(encoder_folder, tmp_path, capsys):
     assert (output / "attention.png").read_bytes()[:4] == b"\x89PNG"
     assert (output / "snr.tsv").read_text().splitlines()[0] == "layer\tglobal\tsnr"
     assert "motif SNR" in capsys.readouterr().out
+
+
+def colour_bars(figure) -> list:
+    """The colour-bar axes of a figure: the axes matplotlib made for `figure.colorbar`."""
+    return [axis for axis in figure.axes if axis.get_label() == "<colorbar>"]
+
+
+def test_attention_figure_has_bp_axes_labelled_colour_bars_and_a_motif_legend():
+    # 1 layer, 2 heads, [CLS] + 30 bases; the bases start at chr7:1,000,001.
+    maps = np.random.default_rng(0).dirichlet(np.ones(31), size=(1, 2, 31))
+    figure = attention_figure(maps, [3], ["0", "1"], NucELConfig.from_preset("tiny"),
+                              {"TATAAT": [(4, 10)], "CAAT": [(20, 24)]}, "test", first_position=1_000_001, chrom="chr7")
+    try:
+        panels = [axis for axis in figure.axes if axis.get_label() != "<colorbar>" and axis.images]
+        assert len(panels) == 2
+        for axis in panels:
+            assert axis.get_xlabel() == "key: position on chr7 (bp)" and axis.get_ylabel() == "query: position on chr7 (bp)"
+            # The image covers the bases only ([CLS] dropped), centred on their coordinates.
+            image = axis.images[0]
+            assert image.get_array().shape == (30, 30)
+            assert image.get_extent() == [1_000_000.5, 1_000_030.5, 1_000_030.5, 1_000_000.5]
+            # The colour scale stops at the panel's 99th percentile, and the colour bar says so.
+            assert image.norm.vmax == pytest.approx(np.percentile(np.asarray(image.get_array()), 99))
+        bars = colour_bars(figure)
+        assert len(bars) == 2
+        for bar, axis in zip(bars, panels):
+            label = bar.get_ylabel()
+            assert label.startswith("attention weight (fraction of the query's attention)")
+            assert "clipped at the 99th percentile" in label and f"{axis.images[0].norm.vmax:.3g}" in label
+        legend = figure.legends[0]
+        assert [text.get_text() for text in legend.get_texts()] == [
+            "TATAAT: 1 occurrence(s), outlined as key and query", "CAAT: 1 occurrence(s), outlined as key and query"]
+        assert "[CLS] row and column not shown" in figure._suptitle.get_text()
+    finally:
+        pyplot().close(figure)
+
+
+def test_attention_figure_without_coordinates_counts_bases_from_one():
+    maps = np.random.default_rng(1).dirichlet(np.ones(13), size=(1, 1, 13))
+    figure = attention_figure(maps, [0], ["mean"])
+    try:
+        axis = figure.axes[0]
+        assert axis.get_xlabel() == "key: position in the sequence (bp)"
+        assert axis.images[0].get_extent() == [0.5, 12.5, 12.5, 0.5]
+        assert not figure.legends  # no motifs, no legend
+    finally:
+        pyplot().close(figure)
+
+
+def test_attention_command_with_a_region_labels_genomic_coordinates(encoder_folder, tmp_path):
+    chromosome = random_dna(300, 7)
+    reference = tmp_path / "genome.fa"
+    reference.write_text(f">chr7\n{chromosome}\n")
+    output = tmp_path / "maps"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        assert main(["attention", str(encoder_folder), "--region", "chr7:101-160", "--reference", str(reference),
+                     "--motif", chromosome[110:116], "-o", str(output), "--device", "cpu"]) == 0
+    description = json.loads((output / "attention.json").read_text())
+    assert description["chrom"] == "chr7" and description["first_position"] == 101 and description["length_bp"] == 60
+    assert np.load(output / "attention.npy").shape == (2, 1, 61, 61)
+    assert main(["attention", str(encoder_folder), "--region", "chr7:101-160", "-o", str(tmp_path / "x")]) != 0  # no --reference

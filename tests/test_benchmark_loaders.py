@@ -3,12 +3,15 @@
 import csv
 from collections import Counter
 
+import numpy as np
 import pytest
 
 from nucel.benchmarks.loaders import (
     BenchmarkDataError,
     MissingSplitError,
     carve_validation,
+    cross_validation_folds,
+    fold_split,
     load_genomic_benchmark,
     load_gue_task,
     load_nucleotide_transformer_task,
@@ -143,7 +146,58 @@ def test_carved_validation_is_reproducible_and_disjoint(shared_data, gue):
     assert Counter(first_train.sequences) + Counter(first_validation.sequences) == Counter(train.sequences)
 
 
+def test_registry_rejects_an_unknown_hyperparameter(monkeypatch, tmp_path):
+    """A misspelt key in a registry file is an error, not a setting silently left at its default."""
+    import nucel.benchmarks.registry as registry
+
+    original = (registry.TASKS_FOLDER / "gue.yaml").read_text()
+    text = original.replace("  early_stopping_patience: 3", "  early_stoping_patience: 3", 1)  # the CNN's (GUE's LMs: 5)
+    assert text != original
+    (tmp_path / "gue.yaml").write_text(text)
+    monkeypatch.setattr(registry, "TASKS_FOLDER", tmp_path)
+    with pytest.raises(ValueError, match=r"cnn_hyperparameters: unknown hyper-parameter\(s\) \['early_stoping_patience'\]"):
+        load_suite("gue")
+
+
+def test_each_suite_states_its_protocol_and_the_cnn_its_own_settings():
+    gue, gb, nt = load_suite("gue"), load_suite("genomic_benchmarks"), load_suite("nucleotide_transformer")
+    assert (gue.protocol.kind, gb.protocol.kind, nt.protocol.kind) == ("given_validation", "carved_validation", "cross_validation")
+    assert "Caduceus" in gb.protocol.description and gb.validation_fraction == 0.1 and len(gb.seeds) == 5
+    assert nt.protocol.folds == 10 and nt.protocol.error_bar_sd == 2 and nt.validation_fraction is None
+    for suite in (gue, gb, nt):
+        for task in suite.tasks:
+            # The paper's head for the language models; the CNN never inherits a transformer's learning rate.
+            assert task.hyperparameters["head"] == "linear"
+            assert task.cnn_hyperparameters["learning_rate"] != task.hyperparameters["learning_rate"]
+            assert {"learning_rate", "batch_size", "epochs", "early_stopping_patience"} <= set(task.cnn_hyperparameters)
+
+
 # ------------------------------------------------------------------------------------------------ NT
+
+
+@pytest.mark.parametrize("count, folds", [(76, 10), (10, 10), (1003, 10), (7, 3)])
+def test_cross_validation_folds_are_disjoint_cover_the_rows_and_follow_the_seed(count, folds):
+    parts = cross_validation_folds(count, folds, seed=2024)
+    assert len(parts) == folds
+    assert sorted(np.concatenate(parts).tolist()) == list(range(count))  # disjoint and covering: each row once
+    assert max(map(len, parts)) - min(map(len, parts)) <= 1
+    assert all(np.array_equal(a, b) for a, b in zip(parts, cross_validation_folds(count, folds, seed=2024)))
+    assert not all(np.array_equal(a, b) for a, b in zip(parts, cross_validation_folds(count, folds, seed=7)))
+    with pytest.raises(BenchmarkDataError, match="cannot be cut into"):
+        cross_validation_folds(folds - 1, folds, seed=2024)
+
+
+def test_fold_split_holds_out_one_fold_and_trains_on_the_rest(shared_data):
+    suite = load_suite("nucleotide_transformer")
+    train = load_nucleotide_transformer_task(shared_data / NT_SUBSAMPLE, suite.task("H3K4me1"), suite).splits["train"]
+    validations = []
+    for fold in range(10):
+        fold_train, validation, note = fold_split(train, fold, 10, seed=2024)
+        assert Counter(fold_train.sequences) + Counter(validation.sequences) == Counter(train.sequences)
+        assert len(fold_train) + len(validation) == len(train) and f"fold {fold} of 10" in note
+        validations.append(validation)
+    assert sum(len(v) for v in validations) == len(train)
+    assert Counter(s for v in validations for s in v.sequences) == Counter(train.sequences)
 
 
 def test_nucleotide_transformer_subsample(shared_data):
@@ -154,8 +208,9 @@ def test_nucleotide_transformer_subsample(shared_data):
     assert set(per_task["splice_sites_all"].labels) == {0, 1, 2} and len(per_task["promoter_tata"]) == 9
     for name, split in per_task.items():
         assert set(split.labels) <= set(range(suite.task(name).num_labels))
+    # NT's validation comes from its cross-validation folds (run.py), so the loader leaves train whole.
     data = load_nucleotide_transformer_task(shared_data / NT_SUBSAMPLE, suite.task("H3K4me1"), suite)
-    assert len(data.splits["train"]) + len(data.splits["validation"]) == 76 and "test" not in data.splits
+    assert len(data.splits["train"]) == 76 and set(data.splits) == {"train"}
 
 
 def test_nucleotide_transformer_folder_layouts(shared_data, tmp_path):
@@ -178,7 +233,7 @@ def test_nucleotide_transformer_folder_layouts(shared_data, tmp_path):
     from_parquet = load_nucleotide_transformer_task(tmp_path / "per_task", task, suite)
     from_tsv = load_nucleotide_transformer_task(tmp_path / "all_tasks", task, suite)
     assert from_parquet.splits["train"].sequences == from_tsv.splits["train"].sequences
-    assert from_parquet.splits["validation"].labels == from_tsv.splits["validation"].labels
+    assert from_parquet.splits["train"].labels == from_tsv.splits["train"].labels and "validation" not in from_tsv.splits
     assert len(from_tsv.splits["test"]) == len(mine) == 91
 
 

@@ -1,8 +1,11 @@
-"""A one-hot CNN baseline, trained by the same Trainer loop on the same splits as NucEL.
+"""A one-hot CNN baseline, trained by the same Trainer loop, on the same splits and with the same model selection
+(lowest validation loss) as NucEL, but with hyper-parameters of its own.
 
 Tang & Koo's point: a pre-trained DNA language model only matters where it beats a small supervised CNN on
-one-hot DNA. The CNN reads the NucEL tokenizer's ids (so the data pipeline is shared): A, C, G, T become
-one-hot channels, N and the special tokens all-zero columns.
+one-hot DNA, so the CNN must be trained as well as a CNN can be, not at a transformer's learning rate: its
+settings are the registry's `cnn_hyperparameters` (benchmarks/tasks/*.yaml), chosen once on GUE validation data
+(benchmarks/cnn_tuning.py, benchmarks/results/cnn-tuning.md). The CNN reads the NucEL tokenizer's ids (so the
+data pipeline is shared): A, C, G, T become one-hot channels, N and the special tokens all-zero columns.
 """
 
 import json

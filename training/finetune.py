@@ -4,12 +4,20 @@
     python training/finetune.py --model ./pretrained --train data.tsv --validation-fraction 0.1 --method lora ...
 
 Tasks: single-label classification (binary or multi-class), multi-label classification (several 0/1 label
-columns) and regression (one or more numeric columns). Methods: `full` (the paper's protocol: a linear layer
-on the [CLS] output, everything trained), `lora` (adapters on Wqkv/Wo/Wi; the new head is trained and saved
-in full) and `frozen` (the backbone fixed, only the head trained: a probe of what pre-training learnt).
-The model is evaluated on the validation split every `eval_steps`; training stops early when the validation
-loss stops improving, and the checkpoint with the lowest validation loss is the one saved. The saved folder
-loads with `AutoModelForSequenceClassification`/`pipeline("text-classification", trust_remote_code=True)`
+columns) and regression (one or more numeric columns). Methods: `full` (everything trained), `lora` (adapters
+on Wqkv/Wo/Wi; the new head is trained and saved in full) and `frozen` (a linear probe of what pre-training
+learnt: the encoder fixed, one linear layer on the pooled vector trained, hidden × labels + labels parameters).
+Heads (`--head`): `linear`, the paper's (arXiv 2508.13191: "a linear layer on the [CLS] output"), or
+`modernbert`, ModernBERT's dense -> activation -> norm before that layer. Unset, it is `modernbert` for full and
+LoRA fine-tuning and `linear` for `frozen`, which refuses `modernbert` (its dense layer would be trained too, and
+the probe would no longer be linear).
+
+The model is evaluated on the validation split every `eval_steps` (or every epoch) and always after the last
+step; training stops early when the validation loss stops improving, and the checkpoint with the lowest
+validation loss is the one saved. One process trains on one device: with several GPUs, launch with
+`accelerate launch`/`torchrun` (one process per GPU; `--batch-size` stays the global batch), never the
+Trainer's implicit DataParallel. The saved folder loads with
+`AutoModelForSequenceClassification`/`pipeline("text-classification", trust_remote_code=True)`
 (LoRA folders: through `training/predict.py`'s `load_finetuned`).
 
 `--model random:<preset>` trains a randomly initialised NucEL of that preset: the no-pre-training reference.
@@ -26,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import EarlyStoppingCallback, Trainer, TrainingArguments, set_seed
+from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments, set_seed
 
 from nucel.benchmarks.loaders import (
     BenchmarkDataError,
@@ -39,16 +47,19 @@ from nucel.benchmarks.loaders import (
     require_columns,
 )
 from nucel.benchmarks.metrics import compute_metrics
+from nucel.benchmarks.model_identity import folder_identity, hub_identity, random_identity
 from nucel.folders import atomic_folder, save_model_folder, write_json_atomically
 from nucel.modeling_nucel import NucELConfig, NucELForSequenceClassification
+from nucel.modeling_nucel.configuration_nucel import CLASSIFIER_HEADS
 from nucel.tokenization import build_tokenizer, load_tokenizer, save_tokenizer, token_length
-from nucel.training.predict import FINETUNE_METADATA, predict_logits
+from nucel.training.predict import FINETUNE_METADATA, classifier_on, predict_logits
 
 PROBLEM_TYPES = ("single_label_classification", "multi_label_classification", "regression")
 METHODS = ("full", "lora", "frozen")
 RANDOM_INIT_PREFIX = "random:"
 # Our layer names (ModernBERT's): attention in/out projections and the GeGLU input projection ("Wo" also
-# matches the MLP output). The pooled head and the classifier are new, so they are trained and saved whole.
+# matches the MLP output). The pooled head and the classifier are new, so they are trained and saved whole
+# (a "linear" head has no layers of its own: the classifier alone).
 LORA_TARGET_MODULES = ["Wqkv", "Wo", "Wi"]
 LORA_MODULES_TO_SAVE = ["head", "classifier"]
 
@@ -59,6 +70,9 @@ class FinetuneSettings:
     problem_type: str = "single_label_classification"
     pooling: str = "cls"
     method: str = "full"
+    # "modernbert" (dense -> activation -> norm -> linear) or "linear" (the paper's: one linear layer on the pooled
+    # vector); None: "linear" for method "frozen" (a linear probe), else "modernbert". Resolved on construction.
+    head: str | None = None
     learning_rate: float = 3e-5
     batch_size: int = 32
     epochs: float = 3.0
@@ -80,6 +94,16 @@ class FinetuneSettings:
             raise ValueError(f"problem_type must be one of {PROBLEM_TYPES}, got {self.problem_type!r}")
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+        if self.head is None:
+            self.head = "linear" if self.method == "frozen" else "modernbert"
+        if self.head not in CLASSIFIER_HEADS:
+            raise ValueError(f"head must be one of {CLASSIFIER_HEADS}, got {self.head!r}")
+        if self.method == "frozen" and self.head != "linear":
+            raise ValueError(
+                f"method 'frozen' is a linear probe (one linear layer on the frozen encoder's pooled vector); head "
+                f"{self.head!r} would train a dense layer and a norm as well. Use head 'linear' (the default for "
+                "'frozen') or method 'full'"
+            )
         if not self.label_names:
             raise ValueError("label_names is empty: name the classes (or the regression targets)")
 
@@ -218,21 +242,25 @@ def tokenizer_for(model_name_or_path: str):
 def build_classifier(model_name_or_path: str, settings: FinetuneSettings):
     """A NucEL sequence classifier with a fresh head, set up for `settings.method`."""
     set_seed(settings.seed)  # the new head's initialisation (and a random backbone's) follows the seed
-    label_config = dict(
-        id2label=dict(enumerate(settings.label_names)),
-        label2id={name: i for i, name in enumerate(settings.label_names)},
-        problem_type=settings.problem_type,
-        classifier_pooling=settings.pooling,
-    )
     if model_name_or_path.startswith(RANDOM_INIT_PREFIX):
         if settings.method == "lora":
             raise ValueError("LoRA needs a saved base checkpoint to reload the adapters onto; save the random model first")
-        config = NucELConfig.from_preset(model_name_or_path[len(RANDOM_INIT_PREFIX) :], **label_config)
+        config = NucELConfig.from_preset(
+            model_name_or_path[len(RANDOM_INIT_PREFIX) :],
+            id2label=dict(enumerate(settings.label_names)),
+            label2id={name: i for i, name in enumerate(settings.label_names)},
+            problem_type=settings.problem_type,
+            classifier_pooling=settings.pooling,
+            classifier_head=settings.head,
+        )
         model = NucELForSequenceClassification(config)
     else:
-        model = NucELForSequenceClassification.from_pretrained(model_name_or_path, ignore_mismatched_sizes=True, **label_config)
+        model = classifier_on(model_name_or_path, settings.label_names, settings.problem_type, settings.pooling, settings.head)
     if settings.method == "frozen":
-        model.model.requires_grad_(False)
+        # A linear probe: the output layer (hidden × labels weights, labels biases) is all that learns; the
+        # settings guarantee the head has no layers of its own.
+        model.requires_grad_(False)
+        model.classifier.requires_grad_(True)
     elif settings.method == "lora":
         from peft import LoraConfig, TaskType, get_peft_model
 
@@ -242,7 +270,7 @@ def build_classifier(model_name_or_path: str, settings: FinetuneSettings):
             lora_alpha=settings.lora_alpha,
             lora_dropout=settings.lora_dropout,
             target_modules=LORA_TARGET_MODULES,
-            modules_to_save=LORA_MODULES_TO_SAVE,
+            modules_to_save=LORA_MODULES_TO_SAVE if settings.head == "modernbert" else ["classifier"],
         )
         model = get_peft_model(model, lora)
     if settings.compile:
@@ -254,49 +282,111 @@ def build_classifier(model_name_or_path: str, settings: FinetuneSettings):
 # Training
 
 
+class OneDeviceArguments(TrainingArguments):
+    """TrainingArguments that never ask the Trainer for nn.DataParallel.
+
+    Started as one process on a machine with several GPUs, the Trainer sets `n_gpu` to the GPU count, wraps the
+    model in nn.DataParallel and multiplies the batch by that count, so the batch trained on is not the one the
+    settings (or a benchmark registry) name. One process here uses one device; several GPUs are used by launching
+    with `accelerate launch`/`torchrun` (distributed data parallel, one process per GPU, where `n_gpu` is 1 anyway).
+    """
+
+    @property
+    def n_gpu(self):
+        return min(super().n_gpu, 1)
+
+
+def training_arguments(settings: FinetuneSettings, output_dir: str) -> TrainingArguments:
+    """The Trainer's arguments for `settings`: evaluation and checkpoints every `eval_steps` (or epoch), the lowest
+    validation loss kept, one device per process and `settings.batch_size` as the global batch."""
+    strategy = "steps" if settings.eval_steps else "epoch"
+    arguments = OneDeviceArguments(
+        output_dir=output_dir,
+        per_device_train_batch_size=settings.batch_size,
+        per_device_eval_batch_size=settings.batch_size,
+        learning_rate=settings.learning_rate,
+        weight_decay=settings.weight_decay,
+        num_train_epochs=settings.epochs,
+        max_steps=settings.max_steps or -1,
+        warmup_steps=settings.warmup_steps,
+        lr_scheduler_type=settings.lr_scheduler,
+        eval_strategy=strategy,
+        save_strategy=strategy,
+        eval_steps=settings.eval_steps,
+        save_steps=settings.eval_steps,
+        save_only_model=True,
+        save_total_limit=2,
+        load_best_model_at_end=True,
+        metric_for_best_model="eval_loss",
+        greater_is_better=False,
+        logging_strategy=strategy,
+        logging_steps=settings.eval_steps,
+        label_names=["labels"],
+        remove_unused_columns=False,
+        seed=settings.seed,
+        data_seed=settings.seed,
+        report_to="none",
+        disable_tqdm=True,
+        use_cpu=not torch.cuda.is_available(),
+    )
+    # Launched on several processes, each takes its share of the batch, so the optimiser still sees batch_size.
+    if arguments.world_size > 1:
+        if settings.batch_size % arguments.world_size:
+            raise ValueError(f"batch_size {settings.batch_size} does not split evenly over {arguments.world_size} processes")
+        arguments.per_device_train_batch_size = settings.batch_size // arguments.world_size
+    return arguments
+
+
+class EvaluateAtEnd(TrainerCallback):
+    """Evaluate, log and checkpoint after the last step, whether or not `eval_steps` divides it. transformers 4.x
+    does not: a run shorter than `eval_steps` was never evaluated (nothing to select from), and the steps after
+    the last multiple of `eval_steps` were trained but never scored. 5.x does it for step-wise evaluation; asking
+    twice for the same step is harmless."""
+
+    def __init__(self):
+        self.evaluated_step = None
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step >= state.max_steps:
+            control.should_log = control.should_evaluate = control.should_save = True
+        return control
+
+    def on_evaluate(self, args, state, control, **kwargs):
+        self.evaluated_step = state.global_step
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        # With per-epoch evaluation the last epoch ends on the step just evaluated: no second evaluation of it.
+        if self.evaluated_step == state.global_step:
+            control.should_evaluate = control.should_save = False
+        return control
+
+
+def selected_checkpoint(state, history: list[dict]) -> dict:
+    """The step and validation loss of the checkpoint the Trainer restored, checked against the evaluations:
+    selection that silently kept the last weights, or picked something other than the lowest loss, is an error."""
+    if state.best_model_checkpoint is None:
+        raise RuntimeError(f"no checkpoint was selected after {state.global_step} steps (evaluations: {history})")
+    step = int(Path(state.best_model_checkpoint).name.rsplit("-", 1)[1])
+    lowest = min(history, key=lambda entry: entry["loss"])
+    if step != lowest["step"] or state.best_metric != lowest["loss"]:
+        raise RuntimeError(f"the Trainer restored step {step} (validation loss {state.best_metric}), but the lowest "
+                           f"validation loss was {lowest['loss']} at step {lowest['step']}")
+    return {"step": step, "loss": state.best_metric}
+
+
 def train_with_selection(model, tokenizer, train: Split, validation: Split, settings: FinetuneSettings) -> tuple:
     """Train with the Trainer, evaluating on `validation`; returns (the model with its lowest-validation-loss
     weights restored, a summary dict). Works for any module whose forward takes input_ids, attention_mask and
     labels and returns `.loss`/`.logits` (NucEL, PEFT-wrapped NucEL, the CNN baseline)."""
     train_data = TokenizedSequences(train, tokenizer, settings.max_length_bp, settings.problem_type)
     validation_data = TokenizedSequences(validation, tokenizer, settings.max_length_bp, settings.problem_type)
-    strategy = "steps" if settings.eval_steps else "epoch"
     with tempfile.TemporaryDirectory(prefix="nucel-finetune-checkpoints-") as checkpoints:
-        arguments = TrainingArguments(
-            output_dir=checkpoints,
-            per_device_train_batch_size=settings.batch_size,
-            per_device_eval_batch_size=settings.batch_size,
-            learning_rate=settings.learning_rate,
-            weight_decay=settings.weight_decay,
-            num_train_epochs=settings.epochs,
-            max_steps=settings.max_steps or -1,
-            warmup_steps=settings.warmup_steps,
-            lr_scheduler_type=settings.lr_scheduler,
-            eval_strategy=strategy,
-            save_strategy=strategy,
-            eval_steps=settings.eval_steps,
-            save_steps=settings.eval_steps,
-            save_only_model=True,
-            save_total_limit=2,
-            load_best_model_at_end=True,
-            metric_for_best_model="eval_loss",
-            greater_is_better=False,
-            logging_strategy=strategy,
-            logging_steps=settings.eval_steps,
-            label_names=["labels"],
-            remove_unused_columns=False,
-            seed=settings.seed,
-            data_seed=settings.seed,
-            report_to="none",
-            disable_tqdm=True,
-            use_cpu=not torch.cuda.is_available(),
-        )
-        callbacks = []
+        callbacks = [EvaluateAtEnd()]
         if settings.early_stopping_patience:
             callbacks.append(EarlyStoppingCallback(early_stopping_patience=settings.early_stopping_patience))
         trainer = Trainer(
             model=model,
-            args=arguments,
+            args=training_arguments(settings, checkpoints),
             train_dataset=train_data,
             eval_dataset=validation_data,
             data_collator=PaddingCollator(tokenizer),
@@ -307,7 +397,7 @@ def train_with_selection(model, tokenizer, train: Split, validation: Split, sett
         train_seconds = time.perf_counter() - started
         history = [{"step": log["step"], "loss": log["eval_loss"]} for log in trainer.state.log_history if "eval_loss" in log]
         train_history = [{"step": log["step"], "loss": log["loss"]} for log in trainer.state.log_history if "loss" in log]
-        best = min(history, key=lambda entry: entry["loss"])
+        best = selected_checkpoint(trainer.state, history)
         summary = {
             "best_validation_loss": best["loss"],
             "best_step": best["step"],
@@ -344,21 +434,67 @@ def finetune(
     """Fine-tune, keep the checkpoint with the lowest validation loss, save it to `output_dir`, and evaluate
     it on `test` (metrics over the whole split) when given."""
     tokenizer = tokenizer_for(model_name_or_path)
+    # Identified before training, so that a base that cannot be checksummed fails before hours of work.
+    base_identity = base_model_identity(model_name_or_path)
     model = build_classifier(model_name_or_path, settings)
     model, summary = train_with_selection(model, tokenizer, train, validation, settings)
-    metadata = {
-        "base_model": model_name_or_path,
-        **asdict(settings),
-        "data": {name: {"source": split.source, "rows": len(split), "sha256": split.sha256}
-                 for name, split in (("train", train), ("validation", validation), ("test", test)) if split is not None},
-        **{key: value for key, value in summary.items() if key != "train_seconds"},
-    }
-    save_finetuned(model, tokenizer, output_dir, metadata)
     result = FinetuneResult(output_dir=Path(output_dir), **summary)
-    if test is not None:
+    if test is not None:  # scored before saving, so that the saved folder carries its own test scores
         result.test_logits = predict_logits(model, tokenizer, test.sequences, settings.batch_size, settings.max_length_bp)
         result.test_metrics = compute_metrics(settings.problem_type, test.labels, result.test_logits)
+    metadata = {
+        "base_model": model_name_or_path,
+        "base_model_identity": base_identity,
+        "base_model_source": base_model_source(model_name_or_path),
+        **asdict(settings),
+        "data": {name: split_provenance(split, settings)
+                 for name, split in (("train", train), ("validation", validation), ("test", test)) if split is not None},
+        "examples": held_out_examples(validation, settings),
+        **{key: value for key, value in summary.items() if key != "train_seconds"},
+        **({"test_metrics": result.test_metrics} if test is not None else {}),
+    }
+    save_finetuned(model, tokenizer, output_dir, metadata)
     return result
+
+
+def base_model_source(model_name_or_path: str) -> str:
+    """"random", "local" or "hub": whether `base_model` is a Hub id others can load, a folder on this machine only,
+    or no checkpoint at all."""
+    if model_name_or_path.startswith(RANDOM_INIT_PREFIX):
+        return "random"
+    return "local" if Path(model_name_or_path).is_dir() else "hub"
+
+
+def base_model_identity(model_name_or_path: str) -> dict:
+    """The checksum identity of the model fine-tuning starts from (benchmarks/model_identity.py): a model card
+    can then say which checkpoint a fine-tune came from without publishing a local path."""
+    if model_name_or_path.startswith(RANDOM_INIT_PREFIX):
+        return random_identity(model_name_or_path[len(RANDOM_INIT_PREFIX):])
+    if Path(model_name_or_path).is_dir():
+        return folder_identity(model_name_or_path)
+    return hub_identity(model_name_or_path)
+
+
+def split_provenance(split: Split, settings: FinetuneSettings) -> dict:
+    """Where a split came from, its checksum, size, sequence lengths and (classification) rows per label."""
+    lengths = [len(sequence) for sequence in split.sequences]
+    record = {"source": split.source, "rows": len(split), "sha256": split.sha256,
+              "length_bp": {"min": min(lengths), "max": max(lengths)}}
+    if settings.problem_type == "single_label_classification":
+        counts = np.bincount(np.asarray(split.labels, dtype=np.int64), minlength=len(settings.label_names))
+        record["label_counts"] = {name: int(count) for name, count in zip(settings.label_names, counts)}
+    return record
+
+
+def held_out_examples(validation: Split, settings: FinetuneSettings) -> list[dict]:
+    """One validation sequence per class (or the first two rows for other tasks), for a released model's widget:
+    inputs of the task and length the model was trained on, never test rows."""
+    if settings.problem_type != "single_label_classification":
+        return [{"sequence": sequence, "label": label} for sequence, label in zip(validation.sequences[:2], validation.labels[:2])]
+    first = {}
+    for sequence, label in zip(validation.sequences, validation.labels):
+        first.setdefault(label, sequence)
+    return [{"sequence": first[label], "label": settings.label_names[label]} for label in sorted(first)]
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -389,7 +525,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     task = parser.add_argument_group("task and training")
     task.add_argument("--problem-type", choices=PROBLEM_TYPES, default="single_label_classification")
     task.add_argument("--pooling", choices=("cls", "mean"), default="cls")
-    task.add_argument("--method", choices=METHODS, default="full")
+    task.add_argument("--method", choices=METHODS, default="full", help="frozen: a linear probe of the fixed encoder")
+    task.add_argument("--head", choices=CLASSIFIER_HEADS,
+                      help="linear: one linear layer on the pooled vector (the paper's); modernbert: dense -> activation "
+                           "-> norm -> linear (default: linear for --method frozen, else modernbert)")
     task.add_argument("--compile", action="store_true", help="torch.compile the encoder layers (worth it for long runs, on GPU)")
     defaults = {setting.name: setting.default for setting in fields(FinetuneSettings)}
     for name in TRAINING_OPTIONS:
@@ -435,6 +574,7 @@ def main(argv: list[str] | None = None) -> None:
         problem_type=args.problem_type,
         pooling=args.pooling,
         method=args.method,
+        head=args.head,
         compile=args.compile,
         **{name: getattr(args, name) for name in TRAINING_OPTIONS},
     )

@@ -1,0 +1,222 @@
+"""Fine-tuning's head setting, the linear probe, model selection that cannot silently fail, and one device per
+process (no implicit DataParallel), with the tiny preset on CPU."""
+
+import json
+import random
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import AutoModelForSequenceClassification, Trainer, TrainingArguments
+
+from nucel import NucELConfig, NucELModel
+from nucel.benchmarks.loaders import Split
+from nucel.folders import save_model_folder
+from nucel.modeling_nucel import NucELForSequenceClassification
+from nucel.modeling_nucel.modeling_nucel import NucELPredictionHead
+from nucel.training import finetune as finetune_module
+from nucel.training.finetune import FinetuneSettings, build_classifier, finetune, training_arguments
+from nucel.training.predict import load_finetuned, predict_logits
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models run fastest on one thread, and far faster than on two busy shared cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def gc_split(count, seed):
+    rng = random.Random(seed)
+    sequences = ["".join(rng.choice("ACGT") for _ in range(32)) for _ in range(count)]
+    labels = [int((s.count("G") + s.count("C")) / len(s) > 0.5) for s in sequences]
+    return Split(sequences, labels, f"toy seed {seed}", "")
+
+
+@pytest.fixture(scope="module")
+def gc_task():
+    return gc_split(96, 1), gc_split(32, 2), gc_split(40, 3)
+
+
+@pytest.fixture(scope="module")
+def base_folder(tmp_path_factory):
+    """A saved (random) tiny NucEL encoder standing in for a pre-trained checkpoint."""
+    torch.manual_seed(0)
+    return str(save_model_folder(NucELModel(NucELConfig.from_preset("tiny")), tmp_path_factory.mktemp("base") / "nucel-tiny"))
+
+
+def settings(**overrides):
+    values = dict(label_names=["low_gc", "high_gc"], max_steps=6, eval_steps=2, batch_size=16, learning_rate=2e-3,
+                  early_stopping_patience=None)
+    return FinetuneSettings(**{**values, **overrides})
+
+
+def validation_loss(model, tokenizer, split):
+    logits = torch.from_numpy(predict_logits(model, tokenizer, split.sequences))
+    return torch.nn.functional.cross_entropy(logits, torch.tensor(split.labels)).item()
+
+
+# ------------------------------------------------------------------------------------------------ head and probe
+
+
+def test_frozen_method_trains_exactly_one_linear_layer(base_folder):
+    labels = ["a", "b", "c"]
+    model = build_classifier(base_folder, settings(label_names=labels, method="frozen"))
+    hidden = model.config.hidden_size
+    trainable = {name: p.numel() for name, p in model.named_parameters() if p.requires_grad}
+    assert sum(trainable.values()) == hidden * len(labels) + len(labels)
+    assert set(trainable) == {"classifier.weight", "classifier.bias"}
+    assert settings(method="frozen").head == "linear"  # unset, the probe's head is the linear one
+    with pytest.raises(ValueError, match="'frozen' is a linear probe"):
+        settings(method="frozen", head="modernbert")
+    with pytest.raises(ValueError, match="head must be one of"):
+        settings(head="mlp")
+
+
+def test_head_defaults_keep_modernbert_for_full_and_lora(base_folder):
+    assert settings().head == settings(method="lora").head == "modernbert"
+    assert isinstance(build_classifier(base_folder, settings()).head, NucELPredictionHead)
+    linear = build_classifier(base_folder, settings(head="linear"))
+    assert isinstance(linear.head, torch.nn.Identity) and linear.config.classifier_head == "linear"
+    # Only the output layer is new: everything else is the base checkpoint's encoder.
+    hidden = linear.config.hidden_size
+    assert sum(p.numel() for p in linear.parameters()) == sum(p.numel() for p in linear.model.parameters()) + hidden * 2 + 2
+
+
+@pytest.mark.parametrize("method", ["full", "lora"])
+def test_linear_head_is_saved_and_rebuilt_for_prediction(method, base_folder, gc_task, tmp_path):
+    train, validation, test = gc_task
+    result = finetune(base_folder, train, validation, tmp_path / "model", settings(method=method, head="linear"), test)
+    model, tokenizer, metadata = load_finetuned(tmp_path / "model")
+    assert metadata["head"] == "linear"
+    assert np.allclose(predict_logits(model, tokenizer, test.sequences), result.test_logits, atol=1e-5)
+    if method == "full":
+        assert json.loads((tmp_path / "model" / "config.json").read_text())["classifier_head"] == "linear"
+        assert not any(name.startswith("head.") for name in load_file(tmp_path / "model" / "model.safetensors"))
+        auto = AutoModelForSequenceClassification.from_pretrained(tmp_path / "model", trust_remote_code=True)
+        assert isinstance(auto.head, torch.nn.Identity)
+        assert np.allclose(predict_logits(auto, tokenizer, test.sequences), result.test_logits, atol=1e-5)
+    else:
+        saved = load_file(tmp_path / "model" / "adapter_model.safetensors")
+        assert any(".classifier." in name for name in saved) and not any(".head." in name for name in saved)
+
+
+def test_saved_classifier_without_the_head_key_loads_modernbert_head(tmp_path):
+    """Folders saved before the head was a setting have no `classifier_head`: they keep ModernBERT's head."""
+    model = build_classifier("random:tiny", settings())
+    save_model_folder(model, tmp_path / "old")
+    config_path = tmp_path / "old" / "config.json"
+    config = json.loads(config_path.read_text())
+    del config["classifier_head"]
+    config_path.write_text(json.dumps(config))
+    reloaded = NucELForSequenceClassification.from_pretrained(tmp_path / "old")
+    assert isinstance(reloaded.head, NucELPredictionHead)
+    inputs = torch.tensor([[2, 11, 12, 13, 14, 3]])
+    torch.testing.assert_close(reloaded(input_ids=inputs).logits, model.eval()(input_ids=inputs).logits)
+
+
+def test_head_option_on_the_command_line(tmp_path):
+    common = ["--model", "random:tiny", "--train", "train.csv", "--output", str(tmp_path)]
+    assert finetune_module.parse_args([*common, "--head", "linear"]).head == "linear"
+    assert finetune_module.parse_args(common).head is None
+    with pytest.raises(SystemExit):
+        finetune_module.parse_args([*common, "--head", "mlp"])
+
+
+# ------------------------------------------------------------------------------------------------ model selection
+
+
+def test_run_shorter_than_eval_steps_evaluates_and_selects_its_last_step(gc_task, tmp_path):
+    train, validation, _ = gc_task
+    result = finetune("random:tiny", train, validation, tmp_path / "model", settings(max_steps=3, eval_steps=10))
+    assert result.steps_trained == 3
+    assert [entry["step"] for entry in result.validation_history] == [3]
+    assert result.best_step == 3 and result.best_validation_loss == result.validation_history[0]["loss"]
+    model, tokenizer, metadata = load_finetuned(tmp_path / "model")
+    assert metadata["best_step"] == 3
+    assert validation_loss(model, tokenizer, validation) == pytest.approx(result.best_validation_loss, abs=1e-4)
+
+
+def test_last_step_is_evaluated_and_the_lowest_validation_loss_is_restored(base_folder, gc_task, tmp_path):
+    train, validation, _ = gc_task
+    # A learning rate that overshoots: the losses go up and down, so the best step is rarely the last one.
+    result = finetune(base_folder, train, validation, tmp_path / "model", settings(max_steps=7, eval_steps=2, learning_rate=2e-2))
+    steps = [entry["step"] for entry in result.validation_history]
+    losses = [entry["loss"] for entry in result.validation_history]
+    assert steps == [2, 4, 6, 7]
+    assert result.best_validation_loss == min(losses) and result.best_step == steps[int(np.argmin(losses))]
+    model, tokenizer, _ = load_finetuned(tmp_path / "model")
+    # The weights saved (and returned) are the selected checkpoint's, not the last step's.
+    assert validation_loss(model, tokenizer, validation) == pytest.approx(result.best_validation_loss, abs=1e-4)
+
+
+def test_per_epoch_evaluation_scores_a_final_partial_epoch_once(gc_task, tmp_path):
+    train, validation, _ = gc_task  # 96 rows, batch 16: 6 steps per epoch
+    result = finetune("random:tiny", train, validation, tmp_path / "model", settings(max_steps=8, eval_steps=None))
+    assert [entry["step"] for entry in result.validation_history] == [6, 8]
+    assert result.best_validation_loss == min(entry["loss"] for entry in result.validation_history)
+
+
+def test_selection_that_restored_nothing_is_an_error():
+    class State:
+        best_model_checkpoint, best_metric, global_step = None, None, 5
+
+    with pytest.raises(RuntimeError, match="no checkpoint was selected after 5 steps"):
+        finetune_module.selected_checkpoint(State(), [])
+    State.best_model_checkpoint, State.best_metric = "/tmp/run/checkpoint-4", 0.7
+    with pytest.raises(RuntimeError, match="lowest validation loss was 0.5 at step 2"):
+        finetune_module.selected_checkpoint(State(), [{"step": 2, "loss": 0.5}, {"step": 4, "loss": 0.7}])
+
+
+# ------------------------------------------------------------------------------------------------ devices
+
+
+@pytest.fixture
+def two_gpus(monkeypatch):
+    """torch reporting two CUDA devices, as on a multi-GPU machine started as one process (no GPU is touched:
+    only device set-up runs). Accelerate's shared state is reset afterwards so no later test sees "CUDA"."""
+    from accelerate.state import AcceleratorState
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda device: None)
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+
+def test_one_process_on_two_gpus_uses_one_device_and_the_settings_batch(two_gpus, tmp_path):
+    plain = TrainingArguments(output_dir=str(tmp_path / "plain"), per_device_train_batch_size=16, report_to="none")
+    assert plain.n_gpu == 2 and plain.train_batch_size == 32  # what the Trainer alone would do: DataParallel, batch × 2
+    arguments = training_arguments(settings(batch_size=16), str(tmp_path / "ours"))
+    assert arguments.device.type == "cuda"
+    assert arguments.n_gpu == 1 and arguments.train_batch_size == 16
+    assert arguments.parallel_mode.name == "NOT_PARALLEL"
+
+
+def test_trainer_does_not_wrap_the_model_in_dataparallel(tmp_path):
+    arguments = training_arguments(settings(), str(tmp_path))
+    assert arguments.n_gpu == 0  # CPU
+    arguments._n_gpu = 2  # what device set-up records on a two-GPU machine started as one process
+    assert arguments.n_gpu == 1
+    # Nothing is trained or evaluated: the evaluation set is there because the arguments ask for evaluations.
+    trainer = Trainer(model=build_classifier("random:tiny", settings()), args=arguments, eval_dataset=[{}])
+    assert not isinstance(trainer._wrap_model(trainer.model), torch.nn.DataParallel)
+
+
+def test_distributed_processes_share_the_settings_batch(monkeypatch, tmp_path):
+    monkeypatch.setattr(finetune_module.OneDeviceArguments, "world_size", property(lambda self: 4))
+    assert training_arguments(settings(batch_size=32), str(tmp_path)).per_device_train_batch_size == 8
+    with pytest.raises(ValueError, match="does not split evenly over 4 processes"):
+        training_arguments(settings(batch_size=30), str(tmp_path))
+
+
+def test_auto_class_takes_the_head_as_a_keyword(base_folder):
+    """`classifier_head` is a config field: `AutoModelForSequenceClassification.from_pretrained(encoder, …,
+    classifier_head="linear")` on an encoder folder builds the paper's head (the model card's example)."""
+    model = AutoModelForSequenceClassification.from_pretrained(base_folder, trust_remote_code=True, num_labels=2, classifier_head="linear")
+    assert isinstance(model.head, torch.nn.Identity) and model.config.classifier_head == "linear"
+    with pytest.raises(ValueError, match="classifier_head must be one of"):
+        NucELConfig.from_preset("tiny", classifier_head="mlp")
