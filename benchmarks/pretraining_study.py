@@ -59,6 +59,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from nucel.errors import add_debug_option, run_reporting_errors
+
 REPOSITORY = Path(__file__).resolve().parent.parent
 DEFAULT_FASTA = REPOSITORY.parent / "shared/data/pretrain/human_hg38_chr2_1-2333275/chr2_1-2333275.fa.gz"
 DEFAULT_GUE = REPOSITORY.parent / "shared/data/GUE"
@@ -521,6 +523,10 @@ class Study:
         self.work_dir = Path(args.work_dir).resolve()
         self.output = Path(args.output)
         self.fasta = [str(Path(f).resolve()) for f in args.fasta]
+        # Checked before any job starts: a typo must not surface an hour later in a job's log.
+        for path, option, wanted in [*((f, "--fasta", "file") for f in self.fasta), (args.data, "--data", "folder")]:
+            if not (Path(path).is_file() if wanted == "file" else Path(path).is_dir()):
+                raise FileNotFoundError(f"{option} {path}: no such {wanted}")
         self.started = time.time()
         self.runner = JobRunner(self.work_dir, args.workers, args.threads, self.record)
         self.results: dict[str, dict] = {}
@@ -576,19 +582,20 @@ class Study:
 
         b, models, suite = self.budget, self.models(), load_suite("gue")
         jobs = []
-        for task in b.tasks:
-            for seed in b.seeds or suite.task(task).seeds:
-                slug = f"{task.replace('/', '_')}_seed{seed}"
-                for arm in ARMS:
-                    jobs.append((f"finetune_{arm}_{slug}", {
-                        "kind": "finetune", "arm": arm, "model": models[arm], "task": task, "seed": seed,
-                        "data": str(Path(self.args.data).resolve()), "recipe": b.finetune,
-                        "max_train_samples": b.max_train_samples, "max_validation_samples": b.max_validation_samples}))
-                for arm in PROBED_ARMS:
-                    jobs.append((f"probe_{arm}_{slug}", {
-                        "kind": "probe", "arm": arm, "model": models[arm], "task": task, "seed": seed,
-                        "data": str(Path(self.args.data).resolve()), "train_examples": b.probe_train_examples,
-                        "test_examples": b.probe_test_examples}))
+        # Seed-major: a study stopped early has every task and arm for its first seed(s), not three seeds of a few tasks.
+        seeds = {task: tuple(b.seeds or suite.task(task).seeds) for task in b.tasks}
+        for task, seed in [(task, seeds[task][i]) for i in range(max(map(len, seeds.values()))) for task in b.tasks if i < len(seeds[task])]:
+            slug = f"{task.replace('/', '_')}_seed{seed}"
+            for arm in ARMS:
+                jobs.append((f"finetune_{arm}_{slug}", {
+                    "kind": "finetune", "arm": arm, "model": models[arm], "task": task, "seed": seed,
+                    "data": str(Path(self.args.data).resolve()), "recipe": b.finetune,
+                    "max_train_samples": b.max_train_samples, "max_validation_samples": b.max_validation_samples}))
+            for arm in PROBED_ARMS:
+                jobs.append((f"probe_{arm}_{slug}", {
+                    "kind": "probe", "arm": arm, "model": models[arm], "task": task, "seed": seed,
+                    "data": str(Path(self.args.data).resolve()), "train_examples": b.probe_train_examples,
+                    "test_examples": b.probe_test_examples}))
         return jobs
 
     def report(self) -> dict:
@@ -705,6 +712,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--sweep-steps", type=int, help="pre-training steps of each sweep setting")
     parser.add_argument("--pretrain-steps", type=int, help="RTD steps of the main run (MLM: the same FLOPs)")
     parser.add_argument("--finetune-steps", type=int, help="fine-tuning steps of every arm")
+    add_debug_option(parser)
     parser.add_argument("--job", type=Path, help=argparse.SUPPRESS)  # internal: run one job spec
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
@@ -713,15 +721,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.job:
         run_job_in_process(args.job)
-        return
+        return 0
+    return run_reporting_errors("nucel-study", lambda: run_study(args), args.debug)
+
+
+def run_study(args: argparse.Namespace) -> None:
     study = Study(args)
     report = study.run()
     print(f"[study] done in {report['elapsed_minutes']:.1f} min: {study.output / 'pretraining_study.md'}")
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -52,6 +52,7 @@ from nucel.benchmarks.loaders import Split, TaskData, fold_split, load_task
 from nucel.benchmarks.metrics import compute_metrics, softmax
 from nucel.benchmarks.model_identity import cnn_identity, folder_identity, hub_identity, random_identity
 from nucel.benchmarks.registry import HYPERPARAMETER_KEYS, SUITES, Suite, Task, load_suite
+from nucel.errors import add_debug_option, run_reporting_errors
 from nucel.folders import write_json_atomically
 from nucel.modeling_nucel.configuration_nucel import CLASSIFIER_HEADS
 from nucel.tokenization import build_tokenizer
@@ -503,7 +504,15 @@ def main(argv: list[str] | None = None) -> int | None:
         parser.add_argument(f"--{key.replace('_', '-')}", type=OPTION_TYPES.get(key, int), choices=CLASSIFIER_HEADS if key == "head" else None,
                             help="override the registry's value, for every model")
     parser.add_argument("--torch-threads", type=int, help="torch.set_num_threads (1 is fastest on a busy shared CPU)")
+    add_debug_option(parser)
     args = parser.parse_args(argv)
+    return run_reporting_errors("nucel-benchmark", lambda: run(parser, args), args.debug)
+
+
+def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    # NT's data may also be a file or a Hub dataset id; GUE and Genomic Benchmarks are folders.
+    if args.suite != "nucleotide_transformer" and not Path(args.data).is_dir():
+        raise FileNotFoundError(f"--data {args.data}: no such folder (the {args.suite} data root; see ../shared/data/README.md)")
     if args.torch_threads:
         torch.set_num_threads(args.torch_threads)
     if args.evaluate:
@@ -521,4 +530,4 @@ def main(argv: list[str] | None = None) -> int | None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -47,8 +47,8 @@ from sklearn.metrics import average_precision_score, precision_recall_curve, roc
 from nucel.attention_maps import pyplot, save_figure
 from nucel.benchmarks.loaders import file_sha256
 from nucel.benchmarks.model_identity import folder_identity
-from nucel.cli import USER_ERRORS
 from nucel.embed import DEFAULT_WINDOW, load_encoder
+from nucel.errors import add_debug_option, run_reporting_errors
 from nucel.fasta import read_fasta
 from nucel.folders import atomic_file, write_json_atomically
 from nucel.variants import (
@@ -581,7 +581,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument("--device", help="cpu, cuda ... (default: cuda when available)")
     parser.add_argument("--torch-threads", type=int, help="torch.set_num_threads (1 is fastest on a busy shared CPU)")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="writes OUTPUT.md, OUTPUT.json and OUTPUT.png")
-    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    add_debug_option(parser)
     return parser
 
 
@@ -636,18 +636,14 @@ def run(args: argparse.Namespace, command: str) -> dict:
 def main(argv: list[str] | None = None, prog: str = "python -m nucel.benchmarks.vep") -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser(prog).parse_args(argv)
-    try:
-        report = run(args, f"{prog} {shlex.join(argv)}".strip())
-    except USER_ERRORS as error:
-        if args.debug:
-            raise
-        print(f"{prog}: error: {error}", file=sys.stderr)
-        return 2
+    return run_reporting_errors(prog, lambda: report_scores(run(args, f"{prog} {shlex.join(argv)}".strip()), args.output), args.debug)
+
+
+def report_scores(report: dict, output: Path) -> None:
     for result in report["results"]:
         print(f"{result['name']}: AUROC {fmt(result['overall']['auroc'])}, AUPRC {fmt(result['overall']['auprc'])}, "
               f"Spearman {fmt(result['overall']['spearman'])}")
-    print(f"written {args.output}.md, .json, .png")
-    return 0
+    print(f"written {output}.md, .json, .png")
 
 
 if __name__ == "__main__":

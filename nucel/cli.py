@@ -16,6 +16,8 @@ import importlib
 import importlib.util
 import sys
 
+from nucel.errors import add_debug_option, run_reporting_errors
+
 # The modules that provide sub-commands, in the order `nucel --help` lists them. The training and release
 # modules come with the full package; a trimmed installation without one of them simply lacks its command.
 COMMAND_MODULES = (
@@ -28,27 +30,20 @@ COMMAND_MODULES = (
     "nucel.convert",
 )
 
-# Errors that mean "the input or the arguments are wrong": reported as one line, without a traceback.
-USER_ERRORS = (ValueError, OSError)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nucel", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
         if importlib.util.find_spec(name) is not None:
             importlib.import_module(name).add_parser(subparsers)
+    for subparser in subparsers.choices.values():
+        add_debug_option(subparser)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        args.func(args)
-    except USER_ERRORS as error:
-        print(f"nucel {args.command}: error: {error}", file=sys.stderr)
-        return 1
-    return 0
+    return run_reporting_errors(f"nucel {args.command}", lambda: args.func(args), args.debug)
 
 
 if __name__ == "__main__":

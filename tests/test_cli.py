@@ -64,7 +64,7 @@ def test_unreadable_fasta_is_one_clear_line(folders, tmp_path, capsys, content, 
     _, encoder, _ = folders
     fasta = tmp_path / "input.fa"
     fasta.write_text(content)
-    assert cli.main(["embed", str(encoder), str(fasta), "-o", str(tmp_path / "e.npy")]) == 1
+    assert cli.main(["embed", str(encoder), str(fasta), "-o", str(tmp_path / "e.npy")]) == 2
     error = capsys.readouterr().err
     assert error.startswith("nucel embed: error: ") and message in error and "Traceback" not in error
     assert not (tmp_path / "e.npy").exists()
@@ -88,7 +88,7 @@ def test_score_variants_and_ism_commands(folders, tmp_path, capsys):
 
     vcf.write_text(f"#CHROM\tPOS\tID\tREF\tALT\nchr1\t100\trs9\t{chromosome[99]}\t{alt}\n")
     assert cli.main(["score-variants", "--variants", str(vcf), "--reference", str(reference), "--generator", str(generator),
-                     "-o", str(tmp_path / "other.tsv")]) == 1
+                     "-o", str(tmp_path / "other.tsv")]) == 2
     assert "chromosome 'chr1' is not in the reference" in capsys.readouterr().err
 
     assert cli.main(["ism", "--region", "chr7:11-40", "--reference", str(reference), "--generator", str(generator),
@@ -97,7 +97,7 @@ def test_score_variants_and_ism_commands(folders, tmp_path, capsys):
     assert lines[0] == "position\tref\tA\tC\tG\tT" and len(lines) == 31 and lines[1].startswith(f"11\t{chromosome[10]}\t")
     assert (tmp_path / "ism.png").read_bytes()[:4] == b"\x89PNG"
     assert cli.main(["ism", "--region", "chr7:290-310", "--reference", str(reference), "--generator", str(generator),
-                     "-o", str(tmp_path / "ism2")]) == 1
+                     "-o", str(tmp_path / "ism2")]) == 2
     assert "region 'chr7:290-310' is outside chr7 (1..300)" in capsys.readouterr().err
 
 

@@ -350,7 +350,7 @@ def test_configs_and_command_line_overrides(tmp_path):
         ["--config", "x.yaml", "--max_steps", "7", "--fasta", "a.fa", "b.fa.gz", "--no-reverse_complement", "--learning_rate", "3e-4", "--resume"]
     ))
     assert args["resume"] == "latest" and args["max_steps"] == 7 and args["fasta"] == ["a.fa", "b.fa.gz"]
-    overridden = load_config(CONFIGS / "tiny_cpu.yaml", {k: v for k, v in args.items() if k not in ("config", "resume", "export_only")})
+    overridden = load_config(CONFIGS / "tiny_cpu.yaml", {k: v for k, v in args.items() if k not in ("config", "resume", "export_only", "debug")})
     assert (overridden.max_steps, overridden.fasta, overridden.reverse_complement, overridden.learning_rate) == (7, ["a.fa", "b.fa.gz"], False, 3e-4)
     assert overridden.window_length == tiny.window_length  # untouched settings keep the file's values
     args = vars(build_parser().parse_args(
@@ -358,6 +358,12 @@ def test_configs_and_command_line_overrides(tmp_path):
     ))
     assert args["skip_contigs"] == [] and args["probe_tasks"] == ["a/0", "b/1"]  # a bare --skip_contigs: no filter
     assert args["gradient_checkpointing"] is True and args["init_from"] == "runs/x/export/discriminator"
+    # Every NucEL command spells options with hyphens; the YAML keys' underscore spellings above stay aliases.
+    hyphens = vars(build_parser().parse_args(
+        ["--max-steps", "7", "--no-reverse-complement", "--learning-rate", "3e-4", "--skip-contigs", "--export-only"]
+    ))
+    assert {key: hyphens[key] for key in ("max_steps", "reverse_complement", "learning_rate", "skip_contigs", "export_only")} == {
+        "max_steps": 7, "reverse_complement": False, "learning_rate": 3e-4, "skip_contigs": [], "export_only": True}
 
     bad = tmp_path / "bad.yaml"
     bad.write_text("max_steps: 5\nfasta: builtin\nlearning_rte: 0.1\n")

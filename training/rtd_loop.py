@@ -100,7 +100,7 @@ class PretrainingConfig:
     mask_token_fraction: float = 0.85
     # Optimisation
     seed: int = 42
-    max_steps: int | None = None  # wins over `epochs`, so that `--max_steps` overrides a config written in epochs
+    max_steps: int | None = None  # wins over `epochs`, so that `--max-steps` overrides a config written in epochs
     epochs: float | None = None
     per_device_batch_size: int = 24
     global_batch_size: int = 192
