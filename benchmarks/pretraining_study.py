@@ -280,8 +280,9 @@ def run_job_in_process(spec_path: Path) -> None:
 class JobRunner:
     """Runs job specs in subprocesses, `workers` at a time, reusing results whose spec is unchanged."""
 
-    def __init__(self, work_dir: Path, workers: int, threads: int, on_result):
+    def __init__(self, work_dir: Path, workers: int, threads: int, on_result, run_missing: bool = True):
         self.work_dir, self.workers, self.threads, self.on_result = work_dir, workers, threads, on_result
+        self.run_missing = run_missing  # False: only finished jobs are collected (--report-only)
         self.lock = threading.Lock()
 
     def result_path(self, name: str) -> Path:
@@ -298,6 +299,8 @@ class JobRunner:
     def run(self, name: str, spec: dict) -> dict | None:
         spec = {**spec, "result": str(self.result_path(name)), "threads": self.threads}
         result = self.cached(name, {k: v for k, v in spec.items() if k not in ("result", "threads")})
+        if result is None and not self.run_missing:
+            return None
         if result is None:
             spec_path = self.work_dir / "jobs" / f"{name}.spec.json"
             spec_path.parent.mkdir(parents=True, exist_ok=True)
@@ -386,7 +389,8 @@ def markdown(report: dict) -> str:
     lines = [
         "# Pre-training study: RTD vs MLM at equal compute, random init and the one-hot CNN" + (" (QUICK MODE)" if report["quick"] else ""),
         "",
-        f"Status: **{report['status']}** (written {report['written']}; {report['elapsed_minutes']:.1f} min so far). "
+        f"Status: **{report['status']}** (written {report['written']}; {report['elapsed_minutes']:.1f} min in this invocation; "
+        f"the finished jobs ran {report['job_minutes']:.0f} min in all, {report['workers']} at a time). "
         f"Command: `{report['command']}`.",
         "",
         f"Pre-training data: {', '.join(report['fasta'])} — real human DNA (GRCh38 chr2:1-2,333,275; the paper's "
@@ -462,7 +466,7 @@ def markdown(report: dict) -> str:
     averages = report.get("downstream_average", {})
     if averages:
         cells = [fmt(averages.get(kind, {}).get(arm)) for arm, kind in columns]
-        lines.append("| **average (tasks with results)** | " + " | ".join(cells) + " |")
+        lines.append(f"| **average ({len(report['downstream_average_tasks'])} tasks with every arm)** | " + " | ".join(cells) + " |")
     lines += ["", "Every job's spec and result: `" + report["work_dir"] + "/jobs/`; figure: pretraining_study.png."]
     return "\n".join(lines) + "\n"
 
@@ -523,12 +527,8 @@ class Study:
         self.work_dir = Path(args.work_dir).resolve()
         self.output = Path(args.output)
         self.fasta = [str(Path(f).resolve()) for f in args.fasta]
-        # Checked before any job starts: a typo must not surface an hour later in a job's log.
-        for path, option, wanted in [*((f, "--fasta", "file") for f in self.fasta), (args.data, "--data", "folder")]:
-            if not (Path(path).is_file() if wanted == "file" else Path(path).is_dir()):
-                raise FileNotFoundError(f"{option} {path}: no such {wanted}")
         self.started = time.time()
-        self.runner = JobRunner(self.work_dir, args.workers, args.threads, self.record)
+        self.runner = JobRunner(self.work_dir, args.workers, args.threads, self.record, run_missing=not args.report_only)
         self.results: dict[str, dict] = {}
         self.report_state = {"status": "running"}
 
@@ -605,6 +605,7 @@ class Study:
         report = {
             "quick": self.args.quick, "status": self.report_state["status"], "command": " ".join(["nucel-study", *self.args.argv]),
             "written": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), "elapsed_minutes": (time.time() - self.started) / 60,
+            "job_minutes": sum(result.get("wall_seconds", 0) for result in self.results.values()) / 60, "workers": self.args.workers,
             "fasta": self.fasta, "work_dir": str(self.work_dir), "workers": self.args.workers, "threads": self.args.threads,
             "budget": {**{k: v for k, v in asdict(b).items() if k != "sweep"}, "sweep": [list(s) for s in b.sweep]},
             "finetune_recipe": b.finetune, "sweep": sweep, "chosen": chosen["setting"] if chosen else None,
@@ -646,14 +647,15 @@ class Study:
                              "split_sizes": result.get("split_sizes")} if kind == "finetune" else {})})
         report["downstream"] = {task: {kind: {arm: summarise(values) for arm, values in arms.items()} for kind, arms in kinds.items()}
                                 for task, kinds in downstream.items()}
+        # Averaged over the tasks every arm has results for, so that no arm's average covers easier tasks.
+        columns = [(kind, arm) for kind, arms in (("finetune", ARMS), ("probe", PROBED_ARMS)) for arm in arms]
+        complete = [t for t, kinds in report["downstream"].items() if all(arm in kinds.get(kind, {}) for kind, arm in columns)]
         averages = {}
-        for kind, arms in (("finetune", ARMS), ("probe", PROBED_ARMS)):
-            for arm in arms:
-                means = [report["downstream"][t][kind][arm]["mean"] for t in report["downstream"]
-                         if arm in report["downstream"][t].get(kind, {})]
-                if means:
-                    averages.setdefault(kind, {})[arm] = statistics.fmean(means)
+        for kind, arm in columns:
+            if complete:
+                averages.setdefault(kind, {})[arm] = statistics.fmean(report["downstream"][t][kind][arm]["mean"] for t in complete)
         report["downstream_average"] = averages
+        report["downstream_average_tasks"] = complete
         report["downstream_runs"] = sorted(runs, key=lambda r: r["job"])
         return report
 
@@ -693,7 +695,10 @@ class Study:
             print(f"[study] no exported model for {missing}: their downstream jobs are skipped", flush=True)
             jobs = [(name, spec) for name, spec in jobs if spec["arm"] not in missing]
         self.runner.run_all(jobs)
-        self.report_state["status"] = "finished"
+        planned = [name for name, _, _, _ in self.sweep_jobs()] + [name for name, _ in self.pretrain_jobs() + jobs]
+        finished = sum(name in self.results for name in planned)
+        self.report_state["status"] = "finished" if finished == len(planned) else (
+            f"stopped with {finished} of {len(planned)} jobs finished; run the command again to continue (finished jobs are reused)")
         self.write()
         return self.report()
 
@@ -712,10 +717,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--sweep-steps", type=int, help="pre-training steps of each sweep setting")
     parser.add_argument("--pretrain-steps", type=int, help="RTD steps of the main run (MLM: the same FLOPs)")
     parser.add_argument("--finetune-steps", type=int, help="fine-tuning steps of every arm")
+    parser.add_argument("--report-only", action="store_true", help="rewrite the report from the finished jobs under --work-dir; run nothing")
     add_debug_option(parser)
     parser.add_argument("--job", type=Path, help=argparse.SUPPRESS)  # internal: run one job spec
     args = parser.parse_args(argv)
-    args.argv = list(sys.argv[1:] if argv is None else argv)
+    args.argv = [arg for arg in (sys.argv[1:] if argv is None else argv) if arg != "--report-only"]
     if args.work_dir is None:
         args.work_dir = str(REPOSITORY / "runs" / ("pretraining-study-quick" if args.quick else "pretraining-study"))
     return args

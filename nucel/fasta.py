@@ -6,7 +6,7 @@ import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
-from .tokenization.dna import IUPAC_CODES
+from nucel.tokenization.dna import IUPAC_CODES
 
 _NOT_NUCLEOTIDE = re.compile(f"[^{''.join(sorted(IUPAC_CODES))}{''.join(sorted(IUPAC_CODES)).lower()}]")
 
@@ -30,6 +30,8 @@ def read_fasta(path: str | Path, validate: bool = True) -> Iterator[tuple[str, s
     that is not an IUPAC nucleotide code), a record without sequence, an empty file, or a truncated/corrupt gzip.
     """
     path = Path(path)
+    if path.is_dir():
+        raise FastaError(f"{path} is a directory; give the FASTA file inside it")
     if not path.is_file():
         raise FastaError(f"{path}: no such file")
     name, chunks, header_line, records = None, [], 0, 0

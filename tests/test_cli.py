@@ -81,14 +81,18 @@ def test_score_variants_and_ism_commands(folders, tmp_path, capsys):
     scores = tmp_path / "scores.tsv"
     assert cli.main(["score-variants", "--variants", str(vcf), "--reference", str(reference), "--generator", str(generator),
                      "--model", str(encoder), "-o", str(scores), "--device", "cpu", "--context", "128"]) == 0
-    header, row = (line.split("\t") for line in scores.read_text().splitlines())
-    assert header == ["id", "chrom", "position", "ref", "alt", "llr", "embedding_distance"]
-    assert row[:5] == ["rs9", "chr7", "100", chromosome[99], alt] and float(row[6]) > 0
-    assert "1 variants scored" in capsys.readouterr().out
+    header, row, indel = (line.split("\t") for line in scores.read_text().splitlines())
+    assert header == ["id", "chrom", "position", "ref", "alt", "status", "llr", "embedding_distance"]
+    assert row[:6] == ["rs9", "chr7", "100", chromosome[99], alt, "ok"] and float(row[7]) > 0
+    assert indel[:6] == ["del", "chr7", "5", "AC", "A", "not_snv"] and indel[6:] == ["", ""]
+    capsys.readouterr()
 
+    # A variant on a chromosome the reference lacks is a status (the run goes on), or with --strict the error
     vcf.write_text(f"#CHROM\tPOS\tID\tREF\tALT\nchr1\t100\trs9\t{chromosome[99]}\t{alt}\n")
-    assert cli.main(["score-variants", "--variants", str(vcf), "--reference", str(reference), "--generator", str(generator),
-                     "-o", str(tmp_path / "other.tsv")]) == 2
+    command = ["score-variants", "--variants", str(vcf), "--reference", str(reference), "--generator", str(generator), "-o", str(tmp_path / "other.tsv")]
+    assert cli.main(command) == 0
+    assert (tmp_path / "other.tsv").read_text().splitlines()[1].split("\t")[5] == "missing_contig"
+    assert cli.main([*command, "--strict"]) == 2
     assert "chromosome 'chr1' is not in the reference" in capsys.readouterr().err
 
     assert cli.main(["ism", "--region", "chr7:11-40", "--reference", str(reference), "--generator", str(generator),

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from nucel import NucELConfig, NucELModel
-from nucel.embed import embed_sequences, ids_path, load_encoder, stitch_segments, window_spans, write_embeddings
+from nucel.embed import embed_sequences, ids_path, load_encoder, window_plan, window_spans, write_embeddings
 from nucel.folders import save_model_folder
 from nucel.tokenization import reverse_complement
 
@@ -76,8 +76,10 @@ def test_reverse_complement_averaging_is_strand_symmetric(encoder):
 
 @pytest.mark.parametrize("length, window, overlap", [(10, 10, 3), (11, 10, 3), (1000, 100, 30), (1017, 128, 64), (257, 64, 0)])
 def test_windows_cover_every_base_exactly_once(length, window, overlap):
-    spans = window_spans(length, window, overlap)
-    segments = stitch_segments(spans)
+    plan = list(window_plan(length, window, overlap))
+    spans, segments = [(start, end) for start, end, _, _ in plan], [(keep_start, keep_end) for _, _, keep_start, keep_end in plan]
+    assert spans == window_spans(length, window, overlap)
+    assert plan[::-1] == list(window_plan(length, window, overlap, backwards=True))
     assert spans[0][0] == 0 and spans[-1][1] == length
     assert all(end - start == min(window, length) for start, end in spans)
     assert all(previous[1] - following[0] >= overlap for previous, following in zip(spans, spans[1:]))
@@ -97,9 +99,8 @@ def test_long_sequence_is_stitched_from_its_windows(encoder):
     window, overlap = 100, 40
     stitched = embed_sequences(model, tokenizer, [sequence], pooling=None, window=window, overlap=overlap, progress=False)[0]
     assert stitched.shape == (300, 64)
-    spans = window_spans(300, window, overlap)
     cls_vectors = []
-    for (start, end), (keep_start, keep_end) in zip(spans, stitch_segments(spans)):
+    for start, end, keep_start, keep_end in window_plan(300, window, overlap):
         alone = reference_hidden(model, tokenizer, sequence[start:end])
         np.testing.assert_allclose(stitched[keep_start:keep_end], alone[1 + keep_start - start : 1 + keep_end - start], atol=1e-5)
         cls_vectors.append(alone[0])

@@ -151,7 +151,7 @@ def test_regression_toy_task_trains_and_predicts(tmp_path):
     predictions = predict_file(tmp_path / "model", tmp_path / "dev.csv", tmp_path / "predictions.csv")
     with open(predictions, newline="") as handle:
         table = list(csv.DictReader(handle))
-    assert list(table[0]) == ["id", "gc"] and len(table) == 32
+    assert list(table[0]) == ["id", "gc", "windows"] and len(table) == 32
 
 
 def test_multi_label_toy_task_trains(tmp_path):
@@ -208,7 +208,7 @@ def test_user_file_errors_name_file_and_line(tmp_path):
     settings = quick_settings()
     path = tmp_path / "train.csv"
     path.write_text("sequence,label\nACGT,low_gc\nACGT,medium_gc\n")
-    with pytest.raises(BenchmarkDataError, match=r"train\.csv line 3: label 'medium_gc' is not one of the labels"):
+    with pytest.raises(BenchmarkDataError, match=r"train\.csv: of 2 rows, 1 with a class not among the training classes .*'medium_gc'.* \(first at line 3\)"):
         read_labelled_data(path, settings, ["label"])
     path.write_text("sequence,target\nACGT,low_gc\n")
     with pytest.raises(BenchmarkDataError, match=r"missing column\(s\) \['label'\]"):

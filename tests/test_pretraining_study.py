@@ -70,3 +70,9 @@ def test_quick_study_writes_its_results(tmp_path, monkeypatch):
     # a second run reuses every job
     study.main(["--quick", "--fasta", str(FASTA), "--data", str(GUE), "--output", str(output), "--work-dir", str(work)])
     assert json.loads((output / "pretraining_study.json").read_text())["downstream"] == report["downstream"]
+    # --report-only rewrites the report from what has finished and runs nothing
+    (work / "jobs" / "probe_random_tf_0_seed42.json").unlink()
+    study.main(["--quick", "--fasta", str(FASTA), "--data", str(GUE), "--output", str(output), "--work-dir", str(work), "--report-only"])
+    partial = json.loads((output / "pretraining_study.json").read_text())
+    assert partial["status"].startswith("stopped with") and not (work / "jobs" / "probe_random_tf_0_seed42.json").exists()
+    assert "random" not in partial["downstream"]["tf/0"]["probe"] and "--report-only" not in partial["command"]

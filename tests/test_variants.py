@@ -1,6 +1,7 @@
 """Variant scores: LLR antisymmetry and reference checks, embedding distance, VCF/TSV input errors, ISM."""
 
 import gzip
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -11,16 +12,20 @@ from nucel.fasta import FastaError, read_fasta
 from nucel.folders import save_model_folder
 from nucel.modeling_nucel.configuration_nucel import BASE_IDS
 from nucel.variants import (
+    ReferenceGenome,
     VariantError,
     embedding_distances,
     in_silico_mutagenesis,
     load_generator,
     log_likelihood_ratios,
     make_variant,
+    other_spelling,
     plot_mutagenesis,
     read_variant_table,
     read_vcf,
+    status_summary,
     variant_window,
+    vcf_rows,
 )
 from nucel.embed import load_encoder
 
@@ -104,36 +109,103 @@ def test_vcf_against_reference(reference, tmp_path):
     lines = [
         "##fileformat=VCFv4.2",
         "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO",
-        f"chr1\t5\trs1\t{CHR1[4]}\tG,A\t.\t.\t.",  # multi-allelic: one variant per ALT
+        f"chr1\t5\trs1\t{CHR1[4]}\tG,A\t.\t.\t.",  # multi-allelic: one row per ALT
         f"chr1\t150\t.\t{CHR1[149]}\tA\t.\t.\t.",
         "chr1\t20\tindel\tAT\tA\t.\t.\t.",
         f"chr2\t3\tsoft\t{CHR2[2].upper()}\tC\t.\t.\t.",  # lowercase reference base matches
     ]
     with gzip.open(vcf, "wt") as handle:
         handle.write("\n".join(lines) + "\n")
-    variants, skipped = read_vcf(vcf, reference)
-    assert skipped == 1 and CHR1[4] == "T"
-    assert [(v.name, v.alt) for v in variants][:2] == [("rs1", "G"), ("rs1", "A")]
-    assert [(v.name, v.chrom, v.position, v.alt) for v in variants][2:] == [(f"chr1:150 {CHR1[149]}>A", "chr1", 150, "A"), ("soft", "chr2", 3, "C")]
+    rows = read_vcf(vcf, reference)
+    assert CHR1[4] == "T"
+    assert [(r.name, r.alt, r.status) for r in rows] == [
+        ("rs1", "G", "ok"), ("rs1", "A", "ok"), (f"chr1:150 {CHR1[149]}>A", "A", "ok"), ("indel", "A", "not_snv"), ("soft", "C", "ok")]
+    variants = [r.variant for r in rows if r.status == "ok"]
+    assert [(v.chrom, v.position) for v in variants][2:] == [("chr1", 150), ("chr2", 3)]
     assert all(v.context[v.offset].upper() == v.ref for v in variants)
+    assert rows[3].variant is None and rows[3].ref == "AT"
+
+
+# One VCF line per status; the reference has chr1 (240 bp) and chr2, whose position 21 is N.
+STATUS_LINES = [
+    ("chr1\t5\tgood\tT\tG", "ok"),
+    ("chr1\t5\tbad\tC\tG", "ref_mismatch"),
+    ("chrX\t5\t.\tA\tG", "missing_contig"),
+    ("chr1\t20\tindel\tAT\tA", "not_snv"),
+    ("chr1\t5\tsymbolic\tT\t<DEL>", "not_snv"),
+    ("chr1\t5\tsame\tT\tT", "not_snv"),
+    ("chr1\t5\tn_allele\tN\tA", "ref_is_n"),
+    ("chr2\t21\tin_gap\tA\tG", "ref_is_n"),
+    ("chr1\t241\tfar\tA\tG", "outside_contig"),
+]
+
+
+def test_every_vcf_line_gets_a_status(reference, tmp_path):
+    assert CHR1[4] == "T" and CHR2[20] == "N"
+    vcf = tmp_path / "calls.vcf"
+    vcf.write_text("#CHROM\tPOS\tID\tREF\tALT\n" + "".join(f"{line}\n" for line, _ in STATUS_LINES))
+    rows = read_vcf(vcf, reference)
+    assert [r.status for r in rows] == [status for _, status in STATUS_LINES]
+    assert [r.source.rsplit(" ", 1)[1] for r in rows] == [str(i) for i in range(2, 2 + len(STATUS_LINES))]
+    assert all((r.variant is None) == (r.status != "ok") for r in rows)
+    assert all(r.reason.startswith(f"variant {r.name!r} ({vcf} line ") for r in rows if r.status != "ok")
 
 
 @pytest.mark.parametrize(
     "line, message",
     [
-        ("1\t5\t.\tA\tG", r"chromosome '1' is not in the reference .*genome.fa \(it has 'chr1'"),
-        ("chrX\t5\t.\tA\tG", r"line 2: variant 'chrX:5 A>G': chromosome 'chrX' is not in the reference"),
+        ("chrX\t5\t.\tA\tG", r"variant 'chrX:5 A>G' \(.*line 2\): chromosome 'chrX' is not in the reference \(nor 'X'\)"),
         ("chr1\t241\tfar\tA\tG", r"variant 'far' .*line 2\): position 241 is outside the sequence \(1..240\)"),
-        ("chr1\tfive\t.\tA\tG", r"line 2: POS 'five' is not a positive integer"),
         ("chr1\t5\tbad\tC\tG", r"variant 'bad' .*line 2\): reference allele C does not match the sequence, which has T at position 5"),
         ("chr1\t5\tsame\tT\tT", r"variant 'same' .*alternative allele equals the reference allele"),
+        ("chr1\t20\tindel\tAT\tA", r"variant 'indel' .*line 2\): reference allele 'AT' is not a single base"),
     ],
 )
-def test_vcf_errors_name_the_variant(reference, tmp_path, line, message):
+def test_strict_stops_at_the_first_bad_line_and_names_it(reference, tmp_path, line, message):
+    vcf = tmp_path / "calls.vcf"
+    vcf.write_text(f"#CHROM\tPOS\tID\tREF\tALT\nchr1\t5\tgood\tT\tG\n{line}\n".replace("line 2", "line 3"))
+    with pytest.raises(VariantError, match=message.replace("line 2", "line 3")):
+        read_vcf(vcf, reference, strict=True)
+    assert [r.status for r in read_vcf(vcf, reference)][0] == "ok"  # without --strict: a status, and on
+
+
+@pytest.mark.parametrize("line", ["chr1\tfive\t.\tA\tG", "chr1\t5\t.\tA"])
+def test_a_line_that_is_not_vcf_is_an_error_naming_it(reference, tmp_path, line):
     vcf = tmp_path / "calls.vcf"
     vcf.write_text(f"#CHROM\tPOS\tID\tREF\tALT\n{line}\n")
-    with pytest.raises(VariantError, match=message):
+    with pytest.raises(VariantError, match=r"calls\.vcf line 2: (POS 'five' is not a positive integer|expected tab-separated CHROM POS ID REF ALT)"):
         read_vcf(vcf, reference)
+
+
+def test_chr_prefix_differences_are_mapped_and_counted(tmp_path):
+    """A UCSC-named VCF (chr1) against an Ensembl-named FASTA (1, 2), and the reverse."""
+    ensembl = tmp_path / "ensembl.fa"
+    ensembl.write_text(f">1\n{CHR1}\n>2\n{CHR2}\n")
+    ucsc = tmp_path / "ucsc.fa"
+    ucsc.write_text(f">chr1\n{CHR1}\n>chr2\n{CHR2}\n")
+    vcf = tmp_path / "calls.vcf"
+    for names, fasta in ((("chr1", "chr2"), ensembl), (("1", "2"), ucsc)):
+        vcf.write_text("".join(f"{names[0]}\t{p}\t.\t{CHR1[p - 1]}\t{'A' if CHR1[p - 1] != 'A' else 'C'}\n" for p in (5, 9, 30))
+                       + f"{names[1]}\t1\t.\tT\tA\nchrX\t1\t.\tA\tG\n")
+        genome = ReferenceGenome(fasta)
+        rows = list(vcf_rows(vcf, genome))
+        assert [r.status for r in rows] == ["ok"] * 4 + ["missing_contig"]
+        assert [r.chrom for r in rows][:4] == [names[0]] * 3 + [names[1]]  # the VCF's own names in the output
+        assert rows[0].variant.context == CHR1
+        found = [other_spelling(name) for name in names]
+        assert genome.renamed == {(names[0], found[0]): 3, (names[1], found[1]): 1}
+        summary = status_summary(Counter(r.status for r in rows), genome)
+        assert f"{names[0]} -> {found[0]} (3 lines)" in summary and "4 ok, 1 missing_contig" in summary
+
+
+def test_reference_is_read_one_chromosome_at_a_time(tmp_path):
+    """A sorted VCF reads the FASTA once; a jump back starts again from the top."""
+    fasta = tmp_path / "genome.fa"
+    fasta.write_text("".join(f">chr{i}\n{CHR1}\n" for i in range(1, 5)))
+    genome = ReferenceGenome(fasta)
+    assert genome.get("chr2") == CHR1 and genome.name == "chr2" and genome.names is None  # chr3, chr4 not read yet
+    assert genome.get("chr4") == CHR1 and genome.get("chr1") == CHR1 and genome.names == {"chr1", "chr2", "chr3", "chr4"}
+    assert genome.get("chr9") is None
 
 
 def test_unreadable_reference_is_a_clear_error(tmp_path):
@@ -153,17 +225,23 @@ def test_variant_table_with_sequences_and_regions(reference, tmp_path):
         "id\tsequence\tregion\tposition\tref\talt\n"
         "inline\tACGTACGT\t\t3\tG\tA\n"
         f"region\t\tchr1:101-200\t150\t{CHR1[149]}\tA\n"
+        "out\t\tchr1:101-200\t201\tA\tC\n"
+        "past_end\t\tchr1:200-300\t250\tA\tC\n"
+        "no_chrom\t\tchr7:1-10\t5\tA\tC\n"
+        "ensembl_name\t\t1:101-200\t150\t" + CHR1[149] + "\tA\n"
     )
-    inline, region = read_variant_table(table, reference)
+    rows = read_variant_table(table, reference)
+    assert [r.status for r in rows] == ["ok", "ok", "outside_contig", "outside_contig", "missing_contig", "ok"]
+    inline, region = rows[0].variant, rows[1].variant
     assert (inline.context, inline.offset) == ("ACGTACGT", 2)
     assert region.context == CHR1[100:200] and region.offset == 49 and region.chrom == "chr1"
+    assert rows[5].variant.context == CHR1[100:200] and rows[5].chrom == "1"
 
-    table.write_text("id\tregion\tposition\tref\talt\nout\tchr1:101-200\t201\tA\tC\n")
-    with pytest.raises(VariantError, match=r"variant 'out' .*line 2\): position 201 is outside the sequence \(101..200\)"):
-        read_variant_table(table, reference)
+    with pytest.raises(VariantError, match=r"variant 'out' .*line 4\): position 201 is outside the sequence \(101..200\)"):
+        read_variant_table(table, reference, strict=True)
     table.write_text("id\tregion\tposition\tref\talt\nx\tchr1:200-300\t250\tA\tC\n")
     with pytest.raises(VariantError, match=r"line 2: region 'chr1:200-300' is outside chr1 \(1..240\)"):
-        read_variant_table(table, reference)
+        read_variant_table(table, reference, strict=True)
     table.write_text("id\tsequence\tposition\tref\talt\nx\tACGT>ACGT\t2\tC\tA\n")
     with pytest.raises(ValueError, match=r"invalid character '>' at position 5 in .*variants.tsv line 2"):
         read_variant_table(table)
@@ -206,18 +284,13 @@ def test_vcf_on_the_real_human_reference(models, shared_data, tmp_path):
     sequence = dict(read_fasta(reference))["chr2"]
     assert sequence[50000] == "c" and sequence[20000] == "G"  # a soft-masked base and an upper-case one
     vcf = tmp_path / "real.vcf"
-    vcf.write_text("#CHROM\tPOS\tID\tREF\tALT\nchr2\t50001\tmasked\tC\tT\nchr2\t20001\tupper\tG\tA,C\n")
-    variants, skipped = read_vcf(vcf, reference)
-    assert skipped == 0 and [v.name for v in variants] == ["masked", "upper", "upper"]
+    vcf.write_text("#CHROM\tPOS\tID\tREF\tALT\nchr2\t50001\tmasked\tC\tT\nchr2\t20001\tupper\tG\tA,C\n"
+                   "chr2\t5000\tin_gap\tA\tG\n2\t20001\tensembl\tG\tA\nchr2\t2333276\tpast_end\tA\tG\n")
+    rows = read_vcf(vcf, reference)
+    assert [(r.name, r.status) for r in rows] == [("masked", "ok"), ("upper", "ok"), ("upper", "ok"), ("in_gap", "ref_is_n"),
+                                                  ("ensembl", "ok"), ("past_end", "outside_contig")]
+    variants = [r.variant for r in rows if r.status == "ok"]
     scores = log_likelihood_ratios(generator, tokenizer, variants, context_length=256, progress=False)
     assert np.isfinite(scores).all()
-
-    vcf.write_text("#CHROM\tPOS\tID\tREF\tALT\nchr2\t5000\tin_gap\tA\tG\n")
-    with pytest.raises(VariantError, match="variant 'in_gap' .*reference allele A does not match the sequence, which has N at position 5000"):
-        read_vcf(vcf, reference)
-    vcf.write_text("#CHROM\tPOS\tID\tREF\tALT\n2\t20001\tucsc\tG\tA\n")
-    with pytest.raises(VariantError, match=r"chromosome '2' is not in the reference .* \(it has 'chr2'"):
-        read_vcf(vcf, reference)
-    vcf.write_text("#CHROM\tPOS\tID\tREF\tALT\nchr2\t2333276\tpast_end\tA\tG\n")
-    with pytest.raises(VariantError, match=r"position 2333276 is outside the sequence \(1..2333275\)"):
-        read_vcf(vcf, reference)
+    assert "reference allele A does not match the sequence, which has N at position 5000" in rows[3].reason
+    assert "position 2333276 is outside the sequence (1..2333275)" in rows[5].reason

@@ -48,11 +48,12 @@ from nucel.benchmarks.loaders import (
 )
 from nucel.benchmarks.metrics import compute_metrics
 from nucel.benchmarks.model_identity import folder_identity, hub_identity, random_identity
+from nucel.errors import add_debug_option, run_reporting_errors
 from nucel.folders import atomic_folder, save_model_folder, write_json_atomically
 from nucel.modeling_nucel import NucELConfig, NucELForSequenceClassification
 from nucel.modeling_nucel.configuration_nucel import CLASSIFIER_HEADS
 from nucel.tokenization import build_tokenizer, load_tokenizer, save_tokenizer, token_length
-from nucel.training.predict import FINETUNE_METADATA, classifier_on, predict_logits
+from nucel.training.predict import FINETUNE_METADATA, TRAINING_LENGTHS, classifier_on, predict_logits, training_lengths
 
 PROBLEM_TYPES = ("single_label_classification", "multi_label_classification", "regression")
 METHODS = ("full", "lora", "frozen")
@@ -136,6 +137,8 @@ def labelled_split(
     """Rows of a table -> a Split with labels encoded for the problem type; errors name the row's source."""
     if not rows:
         raise BenchmarkDataError(f"{source}: empty split (no rows)")
+    if settings.problem_type == "single_label_classification":
+        check_class_labels(source, [(row_source, row[label_columns[0]]) for row_source, row in rows], settings.label_names)
     sequences, labels = [], []
     for row_source, row in rows:
         sequences.append(check_sequence(row[sequence_column], row_source))
@@ -183,9 +186,44 @@ def dataset_split(dataset, settings: FinetuneSettings, label_columns: list[str],
     return labelled_split(rows, sequence_column, label_columns, settings, name, checksum)
 
 
+def check_class_labels(source: str, labelled: list[tuple[str, object]], label_names: list[str] | None = None) -> None:
+    """Refuse class labels that cannot be right, counted over the whole split: empty cells, fractional numbers (a
+    regression target, not a class) and, given the training classes, classes the model was never trained on."""
+    problems = {}
+    for row_source, value in labelled:
+        text = "" if value is None else str(value).strip()
+        if not text:
+            reason = "an empty label"
+        elif not text.lstrip("-").isdigit() and is_number(text):
+            reason = f"a fractional label such as {text!r} (a class is a name or an integer id; numeric targets need --problem-type regression)"
+        elif label_names is not None and text not in label_names and not (text.isdigit() and int(text) < len(label_names)):
+            reason = f"a class not among the training classes {label_names}"
+        else:
+            continue
+        problems.setdefault(reason, []).append((row_source, text))
+    if problems:
+        parts = []
+        for reason, rows in problems.items():
+            values = sorted({text for _, text in rows})
+            shown = f" ({', '.join(repr(v) for v in values[:5])}{', …' if len(values) > 5 else ''})" if "training classes" in reason else ""
+            first = rows[0][0].removeprefix(f"{source} ")  # "line 7" of the file the message names
+            parts.append(f"{len(rows)} with {reason}{shown} (first at {first})")
+        raise BenchmarkDataError(f"{source}: of {len(labelled)} rows, " + "; ".join(parts) + "; fix or remove those rows")
+
+
+def is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def label_names_from(path: str | Path, label_column: str) -> list[str]:
     """The distinct labels of a file's column for single-label tasks: integers in numeric order, else sorted."""
-    _, rows = read_table(path)
+    columns, rows = read_table(path)
+    require_columns(path, columns, [label_column])
+    check_class_labels(str(path), [(source, row[label_column]) for source, row in rows])
     values = {str(row[label_column]).strip() for _, row in rows}
     if all(value.lstrip("-").isdigit() for value in values):
         return sorted(values, key=int)
@@ -453,6 +491,10 @@ def finetune(
         **{key: value for key, value in summary.items() if key != "train_seconds"},
         **({"test_metrics": result.test_metrics} if test is not None else {}),
     }
+    # The length range it was trained on, for `nucel predict` to window longer inputs: in config.json too (a LoRA
+    # folder has none: finetune.json only), so that a release keeps it.
+    metadata[TRAINING_LENGTHS] = training_lengths(train.sequences, settings.max_length_bp)
+    setattr(model.config, TRAINING_LENGTHS, metadata[TRAINING_LENGTHS])
     save_finetuned(model, tokenizer, output_dir, metadata)
     return result
 
@@ -534,6 +576,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     for name in TRAINING_OPTIONS:
         kind = float if name in ("learning_rate", "epochs", "weight_decay", "lora_dropout") else int
         task.add_argument(f"--{name.replace('_', '-')}", type=kind, default=defaults[name], help=f"default: {defaults[name]}")
+    add_debug_option(parser)
     args = parser.parse_args(argv)
     if bool(args.train) == bool(args.dataset):
         parser.error("give either --train (files) or --dataset")
@@ -557,8 +600,12 @@ def load_splits(args: argparse.Namespace, settings: FinetuneSettings, label_colu
     return train, validation, test
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    return run_reporting_errors("nucel-finetune", lambda: run(args), args.debug)
+
+
+def run(args: argparse.Namespace) -> None:
     label_columns = args.label_column or ["label"]
     if args.problem_type == "single_label_classification":
         if args.label_names:
@@ -566,7 +613,7 @@ def main(argv: list[str] | None = None) -> None:
         elif args.train:
             label_names = label_names_from(args.train, label_columns[0])
         else:
-            sys.exit("--label-names is required with --dataset for single-label classification")
+            raise ValueError("--label-names is required with --dataset for single-label classification")
     else:
         label_names = label_columns
     settings = FinetuneSettings(
@@ -587,4 +634,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,30 +1,101 @@
-"""Predictions from a fine-tuned NucEL folder: sequences in (CSV/TSV/FASTA), labels and probabilities out.
+"""Predictions from a NucEL sequence classifier: sequences in (CSV/TSV/FASTA), labels and probabilities out.
 
-    nucel predict MODEL_DIR sequences.fa predictions.tsv
-    python training/predict.py MODEL_DIR sequences.csv predictions.csv --batch-size 64
+    nucel predict MODEL sequences.fa predictions.tsv
+    nucel predict user/nucel-promoters genome.fa.gz windows.csv --stride 10 --aggregate max
+    python training/predict.py MODEL sequences.csv predictions.csv --batch-size 64
 
-The folder is what `training/finetune.py` writes: a full model folder (full or frozen-backbone fine-tuning),
-or LoRA adapters plus heads, which are put back on their base model.
+MODEL is any NucEL classifier: a folder written by `nucel-finetune` (full, frozen, or LoRA adapters, which are put
+back on their base model), a released folder (`nucel release`; labels from config.json's `id2label`, tokenizer from
+the folder or this package's), or a Hub id (downloaded, or taken from the local cache with HF_HUB_OFFLINE=1).
+
+Input length: a classifier is known to work on inputs as long as those it was trained on, no longer. `nucel-finetune`
+records that range (`nucel_training_lengths` in config.json and finetune.json: min, max and median bp of the training
+split, as the model saw it). An input longer than the longest training sequence is, with `--long-inputs window` (the
+default), cut into windows of exactly that length (`--window` to choose another) that start `--stride` bases apart
+(default: half a window), the last one ending at the input's end; the prediction comes from the windows' class
+probabilities (regression: values) averaged per class (`--aggregate mean`, the default) or their maximum per class
+(`--aggregate max`: "is it anywhere in this sequence?"). With `--long-inputs refuse`, a longer input is an error
+raised before anything is predicted. The `windows` column says how many windows each prediction used (1: the input
+whole). A classifier without a record is windowed at 1024 bp (the pre-training length), and the command says so.
+
+Inputs are streamed (read lazily, batched by length, written as they are predicted), so a genome is fine; the
+output file appears only when complete.
 """
 
 import argparse
 import csv
 import json
+import statistics
 import sys
+from collections import deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from nucel.benchmarks.metrics import sigmoid, softmax
+from nucel.embed import (
+    DEFAULT_WINDOW,
+    READ_AHEAD_BATCHES,
+    base_token_ids,
+    batches_by_length,
+    default_device,
+    interruption_reported,
+    load_checked,
+    pad_batch,
+    quiet_loading,
+    resolve_model_folder,
+    window_count,
+    window_plan,
+)
 from nucel.folders import atomic_file
-from nucel.modeling_nucel import NucELForSequenceClassification
-from nucel.sequence_io import read_sequences
-from nucel.tokenization import load_tokenizer, token_length
+from nucel.modeling_nucel import NucELConfig, NucELForSequenceClassification
+from nucel.sequence_io import SequenceRecord, clean_sequence, iter_sequences, scan_sequences
+from nucel.tokenization import load_tokenizer, token_length, with_special_tokens
 
 # Written by finetune.py into every output folder: how the model was trained and what its outputs mean.
 FINETUNE_METADATA = "finetune.json"
 ADAPTER_CONFIG = "adapter_config.json"
+# The length range of the training split, in config.json (so that it survives `nucel release`) and finetune.json.
+TRAINING_LENGTHS = "nucel_training_lengths"
+LONG_INPUTS = ("window", "refuse")
+AGGREGATIONS = ("mean", "max")
+
+
+def training_lengths(sequences: list[str], max_length_bp: int | None = None) -> dict:
+    """Shortest, longest and median length (bp) of the training sequences as the model saw them: cut to
+    `max_length_bp` when training truncated them."""
+    lengths = [min(len(s), max_length_bp) if max_length_bp else len(s) for s in sequences]
+    return {"min_bp": min(lengths), "max_bp": max(lengths), "median_bp": statistics.median(lengths)}
+
+
+def classifier_on(base_model: str, label_names: list[str], problem_type: str, pooling: str, head: str):
+    """A NucELForSequenceClassification with `base_model`'s encoder and a new head (`head`: "modernbert" or
+    "linear", recorded in the config so that a saved model rebuilds the same layout)."""
+    config = NucELConfig.from_pretrained(
+        base_model,
+        id2label=dict(enumerate(label_names)),
+        label2id={name: i for i, name in enumerate(label_names)},
+        problem_type=problem_type,
+        classifier_pooling=pooling,
+        classifier_head=head,
+    )
+    return NucELForSequenceClassification.from_pretrained(base_model, config=config, ignore_mismatched_sizes=True)
+
+
+def recorded_lengths(metadata: dict) -> dict | None:
+    """The training length range of a finetune.json; folders written before it was recorded have the training
+    split's min and max in its provenance (cut to `max_length_bp` here, as training cut the sequences)."""
+    if TRAINING_LENGTHS in metadata:
+        return metadata[TRAINING_LENGTHS]
+    seen = metadata.get("data", {}).get("train", {}).get("length_bp")
+    if not seen:
+        return None
+    cap = metadata.get("max_length_bp") or seen["max"]
+    return {"min_bp": min(seen["min"], cap), "max_bp": min(seen["max"], cap), "median_bp": None}
 
 
 def load_finetuned(model_dir: str | Path):
@@ -35,20 +106,57 @@ def load_finetuned(model_dir: str | Path):
         raise FileNotFoundError(f"{metadata_path}: not a fine-tuned NucEL folder (written by training/finetune.py)")
     metadata = json.loads(metadata_path.read_text())
     tokenizer = load_tokenizer(model_dir)
-    if (model_dir / ADAPTER_CONFIG).is_file():
-        from peft import PeftModel
+    with quiet_loading():
+        if (model_dir / ADAPTER_CONFIG).is_file():
+            from peft import PeftModel
 
-        base = NucELForSequenceClassification.from_pretrained(
-            metadata["base_model"],
-            id2label=dict(enumerate(metadata["label_names"])),
-            problem_type=metadata["problem_type"],
-            classifier_pooling=metadata["pooling"],
-            ignore_mismatched_sizes=True,
-        )
-        model = PeftModel.from_pretrained(base, model_dir)
-    else:
-        model = NucELForSequenceClassification.from_pretrained(model_dir)
+            # Folders written before the head was a setting have no "head": theirs was ModernBERT's.
+            base = classifier_on(metadata["base_model"], metadata["label_names"], metadata["problem_type"],
+                                 metadata["pooling"], metadata.get("head", "modernbert"))
+            # An adapter folder has no config.json of its own: the record goes on the rebuilt config, so that a
+            # merged release (`nucel release`) writes it into its config.json.
+            if (lengths := recorded_lengths(metadata)) is not None:
+                setattr(base.config, TRAINING_LENGTHS, lengths)
+            model = PeftModel.from_pretrained(base, model_dir)
+        else:
+            model = NucELForSequenceClassification.from_pretrained(model_dir)
     return model.eval(), tokenizer, metadata
+
+
+def folder_training_lengths(folder: Path) -> dict | None:
+    """The training length range a classifier folder records (finetune.json, else config.json)."""
+    if (folder / FINETUNE_METADATA).is_file():
+        return recorded_lengths(json.loads((folder / FINETUNE_METADATA).read_text()))
+    if (folder / "config.json").is_file():
+        return json.loads((folder / "config.json").read_text()).get(TRAINING_LENGTHS)
+    return None
+
+
+@dataclass
+class Classifier:
+    model: torch.nn.Module  # in eval mode
+    tokenizer: object
+    label_names: list[str]
+    problem_type: str
+    training_lengths: dict | None  # {"min_bp", "max_bp", "median_bp"}, None when the model does not record it
+    name: str  # as the user gave it
+
+
+def load_classifier(name_or_path: str | Path, device: str | None = None) -> Classifier:
+    """Any NucEL classifier (see the module docstring), in eval mode on `device`."""
+    folder = resolve_model_folder(name_or_path)
+    if (folder / FINETUNE_METADATA).is_file():
+        model, tokenizer, metadata = load_finetuned(folder)
+        return Classifier(model.to(device or default_device()), tokenizer, metadata["label_names"], metadata["problem_type"],
+                          recorded_lengths(metadata), str(name_or_path))
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(f"{name_or_path}: no config.json here; not a model folder")
+    model = load_checked(NucELForSequenceClassification, folder, device)
+    config = model.config
+    label_names = [str(config.id2label[i]) for i in range(config.num_labels)]
+    # transformers' own rule when problem_type is unset: one output is a regression, several are classes.
+    problem_type = config.problem_type or ("regression" if config.num_labels == 1 else "single_label_classification")
+    return Classifier(model, load_tokenizer(folder), label_names, problem_type, folder_training_lengths(folder), str(name_or_path))
 
 
 @torch.inference_mode()
@@ -69,60 +177,200 @@ def predict_logits(model, tokenizer, sequences: list[str], batch_size: int = 32,
     return torch.cat(outputs).numpy()
 
 
-def prediction_table(logits: np.ndarray, problem_type: str, label_names: list[str]) -> tuple[list[str], list[list]]:
-    """(column names, rows): the predicted label and one score column per label."""
+def scores_from_logits(logits: np.ndarray, problem_type: str) -> np.ndarray:
+    """Class probabilities (softmax; multi-label: sigmoid per label), or the values of a regression."""
     if problem_type == "regression":
-        return list(label_names), logits.tolist()
+        return logits
+    return sigmoid(logits) if problem_type == "multi_label_classification" else softmax(logits)
+
+
+def prediction_columns(problem_type: str, label_names: list[str]) -> list[str]:
+    if problem_type == "regression":
+        return list(label_names)
+    return ["prediction"] + [f"probability_{name}" for name in label_names]
+
+
+def prediction_row(scores: np.ndarray, problem_type: str, label_names: list[str]) -> list:
+    """The predicted label and one score per label (regression: the predicted values), as `prediction_columns`."""
+    if problem_type == "regression":
+        return scores.tolist()
     if problem_type == "multi_label_classification":
-        probabilities = sigmoid(logits)
-        predicted = [";".join(name for name, p in zip(label_names, row) if p >= 0.5) for row in probabilities]
+        label = ";".join(name for name, p in zip(label_names, scores) if p >= 0.5)
     else:
-        probabilities = softmax(logits)
-        predicted = [label_names[i] for i in probabilities.argmax(axis=-1)]
-    columns = ["prediction"] + [f"probability_{name}" for name in label_names]
-    return columns, [[label, *row] for label, row in zip(predicted, probabilities.tolist())]
+        label = label_names[int(scores.argmax())]
+    return [label, *scores.tolist()]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Length-aware, streamed prediction
+
+
+@dataclass(frozen=True)
+class LengthPolicy:
+    """How inputs are cut to the length a classifier knows (see the module docstring)."""
+
+    window: int  # the longest input the model sees, in bp
+    stride: int  # bases between the starts of consecutive windows
+    long_inputs: str = "window"  # or "refuse"
+    aggregate: str = "mean"  # or "max"
+    trained: dict | None = None  # the classifier's training lengths, when it records them
+    chosen: bool = False  # `window` was chosen by the user
+
+    def __post_init__(self):
+        if self.long_inputs not in LONG_INPUTS:
+            raise ValueError(f"--long-inputs must be one of {LONG_INPUTS}, got {self.long_inputs!r}")
+        if self.aggregate not in AGGREGATIONS:
+            raise ValueError(f"--aggregate must be one of {AGGREGATIONS}, got {self.aggregate!r}")
+        if self.window < 1 or not 1 <= self.stride <= self.window:
+            raise ValueError(f"need --window >= 1 and 1 <= --stride <= --window, got window {self.window}, stride {self.stride}")
+
+    @classmethod
+    def for_lengths(cls, trained: dict | None, long_inputs: str = "window", aggregate: str = "mean",
+                    window: int | None = None, stride: int | None = None) -> "LengthPolicy":
+        """The window is the longest training sequence (`trained`, a classifier's record) unless `window` is given."""
+        length = window or (trained["max_bp"] if trained else DEFAULT_WINDOW)
+        return cls(length, stride or max(1, length // 2), long_inputs, aggregate, trained, window is not None)
+
+    def describe(self) -> str:
+        how = "mean" if self.aggregate == "mean" else "maximum"
+        return f"{self.window:,}-bp windows {self.stride:,} bp apart, {how} of their scores"
+
+    def refusal(self, source: str, length: int, model_name: str) -> str:
+        known = (f"trained on {self.trained['min_bp']:,}-{self.trained['max_bp']:,} bp sequences" if self.trained
+                 else f"without a record of its training lengths (assumed at most {self.window:,} bp)")
+        limit = f"the {self.window:,}-bp --window" if self.chosen else f"the {self.window:,} bp classifier {model_name} knows"
+        return (f"{source}: {length:,} bp is longer than {limit} ({known}); "
+                f"--long-inputs window predicts from {self.describe()}, or cut the input yourself")
+
+
+@dataclass(frozen=True)
+class Prediction:
+    record: SequenceRecord
+    scores: np.ndarray  # (num_labels,): probabilities (regression: values), aggregated over the windows
+    windows: int  # how many windows the prediction used; 1: the input whole
+
+
+class _RecordPrediction:
+    def __init__(self, record: SequenceRecord, windows: int, aggregate: str):
+        self.record, self.windows, self.windows_left, self.aggregate = record, windows, windows, aggregate
+        self.total = None
+
+    def add(self, scores: np.ndarray) -> None:
+        if self.total is None:
+            self.total = scores.astype(np.float64)
+        else:
+            self.total = np.maximum(self.total, scores) if self.aggregate == "max" else self.total + scores
+        self.windows_left -= 1
+
+    def result(self) -> Prediction:
+        return Prediction(self.record, self.total / self.windows if self.aggregate == "mean" else self.total, self.windows)
+
+
+@torch.inference_mode()
+def prediction_stream(classifier: Classifier, records: Iterable[SequenceRecord], policy: LengthPolicy, batch_size: int = 32,
+                      progress: bool = True, total_bases: int | None = None) -> Iterator[Prediction]:
+    """Predictions for `records` (read lazily), in input order, each from its windows (see `LengthPolicy`)."""
+    if batch_size < 1:
+        raise ValueError(f"batch size must be at least 1, got {batch_size} (--batch-size)")
+    model, device = classifier.model, next(classifier.model.parameters()).device
+    unfinished = deque()
+
+    def windows() -> Iterator[tuple[_RecordPrediction, list[int], int]]:
+        for record in records:
+            sequence = clean_sequence(record.sequence, record.source)
+            if len(sequence) > policy.window and policy.long_inputs == "refuse":
+                raise ValueError(policy.refusal(record.source, len(sequence), classifier.name))
+            overlap = policy.window - policy.stride
+            state = _RecordPrediction(record, window_count(len(sequence), policy.window, overlap), policy.aggregate)
+            unfinished.append(state)
+            for start, end, keep_start, keep_end in window_plan(len(sequence), policy.window, overlap):
+                yield state, with_special_tokens(base_token_ids(classifier.tokenizer, sequence[start:end], record.source)), keep_end - keep_start
+
+    pad_id = model.config.pad_token_id
+    with tqdm(total=total_bases, desc="predicting", unit="bp", unit_scale=True, disable=not progress) as bar:
+        for batch in batches_by_length(windows(), batch_size, lambda item: len(item[1]), batch_size * READ_AHEAD_BATCHES):
+            input_ids, attention_mask = pad_batch([ids for _, ids, _ in batch], pad_id)
+            logits = model(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device)).logits.float().cpu().numpy()
+            for (state, _, bases), scores in zip(batch, scores_from_logits(logits, classifier.problem_type)):
+                state.add(scores)
+                bar.update(bases)
+            while unfinished and not unfinished[0].windows_left:
+                yield unfinished.popleft().result()
 
 
 def predict_file(
-    model_dir: str | Path,
+    model: str | Path,
     input_path: str | Path,
     output_path: str | Path,
     batch_size: int = 32,
     sequence_column: str | None = None,
     id_column: str | None = None,
+    long_inputs: str = "window",
+    aggregate: str = "mean",
+    window: int | None = None,
+    stride: int | None = None,
+    device: str | None = None,
+    progress: bool = True,
 ) -> Path:
     """Predict every sequence of a FASTA/CSV/TSV file; write a CSV (or TSV for a .tsv/.txt output) with the
-    record id, the prediction and the probabilities (regression: the predicted values)."""
-    records = read_sequences(input_path, sequence_column=sequence_column, id_column=id_column)
-    model, tokenizer, metadata = load_finetuned(model_dir)
-    logits = predict_logits(model, tokenizer, [r.sequence for r in records], batch_size, metadata.get("max_length_bp"))
-    columns, rows = prediction_table(logits, metadata["problem_type"], metadata["label_names"])
+    record id, the prediction, the probabilities (regression: the predicted values) and the windows used."""
     output_path = Path(output_path)
+    if output_path.is_dir():
+        raise IsADirectoryError(f"{output_path} is a directory; the output is a .csv or .tsv file")
+    classifier = load_classifier(model, device)
+    policy = LengthPolicy.for_lengths(classifier.training_lengths, long_inputs, aggregate, window, stride)
+    summary = scan_sequences(input_path, sequence_column, id_column)  # a bad record or a refused length fails now
+    if summary.longest > policy.window and policy.long_inputs == "refuse":
+        raise ValueError(policy.refusal(summary.longest_source, summary.longest, str(model)))
+    if summary.longest > policy.window and policy.trained is None and not policy.chosen:
+        print(f"nucel predict: {model} does not record the lengths it was trained on; inputs longer than "
+              f"{policy.window:,} bp are cut into {policy.describe()} (--window to choose)", file=sys.stderr)
+    records = iter_sequences(input_path, sequence_column, id_column)
+    predictions = prediction_stream(classifier, records, policy, batch_size, progress, summary.bases)
     delimiter = "\t" if output_path.suffix.lower() in (".tsv", ".txt") else ","
+    windowed = 0
     with atomic_file(output_path) as staging, open(staging, "w", newline="") as handle:
         writer = csv.writer(handle, delimiter=delimiter)
-        writer.writerow(["id", *columns])
-        for record, row in zip(records, rows):
-            writer.writerow([record.id, *row])
+        writer.writerow(["id", *prediction_columns(classifier.problem_type, classifier.label_names), "windows"])
+        for prediction in predictions:
+            writer.writerow([prediction.record.id, *prediction_row(prediction.scores, classifier.problem_type, classifier.label_names),
+                             prediction.windows])
+            windowed += prediction.windows > 1
+    if windowed:
+        print(f"nucel predict: {windowed} of {summary.records} inputs are longer than {policy.window:,} bp and were predicted "
+              f"from {policy.describe()} (the windows column gives the count)", file=sys.stderr)
     return output_path
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Command line
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register the `predict` sub-command on the `nucel` console command's sub-parsers."""
-    parser = subparsers.add_parser("predict", help="predict labels for sequences with a fine-tuned model", description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("model_dir", help="a folder written by training/finetune.py")
+    parser = subparsers.add_parser("predict", help="predict labels for sequences with a fine-tuned or released classifier",
+                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model", help="a classifier: a nucel-finetune folder, a released folder or a Hub id")
     parser.add_argument("input", help="FASTA(.gz), CSV or TSV file of sequences")
     parser.add_argument("output", help="predictions file (.csv, or .tsv for tab-separated)")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--long-inputs", choices=LONG_INPUTS, default="window",
+                        help="inputs longer than the classifier's training sequences: cut into windows, or refuse (default: window)")
+    parser.add_argument("--window", type=int, help="window length in bp (default: the longest training sequence, else 1024)")
+    parser.add_argument("--stride", type=int, help="bp between window starts (default: half the window)")
+    parser.add_argument("--aggregate", choices=AGGREGATIONS, default="mean",
+                        help="combine the windows' probabilities per class by their mean or maximum (default: mean)")
+    parser.add_argument("--batch-size", type=int, default=32, help="windows per forward pass (default: 32)")
     parser.add_argument("--sequence-column", help="CSV/TSV column holding the sequence (default: sequence or seq)")
     parser.add_argument("--id-column", help="CSV/TSV column holding the record id (default: id/name, else the row number)")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     parser.set_defaults(func=run_from_args)
     return parser
 
 
 def run_from_args(args: argparse.Namespace) -> None:
-    path = predict_file(args.model_dir, args.input, args.output, args.batch_size, args.sequence_column, args.id_column)
+    with interruption_reported("predict", args.output):
+        path = predict_file(args.model, args.input, args.output, args.batch_size, args.sequence_column, args.id_column,
+                            args.long_inputs, args.aggregate, args.window, args.stride, args.device)
     print(f"predictions written to {path}")
 
 
