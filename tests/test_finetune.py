@@ -21,13 +21,7 @@ from nucel.training.finetune import FinetuneSettings, finetune, read_labelled_da
 from nucel.training.predict import add_parser, load_finetuned, predict_file, predict_logits
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread, and far faster than on two busy shared cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def random_dna(count, length, seed):

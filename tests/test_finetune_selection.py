@@ -20,13 +20,7 @@ from nucel.training.finetune import FinetuneSettings, build_classifier, finetune
 from nucel.training.predict import load_finetuned, predict_logits
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread, and far faster than on two busy shared cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def gc_split(count, seed):

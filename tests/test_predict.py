@@ -22,12 +22,7 @@ LABELS = ["background", "promoter"]
 TRAINED = {"min_bp": 20, "max_bp": 40, "median_bp": 30}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def classifier_folder(folder, lengths=TRAINED, problem_type="single_label_classification", labels=LABELS, tokenizer=True):

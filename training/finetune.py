@@ -189,7 +189,7 @@ def dataset_split(dataset, settings: FinetuneSettings, label_columns: list[str],
 def check_class_labels(source: str, labelled: list[tuple[str, object]], label_names: list[str] | None = None) -> None:
     """Refuse class labels that cannot be right, counted over the whole split: empty cells, fractional numbers (a
     regression target, not a class) and, given the training classes, classes the model was never trained on."""
-    problems = {}
+    problems = {}  # reason -> [(row source, label text)]
     for row_source, value in labelled:
         text = "" if value is None else str(value).strip()
         if not text:
@@ -205,7 +205,7 @@ def check_class_labels(source: str, labelled: list[tuple[str, object]], label_na
         parts = []
         for reason, rows in problems.items():
             values = sorted({text for _, text in rows})
-            shown = f" ({', '.join(repr(v) for v in values[:5])}{', …' if len(values) > 5 else ''})" if "training classes" in reason else ""
+            shown = f" ({', '.join(repr(v) for v in values[:5])}{', …' if len(values) > 5 else ''})" if label_names is not None and values != [""] else ""
             first = rows[0][0].removeprefix(f"{source} ")  # "line 7" of the file the message names
             parts.append(f"{len(rows)} with {reason}{shown} (first at {first})")
         raise BenchmarkDataError(f"{source}: of {len(labelled)} rows, " + "; ".join(parts) + "; fix or remove those rows")
