@@ -59,6 +59,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from nucel.cli import HelpFormatter
 from nucel.errors import add_debug_option, run_reporting_errors
 
 REPOSITORY = Path(__file__).resolve().parent.parent
@@ -152,7 +153,8 @@ def encoder_flops_per_token(module, num_layers: int, width: int, length: int) ->
 
 def training_flops_per_step(overrides: dict) -> dict:
     """{"per_step": FLOPs, "networks": {...}} for a pre-training config (RTD: generator + discriminator)."""
-    from nucel.training.rtd_loop import build_model, load_config
+    from nucel.training.pretraining_config import load_config
+    from nucel.training.rtd_loop import build_model
 
     config = load_config(BASE_CONFIG, overrides={**overrides, "fasta": ["unused"]})
     model = build_model(config)
@@ -187,7 +189,8 @@ def pretrain_overrides(fasta: list[str], output_dir: Path, steps: int, eval_ever
 
 
 def run_pretrain_job(spec: dict) -> dict:
-    from nucel.training.rtd_loop import load_config, run_pretraining
+    from nucel.training.pretraining_config import load_config
+    from nucel.training.rtd_loop import run_pretraining
 
     output_dir = Path(spec["overrides"]["output_dir"])
     shutil.rmtree(output_dir, ignore_errors=True)  # a fresh run: an old log.jsonl would be appended to
@@ -229,7 +232,8 @@ def train_and_test(model: str, train, validation, test, settings) -> dict:
 
 
 def run_finetune_job(spec: dict) -> dict:
-    from nucel.benchmarks.run import OVERRIDABLE, split_record, task_settings
+    from nucel.benchmarks.registry import OVERRIDABLE
+    from nucel.benchmarks.run import split_record, task_settings
 
     task, data, used = load_split_data(spec)
     # the runner's settings for the task and seed, with the recipe's values (pooling, schedule ... too) on top
@@ -704,7 +708,7 @@ class Study:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="nucel-study", description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--quick", action="store_true", help="a few minutes: tiny budgets, one task (tf/0), one seed")
     parser.add_argument("--fasta", nargs="+", default=[str(DEFAULT_FASTA)], help="pre-training genome FASTA(.gz)")
     parser.add_argument("--data", default=str(DEFAULT_GUE), help="the GUE data root")

@@ -1,9 +1,11 @@
 """Run a benchmark suite (or some of its tasks) for one or more models, every seed or fold, and tabulate the results.
 
-    python benchmarks/run.py --suite gue --data ../shared/data/GUE --model ./nucel-93m
-    python -m nucel.benchmarks.run --suite gue --data ../shared/data/GUE --task tf/0 --model random:tiny --model cnn
-    python -m nucel.benchmarks.run --suite nucleotide_transformer \
+    nucel-benchmark --suite gue --data ../shared/data/GUE --model ./nucel-93m
+    nucel-benchmark --suite gue --data ../shared/data/GUE --task tf/0 --model random:tiny --model cnn
+    nucel-benchmark --suite nucleotide_transformer \
         --data InstaDeepAI/nucleotide_transformer_downstream_tasks_revised --model ./nucel-93m
+
+(the command's options: benchmarks/benchmark_cli.py)
 
 Each run follows the suite's published protocol (benchmarks/tasks/<suite>.yaml, `protocol:`):
 - GUE: train.csv, the checkpoint with the lowest loss on dev.csv, scored on test.csv; 3 seeds, mean ± sd.
@@ -34,12 +36,10 @@ evaluation-only; `--evaluate FOLDER` scores an already fine-tuned model on test 
 `--suite vep` is the zero-shot variant-effect benchmark on BRCA1 (benchmarks/vep.py), with options of its own.
 """
 
-import argparse
 import csv
 import json
 import os
 import statistics
-import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -51,10 +51,8 @@ import torch
 from nucel.benchmarks.loaders import Split, TaskData, fold_split, load_task
 from nucel.benchmarks.metrics import compute_metrics, softmax
 from nucel.benchmarks.model_identity import cnn_identity, folder_identity, hub_identity, random_identity
-from nucel.benchmarks.registry import HYPERPARAMETER_KEYS, SUITES, Suite, Task, load_suite
-from nucel.errors import add_debug_option, run_reporting_errors
+from nucel.benchmarks.registry import HYPERPARAMETER_KEYS, Suite, Task, load_suite
 from nucel.folders import write_json_atomically
-from nucel.modeling_nucel.configuration_nucel import CLASSIFIER_HEADS
 from nucel.tokenization import build_tokenizer
 from nucel.training.cnn_baseline import OneHotCNN, OneHotCNNConfig
 from nucel.training.finetune import RANDOM_INIT_PREFIX, FinetuneSettings, finetune, train_with_selection
@@ -63,8 +61,6 @@ from nucel.training.predict import load_finetuned, predict_logits
 CNN_MODEL = "cnn"
 CNN_NAME = "cnn-baseline"
 SUBSAMPLE_SEED = 0  # row caps take the first N rows of one fixed permutation, the same for every seed and model
-OVERRIDABLE = ("learning_rate", "batch_size", "epochs", "max_steps", "eval_steps", "warmup_steps", "early_stopping_patience", "head")
-OPTION_TYPES = {"learning_rate": float, "epochs": float, "head": str}  # the others are integers
 
 
 def model_label(model: str) -> str:
@@ -475,59 +471,3 @@ def evaluate_finetuned(suite_name: str, data: str, model_dir: str, task_names: l
         logits = predict_logits(model, tokenizer, test.sequences, max_length_bp=task.max_length_bp)
         scores[name] = {"test_rows": len(test), "data_sha256": test.sha256, **compute_metrics(metadata["problem_type"], test.labels, logits)}
     return scores
-
-
-def main(argv: list[str] | None = None) -> int | None:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    # The variant-effect suite is zero-shot (no fine-tuning, no registry): it has options of its own.
-    suite_only = argparse.ArgumentParser(add_help=False)
-    suite_only.add_argument("--suite")
-    known, rest = suite_only.parse_known_args(argv)
-    if known.suite == "vep":
-        from nucel.benchmarks.vep import main as variant_effects_main
-
-        return variant_effects_main(rest, prog="nucel-benchmark --suite vep")
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--suite", required=True, choices=(*SUITES, "vep"),
-                        help="vep: zero-shot variant effects on BRCA1 (`nucel-benchmark --suite vep --help`)")
-    parser.add_argument("--data", required=True, help="the suite's data root folder (NT: also a file or the Hub dataset id)")
-    parser.add_argument("--model", action="append", help="checkpoint folder, Hub id, random:<preset>, or cnn; repeatable")
-    parser.add_argument("--evaluate", metavar="FOLDER", help="score this fine-tuned folder on --task test splits, no training")
-    parser.add_argument("--task", action="append", help="task name (repeatable); default: the whole suite")
-    parser.add_argument("--seeds", type=int, nargs="+", help="default: the registry's seeds (GUE, Genomic Benchmarks)")
-    parser.add_argument("--folds", type=int, nargs="+", help="cross-validation folds to run (NT); default: all ten")
-    parser.add_argument("--output", type=Path, default=Path("benchmarks/results"))
-    parser.add_argument("--run-name", help="default: the suite name")
-    parser.add_argument("--max-train-samples", type=int, help="cap: train on a fixed subsample of this many rows")
-    parser.add_argument("--max-validation-samples", type=int, help="cap: select on a fixed subsample of validation")
-    for key in OVERRIDABLE:
-        parser.add_argument(f"--{key.replace('_', '-')}", type=OPTION_TYPES.get(key, int), choices=CLASSIFIER_HEADS if key == "head" else None,
-                            help="override the registry's value, for every model")
-    parser.add_argument("--torch-threads", type=int, help="torch.set_num_threads (1 is fastest on a busy shared CPU)")
-    add_debug_option(parser)
-    args = parser.parse_args(argv)
-    return run_reporting_errors("nucel-benchmark", lambda: run(parser, args), args.debug)
-
-
-def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    # NT's data may also be a file or a Hub dataset id; GUE and Genomic Benchmarks are folders.
-    if args.suite != "nucleotide_transformer" and not Path(args.data).is_dir():
-        raise FileNotFoundError(f"--data {args.data}: no such folder (the {args.suite} data root; see ../shared/data/README.md)")
-    if args.torch_threads:
-        torch.set_num_threads(args.torch_threads)
-    if args.evaluate:
-        if not args.task:
-            parser.error("--evaluate needs --task")
-        print(json.dumps(evaluate_finetuned(args.suite, args.data, args.evaluate, args.task), indent=2))
-        return
-    if not args.model:
-        parser.error("give --model (or --evaluate)")
-    overrides = {key: getattr(args, key) for key in ("max_train_samples", "max_validation_samples", *OVERRIDABLE)}
-    started = time.perf_counter()
-    run_benchmark(args.suite, args.data, args.model, args.task, args.seeds, overrides, args.output,
-                  args.run_name or args.suite, args.torch_threads, args.folds)
-    print(f"done in {(time.perf_counter() - started) / 60:.1f} min; results under {args.output}")
-
-
-if __name__ == "__main__":
-    sys.exit(main())

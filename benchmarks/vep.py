@@ -1,7 +1,6 @@
 """Zero-shot variant effects on real data: BRCA1 saturation genome editing (Findlay et al., Nature 2018).
 
-    python -m nucel.benchmarks.vep --generator GENERATOR --encoder ENCODER --window 256 [--reverse-complement]
-    nucel-benchmark --suite vep ...   (the same options)
+    nucel-benchmark --suite vep --generator GENERATOR --encoder ENCODER --window 256 [--reverse-complement]
 
 Data (`--data`, default ../shared/data/vep beside the repository; its README): 3,893 SNVs of BRCA1, each with
 a measured function score (lower = more damaging) and a class FUNC / INT / LOF, and a GRCh37 FASTA slice of
@@ -32,8 +31,6 @@ import argparse
 import csv
 import json
 import math
-import shlex
-import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -47,8 +44,7 @@ from sklearn.metrics import average_precision_score, precision_recall_curve, roc
 from nucel.attention_maps import pyplot, save_figure
 from nucel.benchmarks.loaders import file_sha256
 from nucel.benchmarks.model_identity import folder_identity
-from nucel.embed import DEFAULT_WINDOW, load_encoder
-from nucel.errors import add_debug_option, run_reporting_errors
+from nucel.embed import load_encoder
 from nucel.fasta import read_fasta
 from nucel.folders import atomic_file, write_json_atomically
 from nucel.variants import (
@@ -61,8 +57,6 @@ from nucel.variants import (
 )
 
 REPOSITORY = Path(__file__).resolve().parent.parent
-DEFAULT_DATA = REPOSITORY.parent / "shared/data/vep"
-DEFAULT_OUTPUT = REPOSITORY / "benchmarks/results/vep-brca1"
 TABLE_NAME = "brca1_sge_findlay2018_snvs.tsv"
 FASTA_NAME = "brca1_hg19_chr17_41180001-41300000.fa"
 REQUIRED_COLUMNS = ("chrom", "pos", "ref", "alt", "score", "class", "consequence", "cadd", "phylop_mammal")
@@ -566,25 +560,6 @@ def plot(path: Path, table: SgeTable, scores: list[Score], results: list[dict]) 
 # Command line
 
 
-def build_parser(prog: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help=f"folder holding {TABLE_NAME} and {FASTA_NAME}")
-    parser.add_argument("--generator", action="append", default=[], help="generator / masked-LM folder or Hub id: llr (repeatable)")
-    parser.add_argument("--encoder", action="append", default=[], help="encoder folder or Hub id: embedding distance (repeatable)")
-    parser.add_argument("--window", type=int, default=DEFAULT_WINDOW, help="bases per window, centred on the variant")
-    parser.add_argument("--reverse-complement", action="store_true", help="average each score over both strands")
-    parser.add_argument("--exclude-ref-mismatches", action="store_true",
-                        help="count and skip rows whose REF disagrees with the FASTA (default: stop with an error)")
-    parser.add_argument("--max-variants", type=int, help="score an evenly spaced subset of this many rows (quick checks)")
-    parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the AUROC interval (0: none)")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--device", help="cpu, cuda ... (default: cuda when available)")
-    parser.add_argument("--torch-threads", type=int, help="torch.set_num_threads (1 is fastest on a busy shared CPU)")
-    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="writes OUTPUT.md, OUTPUT.json and OUTPUT.png")
-    add_debug_option(parser)
-    return parser
-
-
 def run(args: argparse.Namespace, command: str) -> dict:
     started = time.perf_counter()
     if args.torch_threads:
@@ -633,18 +608,8 @@ def run(args: argparse.Namespace, command: str) -> dict:
     return report
 
 
-def main(argv: list[str] | None = None, prog: str = "python -m nucel.benchmarks.vep") -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser(prog).parse_args(argv)
-    return run_reporting_errors(prog, lambda: report_scores(run(args, f"{prog} {shlex.join(argv)}".strip()), args.output), args.debug)
-
-
 def report_scores(report: dict, output: Path) -> None:
     for result in report["results"]:
         print(f"{result['name']}: AUROC {fmt(result['overall']['auroc'])}, AUPRC {fmt(result['overall']['auprc'])}, "
               f"Spearman {fmt(result['overall']['spearman'])}")
     print(f"written {output}.md, .json, .png")
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from nucel.embed import base_token_ids, length_sorted_batches, load_encoder, pad_batch
 from nucel.folders import atomic_file
-from nucel.sequence_io import add_one_sequence_arguments, read_one_sequence
+from nucel.sequence_io import read_one_sequence
 from nucel.tokenization import TOKENS_AFTER_BASES, TOKENS_BEFORE_BASES, validate_dna, with_special_tokens
 
 CLIP_PERCENTILE = 99  # each heatmap's colour scale stops here, so that a few large weights do not wash out the rest
@@ -219,25 +219,6 @@ def plot_snr(series: dict[str, list[float]], layers: list[int], path: str | Path
 
 def parse_indices(text: str | None) -> list[int] | None:
     return None if text is None else [int(part) for part in text.split(",") if part.strip()]
-
-
-def add_parser(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "attention",
-        help="attention maps of a sequence (arrays + heatmap PNG) and the motif SNR per layer",
-        description=__doc__.split("\n\n", 2)[2],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("model", help="NucEL model folder or Hub id")
-    where = add_one_sequence_arguments(parser)
-    where.add_argument("--region", help="CHROM:START-END (1-based, inclusive) in --reference; the axes show its coordinates")
-    parser.add_argument("--reference", help="reference FASTA(.gz), for --region")
-    parser.add_argument("--layers", help="comma-separated layer indices (default: the global layers)")
-    parser.add_argument("--heads", help="comma-separated head indices (default: the mean over all heads)")
-    parser.add_argument("--motif", action="append", default=[], help="motif sequence whose positions are marked and scored (SNR); repeatable")
-    parser.add_argument("-o", "--output-dir", required=True, help="folder for attention.npy, attention.json, attention.png (and snr.tsv)")
-    parser.add_argument("--device", default=None, help="cpu, cuda ... (default: cuda when available)")
-    parser.set_defaults(func=run)
 
 
 def read_region(region: str, reference_path: str | None) -> tuple[str, int, str]:

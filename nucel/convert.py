@@ -234,22 +234,6 @@ def export_modernbert(source: str | Path, out: str | Path) -> Path:
 # Command line
 
 
-def add_parser(subparsers) -> None:
-    """Register `nucel convert import|export|migrate`."""
-    parser = subparsers.add_parser("convert", help="import a ModernBERT checkpoint (e.g. the released NucEL-93M), export native ModernBERT, migrate old ids")
-    directions = parser.add_subparsers(dest="direction", required=True)
-    importer = directions.add_parser("import", help="ModernBERT folder on the released vocabulary -> dual-mode NucEL folder")
-    importer.add_argument("source", type=Path, help="folder with config.json and the ModernBERT weights (e.g. a download of FreakingPotato/NucEL)")
-    importer.add_argument("out", type=Path, help="NucEL folder to write")
-    exporter = directions.add_parser("export", help="NucEL folder -> native ModernBERT folder (no remote code)")
-    exporter.add_argument("source", type=Path, help="NucEL model folder")
-    exporter.add_argument("out", type=Path, help="native ModernBERT folder to write")
-    migrator = directions.add_parser("migrate", help="NucEL folder saved with the old ids (A, C, G, T = 7-10) -> the released ids (11-14)")
-    migrator.add_argument("source", type=Path, help="NucEL folder saved before the vocabulary change")
-    migrator.add_argument("out", type=Path, help="NucEL folder to write")
-    parser.set_defaults(func=run)
-
-
 CONVERSIONS = {"import": import_modernbert, "export": export_modernbert, "migrate": migrate_legacy_folder}
 
 

@@ -529,36 +529,15 @@ def interruption_reported(command: str, output: str | Path):
 # Command line
 
 
-def add_parser(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "embed",
-        help="embeddings of sequences from a FASTA/CSV/TSV file",
-        description="Per-sequence (pooled) or per-base embeddings from a NucEL encoder, written as .npy (+ .ids.tsv) or "
-        ".parquet. Records are streamed: memory does not grow with the input (a whole genome is fine).",
-    )
-    parser.add_argument("model", help="NucEL model folder or Hub id (encoder, generator, classifier or pre-training checkpoint)")
-    parser.add_argument("input", help="FASTA(.gz), CSV or TSV with a 'sequence' column")
-    parser.add_argument("-o", "--output", required=True, help="output file: .npy or .parquet")
-    how = parser.add_mutually_exclusive_group()
-    how.add_argument("--pooling", choices=POOLINGS, default="mean", help="per-sequence pooling (default: mean over bases)")
-    how.add_argument("--per-base", action="store_true", help="one vector per base instead of one per sequence")
-    parser.add_argument("--layer", type=int, default=None, help="hidden_states index (0 = embeddings); default: the final output")
-    parser.add_argument("--reverse-complement", action="store_true", help="average with the reverse complement strand")
-    parser.add_argument("--window", type=int, default=DEFAULT_WINDOW, help=f"longest piece the model sees, in bases (default: {DEFAULT_WINDOW})")
-    parser.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP, help=f"overlap of consecutive windows, in bases (default: {DEFAULT_OVERLAP})")
-    parser.add_argument("--batch-size", type=int, default=16, help="windows per forward pass (default: 16)")
-    parser.add_argument("--dtype", choices=OUTPUT_DTYPES, default="float32", help="stored precision of the vectors (default: float32)")
-    parser.add_argument("--sequence-column", help="sequence column of a CSV/TSV (default: 'sequence' or 'seq')")
-    parser.add_argument("--id-column", help="id column of a CSV/TSV (default: 'id', 'name' or 'sequence_id')")
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
-    parser.set_defaults(func=run)
-
-
 def run(args: argparse.Namespace) -> None:
     output = check_output_path(args.output)
     check_windows(args.window, args.overlap)
+    check_map_options(args)
+    if args.map:  # scikit-learn and matplotlib: only for a map
+        from nucel.embedding_map import read_labels, write_embedding_map
     resolve_model_folder(args.model)  # a wrong model name fails before the input is read
     summary = scan_sequences(args.input, args.sequence_column, args.id_column)
+    labels = read_labels(args.input, args.label_column, args.sequence_column, args.id_column) if args.label_column else None
     model, tokenizer = load_encoder(args.model, args.device)
     records = iter_sequences(args.input, args.sequence_column, args.id_column)
     pieces = embedding_stream(
@@ -573,6 +552,27 @@ def run(args: argparse.Namespace) -> None:
         batch_size=args.batch_size,
         total_bases=summary.bases,
     )
+    pooled = []  # the per-sequence vectors, kept for --map: sequences x hidden, small beside the input
+    if args.map:
+        pieces = kept(pieces, pooled)
     with interruption_reported("embed", output):
         written, count = write_embedding_stream(output, pieces, model.config.hidden_size, args.per_base, OUTPUT_DTYPES[args.dtype])
+        if args.map:
+            written.append(write_embedding_map(np.stack(pooled), labels, Path(args.map), args.map_method,
+                                               title=f"{Path(args.input).name}, {args.pooling} pooling",
+                                               label_name=args.label_column or "label"))
     print(f"{count} sequences embedded ({summary.bases:,} bp) -> {', '.join(map(str, written))}")
+
+
+def check_map_options(args: argparse.Namespace) -> None:
+    if args.map and args.per_base:
+        raise ValueError("--map draws one point per sequence: leave out --per-base (or draw the map in a second run)")
+    if args.label_column and not args.map:
+        raise ValueError("--label-column colours the points of --map: give --map PNG too")
+
+
+def kept(pieces: Iterable[EmbeddingPiece], vectors: list) -> Iterator[EmbeddingPiece]:
+    """Pass pooled pieces on unchanged, keeping each one's vector."""
+    for piece in pieces:
+        vectors.append(piece.vectors)
+        yield piece

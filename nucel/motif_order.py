@@ -16,7 +16,6 @@ Figure 4. It writes results.json, snr.png, attention.png (one test sequence, eve
 the fine-tuned model folder.
 """
 
-import argparse
 import csv
 import hashlib
 import json
@@ -201,39 +200,6 @@ def run_experiment(output_dir: str | Path, settings: ExperimentSettings, device:
 
 # ----------------------------------------------------------------------------------------------------------------
 # Command line
-
-
-def add_data_arguments(parser, defaults: ExperimentSettings) -> None:
-    parser.add_argument("--length", type=int, default=defaults.length, help="sequence length in bases")
-    parser.add_argument("--motif-a", default=defaults.motif_a)
-    parser.add_argument("--motif-b", default=defaults.motif_b, help="same bases as motif A, another order")
-    parser.add_argument("--min-gap", type=int, default=defaults.min_gap, help="fewest bases between the motifs")
-    parser.add_argument("--max-gap", type=int, default=defaults.max_gap, help="most bases between the motifs")
-    parser.add_argument("--seed", type=int, default=defaults.seed)
-
-
-def add_parser(subparsers) -> None:
-    defaults = ExperimentSettings()
-    data = subparsers.add_parser("motif-order-data", help="generate the synthetic motif-order data set (CSV)",
-                                 description=__doc__.split("\n\n")[1])
-    data.add_argument("-o", "--output", required=True, help="output CSV (sequence, label, a_start, b_start)")
-    data.add_argument("--size", type=int, default=defaults.train_size)
-    add_data_arguments(data, defaults)
-    data.set_defaults(func=run_generate)
-
-    experiment = subparsers.add_parser("motif-order", help="fine-tune on the motif-order task; accuracy and motif attention SNR per layer",
-                                       description=__doc__.split("\n\n", 3)[3], formatter_class=argparse.RawDescriptionHelpFormatter)
-    experiment.add_argument("-o", "--output-dir", required=True)
-    experiment.add_argument("--model", default=defaults.model, help="NucEL folder / Hub id, or random:<preset> (default random:tiny)")
-    experiment.add_argument("--train-size", type=int, default=defaults.train_size)
-    experiment.add_argument("--validation-size", type=int, default=defaults.validation_size)
-    experiment.add_argument("--test-size", type=int, default=defaults.test_size)
-    experiment.add_argument("--epochs", type=float, default=defaults.epochs)
-    experiment.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
-    experiment.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    experiment.add_argument("--device", default=None)
-    add_data_arguments(experiment, defaults)
-    experiment.set_defaults(func=run_experiment_command)
 
 
 def run_generate(args) -> None:

@@ -16,7 +16,10 @@ The card states only what the training outputs record, so it cannot claim what d
 - `--results` (a `nucel-benchmark` results.json) is accepted only when the model identity it records (sha256 of
   weights, config and tokenizer: benchmarks/model_identity.py) is the identity of the folder being released.
 A LoRA fine-tune is released merged into its base (a self-contained classifier), or with `--lora-adapter` as the
-adapter alone, whose `base_model_name_or_path` is then the base model's Hub id, never a local path.
+adapter alone, whose `base_model_name_or_path` is then the base model's Hub id, never a local path. An adapter has
+no config.json, so the release carries a `finetune.json` reduced to what rebuilding its classifier needs (the base's
+Hub id, label names, problem type, pooling, head, training lengths) and the LoRA settings: `nucel predict` loads the
+release from it, and the file tells a PEFT user which classifier to build before loading the adapter.
 """
 
 import argparse
@@ -31,6 +34,7 @@ from huggingface_hub import HfApi
 from nucel import modeling_nucel
 from nucel.benchmarks.loaders import file_sha256
 from nucel.benchmarks.model_identity import folder_identity
+from nucel.cli import check_output_folder
 from nucel.convert import fold_base_restriction, load_nucel_model
 from nucel.folders import atomic_folder
 from nucel.model_cards.render import METRICS, SUITES, CardFacts, render_model_card
@@ -42,7 +46,7 @@ from nucel.modeling_nucel import (
     NucELModel,
 )
 from nucel.tokenization import load_tokenizer, save_tokenizer
-from nucel.training.predict import ADAPTER_CONFIG, FINETUNE_METADATA, load_finetuned
+from nucel.training.predict import ADAPTER_CONFIG, FINETUNE_METADATA, TRAINING_LENGTHS, load_finetuned, recorded_lengths
 
 ARTEFACTS = {
     NucELModel: "encoder",
@@ -59,8 +63,14 @@ REQUIRED_FILES = frozenset(
 # 4.x also writes special_tokens_map.json. Nothing else belongs in a release.
 CODE_FILES = frozenset(path.name for path in Path(modeling_nucel.__file__).parent.glob("*.py") if path.name != "__init__.py")
 RELEASE_FILES = REQUIRED_FILES | CODE_FILES | {"special_tokens_map.json"}
-# A LoRA adapter release: PEFT's two files, the tokenizer and the card.
-ADAPTER_REQUIRED_FILES = frozenset({ADAPTER_CONFIG, "adapter_model.safetensors", "tokenizer.json", "tokenizer_config.json", "README.md"})
+# A LoRA adapter release: PEFT's two files, the classifier's record (public part), the tokenizer and the card.
+ADAPTER_REQUIRED_FILES = frozenset(
+    {ADAPTER_CONFIG, "adapter_model.safetensors", FINETUNE_METADATA, "tokenizer.json", "tokenizer_config.json", "README.md"}
+)
+# What an adapter release's finetune.json keeps of the fine-tune's besides the base, labels and lengths: the head's
+# layout and the LoRA recipe. Data sources, the local base's path and identity stay on the training machine (the
+# card names the data files and their checksums).
+PUBLIC_FINETUNE_KEYS = ("problem_type", "pooling", "head", "method", "lora_rank", "lora_alpha", "lora_dropout", "max_length_bp")
 ADAPTER_RELEASE_FILES = ADAPTER_REQUIRED_FILES | {"special_tokens_map.json"}
 
 # transformers records how a tokenizer was loaded in its saved config: true only on the machine that saved it.
@@ -289,6 +299,17 @@ def write_adapter_config(folder: Path, base_model: str) -> None:
     path.write_text(json.dumps(config, indent=2) + "\n")
 
 
+def write_adapter_finetune_metadata(folder: Path, finetune: dict, base_model: str, label_names: list[str]) -> None:
+    """The public finetune.json of an adapter release: what `load_finetuned` needs to rebuild the classifier on the
+    base model's Hub id (label names as released: `--label-names` may have renamed them)."""
+    public = {"base_model": base_model, "base_model_source": "hub", "label_names": label_names,
+              **{key: finetune[key] for key in PUBLIC_FINETUNE_KEYS if key in finetune}}
+    public.setdefault("head", "modernbert")  # folders written before the head was a setting had ModernBERT's
+    if (lengths := recorded_lengths(finetune)) is not None:
+        public[TRAINING_LENGTHS] = lengths
+    (folder / FINETUNE_METADATA).write_text(json.dumps(public, indent=2) + "\n")
+
+
 def check_no_local_paths(text: str, paths: list[Path], where: str = "the model card") -> None:
     """A release is public: it must not reveal where it was built."""
     for path in paths:
@@ -395,6 +416,8 @@ def build_release_folder(
         clean_tokenizer_config(staging)
         if lora_adapter:
             write_adapter_config(staging, base_model)
+            labels = model.get_base_model().config.id2label
+            write_adapter_finetune_metadata(staging, released.finetune, base_model, [labels[i] for i in range(len(labels))])
         if results:
             # The source folder (what `nucel-benchmark --model SOURCE` identifies) and the release folder (what a
             # benchmark of the published Hub repository identifies) are the released model's identities.
@@ -460,34 +483,6 @@ def upload_release(
 # Command line
 
 
-def add_parser(subparsers) -> None:
-    """Register `nucel release`."""
-    parser = subparsers.add_parser(
-        "release",
-        help="assemble a Hub repository folder (weights, config, code, tokenizer, model card) and upload it",
-        description="Token: HF_TOKEN or `hf auth login`; it is never written into the folder.",
-    )
-    parser.add_argument("source", type=Path, help="training output: a NucEL model folder (pre-training export or fine-tuned)")
-    parser.add_argument("repo_id", help="Hub repository, owner/name")
-    parser.add_argument("--part", choices=PARTS, help="for a pre-training model: which half to release")
-    parser.add_argument("--out", type=Path, help="where to write the release folder (default: releases/<owner>--<name>)")
-    parser.add_argument("--card-facts", type=Path, help="YAML with hardware, training_time, task, ... for the card")
-    parser.add_argument("--results", type=Path, nargs="+", default=[],
-                        help="nucel-benchmark results.json file(s) of this very model (checked by model identity) for the model-index")
-    parser.add_argument("--pretraining-run", type=Path,
-                        help="the nucel-pretrain output folder the model came from (default: found above <run>/export/<part>)")
-    parser.add_argument("--label-names", nargs="+", help="classifier label names, in label-id order")
-    parser.add_argument("--base-model", help="Hub id of the pre-trained model a fine-tune started from")
-    parser.add_argument("--lora-adapter", action="store_true",
-                        help="for a LoRA fine-tune: release the adapter alone (needs --base-model) instead of the merged model")
-    parser.add_argument("--license", help="license id for the card (default apache-2.0)")
-    parser.add_argument("--dry-run", action="store_true", help="write the folder, upload nothing")
-    parser.add_argument("--private", action="store_true", help="create the repository private")
-    parser.add_argument("--revision", help="branch to push to (created if absent; default main)")
-    parser.add_argument("--commit-message", help="commit message (default: 'Release <name>')")
-    parser.set_defaults(func=run)
-
-
 def run(args: argparse.Namespace) -> None:
     facts = CardFacts.from_yaml(args.card_facts) if args.card_facts else CardFacts()
     if args.base_model:
@@ -495,6 +490,7 @@ def run(args: argparse.Namespace) -> None:
     if args.license:
         facts.license = args.license
     out = args.out or Path("releases") / args.repo_id.replace("/", "--")
+    check_output_folder("--out", out, args.overwrite)  # the default folder too (the command line checks a given one)
     folder = build_release_folder(
         args.source, args.repo_id, out, part=args.part, facts=facts, results_paths=args.results,
         label_names=args.label_names, pretraining_run=args.pretraining_run, lora_adapter=args.lora_adapter,

@@ -73,12 +73,12 @@ def iter_sequences(path: str | Path, sequence_column: str | None = None, id_colu
         if id_column is not None and id_column not in columns:
             raise ValueError(f"{path}: no id column {id_column!r} (header is {columns}); check --id-column")
         empty = True
-        for line_number, row in enumerate(reader, start=2):
-            source = f"{path} line {line_number}"
+        for row_number, row in enumerate(reader, start=1):
+            source = f"{path} line {reader.line_num}"  # the file's line: blank lines are skipped, not uncounted
             sequence = row[sequence_column] or ""
             clean_sequence(sequence, source)
             empty = False
-            yield SequenceRecord(row[id_column] if id_column else str(line_number - 1), sequence, source)
+            yield SequenceRecord(row[id_column] if id_column else str(row_number), sequence, source)
     if empty:
         raise InvalidDNAError(f"{path}: no sequences")
 
@@ -99,16 +99,6 @@ def scan_sequences(path: str | Path, sequence_column: str | None = None, id_colu
         if length > longest:
             longest, longest_source = length, record.source
     return InputSummary(records, bases, longest, longest_source)
-
-
-def add_one_sequence_arguments(parser):
-    """`--sequence` / `--fasta` (+ `--record`) for commands that take one sequence; returns the exclusive group so
-    a command can add other ways to give it (e.g. `--region`). Read back with `read_one_sequence`."""
-    where = parser.add_mutually_exclusive_group(required=True)
-    where.add_argument("--sequence", help="the DNA sequence itself")
-    where.add_argument("--fasta", help="a FASTA file; its first record, or --record")
-    parser.add_argument("--record", help="record name in --fasta")
-    return where
 
 
 def read_one_sequence(sequence: str | None = None, fasta: str | Path | None = None, record: str | None = None) -> str:

@@ -33,7 +33,6 @@ Memory stays flat: variants are read lazily, the reference one chromosome at a t
 reference costs one pass over the FASTA), and scores are written as they come, a few batches at a time.
 """
 
-import argparse
 import csv
 import gzip
 import re
@@ -64,7 +63,7 @@ from nucel.fasta import read_fasta
 from nucel.folders import atomic_file
 from nucel.modeling_nucel import NucELGenerator
 from nucel.modeling_nucel.configuration_nucel import BASE_IDS, BASES, MASK_ID
-from nucel.sequence_io import add_one_sequence_arguments, read_one_sequence
+from nucel.sequence_io import read_one_sequence
 from nucel.tokenization import TOKENS_BEFORE_BASES, load_tokenizer, reverse_complement, validate_dna, with_special_tokens
 
 REGION = re.compile(r"^(?P<chrom>[^:\s]+)(?::(?P<start>[\d,]+)-(?P<end>[\d,]+))?$")
@@ -566,42 +565,6 @@ def write_mutagenesis(path: str | Path, matrix: np.ndarray, sequence: str, first
 
 # ----------------------------------------------------------------------------------------------------------------
 # Command line
-
-
-def add_parser(subparsers) -> None:
-    score = subparsers.add_parser(
-        "score-variants",
-        help="variant-effect scores (generator llr, embedding distance) for a TSV or VCF",
-        description=__doc__.split("\n\n", 2)[2],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    score.add_argument("--variants", required=True, help="TSV (position, ref, alt, sequence or region) or VCF(.gz)")
-    score.add_argument("--reference", help="reference FASTA(.gz), for a VCF or TSV regions")
-    add_model_arguments(score)
-    score.add_argument("--strict", action="store_true", help="stop at the first row that is not 'ok' (default: give it a status and go on)")
-    score.add_argument("-o", "--output", required=True, help="output TSV")
-    score.set_defaults(func=run_score_variants)
-
-    ism = subparsers.add_parser(
-        "ism",
-        help="in-silico mutagenesis of a region: every base to every other base, as a matrix and a plot",
-        description="Scores every substitution of a sequence with the generator (llr) or an encoder (embedding "
-        "distance); writes OUTPUT.tsv (position, ref, A, C, G, T) and OUTPUT.png.",
-    )
-    where = add_one_sequence_arguments(ism)
-    where.add_argument("--region", help="CHROM:START-END (1-based, inclusive) in --reference")
-    ism.add_argument("--reference", help="reference FASTA(.gz), for --region")
-    add_model_arguments(ism)
-    ism.add_argument("-o", "--output", required=True, help="output prefix: writes OUTPUT.tsv and OUTPUT.png")
-    ism.set_defaults(func=run_ism)
-
-
-def add_model_arguments(parser) -> None:
-    parser.add_argument("--generator", help="generator (masked LM) folder or Hub id: the llr score")
-    parser.add_argument("--model", help="encoder folder or Hub id: the embedding_distance score")
-    parser.add_argument("--context", type=int, default=DEFAULT_WINDOW, help=f"bases of context around each variant (default: {DEFAULT_WINDOW})")
-    parser.add_argument("--batch-size", type=int, default=32, help="model inputs per forward pass (default: 32)")
-    parser.add_argument("--device", default=None, help="cpu, cuda ... (default: cuda when available)")
 
 
 def load_models(args):

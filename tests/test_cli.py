@@ -1,7 +1,5 @@
-"""The `nucel` command: sub-commands registered, end-to-end runs, and bad input reported in one line."""
+"""The `nucel` command: end-to-end runs, and bad input reported in one line (its options: test_command_line.py)."""
 
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -19,28 +17,6 @@ def folders(tmp_path_factory):
     encoder = save_model_folder(NucELModel(NucELConfig.from_preset("tiny")), root / "encoder")
     generator = save_model_folder(NucELGenerator(NucELConfig.from_preset("tiny-generator", restrict_to_bases=True)), root / "generator")
     return root, encoder, generator
-
-
-def test_every_command_is_registered():
-    commands = cli.build_parser()._subparsers._group_actions[0].choices
-    assert {"embed", "score-variants", "ism", "attention", "motif-order", "motif-order-data"} <= set(commands)
-    # The commands of the fine-tuning and release modules, when they are present in this checkout.
-    for module, command in (("nucel.training.predict", "predict"), ("nucel.release", "release"), ("nucel.convert", "convert")):
-        if cli.importlib.util.find_spec(module) is not None:
-            assert command in commands
-
-
-def test_a_missing_command_module_is_skipped(monkeypatch):
-    monkeypatch.setattr(cli, "COMMAND_MODULES", ("nucel.embed", "nucel.training.not_written_yet"))
-    commands = cli.build_parser()._subparsers._group_actions[0].choices
-    assert set(commands) == {"embed"}
-
-
-@pytest.mark.slow
-def test_console_script_runs_in_a_fresh_process():
-    result = subprocess.run([sys.executable, "-m", "nucel.cli", "embed", "--help"], capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
-    assert "--per-base" in result.stdout and "--reverse-complement" in result.stdout
 
 
 def test_embed_command(folders, tmp_path, capsys):
@@ -110,3 +86,15 @@ def test_motif_order_data_command(tmp_path):
     assert cli.main(["motif-order-data", "-o", str(output), "--size", "20", "--length", "60", "--max-gap", "30"]) == 0
     lines = output.read_text().splitlines()
     assert lines[0] == "sequence,label,a_start,b_start" and len(lines) == 21
+
+
+def test_a_table_error_names_the_files_own_line(tmp_path):
+    """Blank lines are skipped, not uncounted: the line named is the one an editor shows."""
+    from nucel.sequence_io import iter_sequences
+
+    table = tmp_path / "input.csv"
+    table.write_text("sequence\nACGT\n\n\nACXT\n")
+    with pytest.raises(ValueError, match=r"input\.csv line 5"):
+        list(iter_sequences(table))
+    table.write_text("sequence\nACGT\n\nGGCC\n")
+    assert [record.id for record in iter_sequences(table)] == ["1", "2"]  # without an id column: the row number

@@ -1,7 +1,6 @@
 """Import of ModernBERT-format checkpoints, export to native ModernBERT, migration of folders with the old ids.
 (The released NucEL-93M's own folder: test_released_model.py.)"""
 
-import argparse
 import json
 import os
 import subprocess
@@ -20,7 +19,8 @@ from transformers import (
 )
 
 from nucel import NucELConfig, NucELForPreTraining, NucELForSequenceClassification, NucELGenerator, NucELModel
-from nucel.convert import ConversionError, add_parser, export_modernbert, import_modernbert, load_nucel_model
+from nucel.cli import main as nucel_main
+from nucel.convert import ConversionError, export_modernbert, import_modernbert, load_nucel_model
 from nucel.folders import save_model_folder
 from nucel.modeling_nucel.configuration_nucel import BASE_IDS, SPECIAL_TOKENS
 
@@ -132,10 +132,7 @@ def test_migration_moves_rows_and_keeps_outputs(tmp_path, tokenizer, kind):
 
 
 def run_cli(*argv):
-    parser = argparse.ArgumentParser(prog="nucel")
-    add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    args.func(args)
+    assert nucel_main([*argv, "--debug"]) == 0  # --debug: an error is raised, not printed
 
 
 @pytest.mark.parametrize("kind", ["generator", "classifier"])

@@ -4,9 +4,9 @@
 import pytest
 
 from nucel.benchmarks.pretraining_study import main as study_main
-from nucel.benchmarks.run import main as benchmark_main
+from nucel.benchmarks.benchmark_cli import main as benchmark_main
 from nucel.cli import main as nucel_main
-from nucel.training.finetune import main as finetune_main
+from nucel.training.finetune_cli import main as finetune_main
 from nucel.training.train_rtd import main as pretrain_main
 
 

@@ -17,8 +17,10 @@ from nucel.benchmarks.run import run_benchmark
 from nucel.folders import save_model_folder
 from nucel.tokenization import InvalidDNAError
 from nucel.training import finetune as finetune_module
+from nucel.training.finetune_cli import main as finetune_main
 from nucel.training.finetune import FinetuneSettings, finetune, read_labelled_data
-from nucel.training.predict import add_parser, load_finetuned, predict_file, predict_logits
+from nucel.cli import main as nucel_main
+from nucel.training.predict import load_finetuned, predict_file, predict_logits
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -132,11 +134,11 @@ def test_regression_toy_task_trains_and_predicts(tmp_path):
     for name, part in (("train", rows[:128]), ("dev", rows[128:])):
         with open(tmp_path / f"{name}.csv", "w", newline="") as handle:
             csv.writer(handle).writerows([("sequence", "gc"), *part])
-    finetune_module.main([
+    assert finetune_main([
         "--model", "random:tiny", "--train", str(tmp_path / "train.csv"), "--validation", str(tmp_path / "dev.csv"),
         "--output", str(tmp_path / "model"), "--problem-type", "regression", "--label-column", "gc", "--pooling", "mean",
         "--max-steps", "30", "--eval-steps", "10", "--batch-size", "16", "--learning-rate", "3e-3", "--warmup-steps", "3",
-    ])
+    ]) == 0
     metadata = json.loads((tmp_path / "model" / "finetune.json").read_text())
     targets = np.array([gc for _, gc in rows[128:]])
     assert metadata["problem_type"] == "regression" and metadata["label_names"] == ["gc"]
@@ -171,16 +173,11 @@ def test_multi_label_toy_task_trains(tmp_path):
 
 
 def test_predict_command_on_fasta_and_csv(gc_task, tmp_path):
-    import argparse
-
     train, validation, test = gc_task
     finetune("random:tiny", train, validation, tmp_path / "model", quick_settings(max_steps=2, eval_steps=1))
     fasta = tmp_path / "input.fa"
     fasta.write_text("".join(f">seq{i} description\n{s[:16]}\n{s[16:]}\n" for i, s in enumerate(test.sequences[:5])))
-    parser = argparse.ArgumentParser(prog="nucel")
-    add_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["predict", str(tmp_path / "model"), str(fasta), str(tmp_path / "out.tsv"), "--batch-size", "2"])
-    args.func(args)
+    assert nucel_main(["predict", str(tmp_path / "model"), str(fasta), str(tmp_path / "out.tsv"), "--batch-size", "2"]) == 0
     with open(tmp_path / "out.tsv", newline="") as handle:
         rows = list(csv.DictReader(handle, delimiter="\t"))
     assert [row["id"] for row in rows] == [f"seq{i}" for i in range(5)]

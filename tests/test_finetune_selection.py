@@ -17,6 +17,7 @@ from nucel.modeling_nucel import NucELForSequenceClassification
 from nucel.modeling_nucel.modeling_nucel import NucELPredictionHead
 from nucel.training import finetune as finetune_module
 from nucel.training.finetune import FinetuneSettings, build_classifier, finetune, training_arguments
+from nucel.training.finetune_cli import build_parser
 from nucel.training.predict import load_finetuned, predict_logits
 
 
@@ -114,10 +115,10 @@ def test_saved_classifier_without_the_head_key_loads_modernbert_head(tmp_path):
 
 def test_head_option_on_the_command_line(tmp_path):
     common = ["--model", "random:tiny", "--train", "train.csv", "--output", str(tmp_path)]
-    assert finetune_module.parse_args([*common, "--head", "linear"]).head == "linear"
-    assert finetune_module.parse_args(common).head is None
+    assert build_parser().parse_args([*common, "--head", "linear"]).head == "linear"
+    assert build_parser().parse_args(common).head is None
     with pytest.raises(SystemExit):
-        finetune_module.parse_args([*common, "--head", "mlp"])
+        build_parser().parse_args([*common, "--head", "mlp"])
 
 
 # ------------------------------------------------------------------------------------------------ model selection

@@ -2,7 +2,6 @@
 and cards that cannot misstate: results of another model refused, the training record rendered from the run and
 from finetune.json, no machine-local flags or paths."""
 
-import argparse
 import dataclasses
 import json
 import os
@@ -40,7 +39,6 @@ from nucel.release import (
     RELEASE_FILES,
     REQUIRED_FILES,
     ReleaseError,
-    add_parser,
     build_release_folder,
     genome_files,
     release_files,
@@ -49,7 +47,8 @@ from nucel.release import (
 from nucel.tokenization import token_length
 from nucel.training.finetune import FinetuneSettings, finetune, read_labelled_data
 from nucel.training.predict import classifier_on, load_finetuned, predict_logits
-from nucel.training.rtd_loop import PretrainingConfig, run_pretraining
+from nucel.training.pretraining_config import PretrainingConfig
+from nucel.training.rtd_loop import run_pretraining
 
 MODELING_DIR = Path(nucel.modeling_nucel.__file__).parent
 LABELS = ["non-promoter", "promoter"]
@@ -329,10 +328,7 @@ def test_model_card_metadata_body_and_model_index(releases):
 
 
 def cli(*argv):
-    parser = argparse.ArgumentParser(prog="nucel")
-    add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args([str(arg) for arg in argv])
-    args.func(args)
+    assert nucel_main([*map(str, argv), "--debug"]) == 0  # --debug: an error is raised, not printed
 
 
 def test_upload_sends_exactly_the_release_folder(releases, tmp_path):

@@ -19,15 +19,8 @@ from torch import nn
 
 from nucel import NucELConfig, NucELModel
 from nucel.training.collator import PretrainingCollator
-from nucel.training.rtd_loop import (
-    PretrainingConfig,
-    build_model,
-    export_models,
-    initialise_from_checkpoints,
-    load_config,
-    parameter_groups,
-    run_pretraining,
-)
+from nucel.training.pretraining_config import PretrainingConfig, load_config
+from nucel.training.rtd_loop import build_model, export_models, initialise_from_checkpoints, parameter_groups, run_pretraining
 from nucel.training.rtd_metrics import binary_entropy
 from nucel.training.train_rtd import build_parser
 
@@ -270,7 +263,8 @@ from accelerate import Accelerator
 from accelerate.utils import gather_object
 from nucel.tokenization import build_tokenizer
 from nucel.training.collator import PretrainingCollator
-from nucel.training.rtd_loop import build_train_loader, load_config, load_genome
+from nucel.training.pretraining_config import load_config
+from nucel.training.rtd_loop import build_train_loader, load_genome
 
 accelerator = Accelerator(cpu=True)
 config = load_config(sys.argv[1])
@@ -350,7 +344,7 @@ def test_configs_and_command_line_overrides(tmp_path):
         ["--config", "x.yaml", "--max_steps", "7", "--fasta", "a.fa", "b.fa.gz", "--no-reverse_complement", "--learning_rate", "3e-4", "--resume"]
     ))
     assert args["resume"] == "latest" and args["max_steps"] == 7 and args["fasta"] == ["a.fa", "b.fa.gz"]
-    overridden = load_config(CONFIGS / "tiny_cpu.yaml", {k: v for k, v in args.items() if k not in ("config", "resume", "export_only", "debug")})
+    overridden = load_config(CONFIGS / "tiny_cpu.yaml", {k: v for k, v in args.items() if k not in ("config", "resume", "export_only", "overwrite", "debug")})
     assert (overridden.max_steps, overridden.fasta, overridden.reverse_complement, overridden.learning_rate) == (7, ["a.fa", "b.fa.gz"], False, 3e-4)
     assert overridden.window_length == tiny.window_length  # untouched settings keep the file's values
     args = vars(build_parser().parse_args(
@@ -385,3 +379,23 @@ def test_compiled_layers_train_as_the_eager_model(tmp_path):
     for ours, reference in zip(training_lines(read_log(compiled)), training_lines(read_log(eager)), strict=True):
         assert ours["step"] == reference["step"]
         assert abs(ours["loss"] - reference["loss"]) < 1e-3 * reference["loss"]
+
+
+def test_a_new_run_never_mixes_with_an_earlier_one(tmp_path, capsys):
+    """A fresh run in a folder that holds one would append to its log.jsonl: refused, or started over with
+    --overwrite; --resume continues it (tested above)."""
+    from nucel.training.train_rtd import clear_earlier_run, main
+
+    run = tmp_path / "run"
+    (run / "checkpoints" / "step-00000005").mkdir(parents=True)
+    (run / "log.jsonl").write_text('{"step": 5}\n')
+    argv = ["--config", "tiny_cpu", "--max-steps", "2", "--output-dir", str(run)]
+    assert main(argv) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "holds a run (log.jsonl, checkpoints)" in error and "--resume" in error and "--overwrite" in error
+    assert (run / "log.jsonl").read_text() == '{"step": 5}\n'
+    with pytest.raises(SystemExit):
+        main([*argv, "--overwrite", "--resume"])
+    clear_earlier_run(run, overwrite=True)
+    assert not run.exists()
+    clear_earlier_run(tmp_path / "new", overwrite=False)  # nothing there: nothing to refuse

@@ -21,9 +21,9 @@ from nucel.benchmarks.vep import (
     llr_parts_auroc,
     llr_score,
     load_sge_table,
-    main,
     site_parts,
 )
+from nucel.benchmarks.benchmark_cli import main as benchmark_main
 from nucel.folders import save_model_folder
 from nucel.modeling_nucel.configuration_nucel import BASE_IDS
 from nucel.tokenization import load_tokenizer, reverse_complement
@@ -164,7 +164,7 @@ def test_a_ref_mismatch_is_a_clear_error_or_counted_and_excluded_on_request(vep_
     assert len(table.variants) == 4 and table.ref_checked == 5 and table.excluded == [expected]
 
     # The command line: one line on stderr, exit code 2, no traceback.
-    assert main(["--data", str(folder), "--output", str(tmp_path / "out" / "vep"), "--bootstrap", "0"]) == 2
+    assert benchmark_main(["--suite", "vep", "--data", str(folder), "--output", str(tmp_path / "out" / "vep"), "--bootstrap", "0"]) == 2
     message = capsys.readouterr().err
     assert message.count("\n") == 1 and expected in message and "Traceback" not in message
     assert not (tmp_path / "out").exists()
@@ -205,7 +205,7 @@ def test_the_command_writes_the_report_the_json_and_the_figure(vep_data, models,
     output = tmp_path / "results" / "vep"
     argv = ["--data", str(vep_data), "--generator", models[0], "--encoder", models[1], "--window", str(WINDOW),
             "--max-variants", "60", "--bootstrap", "20", "--device", "cpu", "--output", str(output)]
-    assert main(argv) == 0
+    assert benchmark_main(["--suite", "vep", *argv]) == 0
     report = json.loads(output.with_suffix(".json").read_text())
     assert [r["kind"] for r in report["results"]] == ["llr", "embedding distance", "baseline", "baseline"]
     assert report["data"]["ref_checked"] == 60 and report["data"]["ref_excluded"] == []
@@ -221,8 +221,6 @@ def test_the_command_writes_the_report_the_json_and_the_figure(vep_data, models,
 
 def test_nucel_benchmark_runs_the_vep_suite(vep_data, models, tmp_path, capsys):
     """`nucel-benchmark --suite vep …` is this command: same options, same report, its own name in errors."""
-    from nucel.benchmarks.run import main as benchmark_main
-
     output = tmp_path / "vep"
     argv = ["--suite", "vep", "--data", str(vep_data), "--generator", models[0], "--window", str(WINDOW),
             "--max-variants", "30", "--bootstrap", "10", "--device", "cpu", "--output", str(output)]

@@ -1,7 +1,9 @@
 """Fine-tuning NucEL (or the one-hot CNN baseline) on labelled sequences with the Hugging Face Trainer.
 
-    python training/finetune.py --model nucel-93m --train train.csv --validation dev.csv --output my-model
-    python training/finetune.py --model ./pretrained --train data.tsv --validation-fraction 0.1 --method lora ...
+    nucel-finetune --model nucel-93m --train train.csv --validation dev.csv --output my-model
+    nucel-finetune --model ./pretrained --train data.tsv --validation-fraction 0.1 --method lora ...
+
+(the command's options: training/finetune_cli.py)
 
 Tasks: single-label classification (binary or multi-class), multi-label classification (several 0/1 label
 columns) and regression (one or more numeric columns). Methods: `full` (everything trained), `lora` (adapters
@@ -23,13 +25,11 @@ Trainer's implicit DataParallel. The saved folder loads with
 `--model random:<preset>` trains a randomly initialised NucEL of that preset: the no-pre-training reference.
 """
 
-import argparse
 import hashlib
 import json
-import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +39,6 @@ from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, Traini
 from nucel.benchmarks.loaders import (
     BenchmarkDataError,
     Split,
-    carve_validation,
     check_sequence,
     file_sha256,
     find_sequence_column,
@@ -48,7 +47,6 @@ from nucel.benchmarks.loaders import (
 )
 from nucel.benchmarks.metrics import compute_metrics
 from nucel.benchmarks.model_identity import folder_identity, hub_identity, random_identity
-from nucel.errors import add_debug_option, run_reporting_errors
 from nucel.folders import atomic_folder, save_model_folder, write_json_atomically
 from nucel.modeling_nucel import NucELConfig, NucELForSequenceClassification
 from nucel.modeling_nucel.configuration_nucel import CLASSIFIER_HEADS
@@ -537,101 +535,3 @@ def held_out_examples(validation: Split, settings: FinetuneSettings) -> list[dic
     for sequence, label in zip(validation.sequences, validation.labels):
         first.setdefault(label, sequence)
     return [{"sequence": first[label], "label": settings.label_names[label]} for label in sorted(first)]
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Command line
-
-# FinetuneSettings fields that are plain command-line options (--learning-rate, ...).
-TRAINING_OPTIONS = ("learning_rate", "batch_size", "epochs", "max_steps", "warmup_steps", "weight_decay", "eval_steps",
-                    "early_stopping_patience", "max_length_bp", "seed", "lora_rank", "lora_alpha", "lora_dropout")
-
-
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True, help="checkpoint folder, Hub id, or random:<preset> (e.g. random:tiny)")
-    parser.add_argument("--output", required=True, help="folder for the best model")
-    data = parser.add_argument_group("data (files, or a `datasets` dataset)")
-    data.add_argument("--train", help="CSV/TSV/parquet file with the training rows")
-    data.add_argument("--validation", help="validation file; without it, --validation-fraction of train is held out")
-    data.add_argument("--test", help="test file, evaluated with the best model")
-    data.add_argument("--dataset", help="a `datasets` dataset (Hub id or local folder) instead of files")
-    data.add_argument("--train-split", default="train")
-    data.add_argument("--validation-split", help="dataset split for validation (default: carve from train)")
-    data.add_argument("--test-split", help="dataset split for testing")
-    data.add_argument("--validation-fraction", type=float, default=0.1)
-    data.add_argument("--validation-seed", type=int, default=2024)
-    data.add_argument("--sequence-column", help="default: sequence or seq")
-    data.add_argument("--label-column", action="append", help="label column; repeat for multi-label or several regression targets (default: label)")
-    data.add_argument("--label-names", nargs="+", help="single-label classes in id order (default: the distinct training labels, sorted)")
-    task = parser.add_argument_group("task and training")
-    task.add_argument("--problem-type", choices=PROBLEM_TYPES, default="single_label_classification")
-    task.add_argument("--pooling", choices=("cls", "mean"), default="cls")
-    task.add_argument("--method", choices=METHODS, default="full", help="frozen: a linear probe of the fixed encoder")
-    task.add_argument("--head", choices=CLASSIFIER_HEADS,
-                      help="linear: one linear layer on the pooled vector (the paper's); modernbert: dense -> activation "
-                           "-> norm -> linear (default: linear for --method frozen, else modernbert)")
-    task.add_argument("--compile", action="store_true", help="torch.compile the encoder layers (worth it for long runs, on GPU)")
-    defaults = {setting.name: setting.default for setting in fields(FinetuneSettings)}
-    for name in TRAINING_OPTIONS:
-        kind = float if name in ("learning_rate", "epochs", "weight_decay", "lora_dropout") else int
-        task.add_argument(f"--{name.replace('_', '-')}", type=kind, default=defaults[name], help=f"default: {defaults[name]}")
-    add_debug_option(parser)
-    args = parser.parse_args(argv)
-    if bool(args.train) == bool(args.dataset):
-        parser.error("give either --train (files) or --dataset")
-    return args
-
-
-def load_splits(args: argparse.Namespace, settings: FinetuneSettings, label_columns: list[str]) -> tuple:
-    if args.dataset:
-        from datasets import load_dataset
-
-        dataset = load_dataset(args.dataset)
-        column = args.sequence_column or "sequence"
-        pick = lambda name: dataset_split(dataset[name], settings, label_columns, column) if name else None
-        train, validation, test = pick(args.train_split), pick(args.validation_split), pick(args.test_split)
-    else:
-        pick = lambda path: read_labelled_data(path, settings, label_columns, args.sequence_column) if path else None
-        train, validation, test = pick(args.train), pick(args.validation), pick(args.test)
-    if validation is None:
-        train, validation, note = carve_validation(train, args.validation_fraction, args.validation_seed)
-        print(note)
-    return train, validation, test
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    return run_reporting_errors("nucel-finetune", lambda: run(args), args.debug)
-
-
-def run(args: argparse.Namespace) -> None:
-    label_columns = args.label_column or ["label"]
-    if args.problem_type == "single_label_classification":
-        if args.label_names:
-            label_names = args.label_names
-        elif args.train:
-            label_names = label_names_from(args.train, label_columns[0])
-        else:
-            raise ValueError("--label-names is required with --dataset for single-label classification")
-    else:
-        label_names = label_columns
-    settings = FinetuneSettings(
-        label_names=label_names,
-        problem_type=args.problem_type,
-        pooling=args.pooling,
-        method=args.method,
-        head=args.head,
-        compile=args.compile,
-        **{name: getattr(args, name) for name in TRAINING_OPTIONS},
-    )
-    train, validation, test = load_splits(args, settings, label_columns)
-    result = finetune(args.model, train, validation, args.output, settings, test)
-    print(f"best validation loss {result.best_validation_loss:.4f} at step {result.best_step} "
-          f"({result.steps_trained} steps, {result.train_seconds:.0f} s); model saved to {result.output_dir}")
-    if result.test_metrics is not None:
-        print("test:", json.dumps(result.test_metrics))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

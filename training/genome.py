@@ -24,7 +24,6 @@ soft-masking (lowercase repeats) carries no meaning for the model, whose tokeniz
 import hashlib
 import json
 import os
-import re
 import shutil
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -37,13 +36,10 @@ import torch
 
 from nucel.fasta import FastaError, read_fasta
 from nucel.tokenization import reverse_complement
+from nucel.training.pretraining_config import WindowSettings
 
 # Bumped when the windowing rules change, so that caches built by older code are not reused.
 CACHE_FORMAT_VERSION = 2
-# Regular expressions (searched in a record's name) of the records that are not windowed by default: GRCh38's
-# alternate haplotypes (chr1_KI270762v1_alt), unlocalised and unplaced scaffolds (chr1_KI270706v1_random,
-# chrUn_GL000195v1), fix patches and decoys, the Epstein-Barr virus (chrEBV) and HLA alleles (HLA-A*01:01:01:01).
-DEFAULT_SKIP_CONTIGS = ("_alt", "_random", "chrUn", "EBV", "_fix", "_decoy", "HLA-")
 SPLITS = ("train", "validation")
 WINDOW_SCHEMA = pa.schema(
     [("source", pa.string()), ("record", pa.string()), ("start", pa.int64()), ("end", pa.int64()), ("sequence", pa.string())]
@@ -57,45 +53,6 @@ class GenomeDataError(ValueError):
     """Genome input that yields no usable windows; the message names the files and the reason."""
 
 
-@dataclass(frozen=True)
-class WindowSettings:
-    window_length: int = 1224
-    window_overlap: int = 100
-    # Runs of at least this many non-ACGT characters (N and other ambiguity codes) cut a record into pieces.
-    split_at_n_run: int = 100
-    # Windows with a larger fraction of non-ACGT characters than this are dropped ("mostly N").
-    max_n_fraction: float = 0.5
-    # Pieces shorter than this (record ends, DNA between two N runs) are dropped.
-    min_window_length: int = 200
-    # The last fraction of every record is the validation region.
-    validation_fraction: float = 0.01
-    # Records whose name matches one of these regular expressions (re.search) are skipped; () windows every record.
-    skip_contigs: tuple[str, ...] = DEFAULT_SKIP_CONTIGS
-
-    def __post_init__(self):
-        object.__setattr__(self, "skip_contigs", tuple(self.skip_contigs))  # a list from YAML; frozen and hashable
-        for pattern in self.skip_contigs:
-            try:
-                re.compile(pattern)
-            except re.error as error:
-                raise ValueError(f"skip_contigs: {pattern!r} is not a regular expression ({error})") from error
-        if not 0 <= self.window_overlap < self.window_length:
-            raise ValueError(f"window_overlap must be in [0, window_length), got {self.window_overlap}")
-        if not 0 < self.min_window_length <= self.window_length:
-            raise ValueError(f"min_window_length must be in (0, window_length], got {self.min_window_length}")
-        if self.split_at_n_run < 1:
-            raise ValueError(f"split_at_n_run must be at least 1, got {self.split_at_n_run}")
-        if not 0 <= self.max_n_fraction <= 1:
-            raise ValueError(f"max_n_fraction must be in [0, 1], got {self.max_n_fraction}")
-        if not 0 <= self.validation_fraction < 1:
-            raise ValueError(f"validation_fraction must be in [0, 1), got {self.validation_fraction}")
-
-    @property
-    def stride(self) -> int:
-        return self.window_length - self.window_overlap
-
-    def skips(self, record: str) -> bool:
-        return any(re.search(pattern, record) for pattern in self.skip_contigs)
 
 
 @dataclass

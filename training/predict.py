@@ -2,11 +2,12 @@
 
     nucel predict MODEL sequences.fa predictions.tsv
     nucel predict user/nucel-promoters genome.fa.gz windows.csv --stride 10 --aggregate max
-    python training/predict.py MODEL sequences.csv predictions.csv --batch-size 64
+    nucel predict MODEL sequences.csv predictions.csv --batch-size 64
 
 MODEL is any NucEL classifier: a folder written by `nucel-finetune` (full, frozen, or LoRA adapters, which are put
 back on their base model), a released folder (`nucel release`; labels from config.json's `id2label`, tokenizer from
-the folder or this package's), or a Hub id (downloaded, or taken from the local cache with HF_HUB_OFFLINE=1).
+the folder or this package's; an adapter-only release is rebuilt on its base model's Hub id from its finetune.json),
+or a Hub id (downloaded, or taken from the local cache with HF_HUB_OFFLINE=1).
 
 Input length: a classifier is known to work on inputs as long as those it was trained on, no longer. `nucel-finetune`
 records that range (`nucel_training_lengths` in config.json and finetune.json: min, max and median bp of the training
@@ -56,7 +57,8 @@ from nucel.modeling_nucel import NucELConfig, NucELForSequenceClassification
 from nucel.sequence_io import SequenceRecord, clean_sequence, iter_sequences, scan_sequences
 from nucel.tokenization import load_tokenizer, token_length, with_special_tokens
 
-# Written by finetune.py into every output folder: how the model was trained and what its outputs mean.
+# Written by finetune.py into every output folder: how the model was trained and what its outputs mean. An adapter
+# release (`nucel release --lora-adapter`) carries its public part: what rebuilding the classifier needs.
 FINETUNE_METADATA = "finetune.json"
 ADAPTER_CONFIG = "adapter_config.json"
 # The length range of the training split, in config.json (so that it survives `nucel release`) and finetune.json.
@@ -98,8 +100,24 @@ def recorded_lengths(metadata: dict) -> dict | None:
     return {"min_bp": min(seen["min"], cap), "max_bp": min(seen["max"], cap), "median_bp": None}
 
 
+def adapter_base(model_dir: Path, metadata: dict) -> Path:
+    """The folder of the base model a LoRA adapter was trained on: the local folder its finetune.json names, or its
+    Hub id's snapshot (downloaded, or from the local cache with HF_HUB_OFFLINE=1), as for any model."""
+    base = metadata["base_model"]
+    try:
+        return resolve_model_folder(base)
+    except FileNotFoundError as error:
+        # An adapter release (`nucel release --lora-adapter`) always names a Hub id; a fine-tune folder may name the
+        # local folder it was trained from.
+        advice = (f"download it with `hf download {base}` (with the Hub reachable), then run again"
+                  if metadata.get("base_model_source", "hub") == "hub"
+                  else "it was a local folder where the adapter was trained: put it back there, then run again")
+        raise FileNotFoundError(f"{model_dir}: cannot load the base model of this LoRA adapter, {error}; {advice}") from None
+
+
 def load_finetuned(model_dir: str | Path):
-    """(model in eval mode, tokenizer, metadata) from a fine-tuned folder, full or LoRA."""
+    """(model in eval mode, tokenizer, metadata) from a fine-tuned folder, full or LoRA, or an adapter release
+    (whose finetune.json records the base model's Hub id and the classifier to rebuild on it)."""
     model_dir = Path(model_dir)
     metadata_path = model_dir / FINETUNE_METADATA
     if not metadata_path.is_file():
@@ -111,7 +129,7 @@ def load_finetuned(model_dir: str | Path):
             from peft import PeftModel
 
             # Folders written before the head was a setting have no "head": theirs was ModernBERT's.
-            base = classifier_on(metadata["base_model"], metadata["label_names"], metadata["problem_type"],
+            base = classifier_on(str(adapter_base(model_dir, metadata)), metadata["label_names"], metadata["problem_type"],
                                  metadata["pooling"], metadata.get("head", "modernbert"))
             # An adapter folder has no config.json of its own: the record goes on the rebuilt config, so that a
             # merged release (`nucel release`) writes it into its config.json.
@@ -143,12 +161,17 @@ class Classifier:
 
 
 def load_classifier(name_or_path: str | Path, device: str | None = None) -> Classifier:
-    """Any NucEL classifier (see the module docstring), in eval mode on `device`."""
+    """Any NucEL classifier (see the module docstring), in eval mode on `device`. An adapter release (`nucel release
+    --lora-adapter`: the adapter and a finetune.json) is rebuilt on its base model like a LoRA fine-tune folder."""
     folder = resolve_model_folder(name_or_path)
     if (folder / FINETUNE_METADATA).is_file():
         model, tokenizer, metadata = load_finetuned(folder)
         return Classifier(model.to(device or default_device()), tokenizer, metadata["label_names"], metadata["problem_type"],
                           recorded_lengths(metadata), str(name_or_path))
+    if (folder / ADAPTER_CONFIG).is_file():
+        # Adapter releases written before `nucel release` recorded the classifier beside the adapter.
+        raise FileNotFoundError(f"{name_or_path}: a LoRA adapter without {FINETUNE_METADATA} (its base model, labels and head); "
+                                "release it again with the current `nucel release --lora-adapter`, or release the merged model")
     if not (folder / "config.json").is_file():
         raise FileNotFoundError(f"{name_or_path}: no config.json here; not a model folder")
     model = load_checked(NucELForSequenceClassification, folder, device)
@@ -346,40 +369,8 @@ def predict_file(
 # Command line
 
 
-def add_parser(subparsers) -> argparse.ArgumentParser:
-    """Register the `predict` sub-command on the `nucel` console command's sub-parsers."""
-    parser = subparsers.add_parser("predict", help="predict labels for sequences with a fine-tuned or released classifier",
-                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("model", help="a classifier: a nucel-finetune folder, a released folder or a Hub id")
-    parser.add_argument("input", help="FASTA(.gz), CSV or TSV file of sequences")
-    parser.add_argument("output", help="predictions file (.csv, or .tsv for tab-separated)")
-    parser.add_argument("--long-inputs", choices=LONG_INPUTS, default="window",
-                        help="inputs longer than the classifier's training sequences: cut into windows, or refuse (default: window)")
-    parser.add_argument("--window", type=int, help="window length in bp (default: the longest training sequence, else 1024)")
-    parser.add_argument("--stride", type=int, help="bp between window starts (default: half the window)")
-    parser.add_argument("--aggregate", choices=AGGREGATIONS, default="mean",
-                        help="combine the windows' probabilities per class by their mean or maximum (default: mean)")
-    parser.add_argument("--batch-size", type=int, default=32, help="windows per forward pass (default: 32)")
-    parser.add_argument("--sequence-column", help="CSV/TSV column holding the sequence (default: sequence or seq)")
-    parser.add_argument("--id-column", help="CSV/TSV column holding the record id (default: id/name, else the row number)")
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
-    parser.set_defaults(func=run_from_args)
-    return parser
-
-
 def run_from_args(args: argparse.Namespace) -> None:
     with interruption_reported("predict", args.output):
         path = predict_file(args.model, args.input, args.output, args.batch_size, args.sequence_column, args.id_column,
                             args.long_inputs, args.aggregate, args.window, args.stride, args.device)
     print(f"predictions written to {path}")
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python training/predict.py")
-    add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["predict", *(sys.argv[1:] if argv is None else argv)])
-    args.func(args)
-
-
-if __name__ == "__main__":
-    main()

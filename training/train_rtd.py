@@ -3,10 +3,9 @@
     accelerate launch training/train_rtd.py --config training/configs/tiny_cpu.yaml
     accelerate launch --num_processes 8 --mixed_precision fp16 training/train_rtd.py \\
         --config training/configs/nucel_93m.yaml --fasta /data/GRCh38.fa.gz
-    python training/train_rtd.py --config training/configs/tiny_cpu.yaml --max-steps 50 --objective mlm
-    python -m nucel.training.train_rtd --config tiny_cpu        # installed package: shipped configs by name
+    nucel-pretrain --config tiny_cpu --max-steps 50 --objective mlm     # shipped configs by name
 
-Every setting of `PretrainingConfig` (see nucel/training/rtd_loop.py) can be given in the YAML file and overridden
+Every setting of `PretrainingConfig` (training/pretraining_config.py) can be given in the YAML file and overridden
 here as `--name value` (`--max-steps 50`; the YAML key's spelling `--max_steps` works too). `--resume` continues
 from the newest checkpoint in the output folder (or from the folder given) with the same data order;
 `--export-only` writes the export folders from a checkpoint without training.
@@ -14,12 +13,16 @@ from the newest checkpoint in the output folder (or from the folder given) with 
 
 import argparse
 import dataclasses
-import types
+import os
+import shutil
 import sys
+import types
 import typing
+from pathlib import Path
 
+from nucel.cli import HelpFormatter
 from nucel.errors import add_debug_option, run_reporting_errors
-from nucel.training.rtd_loop import PretrainingConfig, load_config, run_pretraining
+from nucel.training.pretraining_config import PretrainingConfig, load_config
 
 
 def setting_arguments(parser) -> None:
@@ -41,7 +44,7 @@ def setting_arguments(parser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="nucel-pretrain", description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--config", help="YAML file of settings, or a shipped config's name (tiny_cpu, nucel_93m)")
     parser.add_argument(
         "--resume", nargs="?", const="latest", default=None, metavar="CHECKPOINT",
@@ -49,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--export-only", "--export_only", dest="export_only", action="store_true",
                         help="export the models of the --resume checkpoint and stop")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="start over in an output_dir that holds a run (its log and checkpoints are deleted first)")
     add_debug_option(parser)
     setting_arguments(parser.add_argument_group("settings (override the config file)"))
     return parser
@@ -57,12 +62,37 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = vars(parser.parse_args(argv))
-    config_path, resume, export_only, debug = args.pop("config"), args.pop("resume"), args.pop("export_only"), args.pop("debug")
+    config_path, resume, export_only, overwrite, debug = (args.pop(name) for name in ("config", "resume", "export_only", "overwrite", "debug"))
     if export_only and resume is None:
         parser.error("--export-only needs --resume [CHECKPOINT]: the checkpoint to export")
+    if overwrite and resume is not None:
+        parser.error("--overwrite starts over and --resume continues: give one of them")
     return run_reporting_errors(
-        "nucel-pretrain", lambda: run_pretraining(load_config(config_path, overrides=args), resume=resume, export_only=export_only), debug
+        "nucel-pretrain", lambda: pretrain(load_config(config_path, overrides=args), resume, export_only, overwrite), debug
     )
+
+
+def pretrain(config: PretrainingConfig, resume: str | None, export_only: bool, overwrite: bool = False) -> None:
+    from nucel.training.rtd_loop import run_pretraining  # torch and accelerate: only when a run starts, not for --help
+
+    if resume is None:
+        clear_earlier_run(Path(config.output_dir).expanduser(), overwrite)
+    run_pretraining(config, resume=resume, export_only=export_only)
+
+
+def clear_earlier_run(output_dir: Path, overwrite: bool) -> None:
+    """A new run in a folder that holds one would append to its log and mix its checkpoints: refuse, or with
+    --overwrite delete them first (the main process only; the others find the folder cleared or being cleared)."""
+    earlier = [path for path in (output_dir / "log.jsonl", output_dir / "checkpoints", output_dir / "export") if path.exists()]
+    if not earlier:
+        return
+    if not overwrite:
+        raise FileExistsError(
+            f"--output-dir {output_dir} holds a run ({', '.join(path.name for path in earlier)}): continue it with "
+            "--resume, start over with --overwrite, or choose another --output-dir"
+        )
+    if os.environ.get("RANK", "0") == "0":
+        shutil.rmtree(output_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":
