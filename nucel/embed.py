@@ -534,9 +534,13 @@ def run(args: argparse.Namespace) -> None:
     check_windows(args.window, args.overlap)
     check_map_options(args)
     if args.map:  # scikit-learn and matplotlib: only for a map
-        from nucel.embedding_map import read_labels, write_embedding_map
+        from nucel.embedding_map import check_map_output, check_map_size, read_labels, write_embedding_map
+
+        check_map_output(args.map)
     resolve_model_folder(args.model)  # a wrong model name fails before the input is read
     summary = scan_sequences(args.input, args.sequence_column, args.id_column)
+    if args.map:
+        check_map_size(summary.records)  # before hours of inference, not after
     labels = read_labels(args.input, args.label_column, args.sequence_column, args.id_column) if args.label_column else None
     model, tokenizer = load_encoder(args.model, args.device)
     records = iter_sequences(args.input, args.sequence_column, args.id_column)
@@ -552,8 +556,8 @@ def run(args: argparse.Namespace) -> None:
         batch_size=args.batch_size,
         total_bases=summary.bases,
     )
-    pooled = []  # the per-sequence vectors, kept for --map: sequences x hidden, small beside the input
     if args.map:
+        pooled = []  # the per-sequence vectors, for the map: sequences x hidden, small beside the input
         pieces = kept(pieces, pooled)
     with interruption_reported("embed", output):
         written, count = write_embedding_stream(output, pieces, model.config.hidden_size, args.per_base, OUTPUT_DTYPES[args.dtype])

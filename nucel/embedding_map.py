@@ -26,6 +26,16 @@ NO_LABEL = "(none)"  # an empty label cell
 OTHER = "other"
 
 
+def check_map_output(output: Path) -> None:
+    if Path(output).suffix.lower() != ".png":
+        raise ValueError(f"{output}: the map is a PNG image; give a file name ending in .png (--map)")
+
+
+def check_map_size(sequences: int) -> None:
+    if sequences < 3:
+        raise ValueError(f"{sequences} sequence(s) embedded; a map needs at least 3 sequences")
+
+
 def project(embeddings: np.ndarray, method: str, seed: int = 0) -> np.ndarray:
     """The (n, 2) map coordinates of `embeddings` (n, dim), one row per sequence."""
     if method not in MAP_METHODS:
@@ -34,8 +44,7 @@ def project(embeddings: np.ndarray, method: str, seed: int = 0) -> np.ndarray:
     if embeddings.ndim != 2:
         raise ValueError(f"a map needs one vector per sequence, an (n, dim) array, got shape {embeddings.shape}: "
                          "map pooled embeddings, not per-base ones")
-    if len(embeddings) < 3:
-        raise ValueError(f"{len(embeddings)} sequence(s) embedded; a map needs at least 3 sequences")
+    check_map_size(len(embeddings))
     if method == "pca":
         return PCA(n_components=2, random_state=seed).fit_transform(embeddings)
     # t-SNE needs a perplexity below the number of points: scikit-learn's default 30, less for small inputs.
@@ -129,8 +138,7 @@ def write_embedding_map(embeddings: np.ndarray, labels: list[str] | None, output
     """Project `embeddings` (n, dim) with `method`, draw them coloured by `labels` (one per row, or None) and write
     the PNG `output` atomically. `label_name` titles the legend or colour bar (the label column's name)."""
     output = Path(output)
-    if output.suffix.lower() != ".png":
-        raise ValueError(f"{output}: the map is a PNG image; give a file name ending in .png (--map)")
+    check_map_output(output)
     embeddings = np.asarray(embeddings)
     if labels is not None and len(labels) != len(embeddings):
         raise ValueError(f"{len(labels)} labels for {len(embeddings)} embedded sequences; "

@@ -138,7 +138,13 @@ def test_nucel_embed_draws_the_map_of_what_it_wrote(tmp_path, capsys):
     capsys.readouterr()
     for extra, message in ((["--per-base", "--map", str(tmp_path / "m2.png")], "leave out --per-base"),
                            (["--label-column", "family"], "give --map PNG too"),
-                           (["--map", str(tmp_path / "m3.png"), "--label-column", "colour"], "colour")):
+                           (["--map", str(tmp_path / "m3.png"), "--label-column", "colour"], "colour"),
+                           (["--map", str(tmp_path / "m3.jpg")], "ending in .png")):
         assert cli.main([*argv, *extra]) == 2
         assert message in capsys.readouterr().err
     assert not (tmp_path / "m2.png").exists() and not (tmp_path / "m3.png").exists()
+    # Too few sequences for a map: refused before the model runs, so no embeddings are written either.
+    (tmp_path / "two.csv").write_text("id,sequence\na,ACGT\nb,GGCC\n")
+    assert cli.main(["embed", str(encoder), str(tmp_path / "two.csv"), "-o", str(tmp_path / "two.npy"), "--device", "cpu",
+                     "--map", str(tmp_path / "two.png")]) == 2
+    assert "needs at least 3 sequences" in capsys.readouterr().err and not (tmp_path / "two.npy").exists()

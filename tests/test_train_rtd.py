@@ -396,6 +396,7 @@ def test_a_new_run_never_mixes_with_an_earlier_one(tmp_path, capsys):
     assert (run / "log.jsonl").read_text() == '{"step": 5}\n'
     with pytest.raises(SystemExit):
         main([*argv, "--overwrite", "--resume"])
+    (run / "notes.txt").write_text("mine")
     clear_earlier_run(run, overwrite=True)
-    assert not run.exists()
+    assert sorted(path.name for path in run.iterdir()) == ["notes.txt"]  # the run's outputs only, nothing else
     clear_earlier_run(tmp_path / "new", overwrite=False)  # nothing there: nothing to refuse

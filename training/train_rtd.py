@@ -24,6 +24,9 @@ from nucel.cli import HelpFormatter
 from nucel.errors import add_debug_option, run_reporting_errors
 from nucel.training.pretraining_config import PretrainingConfig, load_config
 
+# What a run writes under its output_dir (training/rtd_loop.py's docstring lists them).
+RUN_OUTPUTS = ("log.jsonl", "checkpoints", "export", "tensorboard", "curves.png")
+
 
 def setting_arguments(parser) -> None:
     """One `--name` option per PretrainingConfig field, typed from its annotation."""
@@ -53,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--export-only", "--export_only", dest="export_only", action="store_true",
                         help="export the models of the --resume checkpoint and stop")
     parser.add_argument("--overwrite", action="store_true",
-                        help="start over in an output_dir that holds a run (its log and checkpoints are deleted first)")
+                        help="start over in an output_dir that holds a run (its log, checkpoints, exports and curves are deleted first)")
     add_debug_option(parser)
     setting_arguments(parser.add_argument_group("settings (override the config file)"))
     return parser
@@ -72,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     )
 
 
-def pretrain(config: PretrainingConfig, resume: str | None, export_only: bool, overwrite: bool = False) -> None:
+def pretrain(config: PretrainingConfig, resume: str | None, export_only: bool, overwrite: bool) -> None:
     from nucel.training.rtd_loop import run_pretraining  # torch and accelerate: only when a run starts, not for --help
 
     if resume is None:
@@ -82,8 +85,9 @@ def pretrain(config: PretrainingConfig, resume: str | None, export_only: bool, o
 
 def clear_earlier_run(output_dir: Path, overwrite: bool) -> None:
     """A new run in a folder that holds one would append to its log and mix its checkpoints: refuse, or with
-    --overwrite delete them first (the main process only; the others find the folder cleared or being cleared)."""
-    earlier = [path for path in (output_dir / "log.jsonl", output_dir / "checkpoints", output_dir / "export") if path.exists()]
+    --overwrite delete that run's outputs first, and nothing else of the folder (the main process only; the others
+    find them deleted or being deleted)."""
+    earlier = [output_dir / name for name in RUN_OUTPUTS if (output_dir / name).exists()]
     if not earlier:
         return
     if not overwrite:
@@ -92,7 +96,11 @@ def clear_earlier_run(output_dir: Path, overwrite: bool) -> None:
             "--resume, start over with --overwrite, or choose another --output-dir"
         )
     if os.environ.get("RANK", "0") == "0":
-        shutil.rmtree(output_dir, ignore_errors=True)
+        for path in earlier:
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
 
 
 if __name__ == "__main__":
