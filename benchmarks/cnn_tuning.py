@@ -24,11 +24,12 @@ import numpy as np
 import torch
 
 from nucel.benchmarks.loaders import load_gue_task
-from nucel.benchmarks.metrics import compute_metrics
+from nucel.core.metrics import compute_metrics
 from nucel.benchmarks.registry import load_suite
 from nucel.tokenization import build_tokenizer
-from nucel.training.cnn_baseline import OneHotCNN, OneHotCNNConfig
-from nucel.training.finetune import FinetuneSettings, train_with_selection
+from nucel.benchmarks.cnn_baseline import OneHotCNN, OneHotCNNConfig
+from nucel.training.finetune_config import FinetuneSettings
+from nucel.training.finetune import train_with_selection
 
 TASKS = ("tf/0", "tf/1", "prom/prom_core_all", "prom/prom_300_tata")
 LEARNING_RATES = (1e-3, 3e-3)

@@ -13,42 +13,32 @@ NT loader leaves train whole.
 Every sequence is checked as DNA and every label against the task's label set; errors name the file and line.
 """
 
-import csv
 import hashlib
-import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from nucel.benchmarks.registry import Suite, Task
-from nucel.tokenization.dna import IUPAC_CODES, validate_dna
+from nucel.core.files import file_sha256
+from nucel.core.tables import (
+    TABLE_SUFFIXES,
+    Split,
+    TableError,
+    carve_validation,
+    check_sequence,
+    find_sequence_column,
+    read_table,
+    require_columns,
+)
 
-TABLE_SUFFIXES = (".csv", ".tsv", ".txt", ".parquet")
-SEQUENCE_COLUMNS = ("sequence", "seq")
-_ONLY_NUCLEOTIDES = re.compile(f"[{''.join(sorted(IUPAC_CODES))}{''.join(sorted(IUPAC_CODES)).lower()}]+")
 
-
-class BenchmarkDataError(ValueError):
+class BenchmarkDataError(TableError):
     """Benchmark data that cannot be used as it is; the message names the file (and line where it applies)."""
 
 
 class MissingSplitError(BenchmarkDataError):
     """A split the caller needs (usually train) is absent from the task's data."""
-
-
-@dataclass(frozen=True)
-class Split:
-    sequences: list[str]
-    labels: list  # label ids (int) for classification
-    source: str  # where the rows came from
-    sha256: str  # checksum of the data read (the file, or the files of a folder layout)
-
-    def __len__(self) -> int:
-        return len(self.sequences)
-
-    def subset(self, indices, source: str) -> "Split":
-        return replace(self, sequences=[self.sequences[i] for i in indices], labels=[self.labels[i] for i in indices], source=source)
 
 
 @dataclass
@@ -66,59 +56,6 @@ class TaskData:
             reason = "; ".join(self.notes) or f"the data has only {sorted(self.splits)}"
             raise MissingSplitError(f"task {self.task.name}: no {name} split ({reason})")
         return self.splits[name]
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Tables and checks shared by every layout (and by training/finetune.py for user files)
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def read_table(path: str | Path) -> tuple[list[str], list[tuple[str, dict]]]:
-    """(column names, [(source, row)]) from a CSV, TSV or parquet file; `source` is "file line N" (the header
-    is line 1) or "file row N" for parquet."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
-    suffix = path.suffix.lower()
-    if suffix not in TABLE_SUFFIXES:
-        raise BenchmarkDataError(f"{path}: unsupported table format {suffix!r}; use one of {TABLE_SUFFIXES}")
-    if suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        table = pq.read_table(path)
-        return table.column_names, [(f"{path} row {i + 1}", row) for i, row in enumerate(table.to_pylist())]
-    with open(path, newline="") as handle:
-        reader = csv.DictReader(handle, delimiter="," if suffix == ".csv" else "\t")
-        columns = list(reader.fieldnames or [])
-        rows = [(f"{path} line {line}", row) for line, row in enumerate(reader, start=2)]
-    return columns, rows
-
-
-def require_columns(path, columns: list[str], needed: list[str]) -> None:
-    missing = [column for column in needed if column not in columns]
-    if missing:
-        raise BenchmarkDataError(f"{path}: missing column(s) {missing}; the header is {columns}")
-
-
-def find_sequence_column(path, columns: list[str]) -> str:
-    for column in SEQUENCE_COLUMNS:
-        if column in columns:
-            return column
-    raise BenchmarkDataError(f"{path}: missing sequence column (looked for {list(SEQUENCE_COLUMNS)}); the header is {columns}")
-
-
-def check_sequence(sequence, source: str) -> str:
-    """The sequence, if it is DNA; else InvalidDNAError naming the character, position and source."""
-    if isinstance(sequence, str) and _ONLY_NUCLEOTIDES.fullmatch(sequence):
-        return sequence  # the common case, checked by one regex instead of character by character
-    return validate_dna(sequence if isinstance(sequence, str) else "", source)
 
 
 def label_id(value, task: Task, source: str) -> int:
@@ -145,21 +82,6 @@ def read_labelled_file(path: str | Path, task: Task, label_column: str = "label"
     sequences = [check_sequence(row[sequence_column], source) for source, row in rows]
     labels = [label_id(row[label_column], task, source) for source, row in rows]
     return Split(sequences, labels, str(path), file_sha256(path))
-
-
-def carve_validation(train: Split, fraction: float, seed: int) -> tuple[Split, Split, str]:
-    """Split train into (train, validation) with a seeded permutation; also returns a note saying how."""
-    count = round(len(train) * fraction)
-    if not 0 < count < len(train):
-        raise BenchmarkDataError(f"{train.source}: {len(train)} rows are too few to carve a {fraction:.0%} validation split")
-    order = np.random.default_rng(seed).permutation(len(train))
-    validation_rows, train_rows = sorted(order[:count]), sorted(order[count:])
-    note = f"validation = {count} rows carved from {train.source} ({fraction:.0%}, numpy seed {seed}); train keeps {len(train_rows)}"
-    return (
-        train.subset(train_rows, f"{train.source} minus carved validation"),
-        train.subset(validation_rows, f"{train.source} carved validation (seed {seed})"),
-        note,
-    )
 
 
 def with_carved_validation(task_data: TaskData, suite: Suite) -> TaskData:

@@ -1,8 +1,8 @@
 """The pre-training study: does RTD pre-training help downstream, at CPU scale, on real human DNA?
 
-    nucel-study                      # the whole study (sized for about 2 hours on a free 2-core CPU)
-    nucel-study --quick              # a few minutes: tiny budgets, one task, one seed (what the test suite runs)
-    python -m nucel.benchmarks.pretraining_study --fasta GENOME.fa.gz --data ../shared/data/GUE --workers 2
+    nucel study                      # the whole study (sized for about 2 hours on a free 2-core CPU)
+    nucel study --quick              # a few minutes: tiny budgets, one task, one seed (what the test suite runs)
+    nucel study --fasta GENOME.fa.gz --data ../shared/data/GUE --workers 2
 
 Stages, each built from the package's own blocks:
 
@@ -59,8 +59,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from nucel.cli import HelpFormatter
-from nucel.errors import add_debug_option, run_reporting_errors
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 DEFAULT_FASTA = REPOSITORY.parent / "shared/data/pretrain/human_hg38_chr2_1-2333275/chr2_1-2333275.fa.gz"
@@ -249,7 +247,7 @@ def run_finetune_job(spec: dict) -> dict:
 def run_probe_job(spec: dict) -> dict:
     import torch
 
-    from nucel.embed import load_checked
+    from nucel.core.models import load_checked
     from nucel.modeling_nucel import NucELConfig, NucELModel
     from nucel.tokenization import build_tokenizer
     from nucel.training.probe import load_probe_task, probe_task
@@ -276,7 +274,7 @@ def run_job_in_process(spec_path: Path) -> None:
 
     torch.set_num_threads(spec.get("threads", 1))
     result = JOB_KINDS[spec["kind"]](spec)
-    from nucel.folders import write_json_atomically
+    from nucel.core.files import write_json_atomically
 
     write_json_atomically(Path(spec["result"]), {"spec": spec, "result": result})
 
@@ -313,7 +311,7 @@ class JobRunner:
             log_path.parent.mkdir(parents=True, exist_ok=True)
             started = time.perf_counter()
             with open(log_path, "w") as log:
-                code = subprocess.call([sys.executable, "-m", "nucel.benchmarks.pretraining_study", "--job", str(spec_path)],
+                code = subprocess.call([sys.executable, "-m", "nucel.cli", "study", "--job", str(spec_path)],
                                        stdout=log, stderr=subprocess.STDOUT, cwd=str(REPOSITORY))
             if code != 0:
                 print(f"[study] job {name} failed (exit {code}); its log: {log_path}", flush=True)
@@ -664,7 +662,7 @@ class Study:
         return report
 
     def write(self) -> None:
-        from nucel.folders import write_json_atomically
+        from nucel.core.files import write_json_atomically
 
         report = self.report()
         self.output.mkdir(parents=True, exist_ok=True)
@@ -707,12 +705,13 @@ class Study:
         return self.report()
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="nucel-study", description=__doc__, formatter_class=HelpFormatter)
+def add_arguments(parser) -> None:
+    parser.description = __doc__
     parser.add_argument("--quick", action="store_true", help="a few minutes: tiny budgets, one task (tf/0), one seed")
     parser.add_argument("--fasta", nargs="+", default=[str(DEFAULT_FASTA)], help="pre-training genome FASTA(.gz)")
     parser.add_argument("--data", default=str(DEFAULT_GUE), help="the GUE data root")
-    parser.add_argument("--output", default=str(REPOSITORY / "benchmarks" / "results"), help="where pretraining_study.{md,json,png} go")
+    parser.add_argument("-o", "--output", default=str(REPOSITORY / "benchmarks" / "results"),
+                        help="folder for pretraining_study.{md,json,png}")
     parser.add_argument("--work-dir", default=None, help="pre-training runs, job specs, results and logs (default: runs/pretraining-study[-quick])")
     parser.add_argument("--workers", type=int, default=2, help="jobs at a time (2 on a 2-core CPU)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per job")
@@ -722,28 +721,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--pretrain-steps", type=int, help="RTD steps of the main run (MLM: the same FLOPs)")
     parser.add_argument("--finetune-steps", type=int, help="fine-tuning steps of every arm")
     parser.add_argument("--report-only", action="store_true", help="rewrite the report from the finished jobs under --work-dir; run nothing")
-    add_debug_option(parser)
     parser.add_argument("--job", type=Path, help=argparse.SUPPRESS)  # internal: run one job spec
-    args = parser.parse_args(argv)
-    args.argv = [arg for arg in (sys.argv[1:] if argv is None else argv) if arg != "--report-only"]
-    if args.work_dir is None:
-        args.work_dir = str(REPOSITORY / "runs" / ("pretraining-study-quick" if args.quick else "pretraining-study"))
-    return args
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    if args.job:
-        run_job_in_process(args.job)
-        return 0
-    return run_reporting_errors("nucel-study", lambda: run_study(args), args.debug)
+    parser.set_defaults(run="nucel.benchmarks.pretraining_study:run_study")
 
 
 def run_study(args: argparse.Namespace) -> None:
+    if args.job:
+        run_job_in_process(args.job)
+        return
+    args.argv = [arg for arg in sys.argv[2:] if arg != "--report-only"]
+    if args.work_dir is None:
+        args.work_dir = str(REPOSITORY / "runs" / ("pretraining-study-quick" if args.quick else "pretraining-study"))
     study = Study(args)
     report = study.run()
     print(f"[study] done in {report['elapsed_minutes']:.1f} min: {study.output / 'pretraining_study.md'}")
-
-
-if __name__ == "__main__":
-    sys.exit(main())

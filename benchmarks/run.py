@@ -48,15 +48,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nucel.benchmarks.loaders import Split, TaskData, fold_split, load_task
-from nucel.benchmarks.metrics import compute_metrics, softmax
-from nucel.benchmarks.model_identity import cnn_identity, folder_identity, hub_identity, random_identity
+from nucel.core.tables import Split
+from nucel.benchmarks.loaders import fold_split, load_task, TaskData
+from nucel.core.metrics import compute_metrics, softmax
+from nucel.core.identity import folder_identity, hub_identity, random_identity
 from nucel.benchmarks.registry import HYPERPARAMETER_KEYS, Suite, Task, load_suite
-from nucel.folders import write_json_atomically
+from nucel.core.files import write_json_atomically
 from nucel.tokenization import build_tokenizer
-from nucel.training.cnn_baseline import OneHotCNN, OneHotCNNConfig
-from nucel.training.finetune import RANDOM_INIT_PREFIX, FinetuneSettings, finetune, train_with_selection
-from nucel.training.predict import load_finetuned, predict_logits
+from nucel.benchmarks.cnn_baseline import OneHotCNN, OneHotCNNConfig, cnn_identity
+from nucel.training.finetune_config import RANDOM_INIT_PREFIX, FinetuneSettings
+from nucel.training.finetune import finetune, train_with_selection
+from nucel.core.classifiers import load_finetuned, predict_logits
 
 CNN_MODEL = "cnn"
 CNN_NAME = "cnn-baseline"

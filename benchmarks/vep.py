@@ -41,24 +41,19 @@ import torch
 from scipy.stats import spearmanr
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
 
-from nucel.attention_maps import pyplot, save_figure
-from nucel.benchmarks.loaders import file_sha256
-from nucel.benchmarks.model_identity import folder_identity
-from nucel.embed import load_encoder
-from nucel.fasta import read_fasta
-from nucel.folders import atomic_file, write_json_atomically
-from nucel.variants import (
-    REGION,
-    Variant,
-    embedding_distances,
-    load_generator,
-    log_likelihood_ratios,
-    make_variant,
-)
+from nucel.core.plots import pyplot, save_figure
+from nucel.core.files import file_sha256
+from nucel.core.identity import folder_identity
+from nucel.core.models import load_encoder
+from nucel.core.sequences import read_fasta
+from nucel.core.files import atomic_file, write_json_atomically
+from nucel.core.regions import REGION
+from nucel.core.variant_scores import embedding_distances, load_generator, log_likelihood_ratios, make_variant, Variant
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 TABLE_NAME = "brca1_sge_findlay2018_snvs.tsv"
 FASTA_NAME = "brca1_hg19_chr17_41180001-41300000.fa"
+OUTPUT_NAME = "vep-brca1"  # OUTPUT/vep-brca1.{md,json,png}
 REQUIRED_COLUMNS = ("chrom", "pos", "ref", "alt", "score", "class", "consequence", "cadd", "phylop_mammal")
 CLASSES = ("FUNC", "INT", "LOF")
 POSITIVE_CLASS = "LOF"
@@ -562,8 +557,6 @@ def plot(path: Path, table: SgeTable, scores: list[Score], results: list[dict]) 
 
 def run(args: argparse.Namespace, command: str) -> dict:
     started = time.perf_counter()
-    if args.torch_threads:
-        torch.set_num_threads(args.torch_threads)
     if args.max_variants is not None and args.max_variants < 2:
         raise VepError(f"--max-variants {args.max_variants}: give at least 2 (or leave it out for all rows)")
     table_path, fasta_path = args.data / TABLE_NAME, args.data / FASTA_NAME
@@ -572,14 +565,14 @@ def run(args: argparse.Namespace, command: str) -> dict:
             raise VepError(f"{path}: no such file; --data must be the folder with {TABLE_NAME} and {FASTA_NAME} "
                            "(../shared/data/vep beside the repository)")
     table = load_sge_table(table_path, fasta_path, args.exclude_ref_mismatches, args.max_variants)
-    for option, paths in (("--generator", args.generator), ("--encoder", args.encoder)):
+    for option, paths in (("--generator", args.generator), ("--model", args.model)):
         for path in paths:
             check_model_path(path, option)
-    if args.generator or args.encoder:
+    if args.generator or args.model:
         check_window(table, args.window)
 
     scores = [llr_score(path, table, args.window, args.reverse_complement, args.batch_size, args.device) for path in args.generator]
-    scores += [distance_score(path, table, args.window, args.reverse_complement, args.batch_size, args.device) for path in args.encoder]
+    scores += [distance_score(path, table, args.window, args.reverse_complement, args.batch_size, args.device) for path in args.model]
     scores += baseline_scores(table)
     results = evaluate(table, scores, args.bootstrap)
 
@@ -602,9 +595,9 @@ def run(args: argparse.Namespace, command: str) -> dict:
         "results": results,
         "literature": list(LITERATURE),
     }
-    write_json_atomically(args.output.with_name(args.output.name + ".json"), report)
-    write_markdown(args.output.with_name(args.output.name + ".md"), report)
-    plot(args.output.with_name(args.output.name + ".png"), table, scores, results)
+    write_json_atomically(args.output / f"{OUTPUT_NAME}.json", report)
+    write_markdown(args.output / f"{OUTPUT_NAME}.md", report)
+    plot(args.output / f"{OUTPUT_NAME}.png", table, scores, results)
     return report
 
 
@@ -612,4 +605,4 @@ def report_scores(report: dict, output: Path) -> None:
     for result in report["results"]:
         print(f"{result['name']}: AUROC {fmt(result['overall']['auroc'])}, AUPRC {fmt(result['overall']['auprc'])}, "
               f"Spearman {fmt(result['overall']['spearman'])}")
-    print(f"written {output}.md, .json, .png")
+    print(f"written {output / OUTPUT_NAME}.md, .json, .png")

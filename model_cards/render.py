@@ -318,7 +318,7 @@ def test_scores(finetune: dict | None) -> list[tuple[str, str]]:
 
 def finetuning_recipe(finetune: dict) -> str:
     """The fine-tuning settings as YAML (the `nucel-finetune` option of each is its key with dashes)."""
-    from nucel.training.finetune import FinetuneSettings  # here: the trainer it imports is needed for no other card
+    from nucel.training.finetune_config import FinetuneSettings  # here: the trainer it imports is needed for no other card
 
     settings = {setting.name: finetune[setting.name] for setting in fields(FinetuneSettings) if setting.name in finetune}
     return yaml.safe_dump(settings, sort_keys=False).strip()

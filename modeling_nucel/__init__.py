@@ -3,7 +3,9 @@
 Importing this package registers the NucEL classes with transformers' Auto classes, so that in this process a
 NucELConfig selects them (`AutoModelForSequenceClassification.from_config(NucELConfig(...))`,
 `AutoModel.from_pretrained(folder, config=...)`). Saved folders need no registration: their auto_map names the
-classes. The config keeps model_type "modernbert" (dual mode), so AutoConfig stays native ModernBERT's.
+classes (a folder of `NucELForReplacedTokenDetection`, the discriminator with its RTD head, maps
+AutoModelForPreTraining to it, as ELECTRA's do; in this process load it by its class). The config keeps model_type
+"modernbert" (dual mode), so AutoConfig stays native ModernBERT's.
 """
 
 import transformers
@@ -11,6 +13,7 @@ import transformers
 from .configuration_nucel import NucELConfig
 from .modeling_nucel import (
     NucELForPreTraining,
+    NucELForReplacedTokenDetection,
     NucELForSequenceClassification,
     NucELForTokenClassification,
     NucELGenerator,
@@ -30,6 +33,7 @@ for _auto_class, _model_class in (
 __all__ = [
     "NucELConfig",
     "NucELForPreTraining",
+    "NucELForReplacedTokenDetection",
     "NucELForSequenceClassification",
     "NucELForTokenClassification",
     "NucELGenerator",

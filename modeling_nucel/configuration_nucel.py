@@ -50,11 +50,22 @@ CLASSIFIER_HEADS = ("modernbert", "linear")
 GENERATOR_FOR = {"nucel-93m": "nucel-generator", "tiny": "tiny-generator", "small": "small-generator"}
 
 
-# Fields only NucEL's configs carry (native ModernBERT configs, the released NucEL-93M's included, have none).
-NUCEL_ONLY_FIELDS = {
-    "restrict_to_bases", "generator_config", "discriminator_weight", "sampling_temperature", "sampling_top_k", "base_token_ids",
-    "classifier_head",
+# Settings of RTD pre-training (NucELForPreTraining) and their defaults. Only a pre-training configuration (one with
+# a `generator_config`) carries them: an encoder's or a generator's config.json describes a network, not how it was
+# trained. Folders saved before this rule carry some of them; loading drops them.
+PRETRAINING_DEFAULTS = {
+    "discriminator_weight": 50.0,
+    "sampling_temperature": 1.0,
+    "sampling_top_k": None,
+    "disallow_correct": False,
+    "embedding_sharing": "none",
+    "replacement": "generator",
 }
+EMBEDDING_SHARING = ("none", "tied", "gdes")
+REPLACEMENTS = ("generator", "uniform")
+
+# Fields only NucEL's configs carry (native ModernBERT configs, the released NucEL-93M's included, have none).
+NUCEL_ONLY_FIELDS = {"restrict_to_bases", "generator_config", "base_token_ids", "classifier_head", *PRETRAINING_DEFAULTS}
 
 
 def global_attention_period(layer_types: list[str]) -> int:
@@ -81,12 +92,19 @@ class NucELConfig(PretrainedConfig):
     Args beyond ModernBERT's own:
         restrict_to_bases (`bool`): the masked-LM head scores only A, C, G, T (other logits are -inf).
         generator_config (`dict`, *optional*): for `NucELForPreTraining`, the generator's configuration; this
-            configuration then describes the discriminator.
+            configuration then describes the discriminator, and only then takes the pre-training settings:
         discriminator_weight (`float`): λ in `L = L_generator + λ·L_discriminator` (50 in the paper).
         sampling_temperature (`float`): RTD replacements are drawn from softmax(generator logits / temperature)
             over the bases (1.0: the generator's own distribution; the author's code uses 0.9).
         sampling_top_k (`int`, *optional*): draw only from the generator's k most likely bases (None: all four;
             the author's code uses 2).
+        disallow_correct (`bool`): never draw the original base (ELECTRA's option), so every masked base is replaced.
+        embedding_sharing (`str`): the token embeddings of generator and discriminator: "none" (each its own),
+            "tied" (ELECTRA: one table, the discriminator's; a narrower generator reads it through a projection) or
+            "gdes" (DeBERTa-v3: the discriminator's table is the generator's, projected when the widths differ and
+            without its gradient, plus a zero-initialised table of its own).
+        replacement (`str`): "generator" (RTD), or "uniform": a control without a generator, every masked base
+            replaced by another base drawn uniformly.
         classifier_head (`str`): the sequence classifier's layout: "modernbert" (ModernBertForSequenceClassification's
             dense -> activation -> norm before the output layer) or "linear" (the paper's: one linear layer on the
             pooled vector; native ModernBERT cannot express it, so such a classifier needs `trust_remote_code`).
@@ -137,9 +155,6 @@ class NucELConfig(PretrainedConfig):
         classifier_head="modernbert",
         restrict_to_bases=False,
         generator_config=None,
-        discriminator_weight=50.0,
-        sampling_temperature=1.0,
-        sampling_top_k=None,
         base_token_ids=BASE_IDS,
         tie_word_embeddings=False,
         **kwargs,
@@ -155,10 +170,11 @@ class NucELConfig(PretrainedConfig):
                 f"this checkpoint's bases A, C, G, T have ids {list(base_token_ids)}, this NucEL's have {list(BASE_IDS)}; "
                 "convert the checkpoint with `nucel convert migrate` first"
             )
-        if sampling_temperature <= 0:
-            raise ValueError(f"sampling_temperature must be positive, got {sampling_temperature}")
-        if sampling_top_k is not None and not 1 <= sampling_top_k <= len(BASES):
-            raise ValueError(f"sampling_top_k must be between 1 and {len(BASES)} (or None for all bases), got {sampling_top_k}")
+        pretraining = {name: kwargs.pop(name, default) for name, default in PRETRAINING_DEFAULTS.items()}
+        if generator_config is not None:
+            check_pretraining_settings(pretraining)
+            for name, value in pretraining.items():
+                setattr(self, name, value)
         if hidden_size % num_attention_heads:
             raise ValueError(f"hidden_size {hidden_size} is not a multiple of num_attention_heads {num_attention_heads}")
         if local_attention % 2:
@@ -199,9 +215,6 @@ class NucELConfig(PretrainedConfig):
         self.classifier_head = classifier_head
         self.restrict_to_bases = restrict_to_bases
         self.generator_config = generator_config.to_dict() if isinstance(generator_config, PretrainedConfig) else generator_config
-        self.discriminator_weight = discriminator_weight
-        self.sampling_temperature = sampling_temperature
-        self.sampling_top_k = sampling_top_k
         self.base_token_ids = list(base_token_ids)
         super().__init__(
             pad_token_id=pad_token_id,
@@ -260,7 +273,40 @@ class NucELConfig(PretrainedConfig):
         """The generator's configuration (pre-training configurations only)."""
         if self.generator_config is None:
             raise ValueError("this configuration has no generator_config; build it with NucELConfig.for_pretraining")
-        generator = copy.deepcopy(self.generator_config)
-        for key in ("model_type", "transformers_version", "architectures", "auto_map"):
-            generator.pop(key, None)
-        return NucELConfig(**generator)
+        return network_configuration(self.generator_config)
+
+    def encoder_configuration(self) -> "NucELConfig":
+        """This configuration as an encoder's: without the generator and the pre-training settings (what the
+        exported discriminator carries)."""
+        values = self.to_dict()
+        for key in ("generator_config", *PRETRAINING_DEFAULTS):
+            values.pop(key, None)
+        return network_configuration(values)
+
+
+def network_configuration(values: dict) -> NucELConfig:
+    """A fresh NucELConfig from another's `to_dict()`, without what describes a saved file rather than a network."""
+    values = copy.deepcopy(values)
+    for key in ("model_type", "transformers_version", "architectures", "auto_map"):
+        values.pop(key, None)
+    return NucELConfig(**values)
+
+
+def check_pretraining_settings(settings: dict) -> None:
+    """One-line errors for pre-training settings (PRETRAINING_DEFAULTS' names) no NucELForPreTraining trains with."""
+    discriminator_weight, sampling_temperature, sampling_top_k = (
+        settings["discriminator_weight"], settings["sampling_temperature"], settings["sampling_top_k"]
+    )
+    embedding_sharing, replacement = settings["embedding_sharing"], settings["replacement"]
+    if discriminator_weight < 0:
+        raise ValueError(f"discriminator_weight must be at least 0, got {discriminator_weight}")
+    if sampling_temperature <= 0:
+        raise ValueError(f"sampling_temperature must be positive, got {sampling_temperature}")
+    if sampling_top_k is not None and not 1 <= sampling_top_k <= len(BASES):
+        raise ValueError(f"sampling_top_k must be between 1 and {len(BASES)} (or None for all bases), got {sampling_top_k}")
+    if embedding_sharing not in EMBEDDING_SHARING:
+        raise ValueError(f"embedding_sharing must be one of {EMBEDDING_SHARING}, got {embedding_sharing!r}")
+    if replacement not in REPLACEMENTS:
+        raise ValueError(f"replacement must be one of {REPLACEMENTS}, got {replacement!r}")
+    if replacement == "uniform" and embedding_sharing != "none":
+        raise ValueError("replacement 'uniform' runs no generator, so there is no embedding to share: embedding_sharing none")

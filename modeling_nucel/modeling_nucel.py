@@ -14,8 +14,9 @@ tokens; padding is never attended, nor are other sequences packed into the same 
 model takes the padded path with dense masks, whose shapes do not depend on the data.
 """
 
-from dataclasses import dataclass
+import copy
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -171,7 +172,7 @@ class NucELPreTrainedModel(PreTrainedModel):
             nn.init.ones_(module.weight)
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
-        elif isinstance(module, NucELEmbeddings):
+        elif isinstance(module, NucELEmbeddings) and module.tok_embeddings is not None:  # None: a tied generator's
             truncated_normal(module.tok_embeddings, std)
         elif isinstance(module, NucELAttention):
             truncated_normal(module.Wqkv, std)
@@ -184,6 +185,10 @@ class NucELPreTrainedModel(PreTrainedModel):
         elif isinstance(module, NucELGenerator):
             truncated_normal(module.decoder, out_std)
         elif isinstance(module, NucELForPreTraining):
+            truncated_normal(module.rtd_classifier, out_std)
+            if module.embedding_projection is not None:  # keeps the scale of the table it projects
+                truncated_normal(module.embedding_projection, module.embedding_projection.in_features**-0.5)
+        elif isinstance(module, NucELForReplacedTokenDetection):
             truncated_normal(module.rtd_classifier, out_std)
         elif isinstance(module, (NucELForSequenceClassification, NucELForTokenClassification)):
             truncated_normal(module.classifier, self.config.hidden_size**-0.5)
@@ -380,7 +385,9 @@ class NucELForPreTrainingOutput(ModelOutput):
     """`loss` = `generator_loss` + discriminator_weight · `discriminator_loss`.
 
     `replaced_mask` (bool, batch × length) marks tokens the discriminator saw replaced: masked positions whose
-    sampled base differs from the original (a sample equal to the original counts as original).
+    sampled base differs from the original (a sample equal to the original counts as original). The discriminator's
+    loss is over the base tokens only: nothing else can be replaced. Without a generator (`replacement` "uniform")
+    `generator_loss` and `generator_logits` are None.
     """
 
     loss: torch.FloatTensor | None = None
@@ -399,14 +406,41 @@ def gumbel_max_sample(logits: torch.Tensor) -> torch.Tensor:
     return (logits.float() - torch.log(-torch.log(uniform))).argmax(dim=-1)
 
 
-def sample_replacements(generator_logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None) -> torch.Tensor:
+def sample_replacements(
+    generator_logits: torch.Tensor,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    excluded_ids: torch.Tensor | None = None,
+) -> torch.Tensor:
     """One base per row from the generator: softmax(logits / temperature) over A, C, G, T, or over the `top_k` most
-    likely of them (ties at the k-th kept). Never a special token."""
+    likely of them (ties at the k-th kept). Never a special token, nor the row's `excluded_ids` (one id per row:
+    ELECTRA's `disallow_correct` passes the original bases, so every draw is a real replacement)."""
     logits = mask_to_bases(generator_logits.float()) / temperature
+    if excluded_ids is not None:
+        logits = logits.scatter(-1, excluded_ids.unsqueeze(-1), float("-inf"))
     if top_k is not None:
         kth_largest = logits.topk(top_k, dim=-1).values[..., -1:]
         logits = logits.masked_fill(logits < kth_largest, float("-inf"))
     return gumbel_max_sample(logits)
+
+
+def uniform_replacements(original_ids: torch.Tensor) -> torch.Tensor:
+    """For each original base, another base drawn uniformly from the other three (the generator-free control)."""
+    bases = torch.tensor(BASE_IDS, device=original_ids.device)
+    index = (original_ids.unsqueeze(-1) == bases).long().argmax(-1)
+    offset = torch.randint(1, len(BASE_IDS), original_ids.shape, device=original_ids.device)
+    return bases[(index + offset) % len(BASE_IDS)]
+
+
+def is_base(input_ids: torch.Tensor) -> torch.Tensor:
+    return torch.isin(input_ids, torch.tensor(BASE_IDS, device=input_ids.device))
+
+
+def embed_with(table: torch.Tensor | None, input_ids: torch.Tensor, padding_idx: int) -> dict:
+    """An encoder's token inputs: the ids (its own table), or their rows of a computed `table`."""
+    if table is None:
+        return {"input_ids": input_ids}
+    return {"inputs_embeds": F.embedding(input_ids, table, padding_idx=padding_idx)}
 
 
 class NucELForPreTraining(NucELPreTrainedModel):
@@ -414,54 +448,107 @@ class NucELForPreTraining(NucELPreTrainedModel):
 
     Input: `input_ids` already masked (the `[MASK]` token or kept bases at selected positions) and `labels` with
     the original ids at the selected positions (-100 elsewhere). The generator predicts the selected positions;
-    its samples (Gumbel-max over A/C/G/T only, at `config.sampling_temperature`, from the `config.sampling_top_k`
-    most likely bases) replace them; the discriminator labels every real token as original or replaced.
+    its samples (Gumbel-max over A/C/G/T only, at `config.sampling_temperature` or the forward's
+    `sampling_temperature`, from the `config.sampling_top_k` most likely bases, never the original with
+    `config.disallow_correct`) replace them; the discriminator labels every base as original or replaced. With
+    `config.replacement` "uniform" there is no generator: each selected base is replaced by one of the other three.
+
+    `config.embedding_sharing`:
+      "none": generator and discriminator each have their own token table (the author's code).
+      "tied": ELECTRA's one table, the discriminator's, trained by both losses; the generator reads it through
+          `embedding_projection` (discriminator width -> generator width) when it is narrower, and has none of its own.
+      "gdes": DeBERTa-v3's gradient-disentangled sharing: the discriminator's table is the generator's (through
+          `embedding_projection`, generator width -> discriminator width, when they differ) with its gradient stopped,
+          plus the discriminator's own `tok_embeddings`, initialised to zero: only the generator's loss trains the
+          generator's table.
+    `discriminator_for_export`, `replaced_token_detector_for_export` and `generator_for_export` fold whatever is
+    shared into plain NucEL models, whose own tables then hold exactly the embeddings used here.
     """
 
     _auto_class = "AutoModelForPreTraining"  # marks the class as remote code: saving copies the code files
 
     def __init__(self, config: NucELConfig):
         super().__init__(config)
-        self.generator = NucELGenerator(config.generator_configuration())
+        uses_generator = config.replacement == "generator"
+        self.generator = NucELGenerator(config.generator_configuration()) if uses_generator else None
         self.model = NucELModel(config)
         self.rtd_head = NucELPredictionHead(config)
         self.rtd_classifier = nn.Linear(config.hidden_size, 1)
+        self.embedding_projection = None
+        if config.embedding_sharing != "none":
+            generator_width, width = self.generator.config.hidden_size, config.hidden_size
+            if generator_width != width:
+                tied = config.embedding_sharing == "tied"
+                self.embedding_projection = nn.Linear(*((width, generator_width) if tied else (generator_width, width)), bias=False)
+            if config.embedding_sharing == "tied":
+                self.generator.model.embeddings.tok_embeddings = None  # it reads the discriminator's
         self.post_init()
+        if config.embedding_sharing == "gdes":
+            # The discriminator's own table is the delta on top of the generator's: it starts at zero.
+            nn.init.zeros_(self.model.embeddings.tok_embeddings.weight)
 
     def get_input_embeddings(self):
         return self.model.embeddings.tok_embeddings
 
-    def forward(self, input_ids, labels, attention_mask=None, return_dict=None, position_ids=None, **kwargs):
-        """`position_ids` (optional): packed rows, see `NucELModel.forward`."""
+    def shared_embedding_tables(self) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """(generator's, discriminator's) token tables as computed from what they share; None for a network that
+        reads its own `tok_embeddings` unchanged."""
+        sharing = self.config.embedding_sharing
+        project = self.embedding_projection if self.embedding_projection is not None else nn.Identity()
+        if sharing == "tied":
+            return project(self.model.embeddings.tok_embeddings.weight), None
+        if sharing == "gdes":
+            shared = project(self.generator.model.embeddings.tok_embeddings.weight.detach())
+            return None, shared + self.model.embeddings.tok_embeddings.weight
+        return None, None
+
+    def forward(
+        self, input_ids, labels, attention_mask=None, return_dict=None, position_ids=None, sampling_temperature=None,
+        **kwargs,
+    ):
+        """`position_ids` (optional): packed rows, see `NucELModel.forward`. `sampling_temperature` (optional):
+        this step's temperature (a schedule's), instead of `config.sampling_temperature`."""
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         masked_positions = labels != IGNORE_INDEX
-
-        generator_hidden = self.generator.model(
-            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids
-        ).last_hidden_state
-        # The MLM head runs on masked positions only: the other 85% of its work would be thrown away.
-        generator_logits = self.generator.logits(generator_hidden[masked_positions])
-        masked_labels = labels[masked_positions]
-        generator_loss = F.cross_entropy(generator_logits, masked_labels)
-
-        with torch.no_grad():
-            sampled = sample_replacements(
-                generator_logits.detach(), self.config.sampling_temperature, self.config.sampling_top_k
-            )
         original_ids = torch.where(masked_positions, labels, input_ids)
+        masked_labels = labels[masked_positions]
+        generator_table, discriminator_table = self.shared_embedding_tables()
+
+        generator_loss = generator_logits = None
+        if self.generator is None:
+            sampled = uniform_replacements(masked_labels)
+        else:
+            generator_hidden = self.generator.model(
+                **embed_with(generator_table, input_ids, self.config.pad_token_id),
+                attention_mask=attention_mask, position_ids=position_ids,
+            ).last_hidden_state
+            # The MLM head runs on masked positions only: the other 85% of its work would be thrown away.
+            generator_logits = self.generator.logits(generator_hidden[masked_positions])
+            generator_loss = F.cross_entropy(generator_logits, masked_labels)
+            with torch.no_grad():
+                sampled = sample_replacements(
+                    generator_logits.detach(),
+                    self.config.sampling_temperature if sampling_temperature is None else sampling_temperature,
+                    self.config.sampling_top_k,
+                    excluded_ids=masked_labels if self.config.disallow_correct else None,
+                )
         discriminator_input_ids = original_ids.masked_scatter(masked_positions, sampled)
         replaced_mask = discriminator_input_ids != original_ids
 
         discriminator_hidden = self.model(
-            input_ids=discriminator_input_ids, attention_mask=attention_mask, position_ids=position_ids
+            **embed_with(discriminator_table, discriminator_input_ids, self.config.pad_token_id),
+            attention_mask=attention_mask, position_ids=position_ids,
         ).last_hidden_state
         discriminator_logits = self.rtd_classifier(self.rtd_head(discriminator_hidden)).squeeze(-1)
-        real_tokens = attention_mask.bool()
+        # Only bases can be replaced: specials, [UNK] and padding would teach nothing but "never replaced".
+        scored = attention_mask.bool() & is_base(original_ids)
         discriminator_loss = F.binary_cross_entropy_with_logits(
-            discriminator_logits[real_tokens], replaced_mask[real_tokens].to(discriminator_logits.dtype)
+            discriminator_logits[scored], replaced_mask[scored].to(discriminator_logits.dtype)
         )
-        loss = generator_loss + self.config.discriminator_weight * discriminator_loss
+        loss = self.config.discriminator_weight * discriminator_loss
+        if generator_loss is not None:
+            loss = generator_loss + loss
         output = NucELForPreTrainingOutput(
             loss=loss,
             generator_loss=generator_loss,
@@ -473,6 +560,90 @@ class NucELForPreTraining(NucELPreTrainedModel):
             discriminator_input_ids=discriminator_input_ids,
         )
         return output if return_dict is not False else output.to_tuple()
+
+    def discriminator_for_export(self) -> "NucELModel":
+        """The discriminator as a plain encoder (no generator, no pre-training settings in its config), its token
+        table the one it computes with."""
+        state = self.model.state_dict()
+        _, table = self.shared_embedding_tables()
+        if table is not None:
+            state["embeddings.tok_embeddings.weight"] = table
+        return self._standalone(NucELModel(self.config.encoder_configuration()), state)
+
+    def replaced_token_detector_for_export(self) -> "NucELForReplacedTokenDetection":
+        """The discriminator with its RTD head, as `discriminator_for_export` folds its table."""
+        state = {f"model.{name}": value for name, value in self.discriminator_for_export().state_dict().items()}
+        for name, value in self.state_dict().items():
+            if name.startswith(("rtd_head.", "rtd_classifier.")):
+                state[name] = value
+        return self._standalone(NucELForReplacedTokenDetection(self.config.encoder_configuration()), state)
+
+    def generator_for_export(self) -> "NucELGenerator":
+        """The generator as a plain masked language model, its token table the one it computes with."""
+        if self.generator is None:
+            raise ValueError("this model has no generator: replacement 'uniform' replaces bases without one")
+        table, _ = self.shared_embedding_tables()
+        if table is None:
+            return self.generator
+        state = {**self.generator.state_dict(), "model.embeddings.tok_embeddings.weight": table}
+        return self._standalone(NucELGenerator(copy.deepcopy(self.generator.config)), state)
+
+    def _standalone(self, model: NucELPreTrainedModel, state: dict) -> NucELPreTrainedModel:
+        model.load_state_dict({name: value.detach().clone() for name, value in state.items()})
+        model.config._attn_implementation = self.config._attn_implementation
+        return model.to(device=self.device, dtype=self.dtype).train(self.training)
+
+
+@dataclass
+class NucELForReplacedTokenDetectionOutput(ModelOutput):
+    logits: torch.FloatTensor | None = None  # (batch, length): the logit that each token was replaced
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+
+
+class NucELForReplacedTokenDetection(NucELPreTrainedModel):
+    """A pre-trained discriminator with its RTD head, as transformers' ElectraForPreTraining: per token, the logit
+    that it was replaced (sigmoid: the probability). Its weights are those of `NucELForPreTraining` without the
+    generator (`model.*` the encoder, `rtd_head.*`, `rtd_classifier.*`), so `AutoModel` loads the same folder as the
+    encoder alone (NucELModel, or native ModernBertModel without remote code), and in a saved folder
+    `AutoModelForPreTraining` resolves to this class (its `_auto_class`), as ELECTRA's discriminator folders do."""
+
+    _auto_class = "AutoModelForPreTraining"  # marks the class as remote code and names it in the saved auto_map
+
+    def __init__(self, config: NucELConfig):
+        super().__init__(config)
+        self.model = NucELModel(config)
+        self.rtd_head = NucELPredictionHead(config)
+        self.rtd_classifier = nn.Linear(config.hidden_size, 1)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        inputs_embeds=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+        position_ids=None,
+        **kwargs,
+    ):
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        outputs = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            inputs_embeds=inputs_embeds,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
+            position_ids=position_ids,
+        )
+        logits = self.rtd_classifier(self.rtd_head(outputs.last_hidden_state)).squeeze(-1)
+        if not return_dict:
+            return tuple(v for v in (logits, outputs.hidden_states, outputs.attentions) if v is not None)
+        return NucELForReplacedTokenDetectionOutput(
+            logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -609,6 +780,7 @@ AUTO_MAP = {
     "AutoConfig": "configuration_nucel.NucELConfig",
     "AutoModel": "modeling_nucel.NucELModel",
     "AutoModelForMaskedLM": "modeling_nucel.NucELGenerator",
+    # A folder saved from NucELForReplacedTokenDetection names that class here instead (its `_auto_class`).
     "AutoModelForPreTraining": "modeling_nucel.NucELForPreTraining",
     "AutoModelForSequenceClassification": "modeling_nucel.NucELForSequenceClassification",
     "AutoModelForTokenClassification": "modeling_nucel.NucELForTokenClassification",

@@ -1,99 +1,67 @@
-"""The `nucel` command: one entry point for using a trained NucEL.
+"""`nucel`: one program for every job. `nucel COMMAND --help` describes each command's options.
 
-    nucel embed MODEL sequences.fa -o embeddings.npy          per-sequence or per-base embeddings (+ a 2-D map)
-    nucel predict MODEL sequences.fa predictions.tsv          a classifier's predictions (fine-tuned, released, Hub id)
+    nucel pretrain --config tiny_cpu                         RTD (or MLM) pre-training on genome FASTA
+    nucel finetune --model M --train train.csv -o my-model   fine-tune on labelled sequences
+    nucel benchmark --suite gue --data GUE --model M         a benchmark suite as its paper runs it
+    nucel vep --generator GEN --model M                      zero-shot BRCA1 variant effects
+    nucel study                                              the RTD-vs-MLM pre-training study
+    nucel embed --model M sequences.fa -o embeddings.npy     per-sequence or per-base embeddings (+ a 2-D map)
+    nucel predict --model CLASSIFIER sequences.fa -o predictions.tsv
     nucel score-variants --variants v.vcf --reference genome.fa --generator GEN -o scores.tsv
-    nucel ism --sequence ACGT... --generator GEN -o ism       in-silico mutagenesis matrix + plot
-    nucel attention MODEL --sequence ACGT... -o maps/         attention maps + heatmap, motif SNR
-    nucel motif-order -o runs/motif_order                     the paper's motif-order experiment
-    nucel release / nucel convert                             Hub release, ModernBERT import/export/migrate
+    nucel ism --sequence ACGT... --generator GEN -o ism/      in-silico mutagenesis matrix + plot
+    nucel attention --model M --sequence ACGT... -o maps/    attention maps + heatmap, motif SNR
+    nucel motif-order -o runs/motif-order                    the paper's motif-order experiment
+    nucel release / nucel convert                            Hub release, ModernBERT import/export/migrate
 
-Training has commands of its own: nucel-pretrain, nucel-finetune, nucel-benchmark, nucel-study.
-`nucel COMMAND --help` describes each command's options.
+One vocabulary (core/options.py): -o/--output, --model, --window, --threads, --seed(s), --device, --overwrite,
+--debug. The earlier programs nucel-pretrain, nucel-finetune, nucel-benchmark and nucel-study remain as aliases.
 
-This module holds only the options: each command's implementation is imported when the command runs, so that
-`--help` answers at once instead of waiting for torch. The choices and defaults written here are the
-implementations' own; tests/test_command_line.py checks that they agree.
+This module holds the command table and the options of the commands that live in nucel/; every implementation is
+imported when its command runs, so that `--help` answers at once instead of waiting for torch.
 """
 
 import argparse
-import importlib
 import sys
 from pathlib import Path
 
-from nucel.errors import add_debug_option, run_reporting_errors
+from nucel.benchmarks.benchmark_cli import add_suite_arguments, add_vep_arguments
+from nucel.benchmarks.pretraining_study import add_arguments as add_study_arguments
+from nucel.core.options import (
+    HelpFormatter,
+    add_debug,
+    add_device,
+    add_model,
+    add_output,
+    add_threads,
+    add_window,
+    one_sequence_arguments,
+    run_command,
+    table_arguments,
+)
+from nucel.training.finetune_cli import add_arguments as add_finetune_arguments
+from nucel.training.train_rtd import add_arguments as add_pretrain_arguments
 
-DEVICE_HELP = "cpu, cuda, cuda:1 ... (default: cuda when available)"
-
-
-class HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """Descriptions as written (they hold examples), and every option's default shown unless it is empty."""
-
-    def _get_help_string(self, action):
-        text = action.help or ""
-        if action.option_strings and action.default not in (None, False, [], argparse.SUPPRESS) and "default" not in text:
-            text += " (default: %(default)s)"
-        return text
-
-
-def add_overwrite_option(parser, *folder_options: str) -> None:
-    """`--overwrite` for a command that writes a folder: without it an existing, non-empty folder is refused."""
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
-    parser.set_defaults(output_folders=folder_options)
-
-
-def refuse_existing_output_folders(args: argparse.Namespace) -> None:
-    for option in getattr(args, "output_folders", ()):
-        folder = getattr(args, option.lstrip("-").replace("-", "_"))
-        if folder is not None:
-            check_output_folder(option, Path(folder), args.overwrite)
+# The choices and defaults of the commands' implementations, which import torch: written here so that --help does
+# not, and checked against the implementations by tests/test_command_line.py.
+POOLINGS = ("cls", "mean", "max")  # core/embeddings.py
+DEFAULT_WINDOW, DEFAULT_OVERLAP = 1024, 256  # core/windows.py
+LONG_INPUTS, AGGREGATIONS = ("window", "refuse"), ("mean", "max")  # nucel/predict.py
 
 
-def check_output_folder(option: str, folder: Path, overwrite: bool) -> None:
-    """An output folder must be new or empty, unless `--overwrite`; a file in its place is refused either way."""
-    if folder.is_file():
-        raise NotADirectoryError(f"{option} {folder}: is a file; give a folder name")
-    if not overwrite and folder.is_dir() and any(folder.iterdir()):
-        raise FileExistsError(f"{option} {folder}: the folder exists and is not empty; pass --overwrite to replace "
-                              "its contents, or choose another folder")
-
-
-def model_argument(parser, help: str = "NucEL model folder or Hub id") -> None:
-    parser.add_argument("model", help=help)
-
-
-def one_sequence_arguments(parser):
-    """`--sequence` / `--fasta` (+ `--record`) for commands that take one sequence; returns the exclusive group so
-    that a command can add another way to give it (`--region`). Read back with nucel.sequence_io.read_one_sequence."""
-    where = parser.add_mutually_exclusive_group(required=True)
-    where.add_argument("--sequence", help="the DNA sequence itself")
-    where.add_argument("--fasta", help="a FASTA file; its first record, or --record")
-    parser.add_argument("--record", help="record name in --fasta")
-    return where
-
-
-def table_arguments(parser) -> None:
-    parser.add_argument("--sequence-column", help="sequence column of a CSV/TSV (default: 'sequence' or 'seq')")
-    parser.add_argument("--id-column", help="id column of a CSV/TSV (default: 'id', 'name' or 'sequence_id', else the row number)")
-
-
-def add_embed(commands) -> None:
-    parser = commands.add_parser(
-        "embed", help="embeddings of sequences from a FASTA/CSV/TSV file, and a 2-D map of them",
-        description="Per-sequence (pooled) or per-base embeddings from a NucEL encoder, written as .npy (+ .ids.tsv) or "
+def add_embed(parser) -> None:
+    parser.description = ("Per-sequence (pooled) or per-base embeddings from a NucEL encoder, written as .npy (+ .ids.tsv) or "
         ".parquet. Records are streamed: memory does not grow with the input (a whole genome is fine). With --map, "
-        "also a 2-D map (PCA or t-SNE) of the per-sequence embeddings, coloured by --label-column.",
-    )
-    model_argument(parser, "NucEL model folder or Hub id (encoder, generator, classifier or pre-training checkpoint)")
+        "also a 2-D map (PCA or t-SNE) of the per-sequence embeddings, coloured by --label-column.")
+    add_model(parser, "NucEL model folder or Hub id (encoder, generator, classifier or pre-training checkpoint)")
     parser.add_argument("input", help="FASTA(.gz), CSV or TSV with a 'sequence' column")
-    parser.add_argument("-o", "--output", required=True, help="output file: .npy or .parquet")
+    add_output(parser, "file", "output file: .npy (with .ids.tsv beside it) or .parquet")
     how = parser.add_mutually_exclusive_group()
-    how.add_argument("--pooling", choices=("cls", "mean", "max"), default="mean", help="per-sequence pooling")
+    how.add_argument("--pooling", choices=POOLINGS, default="mean", help="per-sequence pooling")
     how.add_argument("--per-base", action="store_true", help="one vector per base instead of one per sequence")
     parser.add_argument("--layer", type=int, help="hidden_states index (0 = embeddings; default: the final output)")
     parser.add_argument("--reverse-complement", action="store_true", help="average with the reverse complement strand")
-    parser.add_argument("--window", type=int, default=1024, help="longest piece the model sees, in bases")
-    parser.add_argument("--overlap", type=int, default=256, help="overlap of consecutive windows, in bases")
+    add_window(parser, DEFAULT_WINDOW, "longest piece the model sees, in bases")
+    parser.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP, help="overlap of consecutive windows, in bases")
     parser.add_argument("--batch-size", type=int, default=16, help="windows per forward pass")
     parser.add_argument("--dtype", choices=("float32", "float16"), default="float32", help="stored precision of the vectors")
     table_arguments(parser)
@@ -101,90 +69,84 @@ def add_embed(commands) -> None:
     picture.add_argument("--map", metavar="PNG", help="also draw the embeddings in two dimensions into this PNG")
     picture.add_argument("--map-method", choices=("pca", "tsne"), default="pca", help="scikit-learn's PCA or t-SNE")
     picture.add_argument("--label-column", help="CSV/TSV column whose values colour the map's points")
-    parser.add_argument("--device", help=DEVICE_HELP)
+    add_device(parser)
+    add_threads(parser)
     parser.set_defaults(run="nucel.embed:run")
 
 
-def add_predict(commands) -> None:
-    parser = commands.add_parser(
-        "predict", help="predict labels for sequences with a fine-tuned or released classifier",
-        description="Labels and class probabilities of a NucEL classifier: a nucel-finetune folder (full, frozen or LoRA), "
+def add_predict(parser) -> None:
+    parser.description = ("Labels and class probabilities of a NucEL classifier: a nucel-finetune folder (full, frozen or LoRA), "
         "a released folder (also an adapter-only LoRA release) or a Hub id (from the local cache with HF_HUB_OFFLINE=1).\n\n"
         "An input longer than the classifier's longest training sequence (recorded by nucel-finetune) is cut into "
         "windows whose probabilities are combined (--aggregate), or refused (--long-inputs refuse); the `windows` column "
-        "says how many windows each prediction used. Inputs are streamed; the output appears only when complete.",
-    )
-    model_argument(parser, "a classifier: a nucel-finetune folder, a released folder or a Hub id")
+        "says how many windows each prediction used. Inputs are streamed; the output appears only when complete.")
+    add_model(parser, "a classifier: a nucel finetune folder, a released folder or a Hub id")
     parser.add_argument("input", help="FASTA(.gz), CSV or TSV file of sequences")
-    parser.add_argument("output", help="predictions file (.csv, or .tsv for tab-separated)")
-    parser.add_argument("--long-inputs", choices=("window", "refuse"), default="window",
+    add_output(parser, "file", "predictions file (.csv, or .tsv for tab-separated)")
+    parser.add_argument("--long-inputs", choices=LONG_INPUTS, default="window",
                         help="inputs longer than the classifier's training sequences: cut into windows, or refuse")
-    parser.add_argument("--window", type=int, help="window length in bp (default: the longest training sequence, else 1024)")
+    add_window(parser, None, f"window length in bp (default: the longest training sequence, else {DEFAULT_WINDOW})")
     parser.add_argument("--stride", type=int, help="bp between window starts (default: half the window)")
-    parser.add_argument("--aggregate", choices=("mean", "max"), default="mean",
+    parser.add_argument("--aggregate", choices=AGGREGATIONS, default="mean",
                         help="combine the windows' probabilities per class by their mean or their maximum")
     parser.add_argument("--batch-size", type=int, default=32, help="windows per forward pass")
     table_arguments(parser)
-    parser.add_argument("--device", help=DEVICE_HELP)
-    parser.set_defaults(run="nucel.training.predict:run_from_args")
+    add_device(parser)
+    add_threads(parser)
+    parser.set_defaults(run="nucel.predict:run_from_args")
 
 
 def variant_model_arguments(parser) -> None:
     parser.add_argument("--generator", help="generator (masked LM) folder or Hub id: the llr score")
     parser.add_argument("--model", help="encoder folder or Hub id: the embedding_distance score")
-    parser.add_argument("--context", type=int, default=1024, help="bases of context around each variant")
+    add_window(parser, DEFAULT_WINDOW, "bases of context around each variant", aliases=("--context",))
     parser.add_argument("--batch-size", type=int, default=32, help="model inputs per forward pass")
-    parser.add_argument("--device", help=DEVICE_HELP)
+    add_device(parser)
+    add_threads(parser)
 
 
-def add_variant_commands(commands) -> None:
-    score = commands.add_parser(
-        "score-variants", help="variant-effect scores (generator llr, embedding distance) for a TSV or VCF",
-        description="Scores single-nucleotide variants: llr = log P(alt) - log P(ref) from the generator at the masked "
+def add_score_variants(score) -> None:
+    score.description = ("Scores single-nucleotide variants: llr = log P(alt) - log P(ref) from the generator at the masked "
         "position, and the embedding distance between the reference and alternative contexts (encoder). Input: a VCF(.gz) "
         "with --reference, or a TSV (position, ref, alt and sequence or region). Every output row has a status (ok, "
         "not_snv, missing_contig, outside_contig, ref_is_n, ref_mismatch) and a summary counts them; chromosome names "
-        "that differ by a 'chr' prefix are matched and reported.",
-    )
+        "that differ by a 'chr' prefix are matched and reported.")
     score.add_argument("--variants", required=True, help="TSV (position, ref, alt, sequence or region) or VCF(.gz)")
     score.add_argument("--reference", help="reference FASTA(.gz), for a VCF or TSV regions")
     variant_model_arguments(score)
     score.add_argument("--strict", action="store_true", help="stop at the first row that is not 'ok' (default: give it a status and go on)")
-    score.add_argument("-o", "--output", required=True, help="output TSV")
+    add_output(score, "file", "output TSV")
     score.set_defaults(run="nucel.variants:run_score_variants")
 
-    ism = commands.add_parser(
-        "ism", help="in-silico mutagenesis of a region: every base to every other base, as a matrix and a plot",
-        description="Scores every substitution of a sequence with the generator (llr) or an encoder (embedding "
-        "distance); writes OUTPUT.tsv (position, ref, A, C, G, T) and OUTPUT.png.",
-    )
+
+def add_ism(ism) -> None:
+    ism.description = ("Scores every substitution of a sequence with the generator (llr) or an encoder (embedding "
+                       "distance); writes ism.tsv (position, ref, A, C, G, T) and ism.png into the output folder.")
     where = one_sequence_arguments(ism)
     where.add_argument("--region", help="CHROM:START-END (1-based, inclusive) in --reference")
     ism.add_argument("--reference", help="reference FASTA(.gz), for --region")
     variant_model_arguments(ism)
-    ism.add_argument("-o", "--output", required=True, help="output prefix: writes OUTPUT.tsv and OUTPUT.png")
+    add_output(ism, "folder", "folder for ism.tsv and ism.png")
     ism.set_defaults(run="nucel.variants:run_ism")
 
 
-def add_attention(commands) -> None:
-    parser = commands.add_parser(
-        "attention", help="attention maps of a sequence (arrays + heatmap PNG) and the motif SNR per layer",
-        description="Attention maps of a NucEL encoder (eager attention), saved as attention.npy + attention.json and "
+def add_attention(parser) -> None:
+    parser.description = ("Attention maps of a NucEL encoder (eager attention), saved as attention.npy + attention.json and "
         "drawn as attention.png on base-pair axes (genomic coordinates with --region); with --motif, the motif "
         "signal-to-noise ratio of every layer (snr.tsv): the attention the motif positions receive over that of the "
-        "other bases.",
-    )
-    model_argument(parser)
+        "other bases.")
+    add_model(parser)
     where = one_sequence_arguments(parser)
     where.add_argument("--region", help="CHROM:START-END (1-based, inclusive) in --reference; the axes show its coordinates")
     parser.add_argument("--reference", help="reference FASTA(.gz), for --region")
     parser.add_argument("--layers", help="comma-separated layer indices (default: the global layers)")
     parser.add_argument("--heads", help="comma-separated head indices (default: the mean over all heads)")
     parser.add_argument("--motif", action="append", default=[], help="motif sequence whose positions are marked and scored (SNR); repeatable")
-    parser.add_argument("-o", "--output-dir", required=True, help="folder for attention.npy, attention.json, attention.png (and snr.tsv)")
-    add_overwrite_option(parser, "--output-dir")
-    parser.add_argument("--device", help=DEVICE_HELP)
-    parser.set_defaults(run="nucel.attention_maps:run")
+    add_output(parser, "folder", "folder for attention.npy, attention.json, attention.png (and snr.tsv)",
+               aliases=("--output-dir",))
+    add_device(parser)
+    add_threads(parser)
+    parser.set_defaults(run="nucel.attention:run")
 
 
 def motif_data_arguments(parser) -> None:
@@ -196,25 +158,20 @@ def motif_data_arguments(parser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the data (and of the fine-tuning)")
 
 
-def add_motif_order(commands) -> None:
-    data = commands.add_parser(
-        "motif-order-data", help="generate the synthetic motif-order data set (CSV)",
-        description="Sequences that hold motif A and motif B once each (same bases, another order) in random "
-        "background: label 1 when A comes first. Columns: sequence, label, a_start, b_start.",
-    )
-    data.add_argument("-o", "--output", required=True, help="output CSV (sequence, label, a_start, b_start)")
+def add_motif_order_data(data) -> None:
+    data.description = ("Sequences that hold motif A and motif B once each (same bases, another order) in random "
+        "background: label 1 when A comes first. Columns: sequence, label, a_start, b_start.")
+    add_output(data, "file", "output CSV (sequence, label, a_start, b_start)")
     data.add_argument("--size", type=int, default=2000, help="number of sequences")
     motif_data_arguments(data)
-    data.set_defaults(run="nucel.motif_order:run_generate")
+    data.set_defaults(run="nucel.benchmarks.motif_order:run_generate")
 
-    experiment = commands.add_parser(
-        "motif-order", help="fine-tune on the motif-order task; accuracy and motif attention SNR per layer",
-        description="The paper's motif-order experiment: fine-tunes a model on the task, reports test accuracy and the "
+
+def add_motif_order(experiment) -> None:
+    experiment.description = ("The paper's motif-order experiment: fine-tunes a model on the task, reports test accuracy and the "
         "motif signal-to-noise ratio of attention in every layer before and after fine-tuning; writes results.json, "
-        "snr.png, attention.png and the fine-tuned model folder.",
-    )
-    experiment.add_argument("-o", "--output-dir", required=True, help="folder for the results and the fine-tuned model")
-    add_overwrite_option(experiment, "--output-dir")
+        "snr.png, attention.png and the fine-tuned model folder.")
+    add_output(experiment, "folder", "folder for the results and the fine-tuned model", aliases=("--output-dir",))
     experiment.add_argument("--model", default="random:tiny", help="NucEL folder / Hub id, or random:<preset>")
     experiment.add_argument("--train-size", type=int, default=2000, help="training sequences")
     experiment.add_argument("--validation-size", type=int, default=400, help="validation sequences")
@@ -222,22 +179,20 @@ def add_motif_order(commands) -> None:
     experiment.add_argument("--epochs", type=float, default=12.0, help="fine-tuning epochs")
     experiment.add_argument("--learning-rate", type=float, default=2e-3, help="peak learning rate")
     experiment.add_argument("--batch-size", type=int, default=32, help="sequences per step")
-    experiment.add_argument("--device", help=DEVICE_HELP)
+    add_device(experiment)
+    add_threads(experiment)
     motif_data_arguments(experiment)
-    experiment.set_defaults(run="nucel.motif_order:run_experiment_command")
+    experiment.set_defaults(run="nucel.benchmarks.motif_order:run_experiment_command")
 
 
-def add_release(commands) -> None:
-    parser = commands.add_parser(
-        "release", help="assemble a Hub repository folder (weights, config, code, tokenizer, model card) and upload it",
-        description="Writes a release folder (weights, config, model code, tokenizer, model card with the facts the "
-        "run recorded) and uploads it. Token: HF_TOKEN or `hf auth login`; it is never written into the folder.",
-    )
-    parser.add_argument("source", type=Path, help="training output: a NucEL model folder (pre-training export or fine-tuned)")
-    parser.add_argument("repo_id", help="Hub repository, owner/name")
+def add_release(parser) -> None:
+    parser.description = ("Writes a release folder (weights, config, model code, tokenizer, model card with the facts the "
+        "run recorded) and uploads it. Token: HF_TOKEN or `hf auth login`; it is never written into the folder.")
+    add_model(parser, "training output: a NucEL model folder (pre-training export or fine-tuned)", type=Path)
+    parser.add_argument("--repo-id", required=True, help="Hub repository, owner/name")
     parser.add_argument("--part", choices=("discriminator", "generator"), help="for a pre-training model: which half to release")
-    parser.add_argument("--out", type=Path, help="where to write the release folder (default: releases/<owner>--<name>)")
-    add_overwrite_option(parser, "--out")
+    add_output(parser, "folder", "where to write the release folder (default: releases/<owner>--<name>)", required=False,
+               aliases=("--out",))
     parser.add_argument("--card-facts", type=Path, help="YAML with hardware, training_time, task, ... for the card")
     parser.add_argument("--results", type=Path, nargs="+", default=[],
                         help="nucel-benchmark results.json file(s) of this very model (checked by model identity) for the model-index")
@@ -255,11 +210,8 @@ def add_release(commands) -> None:
     parser.set_defaults(run="nucel.release:run")
 
 
-def add_convert(commands) -> None:
-    parser = commands.add_parser(
-        "convert", help="import a ModernBERT checkpoint (e.g. the released NucEL-93M), export native ModernBERT, migrate old ids",
-        description="nucel convert import|export|migrate SOURCE OUT",
-    )
+def add_convert(parser) -> None:
+    parser.description = "nucel convert import|export|migrate SOURCE -o OUT"
     directions = parser.add_subparsers(dest="direction", required=True, metavar="DIRECTION")
     for direction, help, source, out in (
         ("import", "ModernBERT folder on the released vocabulary -> dual-mode NucEL folder",
@@ -270,42 +222,61 @@ def add_convert(commands) -> None:
     ):
         converter = directions.add_parser(direction, help=help, description=help, formatter_class=HelpFormatter)
         converter.add_argument("source", type=Path, help=source)
-        converter.add_argument("out", type=Path, help=out)
-        add_overwrite_option(converter, "out")
-        add_debug_option(converter)
-    parser.set_defaults(run="nucel.convert:run")
+        add_output(converter, "folder", out)
+        add_debug(converter)
+        converter.set_defaults(run="nucel.convert:run")
 
 
-COMMANDS = (add_embed, add_predict, add_variant_commands, add_attention, add_motif_order, add_release, add_convert)
+COMMANDS = (  # name, options, summary for `nucel --help`
+    ("pretrain", add_pretrain_arguments, "pre-train by replaced token detection (or MLM) on genome FASTA"),
+    ("finetune", add_finetune_arguments, "fine-tune NucEL (or the CNN baseline) on labelled sequences"),
+    ("benchmark", add_suite_arguments, "fine-tune and score models on GUE, Genomic Benchmarks or the NT tasks"),
+    ("vep", add_vep_arguments, "zero-shot variant effects on BRCA1 (llr, embedding distance; CADD, phyloP beside)"),
+    ("study", add_study_arguments, "the RTD-vs-MLM pre-training study (resumable)"),
+    ("embed", add_embed, "embeddings of sequences from a FASTA/CSV/TSV file, and a 2-D map of them"),
+    ("predict", add_predict, "predict labels for sequences with a fine-tuned or released classifier"),
+    ("score-variants", add_score_variants, "variant-effect scores (generator llr, embedding distance) for a TSV or VCF"),
+    ("ism", add_ism, "in-silico mutagenesis of a region: every base to every other base, as a matrix and a plot"),
+    ("attention", add_attention, "attention maps of a sequence (arrays + heatmap PNG) and the motif SNR per layer"),
+    ("motif-order", add_motif_order, "fine-tune on the motif-order task; accuracy and motif attention SNR per layer"),
+    ("motif-order-data", add_motif_order_data, "generate the synthetic motif-order data set (CSV)"),
+    ("release", add_release, "assemble a Hub repository folder (weights, config, code, tokenizer, card) and upload it"),
+    ("convert", add_convert, "import a ModernBERT checkpoint (e.g. the released NucEL-93M), export native ModernBERT, "
+                             "migrate old ids"),
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="nucel", description=__doc__.split("\n\nThis module")[0], formatter_class=HelpFormatter)
+    parser = argparse.ArgumentParser(prog="nucel", description=__doc__.split("\n\nThis module")[0],
+                                     formatter_class=HelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in COMMANDS:
-        add(commands)
-    for command in commands.choices.values():
-        command.formatter_class = HelpFormatter
+    for name, add_arguments, summary in COMMANDS:
+        command = commands.add_parser(name, help=summary, formatter_class=HelpFormatter)
+        add_arguments(command)
         if command._subparsers is None:  # `nucel convert` gives --debug to each direction
-            add_debug_option(command)
+            add_debug(command)
     return parser
 
 
-def implementation(target: str):
-    """The function "module:name" a command runs, imported now that it runs."""
-    module, name = target.split(":")
-    return getattr(importlib.import_module(module), name)
-
-
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    return run_command(f"nucel {args.command}", args)
 
-    def run() -> None:
-        refuse_existing_output_folders(args)
-        implementation(args.run)(args)
 
-    return run_reporting_errors(f"nucel {args.command}", run, args.debug)
+def alias(command: str):
+    """An earlier program's name for a command (`nucel-pretrain` is `nucel pretrain`), kept for one release."""
 
+    def run(argv: list[str] | None = None) -> int:
+        argv = list(sys.argv[1:] if argv is None else argv)
+        if command == "benchmark" and "vep" in argv and argv[argv.index("vep") - 1] == "--suite":
+            position = argv.index("vep")  # `nucel-benchmark --suite vep ...` is `nucel vep ...`
+            return main(["vep", *argv[: position - 1], *argv[position + 1 :]])
+        return main([command, *argv])
+
+    return run
+
+
+pretrain_alias, finetune_alias, benchmark_alias, study_alias = map(alias, ("pretrain", "finetune", "benchmark", "study"))
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -18,8 +18,8 @@ import transformers
 from safetensors.torch import load_file
 from transformers import ModernBertConfig
 
-from .folders import atomic_folder, save_model_folder
-from .modeling_nucel import (
+from nucel.core.files import atomic_folder, save_model_folder
+from nucel.modeling_nucel import (
     NucELConfig,
     NucELForPreTraining,
     NucELForSequenceClassification,
@@ -27,16 +27,16 @@ from .modeling_nucel import (
     NucELGenerator,
     NucELModel,
 )
-from .modeling_nucel.configuration_nucel import (
-    BASE_IDS,
+from nucel.modeling_nucel.configuration_nucel import (
     BASES,
+    BASE_IDS,
     LEGACY_BASE_IDS,
     NUCEL_ONLY_FIELDS,
     SPECIAL_TOKENS,
     VOCAB,
     VOCAB_SIZE,
 )
-from .tokenization import build_tokenizer, load_tokenizer, save_tokenizer
+from nucel.tokenization import build_tokenizer, load_tokenizer, save_tokenizer
 
 NUCEL_CLASSES = {
     cls.__name__: cls
@@ -238,4 +238,4 @@ CONVERSIONS = {"import": import_modernbert, "export": export_modernbert, "migrat
 
 
 def run(args: argparse.Namespace) -> None:
-    print(f"wrote {CONVERSIONS[args.direction](args.source, args.out)}")
+    print(f"wrote {CONVERSIONS[args.direction](args.source, args.output)}")

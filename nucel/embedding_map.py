@@ -9,7 +9,6 @@ a colour and a legend entry, the others are grey ("other"); numeric labels with 
 drawn on a continuous colour scale instead.
 """
 
-import csv
 from collections import Counter
 from pathlib import Path
 
@@ -17,8 +16,9 @@ import numpy as np
 from sklearn.decomposition import PCA
 from sklearn.manifold import TSNE
 
-from nucel.attention_maps import pyplot, save_figure
-from nucel.sequence_io import is_fasta, iter_sequences
+from nucel.core.plots import pyplot, save_figure
+from nucel.core.tables import table_rows
+from nucel.core.sequences import is_fasta, iter_sequences
 
 MAP_METHODS = ("pca", "tsne")
 MAX_CATEGORIES = 20  # more colours than this cannot be told apart
@@ -68,15 +68,12 @@ def read_labels(path: str | Path, label_column: str, sequence_column: str | None
     path = Path(path)
     if is_fasta(path):
         raise ValueError("--label-column needs a CSV or TSV input; FASTA records have no label column")
-    delimiter = "\t" if path.suffix.lower() in (".tsv", ".txt") else ","  # as iter_sequences reads a table
-    with open(path, newline="") as handle:
-        reader = csv.DictReader(handle, delimiter=delimiter)
-        columns = reader.fieldnames or []
-        if label_column not in columns:
-            raise ValueError(f"{path}: no column {label_column!r} (columns: {', '.join(columns)}); check --label-column")
-        # Read beside the records themselves: the same rows, and the input's own checks (sequence column, DNA).
-        records = iter_sequences(path, sequence_column, id_column)
-        return [(row[label_column] or "").strip() or NO_LABEL for _, row in zip(records, reader, strict=True)]
+    columns, rows = table_rows(path)
+    if label_column not in columns:
+        raise ValueError(f"{path}: no column {label_column!r} (columns: {', '.join(columns)}); check --label-column")
+    # Read beside the records themselves: the same rows, and the input's own checks (sequence column, DNA).
+    records = iter_sequences(path, sequence_column, id_column)
+    return [(row[label_column] or "").strip() or NO_LABEL for _, (_, row) in zip(records, rows, strict=True)]
 
 
 def numeric_values(labels: list[str]) -> np.ndarray | None:

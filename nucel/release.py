@@ -32,11 +32,11 @@ from pathlib import Path
 from huggingface_hub import HfApi
 
 from nucel import modeling_nucel
-from nucel.benchmarks.loaders import file_sha256
-from nucel.benchmarks.model_identity import folder_identity
-from nucel.cli import check_output_folder
+from nucel.core.files import file_sha256
+from nucel.core.identity import folder_identity
+from nucel.core.options import check_output
 from nucel.convert import fold_base_restriction, load_nucel_model
-from nucel.folders import atomic_folder
+from nucel.core.files import atomic_folder
 from nucel.model_cards.render import METRICS, SUITES, CardFacts, render_model_card
 from nucel.modeling_nucel import (
     NucELForPreTraining,
@@ -46,7 +46,7 @@ from nucel.modeling_nucel import (
     NucELModel,
 )
 from nucel.tokenization import load_tokenizer, save_tokenizer
-from nucel.training.predict import ADAPTER_CONFIG, FINETUNE_METADATA, TRAINING_LENGTHS, load_finetuned, recorded_lengths
+from nucel.core.classifiers import ADAPTER_CONFIG, FINETUNE_METADATA, TRAINING_LENGTHS, load_finetuned, recorded_lengths
 
 ARTEFACTS = {
     NucELModel: "encoder",
@@ -489,10 +489,10 @@ def run(args: argparse.Namespace) -> None:
         facts.base_model = args.base_model
     if args.license:
         facts.license = args.license
-    out = args.out or Path("releases") / args.repo_id.replace("/", "--")
-    check_output_folder("--out", out, args.overwrite)  # the default folder too (the command line checks a given one)
+    out = args.output or Path("releases") / args.repo_id.replace("/", "--")
+    check_output(out, "folder", args.overwrite)  # the default folder too (the command line checks a given one)
     folder = build_release_folder(
-        args.source, args.repo_id, out, part=args.part, facts=facts, results_paths=args.results,
+        args.model, args.repo_id, out, part=args.part, facts=facts, results_paths=args.results,
         label_names=args.label_names, pretraining_run=args.pretraining_run, lora_adapter=args.lora_adapter,
     )
     print(f"release folder {folder}: {', '.join(release_files(folder))}")

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from nucel import NucELConfig, NucELModel
-from nucel.attention_maps import (
+from nucel.core.attention_maps import (
     attention_figure,
     attention_maps,
     find_motif,
@@ -17,12 +17,12 @@ from nucel.attention_maps import (
     motif_snr,
     plot_attention,
     plot_snr,
-    pyplot,
     received_attention,
 )
+from nucel.core.plots import pyplot
 from nucel.cli import main
-from nucel.embed import load_encoder
-from nucel.folders import save_model_folder
+from nucel.core.models import load_encoder
+from nucel.core.files import save_model_folder
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from nucel.benchmarks.metrics import classification_metrics, compute_metrics, multilabel_metrics, regression_metrics
+from nucel.core.metrics import classification_metrics, compute_metrics, multilabel_metrics, regression_metrics
 
 
 def test_binary_metrics_by_hand():

@@ -12,9 +12,9 @@ import torch
 from nucel import NucELConfig, NucELModel
 from nucel.benchmarks import run as runner
 from nucel.benchmarks.loaders import load_task
-from nucel.benchmarks.model_identity import folder_identity
+from nucel.core.identity import folder_identity
 from nucel.benchmarks.registry import load_suite
-from nucel.folders import save_model_folder
+from nucel.core.files import save_model_folder
 
 NT_TASK = "promoter_tata"
 GUE_TASK = "prom/prom_core_tata"

@@ -7,7 +7,7 @@ import torch
 
 from nucel import NucELConfig, NucELGenerator, NucELModel
 from nucel import cli
-from nucel.folders import save_model_folder
+from nucel.core.files import save_model_folder
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +90,7 @@ def test_motif_order_data_command(tmp_path):
 
 def test_a_table_error_names_the_files_own_line(tmp_path):
     """Blank lines are skipped, not uncounted: the line named is the one an editor shows."""
-    from nucel.sequence_io import iter_sequences
+    from nucel.core.sequences import iter_sequences
 
     table = tmp_path / "input.csv"
     table.write_text("sequence\nACGT\n\n\nACXT\n")

@@ -82,7 +82,7 @@ def test_help_shows_defaults():
 def test_nucel_choices_and_defaults_are_the_implementations():
     from nucel import embed, release
     from nucel.embedding_map import MAP_METHODS
-    from nucel.motif_order import ExperimentSettings
+    from nucel.benchmarks.motif_order import ExperimentSettings
     from nucel.training import predict
 
     parsers = commands(cli.build_parser())
@@ -106,9 +106,9 @@ def test_nucel_choices_and_defaults_are_the_implementations():
 
 def test_finetune_and_benchmark_choices_and_defaults_are_the_implementations():
     from nucel.benchmarks import vep
-    from nucel.embed import DEFAULT_WINDOW
+    from nucel.core.windows import DEFAULT_WINDOW
     from nucel.modeling_nucel.configuration_nucel import CLASSIFIER_HEADS
-    from nucel.training.finetune import METHODS, PROBLEM_TYPES, FinetuneSettings
+    from nucel.training.finetune_config import METHODS, PROBLEM_TYPES, FinetuneSettings
 
     parser = finetune_cli.build_parser()
     defaults = {field.name: field.default for field in dataclasses.fields(FinetuneSettings)}
@@ -129,7 +129,7 @@ def test_finetune_and_benchmark_choices_and_defaults_are_the_implementations():
 
 def test_an_existing_output_folder_is_replaced_only_with_overwrite(tmp_path, capsys):
     from nucel import NucELConfig, NucELModel
-    from nucel.folders import save_model_folder
+    from nucel.core.files import save_model_folder
 
     source = save_model_folder(NucELModel(NucELConfig.from_preset("tiny")), tmp_path / "nucel")
     out = tmp_path / "native"
@@ -168,7 +168,7 @@ def test_folder_commands_refuse_a_full_folder_before_any_work(program, tmp_path,
 def test_release_refuses_its_default_folder_when_it_holds_an_earlier_release(tmp_path, monkeypatch, capsys):
     """`nucel release` without --out writes releases/<owner>--<name>: that folder is protected as a given one is."""
     from nucel import NucELConfig, NucELModel
-    from nucel.folders import save_model_folder
+    from nucel.core.files import save_model_folder
 
     source = save_model_folder(NucELModel(NucELConfig.from_preset("tiny")), tmp_path / "encoder")
     monkeypatch.chdir(tmp_path)

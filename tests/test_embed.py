@@ -6,8 +6,11 @@ import pytest
 import torch
 
 from nucel import NucELConfig, NucELModel
-from nucel.embed import embed_sequences, ids_path, load_encoder, window_plan, window_spans, write_embeddings
-from nucel.folders import save_model_folder
+from nucel.core.embeddings import embed_sequences
+from nucel.embed import ids_path, write_embeddings
+from nucel.core.models import load_encoder
+from nucel.core.windows import window_plan, window_spans
+from nucel.core.files import save_model_folder
 from nucel.tokenization import reverse_complement
 
 
@@ -150,7 +153,7 @@ def test_output_files(encoder, tmp_path):
 
 def test_real_genome_slice_with_n_run_and_soft_masking(encoder, shared_data):
     """GRCh38 chr2:9,501-12,500: the end of the leading N run, then soft-masked and upper-case bases."""
-    from nucel.fasta import read_fasta
+    from nucel.core.sequences import read_fasta
 
     model, tokenizer = encoder
     path = shared_data / "pretrain" / "human_hg38_chr2_1-2333275" / "chr2_1-2333275.fa.gz"

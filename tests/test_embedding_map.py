@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from sklearn.decomposition import PCA
 
-from nucel.attention_maps import pyplot
+from nucel.core.plots import pyplot
 from nucel.embedding_map import MAX_CATEGORIES, axis_labels, map_figure, project, read_labels, write_embedding_map
-from nucel.sequence_io import iter_sequences
+from nucel.core.sequences import iter_sequences
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -120,7 +120,7 @@ def test_nucel_embed_draws_the_map_of_what_it_wrote(tmp_path, capsys):
     import torch
 
     from nucel import NucELConfig, NucELModel, cli
-    from nucel.folders import save_model_folder
+    from nucel.core.files import save_model_folder
 
     torch.manual_seed(0)
     encoder = save_model_folder(NucELModel(NucELConfig.from_preset("tiny")), tmp_path / "encoder")

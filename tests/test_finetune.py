@@ -12,15 +12,18 @@ from safetensors.torch import load_file
 from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef, roc_auc_score
 
 from nucel import NucELConfig, NucELModel
-from nucel.benchmarks.loaders import BenchmarkDataError, Split
+from nucel.benchmarks.loaders import BenchmarkDataError
+from nucel.core.tables import Split
 from nucel.benchmarks.run import run_benchmark
-from nucel.folders import save_model_folder
+from nucel.core.files import save_model_folder
 from nucel.tokenization import InvalidDNAError
 from nucel.training import finetune as finetune_module
 from nucel.training.finetune_cli import main as finetune_main
-from nucel.training.finetune import FinetuneSettings, finetune, read_labelled_data
+from nucel.training.finetune_config import FinetuneSettings
+from nucel.training.finetune import finetune, read_labelled_data
 from nucel.cli import main as nucel_main
-from nucel.training.predict import load_finetuned, predict_file, predict_logits
+from nucel.core.classifiers import load_finetuned, predict_logits
+from nucel.predict import predict_file
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -254,7 +257,7 @@ def test_runner_on_real_gue_task_reports_sklearn_metrics(shared_data, tmp_path):
 def test_evaluation_only_task_is_skipped_in_training_and_scored_by_evaluate(shared_data, gc_task, tmp_path):
     """A GUE folder without train.csv (EMP/H3 here, its first 40 real test rows) is reported as evaluation-only
     by the runner, and `evaluate_finetuned` scores a fine-tuned model on it."""
-    from nucel.benchmarks.metrics import compute_metrics
+    from nucel.core.metrics import compute_metrics
     from nucel.benchmarks.run import evaluate_finetuned
 
     lines = (shared_data / "GUE/EMP/H3/test.csv").read_text().splitlines()[:41]

@@ -11,14 +11,15 @@ from safetensors.torch import load_file
 from transformers import AutoModelForSequenceClassification, Trainer, TrainingArguments
 
 from nucel import NucELConfig, NucELModel
-from nucel.benchmarks.loaders import Split
-from nucel.folders import save_model_folder
+from nucel.core.tables import Split
+from nucel.core.files import save_model_folder
 from nucel.modeling_nucel import NucELForSequenceClassification
 from nucel.modeling_nucel.modeling_nucel import NucELPredictionHead
 from nucel.training import finetune as finetune_module
-from nucel.training.finetune import FinetuneSettings, build_classifier, finetune, training_arguments
+from nucel.training.finetune_config import FinetuneSettings
+from nucel.training.finetune import build_classifier, finetune, training_arguments
 from nucel.training.finetune_cli import build_parser
-from nucel.training.predict import load_finetuned, predict_logits
+from nucel.core.classifiers import load_finetuned, predict_logits
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

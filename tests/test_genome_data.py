@@ -7,7 +7,7 @@ import random
 import pytest
 import torch
 
-from nucel.fasta import FastaError
+from nucel.core.sequences import FastaError
 from nucel.modeling_nucel.configuration_nucel import BASE_IDS, CLS_ID, MASK_ID, PAD_ID, SEP_ID
 from nucel.tokenization import reverse_complement
 from nucel.training.builtin_genome import generate_genome, write_builtin_genome

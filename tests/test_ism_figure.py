@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from nucel import NucELConfig, NucELGenerator
-from nucel.attention_maps import pyplot
+from nucel.core.plots import pyplot
 from nucel.cli import main
-from nucel.folders import save_model_folder
-from nucel.variants import mutagenesis_figure
+from nucel.core.files import save_model_folder
+from nucel.core.variant_scores import mutagenesis_figure
 
 SEQUENCE = "ACGTNNNNACGTAC"
 

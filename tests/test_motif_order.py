@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from nucel.motif_order import (
+from nucel.benchmarks.motif_order import (
     DEFAULT_MOTIF_A,
     DEFAULT_MOTIF_B,
     ExperimentSettings,

@@ -11,12 +11,14 @@ import pytest
 import torch
 
 from nucel import NucELConfig, NucELForSequenceClassification, NucELModel, cli
-from nucel.benchmarks.loaders import Split
-from nucel.embed import window_plan
-from nucel.folders import save_model_folder
+from nucel.core.tables import Split
+from nucel.core.windows import window_plan
+from nucel.core.files import save_model_folder
 from nucel.tokenization import build_tokenizer
-from nucel.training.finetune import FinetuneSettings, finetune
-from nucel.training.predict import TRAINING_LENGTHS, LengthPolicy, load_classifier, predict_file
+from nucel.training.finetune_config import FinetuneSettings
+from nucel.training.finetune import finetune
+from nucel.core.classifiers import TRAINING_LENGTHS, load_classifier
+from nucel.predict import LengthPolicy, predict_file
 
 LABELS = ["background", "promoter"]
 TRAINED = {"min_bp": 20, "max_bp": 40, "median_bp": 30}

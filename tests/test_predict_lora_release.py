@@ -11,11 +11,13 @@ import pytest
 import torch
 
 from nucel import NucELConfig, NucELModel, cli
-from nucel.benchmarks.loaders import Split
-from nucel.folders import save_model_folder
+from nucel.core.tables import Split
+from nucel.core.files import save_model_folder
 from nucel.release import ADAPTER_REQUIRED_FILES
-from nucel.training.finetune import FinetuneSettings, finetune
-from nucel.training.predict import TRAINING_LENGTHS, load_classifier, predict_file
+from nucel.training.finetune_config import FinetuneSettings
+from nucel.training.finetune import finetune
+from nucel.core.classifiers import TRAINING_LENGTHS, load_classifier
+from nucel.predict import predict_file
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -27,11 +27,11 @@ from nucel import (
     NucELGenerator,
     NucELModel,
 )
-from nucel.benchmarks.loaders import file_sha256
-from nucel.benchmarks.metrics import compute_metrics
-from nucel.benchmarks.model_identity import folder_identity, random_identity
+from nucel.core.files import file_sha256
+from nucel.core.metrics import compute_metrics
+from nucel.core.identity import folder_identity, random_identity
 from nucel.cli import main as nucel_main
-from nucel.folders import save_model_folder
+from nucel.core.files import save_model_folder
 from nucel.model_cards.render import METRICS, NOT_RECORDED, PROMOTER, SUITES, CardFacts, genome_description
 from nucel.modeling_nucel.configuration_nucel import BASE_IDS
 from nucel.release import (
@@ -45,8 +45,9 @@ from nucel.release import (
     upload_release,
 )
 from nucel.tokenization import token_length
-from nucel.training.finetune import FinetuneSettings, finetune, read_labelled_data
-from nucel.training.predict import classifier_on, load_finetuned, predict_logits
+from nucel.training.finetune_config import FinetuneSettings
+from nucel.training.finetune import finetune, read_labelled_data
+from nucel.core.classifiers import classifier_on, load_finetuned, predict_logits
 from nucel.training.pretraining_config import PretrainingConfig
 from nucel.training.rtd_loop import run_pretraining
 

@@ -18,7 +18,8 @@ from transformers import AutoModel, ModernBertModel
 
 from nucel import NucELConfig, NucELModel
 from nucel.convert import export_modernbert, import_modernbert
-from nucel.embed import embed_sequences, load_encoder
+from nucel.core.embeddings import embed_sequences
+from nucel.core.models import load_encoder
 from nucel.tokenization import load_tokenizer
 from released_nucel import RELEASE_CONFIG, released_batch, released_tokenize, write_release_replica
 

@@ -55,7 +55,7 @@ def test_loss_equals_the_hand_computed_loss():
     log_probabilities = generator_logits.log_softmax(-1)
     generator_loss = -log_probabilities[torch.arange(len(log_probabilities)), labels[masked]].mean()
 
-    # Discriminator: binary cross-entropy over every non-pad token, on what the discriminator actually saw.
+    # Discriminator: binary cross-entropy over the bases (the tokens that can be replaced), on what it actually saw.
     seen = output.discriminator_input_ids
     assert torch.equal(seen[~masked], original[~masked]), "only masked positions may change"
     replaced = (seen != original).float()
@@ -64,8 +64,9 @@ def test_loss_equals_the_hand_computed_loss():
         logits = model.rtd_classifier(model.rtd_head(hidden)).squeeze(-1)
     probability = torch.sigmoid(logits)
     per_token = -(replaced * probability.log() + (1 - replaced) * (1 - probability).log())
-    real = attention_mask.bool()
-    discriminator_loss = per_token[real].mean()
+    bases = attention_mask.bool() & torch.isin(original, torch.tensor(BASE_IDS))
+    assert bases.sum() == 12  # [CLS], [SEP] and padding left out
+    discriminator_loss = per_token[bases].mean()
 
     assert torch.allclose(output.generator_loss, generator_loss, atol=1e-5)
     assert torch.allclose(output.discriminator_loss, discriminator_loss, atol=1e-5)

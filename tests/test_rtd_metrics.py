@@ -10,7 +10,7 @@ import torch
 from accelerate import Accelerator
 from scipy.stats import rankdata
 
-from nucel.modeling_nucel.configuration_nucel import BASE_IDS, CLS_ID, MASK_ID, PAD_ID
+from nucel.modeling_nucel.configuration_nucel import BASE_IDS, CLS_ID, MASK_ID, PAD_ID, SEP_ID, UNK_ID
 from nucel.training.rtd_metrics import MetricTally, ScoreSample, binary_entropy, information_gain, ranking_figures
 
 A, C, G, T = BASE_IDS
@@ -60,8 +60,8 @@ def test_binary_entropy_is_the_loss_of_predicting_the_rate():
 
 def test_information_gain_is_zero_for_the_prior_and_positive_for_a_discriminator_that_knows(accelerator):
     batch, selected, replaced = rtd_batch()
-    real = batch["attention_mask"].bool()
-    p = (replaced & real).sum().item() / real.sum().item()
+    bases = batch["attention_mask"].bool() & (batch["input_ids"] != CLS_ID)
+    p = replaced.sum().item() / bases.sum().item()
 
     prior = MetricTally("rtd", "cpu")
     prior.add(rtd_output(batch, selected, replaced, torch.full(replaced.shape, math.log(p / (1 - p)))), batch)
@@ -82,6 +82,36 @@ def test_information_gain_is_zero_for_the_prior_and_positive_for_a_discriminator
     wrong.add(rtd_output(batch, selected, replaced, torch.where(replaced, -6.0, 6.0)), batch)
     figures = wrong.summary(accelerator)
     assert figures["information_gain"] < 0 and figures["auroc"] == 0.0
+
+
+def test_knowing_only_that_specials_are_never_replaced_gains_nothing(accelerator):
+    """[CLS], [SEP] and N ([UNK]) are never replaced: a discriminator sure of that, and knowing nothing else (the
+    replaced rate p of the bases for every base), scores 0 gain and AUROC 0.5. Counted over every real token, it
+    would look like a discriminator that learned (the issue's 0.12-0.49 % of H(p))."""
+    batch, selected, replaced = rtd_batch(rows=16, length=100)
+    batch["input_ids"][:, 40:43] = UNK_ID  # an N run, never selected
+    selected[:, 40:43] = replaced[:, 40:43] = False
+    batch["labels"][:, 40:43] = -100
+    last = batch["attention_mask"].sum(1) - 1
+    batch["input_ids"][torch.arange(16), last] = SEP_ID
+    selected[torch.arange(16), last] = replaced[torch.arange(16), last] = False
+    batch["labels"][torch.arange(16), last] = -100
+    original = torch.where(selected, batch["labels"], batch["input_ids"])
+    bases = torch.isin(original, torch.tensor(BASE_IDS)) & batch["attention_mask"].bool()
+    p = replaced.sum().item() / bases.sum().item()
+    logits = torch.where(bases, math.log(p / (1 - p)), -30.0)
+
+    tally = MetricTally("rtd", "cpu")
+    tally.add(rtd_output(batch, selected, replaced, logits), batch)
+    figures = tally.summary(accelerator)
+    assert figures["replaced_fraction"] == pytest.approx(p)
+    assert abs(figures["information_gain"]) < 1e-6 and abs(figures["information_gain_percent"]) < 1e-4
+    assert figures["auroc"] == 0.5
+
+    real = batch["attention_mask"].bool()  # what the same discriminator scored over every real token
+    p_real = replaced.sum().item() / real.sum().item()
+    bce_real = torch.nn.functional.binary_cross_entropy_with_logits(logits[real], replaced[real].float()).item()
+    assert (binary_entropy(p_real) - bce_real) / binary_entropy(p_real) > 0.01
 
 
 def rank_auroc(replaced: np.ndarray, scores: np.ndarray) -> float:

@@ -12,8 +12,11 @@ import torch
 
 from nucel import NucELConfig, NucELGenerator, NucELModel, cli
 from nucel import embed as embed_module
-from nucel.embed import embed_sequences, ids_path, load_encoder, window_plan
-from nucel.folders import save_model_folder
+from nucel.core.embeddings import embed_sequences
+from nucel.embed import ids_path
+from nucel.core.models import load_encoder
+from nucel.core.windows import window_plan
+from nucel.core.files import save_model_folder
 from nucel.tokenization import reverse_complement
 
 

@@ -8,26 +8,22 @@ import pytest
 import torch
 
 from nucel import NucELConfig, NucELGenerator, NucELModel
-from nucel.fasta import FastaError, read_fasta
-from nucel.folders import save_model_folder
+from nucel.core.sequences import FastaError, read_fasta
+from nucel.core.files import save_model_folder
 from nucel.modeling_nucel.configuration_nucel import BASE_IDS
-from nucel.variants import (
-    ReferenceGenome,
+from nucel.core.regions import other_spelling, ReferenceGenome
+from nucel.core.variant_scores import (
     VariantError,
     embedding_distances,
     in_silico_mutagenesis,
     load_generator,
     log_likelihood_ratios,
     make_variant,
-    other_spelling,
     plot_mutagenesis,
-    read_variant_table,
-    read_vcf,
-    status_summary,
     variant_window,
-    vcf_rows,
 )
-from nucel.embed import load_encoder
+from nucel.variants import read_variant_table, read_vcf, status_summary, vcf_rows
+from nucel.core.models import load_encoder
 
 CHR1 = "ACGTTGCAACGGATCCTTAGGCATCGATCGGATTACAGGCTTAACGTACGTAGCTAGCTAGGATCCAATTGGCCAAGCT" * 3 + "ACG"  # 240 bp
 CHR2 = "ttttggggccccaaaaACGTNNNNACGTacgtacgt"  # soft-masked and N

@@ -9,6 +9,10 @@ from nucel.modeling_nucel.configuration_nucel import BASE_IDS, BOS_ID, CLS_ID, E
 # IUPAC nucleotide codes (upper and lower case), and their complements.
 IUPAC_COMPLEMENT = str.maketrans("ACGTRYSWKMBDHVNacgtryswkmbdhvn", "TGCAYRSWMKVHDBNtgcayrswmkvhdbn")
 IUPAC_CODES = frozenset("ACGTRYSWKMBDHVN")
+# The alphabet as regular expressions (either case), the one spelling every reader checks with.
+_LETTERS = "".join(sorted(IUPAC_CODES))
+ONLY_IUPAC = re.compile(f"[{_LETTERS}{_LETTERS.lower()}]+")  # fullmatch: plain DNA, the fast path
+NOT_IUPAC = re.compile(f"[^{_LETTERS}{_LETTERS.lower()}]")  # search: the first character that is not DNA
 _WHITESPACE = re.compile(r"\s+")
 
 _ID_COMPLEMENT = {BASE_IDS[0]: BASE_IDS[3], BASE_IDS[1]: BASE_IDS[2], BASE_IDS[2]: BASE_IDS[1], BASE_IDS[3]: BASE_IDS[0]}

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..tokenization import reverse_complement
+from nucel.tokenization import reverse_complement
 
 BASES = "ACGT"
 NUMBER_OF_RECORDS = 2

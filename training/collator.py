@@ -18,10 +18,13 @@ class PretrainingCollator:
     """Examples {"sequence", "window_index", "mask_seed"} -> {"input_ids" (masked), "attention_mask", "labels",
     "window_index"}; labels hold the original ids at the selected positions and -100 elsewhere."""
 
-    def __init__(self, tokenizer, mask_probability: float = 0.15, mask_token_fraction: float = 0.85):
+    def __init__(
+        self, tokenizer, mask_probability: float = 0.15, mask_token_fraction: float = 0.85, random_token_fraction: float = 0.0
+    ):
         self.tokenizer = tokenizer
         self.mask_probability = mask_probability
         self.mask_token_fraction = mask_token_fraction
+        self.random_token_fraction = random_token_fraction
 
     def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
         encoded = self.tokenizer([example["sequence"] for example in examples])["input_ids"]
@@ -31,6 +34,7 @@ class PretrainingCollator:
                 self.mask_probability,
                 self.mask_token_fraction,
                 generator=torch.Generator().manual_seed(example["mask_seed"]),
+                random_token_fraction=self.random_token_fraction,
             )
             for ids, example in zip(encoded, examples)
         ]

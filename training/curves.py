@@ -118,19 +118,32 @@ def summary_text(records: list[dict]) -> str:
         steps, values = series(records, PROBE_PREFIX + name)
         if steps:
             lines.append(f"probe test MCC on {name}: {values[0]:.3f} at step {steps[0]}, {values[-1]:.3f} at step {steps[-1]}")
-    if verdict := discriminator_verdict(validation[-1] if validation else None, train[-1] if train else None):
+    if validation and "validation_windows" in validation[-1]:
+        lines.append(f"validation: {validation[-1]['validation_windows']} windows; discriminator figures over bases only")
+    if verdict := discriminator_verdict(validation, train[-1] if train else None):
         lines.append(verdict)
     return "\n".join(lines)
 
 
-def discriminator_verdict(last_validation: dict | None, last_training: dict | None) -> str | None:
-    """One sentence on the discriminator from the last validation (else the last training interval); None for MLM."""
-    record, prefix = (last_validation, "validation_") if last_validation else (last_training, "")
+def discriminator_verdict(validation: list[dict], last_training: dict | None) -> str | None:
+    """A sentence or two on the discriminator from the last validation (else the last training interval), with how
+    its figures moved since the first validation; None for MLM."""
+    record, prefix = (validation[-1], "validation_") if validation else (last_training, "")
     if record is None or f"{prefix}information_gain_percent" not in record:
         return None
     gain, auroc = record[f"{prefix}information_gain_percent"], record[f"{prefix}auroc"]
-    where = "on validation" if prefix else "in the last training interval"
-    figures = f"information gain {gain:.2f}% of H(p) and AUROC {auroc:.3f} {where} (0% and 0.5 for predicting the rate)"
+    nats = record[f"{prefix}information_gain"]
+    where = f"on validation at step {record['step']}" if prefix else "in the last training interval"
+    figures = (
+        f"information gain {gain:.2f}% of H(p) ({nats:.4f} nats per base) and AUROC {auroc:.3f} {where} (0% and 0.5 "
+        "for predicting the rate)"
+    )
+    if len(validation) > 1:
+        first = validation[0]
+        figures += (
+            f", from {first['validation_information_gain_percent']:.2f}% and {first['validation_auroc']:.3f} at step "
+            f"{first['step']}"
+        )
     if gain >= LEARNED_GAIN_PERCENT:
         return f"The discriminator learned more than the replaced rate: {figures}."
     return (

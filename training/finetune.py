@@ -36,75 +36,21 @@ import numpy as np
 import torch
 from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments, set_seed
 
-from nucel.benchmarks.loaders import (
-    BenchmarkDataError,
-    Split,
-    check_sequence,
-    file_sha256,
-    find_sequence_column,
-    read_table,
-    require_columns,
-)
-from nucel.benchmarks.metrics import compute_metrics
-from nucel.benchmarks.model_identity import folder_identity, hub_identity, random_identity
-from nucel.folders import atomic_folder, save_model_folder, write_json_atomically
+from nucel.core.tables import Split, TableError, check_sequence, find_sequence_column, read_table, require_columns
+from nucel.core.files import file_sha256
+from nucel.core.metrics import compute_metrics
+from nucel.core.identity import folder_identity, hub_identity, random_identity
+from nucel.core.files import atomic_folder, save_model_folder, write_json_atomically
 from nucel.modeling_nucel import NucELConfig, NucELForSequenceClassification
-from nucel.modeling_nucel.configuration_nucel import CLASSIFIER_HEADS
 from nucel.tokenization import build_tokenizer, load_tokenizer, save_tokenizer, token_length
-from nucel.training.predict import FINETUNE_METADATA, TRAINING_LENGTHS, classifier_on, predict_logits, training_lengths
+from nucel.training.finetune_config import RANDOM_INIT_PREFIX, FinetuneSettings
+from nucel.core.classifiers import FINETUNE_METADATA, TRAINING_LENGTHS, classifier_on, predict_logits, training_lengths
 
-PROBLEM_TYPES = ("single_label_classification", "multi_label_classification", "regression")
-METHODS = ("full", "lora", "frozen")
-RANDOM_INIT_PREFIX = "random:"
 # Our layer names (ModernBERT's): attention in/out projections and the GeGLU input projection ("Wo" also
 # matches the MLP output). The pooled head and the classifier are new, so they are trained and saved whole
 # (a "linear" head has no layers of its own: the classifier alone).
 LORA_TARGET_MODULES = ["Wqkv", "Wo", "Wi"]
 LORA_MODULES_TO_SAVE = ["head", "classifier"]
-
-
-@dataclass
-class FinetuneSettings:
-    label_names: list[str]  # classification: the classes, in id order; multi-label/regression: the targets
-    problem_type: str = "single_label_classification"
-    pooling: str = "cls"
-    method: str = "full"
-    # "modernbert" (dense -> activation -> norm -> linear) or "linear" (the paper's: one linear layer on the pooled
-    # vector); None: "linear" for method "frozen" (a linear probe), else "modernbert". Resolved on construction.
-    head: str | None = None
-    learning_rate: float = 3e-5
-    batch_size: int = 32
-    epochs: float = 3.0
-    max_steps: int | None = None  # when set, the number of optimiser steps (overrides epochs)
-    warmup_steps: int = 0
-    lr_scheduler: str = "linear"  # any transformers scheduler name ("constant_with_warmup": no decay)
-    weight_decay: float = 0.01
-    eval_steps: int | None = None  # None: evaluate once per epoch
-    early_stopping_patience: int | None = 5  # evaluations without improvement before stopping; None: never
-    max_length_bp: int | None = None  # longer sequences are truncated
-    seed: int = 42
-    lora_rank: int = 8
-    lora_alpha: int = 16
-    lora_dropout: float = 0.05
-    compile: bool = False  # torch.compile each encoder layer (NucELPreTrainedModel.compile_layers)
-
-    def __post_init__(self):
-        if self.problem_type not in PROBLEM_TYPES:
-            raise ValueError(f"problem_type must be one of {PROBLEM_TYPES}, got {self.problem_type!r}")
-        if self.method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
-        if self.head is None:
-            self.head = "linear" if self.method == "frozen" else "modernbert"
-        if self.head not in CLASSIFIER_HEADS:
-            raise ValueError(f"head must be one of {CLASSIFIER_HEADS}, got {self.head!r}")
-        if self.method == "frozen" and self.head != "linear":
-            raise ValueError(
-                f"method 'frozen' is a linear probe (one linear layer on the frozen encoder's pooled vector); head "
-                f"{self.head!r} would train a dense layer and a norm as well. Use head 'linear' (the default for "
-                "'frozen') or method 'full'"
-            )
-        if not self.label_names:
-            raise ValueError("label_names is empty: name the classes (or the regression targets)")
 
 
 @dataclass
@@ -134,7 +80,7 @@ def labelled_split(
 ) -> Split:
     """Rows of a table -> a Split with labels encoded for the problem type; errors name the row's source."""
     if not rows:
-        raise BenchmarkDataError(f"{source}: empty split (no rows)")
+        raise TableError(f"{source}: empty split (no rows)")
     if settings.problem_type == "single_label_classification":
         check_class_labels(source, [(row_source, row[label_columns[0]]) for row_source, row in rows], settings.label_names)
     sequences, labels = [], []
@@ -152,14 +98,14 @@ def encode_label(values: list, settings: FinetuneSettings, source: str):
             return settings.label_names.index(text)
         if text.isdigit() and int(text) < len(settings.label_names):
             return int(text)  # an id, as `datasets` ClassLabel columns give them
-        raise BenchmarkDataError(f"{source}: label {text!r} is not one of the labels {settings.label_names}")
+        raise TableError(f"{source}: label {text!r} is not one of the labels {settings.label_names}")
     try:
         numbers = [float(value) for value in values]
     except (TypeError, ValueError):
-        raise BenchmarkDataError(f"{source}: label values {values} are not numbers") from None
+        raise TableError(f"{source}: label values {values} are not numbers") from None
     if settings.problem_type == "multi_label_classification":
         if any(number not in (0.0, 1.0) for number in numbers):
-            raise BenchmarkDataError(f"{source}: multi-label values must be 0 or 1, got {values}")
+            raise TableError(f"{source}: multi-label values must be 0 or 1, got {values}")
         return numbers
     return numbers if len(numbers) > 1 else numbers[0]
 
@@ -206,7 +152,7 @@ def check_class_labels(source: str, labelled: list[tuple[str, object]], label_na
             shown = f" ({', '.join(repr(v) for v in values[:5])}{', …' if len(values) > 5 else ''})" if label_names is not None and values != [""] else ""
             first = rows[0][0].removeprefix(f"{source} ")  # "line 7" of the file the message names
             parts.append(f"{len(rows)} with {reason}{shown} (first at {first})")
-        raise BenchmarkDataError(f"{source}: of {len(labelled)} rows, " + "; ".join(parts) + "; fix or remove those rows")
+        raise TableError(f"{source}: of {len(labelled)} rows, " + "; ".join(parts) + "; fix or remove those rows")
 
 
 def is_number(text: str) -> bool:

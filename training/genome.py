@@ -34,7 +34,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from nucel.fasta import FastaError, read_fasta
+from nucel.core.sequences import FastaError, read_fasta
 from nucel.tokenization import reverse_complement
 from nucel.training.pretraining_config import WindowSettings
 

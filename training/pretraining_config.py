@@ -3,6 +3,7 @@ how a YAML config and command-line overrides become one. Kept apart from the loo
 reading settings, e.g. for `nucel-pretrain --help`, does not import torch.
 """
 
+import math
 import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -13,6 +14,9 @@ BUILTIN = "builtin"
 CONFIG_FOLDER = Path(__file__).parent / "configs"
 OBJECTIVES = ("rtd", "mlm")
 ATTENTION_IMPLEMENTATIONS = ("sdpa", "eager", "flash_attention_2", "flex_attention")
+EMBEDDING_SHARING = ("none", "tied", "gdes")  # as modeling_nucel's NucELForPreTraining knows them
+REPLACEMENTS = ("generator", "uniform")
+TEMPERATURE_SCHEDULES = ("linear", "cosine")
 # Regular expressions (searched in a record's name) of the records that are not windowed by default: GRCh38's
 # alternate haplotypes (chr1_KI270762v1_alt), unlocalised and unplaced scaffolds (chr1_KI270706v1_random,
 # chrUn_GL000195v1), fix patches and decoys, the Epstein-Barr virus (chrEBV) and HLA alleles (HLA-A*01:01:01:01).
@@ -73,6 +77,17 @@ class PretrainingConfig:
     discriminator_weight: float = 50.0
     sampling_temperature: float = 1.0  # RTD replacements ~ softmax(generator logits / temperature) over the bases
     sampling_top_k: int | None = None  # ... restricted to the k most likely bases (None: all four)
+    # Fast-ELECTRA's schedule: the temperature starts here and goes to sampling_temperature over the anneal steps
+    # (linear or cosine), then stays; None: sampling_temperature throughout. Validation samples at sampling_temperature.
+    sampling_temperature_start: float | None = None
+    sampling_temperature_anneal_steps: int = 0
+    sampling_temperature_schedule: str = "linear"
+    disallow_correct: bool = False  # ELECTRA's: a replacement is never the original base, so p = the masked fraction
+    # Token embeddings of generator and discriminator: "none" (each its own, the author's code), "tied" (ELECTRA's one
+    # table) or "gdes" (DeBERTa-v3's gradient-disentangled sharing); see NucELForPreTraining. The exported models
+    # hold whatever was shared in their own tables.
+    embedding_sharing: str = "none"
+    replacement: str = "generator"  # "uniform": the generator-free control, masked bases replaced by another at random
     norm_eps: float = 1e-5  # every LayerNorm's epsilon, generator and discriminator
     attn_implementation: str = "sdpa"  # one of ATTENTION_IMPLEMENTATIONS, for generator and discriminator
     gradient_checkpointing: bool = False  # recompute activations in the backward pass: less memory, more compute
@@ -96,7 +111,8 @@ class PretrainingConfig:
     crop_length: int = 1024
     reverse_complement: bool = True
     mask_probability: float = 0.15
-    mask_token_fraction: float = 0.85
+    mask_token_fraction: float = 0.85  # of the selected bases, the fraction set to [MASK] ...
+    random_token_fraction: float = 0.0  # ... and set to a random base (BERT's 80/10/10: 0.8 and 0.1); the rest kept
     # Optimisation
     seed: int = 42
     max_steps: int | None = None  # wins over `epochs`, so that `--max-steps` overrides a config written in epochs
@@ -150,10 +166,57 @@ class PretrainingConfig:
             raise ValueError(f"crop_length {self.crop_length} is longer than window_length {self.window_length}")
         if self.mixed_precision not in ("no", "fp16", "bf16"):
             raise ValueError(f"mixed_precision must be 'no', 'fp16' or 'bf16', got {self.mixed_precision!r}")
+        check_mask_fractions(self.mask_probability, self.mask_token_fraction, self.random_token_fraction)
+        self.check_rtd_settings()
+
+    def check_rtd_settings(self) -> None:
+        if self.embedding_sharing not in EMBEDDING_SHARING:
+            raise ValueError(f"embedding_sharing must be one of {EMBEDDING_SHARING}, got {self.embedding_sharing!r}")
+        if self.replacement not in REPLACEMENTS:
+            raise ValueError(f"replacement must be one of {REPLACEMENTS}, got {self.replacement!r}")
+        if self.replacement == "uniform" and self.embedding_sharing != "none":
+            raise ValueError("replacement 'uniform' runs no generator, so nothing can share its embedding: embedding_sharing none")
+        if self.replacement == "uniform" and self.init_generator_from:
+            raise ValueError("replacement 'uniform' runs no generator: leave out init_generator_from")
+        # What a folder holds cannot go where a shared table lives: the discriminator's table is the generator's in
+        # gdes (its own holds only the difference), and a tied generator has no table of its own.
+        if self.init_from and self.embedding_sharing == "gdes":
+            raise ValueError("init_from with embedding_sharing gdes: the discriminator's table derives from the generator's; use none or tied")
+        if self.init_generator_from and self.embedding_sharing == "tied":
+            raise ValueError("init_generator_from with embedding_sharing tied: the generator reads the discriminator's table; use none or gdes")
+        if self.sampling_temperature_schedule not in TEMPERATURE_SCHEDULES:
+            raise ValueError(
+                f"sampling_temperature_schedule must be one of {TEMPERATURE_SCHEDULES}, got {self.sampling_temperature_schedule!r}"
+            )
+        for name in ("sampling_temperature", "sampling_temperature_start"):
+            if getattr(self, name) is not None and getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.sampling_temperature_start is not None and self.sampling_temperature_anneal_steps < 1:
+            raise ValueError("sampling_temperature_start needs sampling_temperature_anneal_steps of at least 1")
+
+    def sampling_temperature_at(self, updates_done: int) -> float:
+        """The generator's sampling temperature for the update after `updates_done` updates (0 for the first)."""
+        if self.sampling_temperature_start is None:
+            return self.sampling_temperature
+        progress = min(updates_done / self.sampling_temperature_anneal_steps, 1.0)
+        if self.sampling_temperature_schedule == "cosine":
+            progress = (1 - math.cos(math.pi * progress)) / 2
+        return self.sampling_temperature_start + progress * (self.sampling_temperature - self.sampling_temperature_start)
 
     def window_settings(self) -> WindowSettings:
         names = {setting.name for setting in fields(WindowSettings)}
         return WindowSettings(**{name: getattr(self, name) for name in names})
+
+
+def check_mask_fractions(mask_probability: float, mask_token_fraction: float, random_token_fraction: float) -> None:
+    """One-line errors for masking fractions no masking can follow (training/masking.py)."""
+    if not 0 < mask_probability < 1:
+        raise ValueError(f"mask_probability must be in (0, 1), got {mask_probability}")
+    if min(mask_token_fraction, random_token_fraction) < 0 or mask_token_fraction + random_token_fraction > 1:
+        raise ValueError(
+            f"mask_token_fraction {mask_token_fraction} and random_token_fraction {random_token_fraction} must be at "
+            "least 0 and add up to at most 1 (the rest of the selected bases stay unchanged)"
+        )
 
 
 def config_path(name: str | Path) -> Path:

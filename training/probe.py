@@ -8,7 +8,6 @@ at every probe, so the scores of a run are comparable from step to step; step 0 
 baseline a useful pre-training rises above.
 """
 
-import csv
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +17,8 @@ from sklearn.metrics import matthews_corrcoef
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from nucel.embed import embed_sequences
+from nucel.core.embeddings import embed_sequences
+from nucel.core.tables import read_table, require_columns
 
 # lbfgs on a few thousand standardised examples converges well within this; the default 100 often does not.
 MAX_ITERATIONS = 5000
@@ -46,12 +46,9 @@ class ProbeResult:
 
 
 def read_split(path: Path) -> ProbeSplit:
-    with open(path, newline="") as handle:
-        reader = csv.DictReader(handle)
-        if not {"sequence", "label"} <= set(reader.fieldnames or ()):
-            raise ValueError(f"probe_tasks: {path} needs the columns sequence,label; it has {reader.fieldnames}")
-        rows = list(reader)
-    return ProbeSplit([row["sequence"] for row in rows], np.array([row["label"] for row in rows]))
+    columns, rows = read_table(path)
+    require_columns(path, columns, ["sequence", "label"])
+    return ProbeSplit([row["sequence"] for _, row in rows], np.array([row["label"] for _, row in rows]))
 
 
 def subsample(split: ProbeSplit, size: int, seed: int) -> ProbeSplit:

@@ -11,8 +11,12 @@ Outputs under `output_dir`:
     tensorboard/              the same figures for TensorBoard (`report_to`)
     curves.png                losses, information gain, AUROC and probe MCC against the step (training/curves.py)
     checkpoints/step-XXXXXXXX accelerator.save_state + trainer_state.json, the last `keep_checkpoints` kept
-    export/                   discriminator/ (NucELModel) and generator/ (NucELGenerator) with the tokenizer;
-                              for `objective: mlm`, encoder/ (NucELModel) and masked_lm/ (NucELGenerator)
+    export/                   discriminator/ (NucELModel) and generator/ (NucELGenerator) with the tokenizer, and
+                              discriminator_rtd/ (NucELForReplacedTokenDetection: the discriminator with its RTD head,
+                              `model.*` its encoder, so AutoModel loads that folder as the encoder alone); whatever
+                              `embedding_sharing` shared is folded into each model's own token table, and no config.json
+                              carries the pre-training settings. Without a generator (`replacement: uniform`) there is
+                              no generator/. For `objective: mlm`, encoder/ (NucELModel) and masked_lm/ (NucELGenerator)
 """
 
 import copy
@@ -32,8 +36,8 @@ from torch import nn
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, get_scheduler
 
-from nucel.embed import load_checked
-from nucel.folders import save_model_folder
+from nucel.core.models import load_checked
+from nucel.core.files import save_model_folder
 from nucel.modeling_nucel import NucELConfig, NucELForPreTraining, NucELGenerator, NucELModel
 from nucel.tokenization import build_tokenizer
 from nucel.training.builtin_genome import write_builtin_genome
@@ -77,6 +81,9 @@ def build_model(config: PretrainingConfig):
             discriminator_weight=config.discriminator_weight,
             sampling_temperature=config.sampling_temperature,
             sampling_top_k=config.sampling_top_k,
+            disallow_correct=config.disallow_correct,
+            embedding_sharing=config.embedding_sharing,
+            replacement=config.replacement,
             **architecture,
         )
         model = NucELForPreTraining(model_config)
@@ -254,10 +261,10 @@ def export_models(accelerator: Accelerator, model, config: PretrainingConfig, fo
         trained = accelerator.unwrap_model(model)
         tokenizer = build_tokenizer()
         if config.objective == "rtd":
-            discriminator = copy.deepcopy(trained.model)
-            discriminator.config.generator_config = None  # the released encoder does not carry the generator
-            save_model_folder(discriminator, folder / "discriminator", tokenizer)
-            save_model_folder(trained.generator, folder / "generator", tokenizer)
+            save_model_folder(trained.discriminator_for_export(), folder / "discriminator", tokenizer)
+            save_model_folder(trained.replaced_token_detector_for_export(), folder / "discriminator_rtd", tokenizer)
+            if trained.generator is not None:
+                save_model_folder(trained.generator_for_export(), folder / "generator", tokenizer)
         else:
             save_model_folder(trained.model, folder / "encoder", tokenizer)
             save_model_folder(trained, folder / "masked_lm", tokenizer)
@@ -318,7 +325,7 @@ def run_pretraining(config: PretrainingConfig, resume: str | None = None, export
         return output_dir
 
     tokenizer = build_tokenizer()
-    collator = PretrainingCollator(tokenizer, config.mask_probability, config.mask_token_fraction)
+    collator = PretrainingCollator(tokenizer, config.mask_probability, config.mask_token_fraction, config.random_token_fraction)
     train_loader = build_train_loader(genome, config, accelerator, collator, start_batch=start_step * accumulation)
     validation_loader = build_validation_loader(genome, config, accelerator, collator)
     # Every process reads the tasks, so that a bad folder stops them all; the main process probes.
@@ -345,12 +352,13 @@ def run_pretraining(config: PretrainingConfig, resume: str | None = None, export
     model.train()
     for step in range(start_step + 1, max_steps + 1):
         step_start = time.perf_counter()
+        step_settings = {"sampling_temperature": config.sampling_temperature_at(step - 1)} if config.objective == "rtd" else {}
         for micro_batch in range(accumulation):
             batch = to_device(next(batches), accelerator.device)
             # Gradients are all-reduced across processes only on the last micro-batch of the step.
             syncing = micro_batch == accumulation - 1
             with nullcontext() if syncing else accelerator.no_sync(model):
-                output = model(**batch)
+                output = model(**batch, **step_settings)
                 accelerator.backward(output.loss / accumulation)
             tally.add(output, batch)
         tally.add_grad_norm(accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm))
@@ -364,6 +372,7 @@ def run_pretraining(config: PretrainingConfig, resume: str | None = None, export
         if step % config.log_every == 0 or step == max_steps:
             figures = tally.summary(accelerator)
             figures["tokens_per_second"] = figures.pop("tokens") / training_seconds
+            figures.pop("sequences")
             figures["learning_rate"] = scheduler.get_last_lr()[0]
             if accelerator.scaler is not None:  # fp16: a scale that keeps falling means overflowing gradients
                 figures["loss_scale"] = accelerator.scaler.get_scale()
@@ -404,7 +413,9 @@ def progress_figures(figures: dict) -> dict[str, str]:
 def probe(accelerator: Accelerator, model, tasks: list, log: JsonLinesLog, step: int) -> None:
     """Probe the encoder on the main process (the others wait) and log the scores."""
     if accelerator.is_main_process:
-        encoder = accelerator.unwrap_model(model).model  # the discriminator, or the MLM baseline's encoder
+        trained = accelerator.unwrap_model(model)
+        # The discriminator as it computes (its shared embedding folded in), or the MLM baseline's encoder.
+        encoder = trained.discriminator_for_export() if isinstance(trained, NucELForPreTraining) else trained.model
         record_figures(accelerator, log, step, probe_figures(encoder, build_tokenizer(), tasks))
     accelerator.wait_for_everyone()
 
@@ -439,8 +450,8 @@ def build_train_loader(genome: GenomeWindows, config: PretrainingConfig, acceler
 
 
 def build_validation_loader(genome: GenomeWindows, config: PretrainingConfig, accelerator: Accelerator, collator):
-    """The same crops of the same `eval_windows` validation windows every time, a seeded sample spread over every
-    record (`genome.validation_sample`), shared out between processes."""
+    """The same crops of the same `eval_windows` validation windows (all of them where there are fewer) every time,
+    a seeded sample spread over every record (`genome.validation_sample`), shared out between processes."""
     crops = GenomeCrops(genome.validation, config.crop_length, config.seed, config.reverse_complement)
     keys = [(0, index) for index in validation_sample(len(genome.validation), config.eval_windows, config.seed)]
     return torch.utils.data.DataLoader(
@@ -452,8 +463,9 @@ def build_validation_loader(genome: GenomeWindows, config: PretrainingConfig, ac
 
 @torch.no_grad()
 def evaluate(accelerator: Accelerator, model, loader, config: PretrainingConfig) -> dict[str, float]:
-    """Validation figures. The generator's sampling draws from a forked, fixed-seed RNG: every validation sees the
-    same replacements, and training's random stream is left exactly where it was."""
+    """Validation figures, `windows` the number of validation windows scored. The generator's sampling draws from a
+    forked, fixed-seed RNG at `sampling_temperature`: every validation sees the same replacements, and training's
+    random stream is left exactly where it was."""
     network = accelerator.unwrap_model(model)  # no DDP: processes may hold different numbers of batches
     network.eval()
     tally = MetricTally(config.objective, accelerator.device, config.seed)
@@ -467,4 +479,5 @@ def evaluate(accelerator: Accelerator, model, loader, config: PretrainingConfig)
     network.train()
     figures = tally.summary(accelerator)
     figures.pop("tokens")
+    figures["windows"] = figures.pop("sequences")
     return figures

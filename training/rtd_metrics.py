@@ -7,8 +7,11 @@ that rate, H(p) = -p ln p - (1-p) ln(1-p), it flags nothing at threshold 0.5, an
 
 * information gain, H(p) - BCE: nats per token, and as a percentage of H(p) (0 for the prior, 100 for a
   discriminator that is always right and sure). p is the pooled replaced fraction of the same tokens as the BCE;
-* AUROC and average precision of its scores, replaced against original (0.5 and p for the prior), over all real
-  tokens and over the masked positions only (the only ones that can be replaced, where the task is hardest).
+* AUROC and average precision of its scores, replaced against original (0.5 and p for the prior), over all bases
+  and over the masked positions only (the only ones that were replaced, where the task is hardest).
+
+Every discriminator figure counts the base tokens (A, C, G, T) only, the tokens masking can select: [CLS], [SEP],
+[UNK] (N) and padding are never replaced, and counting them would credit a discriminator with knowing just that.
 
 Generator accuracy counts the positions whose input was the [MASK] token only: a selected base that was kept is
 visible to the generator, which gets it right almost always.
@@ -23,7 +26,7 @@ from accelerate import Accelerator
 from accelerate.utils import gather_object
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from nucel.modeling_nucel.configuration_nucel import MASK_ID
+from nucel.modeling_nucel.configuration_nucel import BASE_IDS, MASK_ID
 from nucel.modeling_nucel.modeling_nucel import IGNORE_INDEX
 
 # Discriminator scores kept per process and interval for AUROC and average precision: a uniform sample this large
@@ -114,10 +117,11 @@ class MetricTally:
     """
 
     COUNTS = {
-        "mlm": ("batches", "tokens", "loss", "masked", "mask_tokens", "generator_correct"),
+        "mlm": ("batches", "sequences", "tokens", "loss", "masked", "mask_tokens", "generator_correct"),
         "rtd": (
-            "batches", "tokens", "loss", "masked", "mask_tokens", "generator_correct", "generator_loss",
-            "discriminator_loss", "discriminator_bce", "replaced", "original", "replaced_detected", "original_detected",
+            "batches", "sequences", "tokens", "loss", "masked", "mask_tokens", "generator_batches", "generator_correct",
+            "generator_loss", "bases", "discriminator_loss", "discriminator_bce", "replaced", "original",
+            "replaced_detected", "original_detected",
         ),
     }
 
@@ -141,32 +145,36 @@ class MetricTally:
         selected = batch["labels"] != IGNORE_INDEX
         mask_tokens = batch["input_ids"] == MASK_ID
         self.add_counts(
-            batches=1, tokens=real_tokens.sum(), loss=output.loss, masked=selected.sum(), mask_tokens=mask_tokens.sum()
+            batches=1, sequences=len(real_tokens), tokens=real_tokens.sum(), loss=output.loss, masked=selected.sum(),
+            mask_tokens=mask_tokens.sum(),
         )
         if self.objective == "mlm":
             correct = (output.logits.argmax(-1) == batch["labels"]) & mask_tokens
             self.add_counts(generator_correct=correct.sum())
             return
-        # generator_logits has one row per selected position, in the order of `masked_positions`.
-        labels = batch["labels"][output.masked_positions]
-        correct = (output.generator_logits.argmax(-1) == labels) & mask_tokens[output.masked_positions]
-        replaced = output.replaced_mask & real_tokens
-        original = ~output.replaced_mask & real_tokens
-        logits = output.discriminator_logits.float()
+        if output.generator_logits is not None:  # None: replaced without a generator
+            # generator_logits has one row per selected position, in the order of `masked_positions`.
+            labels = batch["labels"][output.masked_positions]
+            correct = (output.generator_logits.argmax(-1) == labels) & mask_tokens[output.masked_positions]
+            self.add_counts(generator_batches=1, generator_loss=output.generator_loss, generator_correct=correct.sum())
+        # The bases of the original sequence: the only tokens masking can select, hence replace.
+        original_ids = torch.where(selected, batch["labels"], batch["input_ids"])
+        bases = real_tokens & torch.isin(original_ids, torch.tensor(BASE_IDS, device=original_ids.device))
+        replaced = output.replaced_mask[bases]
+        logits = output.discriminator_logits.float()[bases]
         predicted_replaced = logits > 0
-        # Summed over tokens (the loss is a mean per batch), so that BCE and the replaced fraction pool the same tokens.
-        bce = F.binary_cross_entropy_with_logits(logits[real_tokens], replaced[real_tokens].float(), reduction="sum")
+        # Summed over bases (the loss is a mean per batch), so that BCE and the replaced fraction pool the same tokens.
+        bce = F.binary_cross_entropy_with_logits(logits, replaced.float(), reduction="sum")
         self.add_counts(
-            generator_loss=output.generator_loss,
+            bases=bases.sum(),
             discriminator_loss=output.discriminator_loss,
             discriminator_bce=bce,
-            generator_correct=correct.sum(),
             replaced=replaced.sum(),
-            original=original.sum(),
+            original=(~replaced).sum(),
             replaced_detected=(predicted_replaced & replaced).sum(),
-            original_detected=(~predicted_replaced & original).sum(),
+            original_detected=(~predicted_replaced & ~replaced).sum(),
         )
-        self.scores.add(logits[real_tokens], replaced[real_tokens], output.masked_positions[real_tokens])
+        self.scores.add(logits, replaced, output.masked_positions[bases])
 
     def summary(self, accelerator: Accelerator) -> dict[str, float]:
         """Interval figures over all processes; resets the tally."""
@@ -176,12 +184,15 @@ class MetricTally:
         def ratio(numerator: str, denominator: str) -> float:
             return total[numerator] / total[denominator] if total[denominator] else float("nan")
 
-        figures = {"loss": ratio("loss", "batches"), "generator_accuracy": ratio("generator_correct", "mask_tokens")}
+        figures = {"loss": ratio("loss", "batches")}
+        if self.objective == "mlm" or total["generator_batches"]:
+            figures["generator_accuracy"] = ratio("generator_correct", "mask_tokens")
         if self.objective == "rtd":
-            replaced_fraction = ratio("replaced", "tokens")
-            gain, gain_percent = information_gain(ratio("discriminator_bce", "tokens"), replaced_fraction)
+            if total["generator_batches"]:
+                figures["generator_loss"] = ratio("generator_loss", "generator_batches")
+            replaced_fraction = ratio("replaced", "bases")
+            gain, gain_percent = information_gain(ratio("discriminator_bce", "bases"), replaced_fraction)
             figures.update(
-                generator_loss=ratio("generator_loss", "batches"),
                 discriminator_loss=ratio("discriminator_loss", "batches"),
                 information_gain=gain,
                 information_gain_percent=gain_percent,
@@ -195,5 +206,5 @@ class MetricTally:
             norms = torch.stack(self.grad_norms)
             figures.update(grad_norm=norms.mean().item(), grad_norm_max=norms.max().item())
             self.grad_norms = []
-        figures["tokens"] = total["tokens"]
+        figures["tokens"], figures["sequences"] = total["tokens"], int(total["sequences"])
         return figures

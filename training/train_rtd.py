@@ -1,9 +1,9 @@
 """Pre-train NucEL by replaced token detection (or plain MLM) on genome FASTA.
 
+    nucel pretrain --config tiny_cpu --max-steps 50 --objective mlm     # shipped configs by name
     accelerate launch training/train_rtd.py --config training/configs/tiny_cpu.yaml
     accelerate launch --num_processes 8 --mixed_precision fp16 training/train_rtd.py \\
-        --config training/configs/nucel_93m.yaml --fasta /data/GRCh38.fa.gz
-    nucel-pretrain --config tiny_cpu --max-steps 50 --objective mlm     # shipped configs by name
+        --config training/configs/nucel_93m.yaml --fasta GRCh38.fa.gz
 
 Every setting of `PretrainingConfig` (training/pretraining_config.py) can be given in the YAML file and overridden
 here as `--name value` (`--max-steps 50`; the YAML key's spelling `--max_steps` works too). `--resume` continues
@@ -16,63 +16,47 @@ import dataclasses
 import os
 import shutil
 import sys
-import types
-import typing
 from pathlib import Path
 
-from nucel.cli import HelpFormatter
-from nucel.errors import add_debug_option, run_reporting_errors
+from nucel.core.options import settings_options, standalone_main
 from nucel.training.pretraining_config import PretrainingConfig, load_config
 
 # What a run writes under its output_dir (training/rtd_loop.py's docstring lists them).
 RUN_OUTPUTS = ("log.jsonl", "checkpoints", "export", "tensorboard", "curves.png")
+SETTINGS = tuple(field.name for field in dataclasses.fields(PretrainingConfig))
 
 
-def setting_arguments(parser) -> None:
-    """One `--name` option per PretrainingConfig field, typed from its annotation."""
-    hints = typing.get_type_hints(PretrainingConfig)
-    for field in dataclasses.fields(PretrainingConfig):
-        hint = hints[field.name]
-        if isinstance(hint, types.UnionType):  # `int | None` -> int
-            hint = next(arg for arg in typing.get_args(hint) if arg is not type(None))
-        # `--max-steps`, as every NucEL command spells options; `--max_steps` (the YAML key) still works.
-        options = dict(dest=field.name, default=None, help=f"default: {field.default!r}" if field.default is not dataclasses.MISSING else None)
-        spellings = (f"--{field.name.replace('_', '-')}", f"--{field.name}") if "_" in field.name else (f"--{field.name}",)
-        if hint is bool:
-            parser.add_argument(*spellings, action=argparse.BooleanOptionalAction, **options)
-        elif typing.get_origin(hint) is list:  # `--skip-contigs` alone gives [], which turns the filter off
-            parser.add_argument(*spellings, nargs="*", **options)
-        else:
-            parser.add_argument(*spellings, type=hint, metavar=hint.__name__.upper(), **options)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="nucel-pretrain", description=__doc__, formatter_class=HelpFormatter)
+def add_arguments(parser) -> None:
+    parser.description = __doc__
     parser.add_argument("--config", help="YAML file of settings, or a shipped config's name (tiny_cpu, nucel_93m)")
     parser.add_argument(
         "--resume", nargs="?", const="latest", default=None, metavar="CHECKPOINT",
-        help="continue from the newest checkpoint under output_dir, or from CHECKPOINT",
+        help="continue from the newest checkpoint under the output folder, or from CHECKPOINT",
     )
     parser.add_argument("--export-only", "--export_only", dest="export_only", action="store_true",
                         help="export the models of the --resume checkpoint and stop")
     parser.add_argument("--overwrite", action="store_true",
-                        help="start over in an output_dir that holds a run (its log, checkpoints, exports and curves are deleted first)")
-    add_debug_option(parser)
-    setting_arguments(parser.add_argument_group("settings (override the config file)"))
-    return parser
+                        help="start over in an output folder that holds a run (its log, checkpoints, exports and curves "
+                             "are deleted first)")
+    settings = parser.add_argument_group("settings (override the config file)")
+    settings.add_argument("-o", "--output", "--output-dir", "--output_dir", dest="output_dir", default=None,
+                          help="the run's folder (default: the config's output_dir)")
+    settings_options(settings, PretrainingConfig, defaults_from_class=False, skip=("output_dir",))
+    parser.set_defaults(run="nucel.training.train_rtd:run")
+
+
+def run(args: argparse.Namespace) -> None:
+    if args.export_only and args.resume is None:
+        raise ValueError("--export-only needs --resume [CHECKPOINT]: the checkpoint to export")
+    if args.overwrite and args.resume is not None:
+        raise ValueError("--overwrite starts over and --resume continues: give one of them")
+    overrides = {name: getattr(args, name) for name in SETTINGS}
+    pretrain(load_config(args.config, overrides=overrides), args.resume, args.export_only, args.overwrite)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = vars(parser.parse_args(argv))
-    config_path, resume, export_only, overwrite, debug = (args.pop(name) for name in ("config", "resume", "export_only", "overwrite", "debug"))
-    if export_only and resume is None:
-        parser.error("--export-only needs --resume [CHECKPOINT]: the checkpoint to export")
-    if overwrite and resume is not None:
-        parser.error("--overwrite starts over and --resume continues: give one of them")
-    return run_reporting_errors(
-        "nucel-pretrain", lambda: pretrain(load_config(config_path, overrides=args), resume, export_only, overwrite), debug
-    )
+    """`accelerate launch training/train_rtd.py ...`: the same command as `nucel pretrain`."""
+    return standalone_main("nucel pretrain", __doc__, add_arguments, argv)
 
 
 def pretrain(config: PretrainingConfig, resume: str | None, export_only: bool, overwrite: bool) -> None:
@@ -92,8 +76,8 @@ def clear_earlier_run(output_dir: Path, overwrite: bool) -> None:
         return
     if not overwrite:
         raise FileExistsError(
-            f"--output-dir {output_dir} holds a run ({', '.join(path.name for path in earlier)}): continue it with "
-            "--resume, start over with --overwrite, or choose another --output-dir"
+            f"-o/--output {output_dir} holds a run ({', '.join(path.name for path in earlier)}): continue it with "
+            "--resume, start over with --overwrite, or choose another output folder"
         )
     if os.environ.get("RANK", "0") == "0":
         for path in earlier:

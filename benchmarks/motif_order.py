@@ -11,7 +11,7 @@ gap between the motifs is drawn uniformly from [min_gap, max_gap]; with gaps bey
 
 The experiment fine-tunes a model (default: a randomly initialised tiny NucEL; or any NucEL folder) with
 `nucel.training.finetune`, reports test accuracy, and measures the motif signal-to-noise ratio of attention
-(`nucel.attention_maps`) in every layer, global ones marked, before and after fine-tuning, as in the paper's
+(`nucel.core.attention_maps`) in every layer, global ones marked, before and after fine-tuning, as in the paper's
 Figure 4. It writes results.json, snr.png, attention.png (one test sequence, every layer, mean over heads) and
 the fine-tuned model folder.
 """
@@ -24,10 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .attention_maps import attention_maps, global_layers, plot_attention, plot_snr, snr_per_layer
-from .benchmarks.loaders import Split
-from .embed import default_device
-from .folders import atomic_file
+from nucel.core.attention_maps import attention_maps, global_layers, plot_attention, plot_snr, snr_per_layer
+from nucel.core.files import atomic_file
+from nucel.core.models import default_device
+from nucel.core.tables import Split
 
 DEFAULT_MOTIF_A = "TTAGGCAC"
 DEFAULT_MOTIF_B = DEFAULT_MOTIF_A[::-1]  # CACGGATT: the same bases, another order
@@ -134,8 +134,9 @@ def run_experiment(output_dir: str | Path, settings: ExperimentSettings, device:
     """Fine-tune on generated data, measure accuracy and SNR; write results.json, snr.png, attention.png."""
     # Imported here, not at the top: the Trainer stack takes seconds to import, and every `nucel` command
     # imports this module to register its sub-commands.
-    from .modeling_nucel import NucELForSequenceClassification
-    from .training.finetune import FinetuneSettings, build_classifier, finetune, tokenizer_for
+    from nucel.modeling_nucel import NucELForSequenceClassification
+    from nucel.training.finetune import build_classifier, finetune, tokenizer_for
+    from nucel.training.finetune_config import FinetuneSettings
 
     output_dir = Path(output_dir)
     # Three disjoint seeds per experiment seed, one per split.
@@ -211,9 +212,9 @@ def run_generate(args) -> None:
 def run_experiment_command(args) -> None:
     fields = ExperimentSettings.__dataclass_fields__
     settings = ExperimentSettings(**{name: getattr(args, name) for name in fields if hasattr(args, name)})
-    results = run_experiment(args.output_dir, settings, args.device)
+    results = run_experiment(args.output, settings, args.device)
     snr = ", ".join(f"layer {layer}: {before:.2f} -> {after:.2f}" for layer, before, after in zip(
         results["layers"], results["snr_before_finetuning"], results["snr_after_finetuning"]))
     print(f"test accuracy {results['test_accuracy']:.3f} after {results['steps_trained']} steps "
           f"({results['train_seconds']:.0f} s); motif SNR per layer (before -> after fine-tuning): {snr}")
-    print(f"written to {args.output_dir}: {', '.join(results['files'])}")
+    print(f"written to {args.output}: {', '.join(results['files'])}")

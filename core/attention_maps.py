@@ -19,18 +19,15 @@ its attention-sink weights would set the colour scale. Each panel's colour scale
 as the colour bar says, and motif occurrences are outlined and named in the legend.
 """
 
-import argparse
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from nucel.embed import base_token_ids, length_sorted_batches, load_encoder, pad_batch
-from nucel.folders import atomic_file
-from nucel.sequence_io import read_one_sequence
-from nucel.tokenization import TOKENS_AFTER_BASES, TOKENS_BEFORE_BASES, validate_dna, with_special_tokens
+from nucel.core.plots import pyplot, save_figure
+from nucel.core.windows import base_token_ids, length_sorted_batches, pad_batch
+from nucel.tokenization import TOKENS_AFTER_BASES, TOKENS_BEFORE_BASES, with_special_tokens
 
 CLIP_PERCENTILE = 99  # each heatmap's colour scale stops here, so that a few large weights do not wash out the rest
 MOTIF_COLOURS = ("red", "orange", "magenta", "cyan", "white")
@@ -108,21 +105,6 @@ def find_motif(sequence: str, motif: str) -> list[tuple[int, int]]:
 
 # ----------------------------------------------------------------------------------------------------------------
 # Plots
-
-
-def pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only, no display
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def save_figure(figure, path: str | Path) -> None:
-    with atomic_file(path) as staging:
-        figure.savefig(staging, dpi=120, format="png")
-    pyplot().close(figure)
 
 
 def layer_label(layer: int, config=None) -> str:
@@ -213,66 +195,3 @@ def plot_snr(series: dict[str, list[float]], layers: list[int], path: str | Path
     save_figure(figure, path)
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# Command line
-
-
-def parse_indices(text: str | None) -> list[int] | None:
-    return None if text is None else [int(part) for part in text.split(",") if part.strip()]
-
-
-def read_region(region: str, reference_path: str | None) -> tuple[str, int, str]:
-    """(chromosome, first position, sequence) of `--region` in `--reference`, as `nucel ism` reads it."""
-    from nucel.variants import REGION, load_reference, parse_region  # not at the top: nucel.variants imports this module
-
-    if not reference_path:
-        raise ValueError("--region needs --reference (the FASTA the coordinates refer to)")
-    match = REGION.match(region.strip())
-    reference = load_reference(reference_path, {match["chrom"]} if match else set())
-    chrom, first, sequence = parse_region(region, reference, reference_path, "--region")
-    return chrom, first, validate_dna(sequence, f"--region {region}")
-
-
-def run(args: argparse.Namespace) -> None:
-    chrom, first = "", 1
-    if args.region:
-        chrom, first, sequence = read_region(args.region, args.reference)
-    else:
-        sequence = read_one_sequence(args.sequence, args.fasta, args.record)
-    model, tokenizer = load_encoder(args.model, args.device)
-    layers = parse_indices(args.layers) or global_layers(model.config)
-    heads = parse_indices(args.heads)
-    maps = attention_maps(model, tokenizer, [sequence], layers, heads, progress=False)[0]
-    if heads is None:  # all heads were computed; show and save their mean
-        maps, head_labels = maps.mean(axis=1, keepdims=True), ["mean"]
-    else:
-        head_labels = [str(h) for h in heads]
-    motifs = {motif.upper(): find_motif(sequence, motif) for motif in args.motif}
-    spans = [span for motif_spans in motifs.values() for span in motif_spans]
-    if args.motif and not spans:
-        raise ValueError(f"none of the motifs {args.motif} occurs in the sequence")
-
-    output = Path(args.output_dir)
-    output.mkdir(parents=True, exist_ok=True)
-    with atomic_file(output / "attention.npy") as staging, open(staging, "wb") as handle:
-        np.save(handle, maps.astype(np.float32))
-    description = {"axes": ["layer", "head", "query token", "key token"], "layers": layers, "heads": head_labels,
-                   "tokens": "[CLS], then base i at index i + 1", "length_bp": len(sequence),
-                   "chrom": chrom or None, "first_position": first,
-                   "positions": f"base i is position first_position + i{' on ' + chrom if chrom else ' of the sequence'} (1-based)"}
-    with atomic_file(output / "attention.json") as staging:
-        staging.write_text(json.dumps(description, indent=2) + "\n")
-    where = f"{chrom}:{first:,}-{first + len(sequence) - 1:,}" if chrom else f"{len(sequence):,}-bp sequence"
-    heads_shown = "mean over heads" if heads is None else f"head(s) {', '.join(head_labels)}"
-    plot_attention(maps, layers, head_labels, output / "attention.png", model.config,
-                   {name: found for name, found in motifs.items() if found}, f"attention of {where}, {heads_shown}",
-                   first_position=first, chrom=chrom)
-    print(f"attention of {len(layers)} layer(s) -> {output}/attention.npy, attention.png")
-    if spans:
-        received = received_attention(model, tokenizer, [sequence], layers, progress=False)[0]
-        snr = motif_snr(received, spans)
-        with atomic_file(output / "snr.tsv") as staging:
-            staging.write_text("layer\tglobal\tsnr\n" + "".join(
-                f"{layer}\t{model.config.is_global_layer(layer)}\t{value:.4f}\n" for layer, value in zip(layers, snr)))
-        for layer, value in zip(layers, snr):
-            print(f"layer {layer}: motif SNR {value:.3f}")

@@ -1,5 +1,7 @@
-"""Writing outputs atomically: a crash never leaves a half-written file or checkpoint under the final name."""
+"""Files: outputs written atomically (a crash never leaves a half-written file or checkpoint under the final name),
+model folders saved whole, and checksums."""
 
+import hashlib
 import json
 import os
 import shutil
@@ -7,7 +9,7 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-from .tokenization.tokenizer import build_tokenizer, save_tokenizer
+from nucel.tokenization.tokenizer import build_tokenizer, save_tokenizer
 
 
 @contextmanager
@@ -58,3 +60,11 @@ def save_model_folder(model, folder: str | Path, tokenizer=None) -> Path:
         model.save_pretrained(staging)
         save_tokenizer(tokenizer if tokenizer is not None else build_tokenizer(), staging)
     return Path(folder)
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -8,19 +8,15 @@ settings are the registry's `cnn_hyperparameters` (benchmarks/tasks/*.yaml), cho
 data pipeline is shared): A, C, G, T become one-hot channels, N and the special tokens all-zero columns.
 """
 
-import json
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers.modeling_outputs import SequenceClassifierOutput
 
-from nucel.folders import atomic_folder
+from nucel.core.identity import json_sha256
 from nucel.modeling_nucel.configuration_nucel import BASE_IDS
-from nucel.tokenization import save_tokenizer
 
 CONFIG_FILE = "cnn_config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -71,17 +67,8 @@ class OneHotCNN(nn.Module):
         return F.mse_loss(logits.squeeze(-1) if self.config.num_labels == 1 else logits, labels.float())
 
 
-def save_cnn(model: OneHotCNN, folder: str | Path, tokenizer) -> Path:
-    """Weights, configuration and tokenizer, written atomically."""
-    with atomic_folder(folder) as staging:
-        save_file({name: tensor.contiguous() for name, tensor in model.state_dict().items()}, staging / WEIGHTS_FILE)
-        (staging / CONFIG_FILE).write_text(json.dumps(asdict(model.config), indent=2) + "\n")
-        save_tokenizer(tokenizer, staging)
-    return Path(folder)
-
-
-def load_cnn(folder: str | Path) -> OneHotCNN:
-    folder = Path(folder)
-    model = OneHotCNN(OneHotCNNConfig(**json.loads((folder / CONFIG_FILE).read_text())))
-    model.load_state_dict(load_file(folder / WEIGHTS_FILE))
-    return model.eval()
+def cnn_identity() -> dict:
+    """The one-hot CNN baseline: its architecture (the label count is the task's; the weights follow from the seed)."""
+    architecture = {key: value for key, value in asdict(OneHotCNNConfig(num_labels=1)).items()
+                    if key not in ("num_labels", "problem_type")}
+    return {"kind": "cnn", "architecture": architecture, "sha256": json_sha256(architecture)}

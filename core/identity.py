@@ -2,16 +2,15 @@
 
 A folder's name says nothing about its weights (every pre-training run exports `export/discriminator`), so a
 checkpoint is identified by the sha256 of its weights files (streamed, each file by name), its config.json and its
-tokenizer.json. A randomly initialised NucEL is identified by its preset's full configuration, the CNN baseline by
-its architecture; the seed of each run is recorded beside the identity, in the run's settings.
+tokenizer.json. A randomly initialised NucEL is identified by its preset's full configuration (the CNN baseline by its
+architecture: benchmarks/cnn_baseline.py); the seed of each run is recorded beside the identity, in the run's settings.
 """
 
 import hashlib
 import json
-from dataclasses import asdict
 from pathlib import Path
 
-from nucel.benchmarks.loaders import file_sha256
+from nucel.core.files import file_sha256
 
 # Files whose bytes decide the model's outputs. training_args.bin is a pickle of Trainer arguments, not weights.
 WEIGHT_SUFFIXES = (".safetensors", ".bin")
@@ -51,15 +50,6 @@ def random_identity(preset: str) -> dict:
     for key in VOLATILE_CONFIG_KEYS:
         config.pop(key, None)
     return {"kind": "random", "preset": preset, "sha256": json_sha256(config)}
-
-
-def cnn_identity() -> dict:
-    """The one-hot CNN baseline: its architecture (the label count is the task's; the weights follow from the seed)."""
-    from nucel.training.cnn_baseline import OneHotCNNConfig
-
-    architecture = {key: value for key, value in asdict(OneHotCNNConfig(num_labels=1)).items()
-                    if key not in ("num_labels", "problem_type")}
-    return {"kind": "cnn", "architecture": architecture, "sha256": json_sha256(architecture)}
 
 
 def hub_identity(model_id: str) -> dict:

@@ -1,0 +1,316 @@
+"""Variant-effect scores of single-nucleotide variants, and in-silico mutagenesis of a sequence.
+
+Scores:
+- `llr` (needs the generator, a masked LM): the variant's base is replaced by [MASK] in its reference
+  context and llr = log P(alt) - log P(ref), with the generator's probabilities renormalised over A, C, G, T.
+  Negative: the model finds the alternative allele less likely than the reference. The masked input is the
+  same for ref and alt, so swapping them negates the score exactly.
+- `embedding_distance` (needs the discriminator/encoder): the Euclidean distance between the mean-pooled
+  final-layer embeddings of the reference context and the same context carrying the alternative allele.
+The context is `context_length` bases centred on the variant where the sequence allows (shifted at its ends).
+With `reverse_complement_average=True` each score is also computed on the reverse complement of that window
+(complemented alleles) and the two are averaged: the llr of the two strands' scores, the distance between the
+embeddings averaged over both strands (as `nucel embed --reverse-complement` averages them).
+
+Each checked row has a `status`: `ok` (scored), `not_snv` (an indel, a symbolic or `.` allele, ALT equal to REF),
+`missing_contig` (the chromosome is not in the reference), `outside_contig` (the position is past the chromosome's
+end, or outside the row's region), `ref_is_n` (REF is N, or the reference has N or another ambiguity code there) or
+`ref_mismatch` (REF is not the reference base; soft-masked lowercase matches).
+"""
+
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from nucel.core.plots import pyplot, save_figure
+from nucel.core.windows import DEFAULT_WINDOW, base_token_ids, length_sorted_batches, pad_batch
+from nucel.core.embeddings import READ_AHEAD_BATCHES, embed_sequences
+from nucel.core.models import load_checked, resolve_model_folder
+from nucel.core.regions import RegionError, other_spelling
+from nucel.modeling_nucel import NucELGenerator
+from nucel.modeling_nucel.configuration_nucel import BASE_IDS, BASES, MASK_ID
+from nucel.tokenization import TOKENS_BEFORE_BASES, load_tokenizer, reverse_complement, validate_dna, with_special_tokens
+
+class VariantError(RegionError):
+    """A variant that cannot be scored as given; the message names the variant and where it came from."""
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str  # the user's id, or "chrom:position ref>alt"
+    chrom: str  # chromosome or region name; empty for a sequence given inline
+    position: int  # 1-based, in the user's coordinates
+    ref: str
+    alt: str
+    context: str  # the sequence the variant sits in (inline sequence, reference region or whole chromosome)
+    offset: int  # 0-based index of the variant in `context`
+    source: str  # e.g. "variants.tsv line 4", for error messages
+
+
+STATUSES = ("ok", "not_snv", "missing_contig", "outside_contig", "ref_is_n", "ref_mismatch")
+
+
+@dataclass(frozen=True)
+class VariantRow:
+    """One input row (one ALT allele of a VCF line) and what became of it: the `variant` to score when `status` is
+    "ok", else `reason`, a sentence naming the row and what is wrong with it."""
+
+    name: str
+    chrom: str
+    position: int
+    ref: str  # upper-cased, as given otherwise (an indel's REF stays whole)
+    alt: str
+    status: str
+    source: str
+    variant: Variant | None = None
+    reason: str = ""
+
+
+def check_variant(name, chrom, position, ref, alt, context: str | None, offset, source) -> VariantRow:
+    """A row checked as a single-nucleotide variant in `context` (None: the chromosome is not in the reference):
+    "ok" when the alleles are bases, the position is inside the context and the reference allele is the base
+    there (case-insensitive: soft-masked reference is fine); otherwise the status that says why not."""
+    ref, alt = ref.strip().upper(), alt.strip().upper()
+    label = f"variant {name!r} ({source})"
+
+    def row(status: str, reason: str = "") -> VariantRow:
+        variant = Variant(name, chrom, position, ref, alt, context, offset, source) if status == "ok" else None
+        return VariantRow(name, chrom, position, ref, alt, status, source, variant, f"{label}: {reason}" if reason else "")
+
+    if ref == "N" and alt in BASES:
+        return row("ref_is_n", "the reference allele is N")
+    for allele, what in ((ref, "reference"), (alt, "alternative")):
+        if allele not in BASES:
+            return row("not_snv", f"{what} allele {allele!r} is not a single base A, C, G or T")
+    if alt == ref:
+        return row("not_snv", f"the alternative allele equals the reference allele ({ref})")
+    if context is None:
+        return row("missing_contig", f"chromosome {chrom!r} is not in the reference (nor {other_spelling(chrom)!r})")
+    if not 0 <= offset < len(context):
+        first = position - offset
+        return row("outside_contig", f"position {position} is outside the sequence ({first}..{first + len(context) - 1})")
+    found = context[offset].upper()
+    if found != ref:
+        reason = f"reference allele {ref} does not match the sequence, which has {found} at position {position}"
+        return row("ref_mismatch" if found in BASES else "ref_is_n", reason)
+    return row("ok")
+
+
+def make_variant(name, chrom, position, ref, alt, context, offset, source) -> Variant:
+    """A checked single-nucleotide variant (`check_variant`); anything else is a VariantError naming it."""
+    row = check_variant(name, chrom, position, ref, alt, context, offset, source)
+    if row.status != "ok":
+        raise VariantError(row.reason)
+    return row.variant
+
+
+def variant_window(variant: Variant, length: int) -> tuple[str, int]:
+    """Up to `length` bases of context around the variant, and the variant's index in that window."""
+    start = min(max(variant.offset - length // 2, 0), max(len(variant.context) - length, 0))
+    return variant.context[start : start + length], variant.offset - start
+
+
+def reverse_complement_variant(variant: Variant, length: int) -> Variant:
+    """The same variant read on the other strand: its window of `length` bases reverse-complemented, alleles
+    complemented. Its own window of `length` bases is that whole reverse-complemented window."""
+    window, index = variant_window(variant, length)
+    return Variant(variant.name, variant.chrom, variant.position, reverse_complement(variant.ref),
+                   reverse_complement(variant.alt), reverse_complement(window), len(window) - 1 - index, variant.source)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Scores
+
+
+def load_generator(name_or_path: str, device: str | None = None):
+    """The masked-LM generator (`NucELGenerator`) and tokenizer of a generator folder or Hub id."""
+    return load_checked(NucELGenerator, name_or_path, device), load_tokenizer(resolve_model_folder(name_or_path))
+
+
+@torch.inference_mode()
+def log_likelihood_ratios(generator, tokenizer, variants: list[Variant], context_length: int = DEFAULT_WINDOW,
+                          batch_size: int = 32, progress: bool = True, reverse_complement_average: bool = False) -> np.ndarray:
+    """log P(alt) - log P(ref) at the masked variant position, per variant (see the module docstring)."""
+    if reverse_complement_average:
+        both = [*variants, *(reverse_complement_variant(v, context_length) for v in variants)]
+        scores = log_likelihood_ratios(generator, tokenizer, both, context_length, batch_size, progress)
+        return (scores[: len(variants)] + scores[len(variants) :]) / 2
+    # Variants at the same site share one masked input (multi-allelic sites, in-silico mutagenesis).
+    site_rows, rows, masked_index, variant_rows = {}, [], [], []
+    for variant in variants:
+        window, index = variant_window(variant, context_length)
+        if (window, index) not in site_rows:
+            site_rows[window, index] = len(rows)
+            ids = with_special_tokens(base_token_ids(tokenizer, window, variant.source))
+            ids[TOKENS_BEFORE_BASES + index] = MASK_ID
+            rows.append(ids)
+            masked_index.append(TOKENS_BEFORE_BASES + index)
+        variant_rows.append(site_rows[window, index])
+
+    device = next(generator.parameters()).device
+    base_log_probs = np.empty((len(rows), len(BASES)), np.float64)
+    for batch in tqdm(length_sorted_batches([len(r) for r in rows], batch_size), desc="llr", unit="batch", disable=not progress):
+        input_ids, attention_mask = pad_batch([rows[i] for i in batch], generator.config.pad_token_id)
+        hidden = generator.model(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device)).last_hidden_state
+        at_mask = hidden[torch.arange(len(batch)), torch.tensor([masked_index[i] for i in batch])]
+        logits = generator.logits(at_mask)[:, list(BASE_IDS)].double()
+        base_log_probs[batch] = torch.log_softmax(logits, dim=-1).cpu().numpy()
+
+    column = {base: i for i, base in enumerate(BASES)}
+    return np.array([
+        base_log_probs[row, column[v.alt]] - base_log_probs[row, column[v.ref]] for v, row in zip(variants, variant_rows)
+    ])
+
+
+def embedding_distances(model, tokenizer, variants: list[Variant], context_length: int = DEFAULT_WINDOW,
+                        batch_size: int = 32, progress: bool = True, reverse_complement_average: bool = False) -> np.ndarray:
+    """Euclidean distance between mean-pooled embeddings of the reference and alternative contexts."""
+    references, alternatives = [], []
+    for variant in variants:
+        window, index = variant_window(variant, context_length)
+        references.append(window)
+        alternatives.append(window[:index] + variant.alt + window[index + 1 :])
+    unique_references = sorted(set(references))
+    # Every window already fits in `context_length`: none is split, so the overlap plays no part.
+    embeddings = embed_sequences(
+        model, tokenizer, unique_references + alternatives, pooling="mean",
+        window=context_length, overlap=0, batch_size=batch_size, progress=progress,
+        reverse_complement_average=reverse_complement_average,
+    )
+    reference_row = {window: i for i, window in enumerate(unique_references)}
+    reference_embeddings = embeddings[[reference_row[w] for w in references]]
+    return np.linalg.norm(reference_embeddings - embeddings[len(unique_references):], axis=1)
+
+
+def score_variants(variants, generator=None, model=None, tokenizer=None, context_length=DEFAULT_WINDOW,
+                   batch_size=32, progress=True) -> dict[str, np.ndarray]:
+    """{"llr": ..., "embedding_distance": ...} for the models given (at least one)."""
+    if generator is None and model is None:
+        raise ValueError("scoring needs a generator (llr), an encoder (embedding_distance), or both")
+    scores = {}
+    if generator is not None:
+        scores["llr"] = log_likelihood_ratios(generator, tokenizer, variants, context_length, batch_size, progress)
+    if model is not None:
+        scores["embedding_distance"] = embedding_distances(model, tokenizer, variants, context_length, batch_size, progress)
+    return scores
+
+
+def scored_rows(rows: Iterable[VariantRow], generator=None, model=None, tokenizer=None, context_length=DEFAULT_WINDOW,
+                batch_size=32, progress=True) -> Iterator[tuple[VariantRow, dict[str, float]]]:
+    """Each row in input order with its scores ({} for rows that are not "ok"), scored a few batches at a time, so
+    that memory does not grow with the number of variants."""
+    rows = iter(rows)
+    with tqdm(desc="scoring", unit="variant", unit_scale=True, disable=not progress) as bar:
+        while chunk := list(islice(rows, batch_size * READ_AHEAD_BATCHES)):
+            variants = [row.variant for row in chunk if row.status == "ok"]
+            scores = score_variants(variants, generator, model, tokenizer, context_length, batch_size, False) if variants else {}
+            scored = iter(range(len(variants)))
+            for row in chunk:
+                index = next(scored) if row.status == "ok" else None
+                yield row, {} if index is None else {name: float(values[index]) for name, values in scores.items()}
+            bar.update(len(chunk))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# In-silico mutagenesis
+
+
+def mutagenesis_chunks(sequence: str, generator=None, model=None, tokenizer=None, context_length=DEFAULT_WINDOW,
+                       batch_size=32, progress=True, first_position: int = 1) -> Iterator[np.ndarray]:
+    """The rows of `in_silico_mutagenesis`' matrix in order, a few batches of positions at a time."""
+    if (generator is None) == (model is None):
+        raise ValueError("in-silico mutagenesis scores with exactly one of: a generator (llr) or an encoder (embedding distance)")
+    sequence = validate_dna(sequence, "the mutagenesis region")
+    step = max(1, batch_size * READ_AHEAD_BATCHES // (len(BASES) - 1))  # positions per chunk: three variants each
+    with tqdm(total=len(sequence), desc="mutagenesis", unit="bp", unit_scale=True, disable=not progress) as bar:
+        for start in range(0, len(sequence), step):
+            end = min(start + step, len(sequence))
+            rows = np.full((end - start, len(BASES)), np.nan)
+            variants = []
+            for i in range(start, end):
+                ref = sequence[i]
+                if ref in BASES:
+                    rows[i - start, BASES.index(ref)] = 0.0
+                    variants += [make_variant(f"{first_position + i}{ref}>{alt}", "", first_position + i, ref, alt, sequence, i,
+                                              "in-silico mutagenesis") for alt in BASES if alt != ref]
+            if variants:
+                scores = next(iter(score_variants(variants, generator, model, tokenizer, context_length, batch_size, False).values()))
+                for variant, score in zip(variants, scores):
+                    rows[variant.offset - start, BASES.index(variant.alt)] = score
+            bar.update(end - start)
+            yield rows
+
+
+def in_silico_mutagenesis(sequence: str, generator=None, model=None, tokenizer=None, context_length=DEFAULT_WINDOW,
+                          batch_size=32, progress=True, first_position: int = 1) -> np.ndarray:
+    """Score every single-base substitution of `sequence`: a (length, 4) matrix, columns A, C, G, T.
+
+    With a generator the score is the llr, with an encoder (`model`) the embedding distance. The entry of each
+    position's own base is 0 (no change); rows of positions that are not A/C/G/T (N) are NaN.
+    """
+    return np.concatenate(list(mutagenesis_chunks(sequence, generator, model, tokenizer, context_length, batch_size, progress,
+                                                  first_position)))
+
+
+# What each score means, for the colour bar (label) and the title (how to read the colours).
+SCORE_LABELS = {
+    "llr": ("llr = ln P(alt) - ln P(ref)",
+            "llr: the generator's log-likelihood ratio of the substituted base at the masked position; "
+            "blue < 0: less likely than the reference base, red > 0: more likely"),
+    "embedding_distance": ("embedding distance (Euclidean)",
+                           "embedding distance: how far the substitution moves the mean embedding of its context; "
+                           "0 = no change, brighter = larger change"),
+}
+
+
+def mutagenesis_figure(matrix: np.ndarray, sequence: str, score_name: str, first_position: int = 1, title: str = ""):
+    """Heatmap: substituted bases (rows) x positions (columns), positions on a base-pair axis from `first_position`.
+
+    The reference base of each position is marked with a dot (its score is 0 by definition). Positions that are not
+    A/C/G/T (N and other ambiguity codes) have no scores (NaN rows): they are drawn grey and named in the legend, with
+    no NaN ever reaching a colour scale, so an N region draws without warnings.
+    """
+    from matplotlib.patches import Patch
+
+    plt = pyplot()
+    length = len(sequence)
+    scored = np.isfinite(matrix)
+    values = np.ma.masked_invalid(matrix.T)
+    colour_label, reading = SCORE_LABELS.get(score_name, (score_name, score_name))
+    figure, axes = plt.subplots(figsize=(min(max(6.0, 0.12 * length + 2), 30.0), 3.2))
+    if score_name == "llr":  # diverging around 0: disfavoured (negative) in blue, favoured in red
+        limit = float(np.abs(matrix[scored]).max()) if scored.any() else 0.0
+        colour_map, low, high = "RdBu_r", -(limit or 1.0), limit or 1.0
+    else:
+        colour_map, low = "viridis", 0.0
+        high = (float(matrix[scored].max()) if scored.any() else 0.0) or 1.0
+    image = axes.imshow(values, aspect="auto", cmap=plt.get_cmap(colour_map).with_extremes(bad="lightgrey"),
+                        vmin=low, vmax=high, interpolation="nearest")
+    references = [(i, BASES.index(base)) for i, base in enumerate(sequence.upper()) if base in BASES]
+    handles = [axes.scatter([i for i, _ in references], [row for _, row in references], s=4, c="black",
+                            label="reference base (score 0 by definition)")]
+    unscored = [i for i, base in enumerate(sequence.upper()) if base not in BASES]
+    if unscored:
+        handles.append(Patch(facecolor="lightgrey", edgecolor="none",
+                             label=f"not scored: {len(unscored)} position(s) that are N or another non-ACGT code"))
+    axes.set_yticks(range(len(BASES)), BASES)
+    axes.set_ylabel("substituted base")
+    step = max(1, length // 20)
+    axes.set_xticks(range(0, length, step), [f"{first_position + i:,}" for i in range(0, length, step)])
+    axes.set_xlabel("position (bp, 1-based)")
+    axes.set_title(f"{title or f'in-silico mutagenesis ({score_name})'}\n{reading}", fontsize=9, wrap=True)
+    axes.legend(handles=handles, loc="upper left", bbox_to_anchor=(0, -0.28), ncol=2, fontsize=7, frameon=False)
+    figure.colorbar(image, ax=axes, label=colour_label, fraction=0.03)
+    figure.tight_layout()
+    return figure
+
+
+def plot_mutagenesis(matrix: np.ndarray, sequence: str, path: str | Path, score_name: str, first_position: int = 1, title: str = "") -> None:
+    """`mutagenesis_figure` saved as a PNG at `path`."""
+    save_figure(mutagenesis_figure(matrix, sequence, score_name, first_position, title), path)

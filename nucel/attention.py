@@ -1,0 +1,82 @@
+"""`nucel attention`: attention maps of one sequence (arrays, heatmap) and the motif SNR per layer.
+
+What is computed: nucel/core/attention_maps.py.
+"""
+
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from nucel.core.models import load_encoder
+from nucel.core.files import atomic_file
+from nucel.core.sequences import read_one_sequence
+
+CLIP_PERCENTILE = 99  # each heatmap's colour scale stops here, so that a few large weights do not wash out the rest
+MOTIF_COLOURS = ("red", "orange", "magenta", "cyan", "white")
+
+from nucel.core.attention_maps import (
+    attention_maps,
+    find_motif,
+    global_layers,
+    motif_snr,
+    plot_attention,
+    received_attention,
+)
+from nucel.core.regions import read_region
+
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Command line
+
+
+def parse_indices(text: str | None) -> list[int] | None:
+    return None if text is None else [int(part) for part in text.split(",") if part.strip()]
+
+
+def run(args: argparse.Namespace) -> None:
+    chrom, first = "", 1
+    if args.region:
+        chrom, first, sequence = read_region(args.region, args.reference)
+    else:
+        sequence = read_one_sequence(args.sequence, args.fasta, args.record)
+    model, tokenizer = load_encoder(args.model, args.device)
+    layers = parse_indices(args.layers) or global_layers(model.config)
+    heads = parse_indices(args.heads)
+    maps = attention_maps(model, tokenizer, [sequence], layers, heads, progress=False)[0]
+    if heads is None:  # all heads were computed; show and save their mean
+        maps, head_labels = maps.mean(axis=1, keepdims=True), ["mean"]
+    else:
+        head_labels = [str(h) for h in heads]
+    motifs = {motif.upper(): find_motif(sequence, motif) for motif in args.motif}
+    spans = [span for motif_spans in motifs.values() for span in motif_spans]
+    if args.motif and not spans:
+        raise ValueError(f"none of the motifs {args.motif} occurs in the sequence")
+
+    output = Path(args.output)
+    output.mkdir(parents=True, exist_ok=True)
+    with atomic_file(output / "attention.npy") as staging, open(staging, "wb") as handle:
+        np.save(handle, maps.astype(np.float32))
+    description = {"axes": ["layer", "head", "query token", "key token"], "layers": layers, "heads": head_labels,
+                   "tokens": "[CLS], then base i at index i + 1", "length_bp": len(sequence),
+                   "chrom": chrom or None, "first_position": first,
+                   "positions": f"base i is position first_position + i{' on ' + chrom if chrom else ' of the sequence'} (1-based)"}
+    with atomic_file(output / "attention.json") as staging:
+        staging.write_text(json.dumps(description, indent=2) + "\n")
+    where = f"{chrom}:{first:,}-{first + len(sequence) - 1:,}" if chrom else f"{len(sequence):,}-bp sequence"
+    heads_shown = "mean over heads" if heads is None else f"head(s) {', '.join(head_labels)}"
+    plot_attention(maps, layers, head_labels, output / "attention.png", model.config,
+                   {name: found for name, found in motifs.items() if found}, f"attention of {where}, {heads_shown}",
+                   first_position=first, chrom=chrom)
+    print(f"attention of {len(layers)} layer(s) -> {output}/attention.npy, attention.png")
+    if spans:
+        received = received_attention(model, tokenizer, [sequence], layers, progress=False)[0]
+        snr = motif_snr(received, spans)
+        with atomic_file(output / "snr.tsv") as staging:
+            staging.write_text("layer\tglobal\tsnr\n" + "".join(
+                f"{layer}\t{model.config.is_global_layer(layer)}\t{value:.4f}\n" for layer, value in zip(layers, snr)))
+        for layer, value in zip(layers, snr):
+            print(f"layer {layer}: motif SNR {value:.3f}")
