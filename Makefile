@@ -40,7 +40,7 @@ test: setup $(TRANSFORMERS4_VENV)/.installed $(TRANSFORMERS_TESTS)/.fetched
 	$(VENV)/bin/python -m pytest
 
 # The main job: RTD pre-training of the tiny model on the built-in genome, a few minutes on a 2-core CPU. Run again,
-# it starts over (--overwrite; without it nucel-pretrain refuses a folder that holds a run).
+# it starts over (--overwrite; without it nucel pretrain refuses a folder that holds a run).
 demo: setup
 	$(VENV)/bin/accelerate launch --cpu --num_processes 1 --num_machines 1 --mixed_precision no --dynamo_backend no \
 		training/train_rtd.py --config training/configs/tiny_cpu.yaml --overwrite

@@ -18,10 +18,10 @@ import time
 from pathlib import Path
 
 from nucel.benchmarks.registry import OPTION_TYPES, OVERRIDABLE, SUITES
+from nucel.core.files import REPOSITORY
 from nucel.core.options import add_device, add_output, add_threads, add_window
 from nucel.training.finetune_config import HEADS
 
-REPOSITORY = Path(__file__).resolve().parent.parent
 RESULTS = Path("benchmarks/results")
 
 
@@ -69,7 +69,7 @@ def add_vep_arguments(parser) -> None:
 
 
 def run_variant_effects(args: argparse.Namespace) -> None:
-    from nucel.benchmarks.vep import report_scores, run  # torch: only for a run
+    from nucel.benchmarks.vep_report import report_scores, run  # torch: only for a run
 
     report_scores(run(args, f"nucel vep {shlex.join(sys.argv[2:])}"), args.output)
 

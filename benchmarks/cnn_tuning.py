@@ -114,7 +114,7 @@ def report(curves: list[Curve], prefix_check: tuple[Curve, Curve], command: str,
         "",
         f"Command: `{command}` ({wall_seconds / 60:.1f} min wall time, torch on one thread).",
         "",
-        "The CNN (training/cnn_baseline.py) is tuned once, on GUE's dev.csv (never test.csv), with the runner's own "
+        "The CNN (benchmarks/cnn_baseline.py) is tuned once, on GUE's dev.csv (never test.csv), with the runner's own "
         f"training loop: AdamW, batch {BATCH_SIZE}, constant learning rate, weight decay 0.01, an evaluation at the end "
         f"of every epoch, early stopping after {PATIENCE} epochs without a lower validation loss, the lowest-validation-"
         f"loss checkpoint kept; seed {SEED}. Cell: validation MCC of the checkpoint that budget selects (its epoch in "

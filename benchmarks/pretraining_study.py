@@ -15,7 +15,7 @@ Stages, each built from the package's own blocks:
    generator's included (estimate: 6 × non-embedding weights + 12 × layers × length × width per token, for every
    network that is trained; stated in the table).
 3. **Downstream.** Every arm — RTD discriminator, MLM encoder, random initialisation (`random:tiny`), one-hot CNN
-   (`training/cnn_baseline.py`) — fine-tuned on each GUE task with the benchmark runner's protocol
+   (`benchmarks/cnn_baseline.py`) — fine-tuned on each GUE task with the benchmark runner's protocol
    (`benchmarks/run.py`: the registry's task, seeds and splits, model selection by lowest validation loss, metrics
    over the whole test split) and the fine-tuning recipe below for every arm; and the NucEL arms probed linearly
    (`training/probe.py`: logistic regression on frozen mean-pooled embeddings; the CNN has no pre-trained
@@ -59,8 +59,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from nucel.core.files import REPOSITORY, display_path
 
-REPOSITORY = Path(__file__).resolve().parent.parent
 DEFAULT_FASTA = REPOSITORY.parent / "shared/data/pretrain/human_hg38_chr2_1-2333275/chr2_1-2333275.fa.gz"
 DEFAULT_GUE = REPOSITORY.parent / "shared/data/GUE"
 BASE_CONFIG = "tiny_cpu"  # tiny (4 × 64) discriminator, 256-bp crops, batch 16, AdamW 2e-3 with linear decay
@@ -138,40 +138,12 @@ QUICK = Budget(
 # Compute
 
 
-def encoder_flops_per_token(module, num_layers: int, width: int, length: int) -> float:
-    """Training FLOPs per token of one network: 6 × its non-embedding weights (forward and backward matmuls) plus
-    12 × layers × length × width for attention scores and mixing (full attention over the crop: an upper bound
-    for local layers)."""
-    from torch import nn
-
-    embedding = {id(p) for m in module.modules() if isinstance(m, nn.Embedding) for p in m.parameters()}
-    weights = sum(p.numel() for p in module.parameters() if id(p) not in embedding)
-    return 6 * weights + 12 * num_layers * length * width
-
-
 def training_flops_per_step(overrides: dict) -> dict:
     """{"per_step": FLOPs, "networks": {...}} for a pre-training config (RTD: generator + discriminator)."""
+    from nucel.benchmarks.flops import pretraining_step_flops
     from nucel.training.pretraining_config import load_config
-    from nucel.training.rtd_loop import build_model
 
-    config = load_config(BASE_CONFIG, overrides={**overrides, "fasta": ["unused"]})
-    model = build_model(config)
-    tokens = config.global_batch_size * (config.crop_length + 2)  # [CLS] and [SEP]
-    if config.objective == "rtd":
-        generator = model.generator
-        discriminator_parts = [model.model, model.rtd_head, model.rtd_classifier]
-        g = generator.config
-        d = model.model.config
-        generator_flops = encoder_flops_per_token(generator, g.num_hidden_layers, g.hidden_size, config.crop_length + 2)
-        discriminator_flops = sum(
-            encoder_flops_per_token(part, d.num_hidden_layers if part is model.model else 0, d.hidden_size, config.crop_length + 2)
-            for part in discriminator_parts
-        )
-        networks = {"generator": generator_flops * tokens, "discriminator": discriminator_flops * tokens}
-    else:
-        c = model.config
-        networks = {"encoder": encoder_flops_per_token(model, c.num_hidden_layers, c.hidden_size, config.crop_length + 2) * tokens}
-    return {"per_step": sum(networks.values()), "networks": networks, "tokens_per_step": tokens}
+    return pretraining_step_flops(load_config(BASE_CONFIG, overrides={**overrides, "fasta": ["unused"]}))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -187,6 +159,7 @@ def pretrain_overrides(fasta: list[str], output_dir: Path, steps: int, eval_ever
 
 
 def run_pretrain_job(spec: dict) -> dict:
+    from nucel.core.records import read_pretraining_record
     from nucel.training.pretraining_config import load_config
     from nucel.training.rtd_loop import run_pretraining
 
@@ -195,13 +168,12 @@ def run_pretrain_job(spec: dict) -> dict:
     started = time.perf_counter()
     run_pretraining(load_config(BASE_CONFIG, overrides=spec["overrides"]))
     wall = time.perf_counter() - started
-    records = [json.loads(line) for line in (output_dir / "log.jsonl").read_text().splitlines()]
-    validation = [r for r in records if "validation_loss" in r]
+    export = output_dir / "export" / ("discriminator" if spec["overrides"].get("objective", "rtd") == "rtd" else "encoder")
+    record = read_pretraining_record(export)
     keys = ("loss", "information_gain_percent", "auroc", "auroc_masked", "average_precision", "replaced_fraction",
             "generator_accuracy", "generator_loss", "discriminator_loss")
-    series = [{"step": r["step"], **{k: r[f"validation_{k}"] for k in keys if f"validation_{k}" in r}} for r in validation]
-    export = output_dir / "export" / ("discriminator" if spec["overrides"].get("objective", "rtd") == "rtd" else "encoder")
-    return {"wall_seconds": wall, "validation": series, "windows": records[0].get("windows"), "export": str(export)}
+    series = [{"step": r["step"], **{k: r[k] for k in keys if k in r}} for r in record["validation_series"]]
+    return {"wall_seconds": wall, "validation": series, "windows": record["windows"], "export": str(export)}
 
 
 def load_split_data(spec: dict):
@@ -605,10 +577,10 @@ class Study:
         sweep = self.sweep_rows()
         chosen = choose(sweep)
         report = {
-            "quick": self.args.quick, "status": self.report_state["status"], "command": " ".join(["nucel-study", *self.args.argv]),
+            "quick": self.args.quick, "status": self.report_state["status"], "command": " ".join(["nucel study", *(display_path(a) if Path(a).exists() else a for a in self.args.argv)]),
             "written": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), "elapsed_minutes": (time.time() - self.started) / 60,
             "job_minutes": sum(result.get("wall_seconds", 0) for result in self.results.values()) / 60, "workers": self.args.workers,
-            "fasta": self.fasta, "work_dir": str(self.work_dir), "workers": self.args.workers, "threads": self.args.threads,
+            "fasta": [display_path(name) for name in self.fasta], "work_dir": display_path(self.work_dir), "workers": self.args.workers, "threads": self.args.threads,
             "budget": {**{k: v for k, v in asdict(b).items() if k != "sweep"}, "sweep": [list(s) for s in b.sweep]},
             "finetune_recipe": b.finetune, "sweep": sweep, "chosen": chosen["setting"] if chosen else None,
             "acceptance_bar": {"gain_percent": ACCEPT_GAIN_PERCENT, "auroc": ACCEPT_AUROC},

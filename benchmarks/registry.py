@@ -21,7 +21,7 @@ HYPERPARAMETER_KEYS = frozenset({
     "learning_rate", "batch_size", "epochs", "max_steps", "eval_steps", "warmup_steps", "weight_decay",
     "early_stopping_patience", "lr_scheduler", "head",
 })
-# The hyper-parameters `nucel-benchmark` can override for every model (`--learning-rate`, ...), and their types.
+# The hyper-parameters `nucel benchmark` can override for every model (`--learning-rate`, ...), and their types.
 OVERRIDABLE = ("learning_rate", "batch_size", "epochs", "max_steps", "eval_steps", "warmup_steps", "early_stopping_patience", "head")
 OPTION_TYPES = {"learning_rate": float, "epochs": float, "head": str}  # the others are integers
 

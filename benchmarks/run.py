@@ -1,8 +1,8 @@
 """Run a benchmark suite (or some of its tasks) for one or more models, every seed or fold, and tabulate the results.
 
-    nucel-benchmark --suite gue --data ../shared/data/GUE --model ./nucel-93m
-    nucel-benchmark --suite gue --data ../shared/data/GUE --task tf/0 --model random:tiny --model cnn
-    nucel-benchmark --suite nucleotide_transformer \
+    nucel benchmark --suite gue --data ../shared/data/GUE --model ./nucel-93m
+    nucel benchmark --suite gue --data ../shared/data/GUE --task tf/0 --model random:tiny --model cnn
+    nucel benchmark --suite nucleotide_transformer \
         --data InstaDeepAI/nucleotide_transformer_downstream_tasks_revised --model ./nucel-93m
 
 (the command's options: benchmarks/benchmark_cli.py)
@@ -27,7 +27,7 @@ Output, per model, in `<output>/<run name>-<model>/`: runs/<task>/seed<N>.json o
 predictions), results.json and results.md (per task mean and error bar, group and suite averages beside the
 paper's NucEL numbers, split sizes, checksums). With several models, `<output>/<run name>.md` compares them side
 by side. A finished run is reused only when the model is the same — the same weights, config and tokenizer
-(sha256; benchmarks/model_identity.py), whatever its folder is called — and its settings and data are unchanged,
+(sha256; core/identity.py), whatever its folder is called — and its settings and data are unchanged,
 so an interrupted command can simply be started again. A checkpoint's output folder name carries the first 8 hex
 digits of that checksum, so two different `export/discriminator` folders never share a results folder.
 
@@ -51,12 +51,12 @@ import torch
 from nucel.core.tables import Split
 from nucel.benchmarks.loaders import fold_split, load_task, TaskData
 from nucel.core.metrics import compute_metrics, softmax
-from nucel.core.identity import folder_identity, hub_identity, random_identity
+from nucel.core.identity import RANDOM_INIT_PREFIX, model_identity as checkpoint_identity
 from nucel.benchmarks.registry import HYPERPARAMETER_KEYS, Suite, Task, load_suite
-from nucel.core.files import write_json_atomically
+from nucel.core.files import write_json_atomically, write_text_atomically
 from nucel.tokenization import build_tokenizer
 from nucel.benchmarks.cnn_baseline import OneHotCNN, OneHotCNNConfig, cnn_identity
-from nucel.training.finetune_config import RANDOM_INIT_PREFIX, FinetuneSettings
+from nucel.training.finetune_config import FinetuneSettings
 from nucel.training.finetune import finetune, train_with_selection
 from nucel.core.classifiers import load_finetuned, predict_logits
 
@@ -70,14 +70,8 @@ def model_label(model: str) -> str:
 
 
 def model_identity(model: str) -> dict:
-    """The checksum identity of `model` (benchmarks/model_identity.py)."""
-    if model == CNN_MODEL:
-        return cnn_identity()
-    if model.startswith(RANDOM_INIT_PREFIX):
-        return random_identity(model[len(RANDOM_INIT_PREFIX):])
-    if Path(model).is_dir():
-        return folder_identity(model)
-    return hub_identity(model)
+    """The checksum identity of `model` (core/identity.py; the CNN baseline: benchmarks/cnn_baseline.py)."""
+    return cnn_identity() if model == CNN_MODEL else checkpoint_identity(model)
 
 
 def model_slug(model: str, identity: dict | None = None) -> str:
@@ -338,12 +332,6 @@ def write_results(suite: Suite, model: str, identity: dict, tasks: list[dict], s
     return results
 
 
-def write_text_atomically(path: Path, text: str) -> None:
-    staging = path.with_name(f".{path.name}.tmp")
-    staging.write_text(text)
-    staging.replace(path)
-
-
 def format_score(value: float | None) -> str:
     return "–" if value is None else f"{value:.3f}"
 
@@ -367,7 +355,7 @@ def markdown_table(suite: Suite, all_results: list[dict]) -> str:
         "Effective batch (rows per optimiser step: one process, no gradient accumulation, no DataParallel): "
         + "; ".join(f"{r['model']} {'/'.join(map(str, sorted({t['effective_batch_size'] for t in r['tasks']}))) or '–'}"
                     for r in all_results) + ".",
-        "Model identity (sha256, benchmarks/model_identity.py): "
+        "Model identity (sha256, core/identity.py): "
         + "; ".join(f"{r['model']} {r['model_identity']['sha256'][:16]}…" for r in all_results) + ".",
         "Wall time: " + "; ".join(f"{r['model']} {r['wall_seconds'] / 60:.1f} min" for r in all_results) + ".",
         f"Paper column: {paper_name} ({paper.get('source', '')}), group averages only; rows here are small-scale runs.",

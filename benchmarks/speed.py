@@ -64,6 +64,8 @@ from torch import nn
 from transformers import ModernBertConfig, ModernBertForMaskedLM, ModernBertModel, PreTrainedModel
 from transformers.models.modernbert.modeling_modernbert import ModernBertPredictionHead
 
+from nucel.core.files import write_text_atomically
+from nucel.benchmarks.flops import BACKWARD_FACTOR, discriminator_flops, encoder_flops, masked_lm_flops
 from nucel.modeling_nucel import NucELConfig, NucELForPreTraining, NucELGenerator, NucELModel
 from nucel.modeling_nucel.configuration_nucel import BASE_IDS, PAD_ID
 from nucel.modeling_nucel.modeling_nucel import gumbel_max_sample, mask_to_bases
@@ -322,44 +324,17 @@ def prime_optimizer(model, optimizer) -> None:
 # FLOPs and the machine's matmul peak
 
 
-def encoder_flops(config: NucELConfig, sequence_lengths: list[int]) -> float:
-    """Forward FLOPs of one encoder over these sequences (2 per multiply-add)."""
-    hidden, intermediate, window = config.hidden_size, config.intermediate_size, config.sliding_window
-    linear_per_token = 2 * (hidden * 3 * hidden + hidden * hidden + hidden * 2 * intermediate + intermediate * hidden)
-    total = 0.0
-    for length in sequence_lengths:
-        local_keys = sum(min(length - 1, p + window) - max(0, p - window) + 1 for p in range(length))
-        for layer in range(config.num_hidden_layers):
-            keys = length * length if config.is_global_layer(layer) else local_keys
-            total += linear_per_token * length + 4 * hidden * keys  # QKᵀ and weights·V
-    return total
-
-
-def head_flops(config: NucELConfig, tokens: int) -> float:
-    """The dense layer of a prediction head."""
-    return 2 * config.hidden_size * config.hidden_size * tokens
-
-
 def model_flops(workload: Workload, config: NucELConfig, batch) -> float:
     """FLOPs of one call: an encoder forward pass, or forward and backward (3x) of a training step."""
     lengths = batch["attention_mask"].sum(-1).tolist()
     real_tokens = sum(lengths)
     if workload.task == "inference":
         return encoder_flops(config, lengths)
-    if workload.task == "mlm_step":
-        forward = encoder_flops(config, lengths) + head_flops(config, real_tokens) + 2 * config.hidden_size * config.vocab_size * real_tokens
-        return 3 * forward
-    generator = config.generator_configuration()
+    if workload.task == "mlm_step":  # the benchmark's MLM step decodes every real token
+        return BACKWARD_FACTOR * masked_lm_flops(config, lengths, real_tokens)
     masked = int((batch["labels"] != -100).sum())
-    forward = (
-        encoder_flops(generator, lengths)
-        + head_flops(generator, masked)
-        + 2 * generator.hidden_size * generator.vocab_size * masked
-        + encoder_flops(config, lengths)
-        + head_flops(config, real_tokens)
-        + 2 * config.hidden_size * real_tokens
-    )
-    return 3 * forward
+    return BACKWARD_FACTOR * (masked_lm_flops(config.generator_configuration(), lengths, masked)
+                              + discriminator_flops(config, lengths))
 
 
 def matmul_peak_flops(device, dtype, repeats: int = 5) -> float:
@@ -543,12 +518,8 @@ def rows_table(rows: list[dict]) -> list[str]:
 
 def write_results(results: dict, output: Path) -> None:
     """output.json and output.md, each replaced in one rename."""
-    output.parent.mkdir(parents=True, exist_ok=True)
     for suffix, text in ((".json", json.dumps(results, indent=2) + "\n"), (".md", markdown_table(results))):
-        target = output.with_suffix(suffix)
-        with tempfile.NamedTemporaryFile("w", dir=target.parent, prefix=f".{target.name}.", delete=False) as handle:
-            handle.write(text)
-        os.replace(handle.name, target)
+        write_text_atomically(output.with_suffix(suffix), text)
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from nucel.core.files import file_sha256
 
+RANDOM_INIT_PREFIX = "random:"  # `random:tiny`: a randomly initialised NucEL of that preset
 # Files whose bytes decide the model's outputs. training_args.bin is a pickle of Trainer arguments, not weights.
 WEIGHT_SUFFIXES = (".safetensors", ".bin")
 NOT_WEIGHTS = ("training_args.bin",)
@@ -60,3 +61,12 @@ def hub_identity(model_id: str) -> dict:
     if not any(folder.glob("*.safetensors")):  # an older repository with PyTorch pickles only
         folder = Path(snapshot_download(model_id, allow_patterns=["*.bin", *DEFINING_FILES]))
     return folder_identity(folder, source=model_id)
+
+
+def model_identity(name_or_path: str) -> dict:
+    """The identity of what fine-tuning or a benchmark starts from: `random:<preset>`, a local folder or a Hub id."""
+    if name_or_path.startswith(RANDOM_INIT_PREFIX):
+        return random_identity(name_or_path[len(RANDOM_INIT_PREFIX) :])
+    if Path(name_or_path).is_dir():
+        return folder_identity(name_or_path)
+    return hub_identity(name_or_path)

@@ -1,6 +1,8 @@
-"""Finding and loading models: a local folder or a Hub id, resolved once; checkpoints loaded whole or refused; devices.
+"""Finding, loading and saving models: a local folder or a Hub id, resolved once; checkpoints loaded whole or refused;
+devices; model folders saved whole (code files, complete auto_map, tokenizer, records).
 """
 
+import json
 import re
 from contextlib import contextmanager
 from pathlib import Path
@@ -9,12 +11,18 @@ import torch
 from transformers.utils import logging as transformers_logging
 
 from nucel.modeling_nucel import NucELModel
-from nucel.tokenization import load_tokenizer
+from nucel.core.files import atomic_folder
+from nucel.tokenization import build_tokenizer, load_tokenizer, save_tokenizer
 
 # What a model folder needs from a Hub repository (weights, configs, tokenizer, code); never its other files.
 MODEL_FILES = ["*.json", "*.safetensors", "*.bin", "*.py", "*.txt", "*.model"]
-# A Hub repository id as the Hub spells it: "name" or "owner/name".
+# A Hub repository id as the Hub spells it: "name" (a few canonical models) or "owner/name".
 HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
+
+
+def is_repository_id(name: str) -> bool:
+    """"owner/name": what a user's repository (a release, a fine-tune's base) is called on the Hub."""
+    return bool(HUB_ID.fullmatch(name)) and name.count("/") == 1
 
 
 def default_device() -> str:
@@ -75,3 +83,17 @@ def load_encoder(name_or_path: str | Path, device: str | None = None):
     """The encoder (`NucELModel`) and tokenizer of any NucEL folder or Hub id: an encoder, a generator, a
     classifier or a pre-training checkpoint (its discriminator). Returned in eval mode on `device`."""
     return load_checked(NucELModel, name_or_path, device), load_tokenizer(resolve_model_folder(name_or_path))
+
+
+def save_model_folder(model, folder: str | Path, tokenizer=None, records: dict[str, dict] | None = None) -> Path:
+    """Save a NucEL model with its code files, complete auto_map and the tokenizer, atomically; `records`: JSON
+    files that describe the model (pretraining.json, finetune.json), written into the folder with it.
+
+    The folder loads through the Auto classes with `trust_remote_code=True`, and as native ModernBERT without it.
+    """
+    with atomic_folder(folder) as staging:
+        model.save_pretrained(staging)
+        save_tokenizer(tokenizer if tokenizer is not None else build_tokenizer(), staging)
+        for name, record in (records or {}).items():
+            (staging / name).write_text(json.dumps(record, indent=2) + "\n")
+    return Path(folder)

@@ -13,8 +13,8 @@ import copy
 
 from transformers import PretrainedConfig
 
-# The 27-token single-nucleotide vocabulary of the released NucEL-93M (Hugging Face FreakingPotato/NucEL, DESIGN.md
-# section 1): its embedding has 27 rows, the seven specials at 0-6, rows 7-10 unused (the author's tokenizer first
+# The 27-token single-nucleotide vocabulary of the released NucEL-93M (Hugging Face FreakingPotato/NucEL; arXiv
+# 2508.13191): its embedding has 27 rows, the seven specials at 0-6, rows 7-10 unused (the author's tokenizer first
 # gives A-T these ids, then re-assigns them to 11-14), A C G T at 11-14 and reserved rows at 15-26. Every id in the
 # package (tokenizer, masking, sampling, reverse complement, variant scores, the CNN one-hot) comes from here.
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[BOS]", "[EOS]"]

@@ -75,9 +75,9 @@ def add_embed(parser) -> None:
 
 
 def add_predict(parser) -> None:
-    parser.description = ("Labels and class probabilities of a NucEL classifier: a nucel-finetune folder (full, frozen or LoRA), "
+    parser.description = ("Labels and class probabilities of a NucEL classifier: a nucel finetune folder (full, frozen or LoRA), "
         "a released folder (also an adapter-only LoRA release) or a Hub id (from the local cache with HF_HUB_OFFLINE=1).\n\n"
-        "An input longer than the classifier's longest training sequence (recorded by nucel-finetune) is cut into "
+        "An input longer than the classifier's longest training sequence (recorded by nucel finetune) is cut into "
         "windows whose probabilities are combined (--aggregate), or refused (--long-inputs refuse); the `windows` column "
         "says how many windows each prediction used. Inputs are streamed; the output appears only when complete.")
     add_model(parser, "a classifier: a nucel finetune folder, a released folder or a Hub id")
@@ -195,9 +195,9 @@ def add_release(parser) -> None:
                aliases=("--out",))
     parser.add_argument("--card-facts", type=Path, help="YAML with hardware, training_time, task, ... for the card")
     parser.add_argument("--results", type=Path, nargs="+", default=[],
-                        help="nucel-benchmark results.json file(s) of this very model (checked by model identity) for the model-index")
+                        help="nucel benchmark results.json file(s) of this very model (checked by model identity) for the model-index")
     parser.add_argument("--pretraining-run", type=Path,
-                        help="the nucel-pretrain output folder the model came from (default: found above <run>/export/<part>)")
+                        help="the nucel pretrain output folder the model came from, for a folder exported before models recorded their own pretraining.json (default: the run it sits in)")
     parser.add_argument("--label-names", nargs="+", help="classifier label names, in label-id order")
     parser.add_argument("--base-model", help="Hub id of the pre-trained model a fine-tune started from")
     parser.add_argument("--lora-adapter", action="store_true",

@@ -1,6 +1,6 @@
 """Moving checkpoints between NucEL and native ModernBERT, and from NucEL's old token ids to the released ones.
 
-Parameter names and token ids are the same on both sides (DESIGN.md section 3.2), so no conversion touches a weight
+Parameter names and token ids are the same on both sides (docs/design.md, "Decision: ModernBERT-compatible weights"), so no conversion touches a weight
 value except `migrate`, which moves embedding rows:
 
     nucel convert import SOURCE OUT    # a ModernBERT folder on the released vocabulary (FreakingPotato/NucEL, or any
@@ -18,7 +18,8 @@ import transformers
 from safetensors.torch import load_file
 from transformers import ModernBertConfig
 
-from nucel.core.files import atomic_folder, save_model_folder
+from nucel.core.files import atomic_folder
+from nucel.core.models import save_model_folder
 from nucel.modeling_nucel import (
     NucELConfig,
     NucELForPreTraining,

@@ -4,12 +4,12 @@
     nucel predict user/nucel-promoters genome.fa.gz windows.csv --stride 10 --aggregate max
     nucel predict MODEL sequences.csv predictions.csv --batch-size 64
 
-MODEL is any NucEL classifier: a folder written by `nucel-finetune` (full, frozen, or LoRA adapters, which are put
+MODEL is any NucEL classifier: a folder written by `nucel finetune` (full, frozen, or LoRA adapters, which are put
 back on their base model), a released folder (`nucel release`; labels from config.json's `id2label`, tokenizer from
 the folder or this package's; an adapter-only release is rebuilt on its base model's Hub id from its finetune.json),
 or a Hub id (downloaded, or taken from the local cache with HF_HUB_OFFLINE=1).
 
-Input length: a classifier is known to work on inputs as long as those it was trained on, no longer. `nucel-finetune`
+Input length: a classifier is known to work on inputs as long as those it was trained on, no longer. `nucel finetune`
 records that range (`nucel_training_lengths` in config.json and finetune.json: min, max and median bp of the training
 split, as the model saw it). An input longer than the longest training sequence is, with `--long-inputs window` (the
 default), cut into windows of exactly that length (`--window` to choose another) that start `--stride` bases apart

@@ -4,7 +4,7 @@
 
 `build_release_folder` rebuilds the repository folder from the model itself instead of copying the training
 output, so the folder holds exactly `model.safetensors`, `config.json` (model_type "modernbert" plus the complete
-auto_map: dual mode, DESIGN.md section 3), the code files, the tokenizer files and the `README.md` model card.
+auto_map: dual mode, docs/design.md "Decision: dual-mode folders"), the code files, the tokenizer files and the `README.md` model card.
 Optimizer and scheduler state, RNG state, trainer state, logs, caches and tokens that sit in a training output
 can therefore never reach the Hub. `upload_release` pushes exactly that folder.
 
@@ -13,8 +13,8 @@ The card states only what the training outputs record, so it cannot claim what d
   `log.jsonl` and checkpoint configuration of `<run>/`, found above `<run>/export/<part>` or given as
   `--pretraining-run`);
 - a fine-tuned model's data files, checksums, split sizes and test scores come from its `finetune.json`;
-- `--results` (a `nucel-benchmark` results.json) is accepted only when the model identity it records (sha256 of
-  weights, config and tokenizer: benchmarks/model_identity.py) is the identity of the folder being released.
+- `--results` (a `nucel benchmark` results.json) is accepted only when the model identity it records (sha256 of
+  weights, config and tokenizer: core/identity.py) is the identity of the folder being released.
 A LoRA fine-tune is released merged into its base (a self-contained classifier), or with `--lora-adapter` as the
 adapter alone, whose `base_model_name_or_path` is then the base model's Hub id, never a local path. An adapter has
 no config.json, so the release carries a `finetune.json` reduced to what rebuilding its classifier needs (the base's
@@ -25,18 +25,18 @@ release from it, and the file tells a PEFT user which classifier to build before
 import argparse
 import copy
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from huggingface_hub import HfApi
 
 from nucel import modeling_nucel
-from nucel.core.files import file_sha256
 from nucel.core.identity import folder_identity
+from nucel.core.models import is_repository_id
 from nucel.core.options import check_output
 from nucel.convert import fold_base_restriction, load_nucel_model
-from nucel.core.files import atomic_folder
+from nucel.core.files import atomic_folder, write_json_atomically
+from nucel.core.records import PRETRAINING_RECORD, read_pretraining_record
 from nucel.model_cards.render import METRICS, SUITES, CardFacts, render_model_card
 from nucel.modeling_nucel import (
     NucELForPreTraining,
@@ -62,7 +62,7 @@ REQUIRED_FILES = frozenset(
 # The Hub-facing code files (save_pretrained copies the model file and the files it imports relatively); transformers
 # 4.x also writes special_tokens_map.json. Nothing else belongs in a release.
 CODE_FILES = frozenset(path.name for path in Path(modeling_nucel.__file__).parent.glob("*.py") if path.name != "__init__.py")
-RELEASE_FILES = REQUIRED_FILES | CODE_FILES | {"special_tokens_map.json"}
+RELEASE_FILES = REQUIRED_FILES | CODE_FILES | {"special_tokens_map.json", PRETRAINING_RECORD}
 # A LoRA adapter release: PEFT's two files, the classifier's record (public part), the tokenizer and the card.
 ADAPTER_REQUIRED_FILES = frozenset(
     {ADAPTER_CONFIG, "adapter_model.safetensors", FINETUNE_METADATA, "tokenizer.json", "tokenizer_config.json", "README.md"}
@@ -75,10 +75,6 @@ ADAPTER_RELEASE_FILES = ADAPTER_REQUIRED_FILES | {"special_tokens_map.json"}
 
 # transformers records how a tokenizer was loaded in its saved config: true only on the machine that saved it.
 MACHINE_LOCAL_TOKENIZER_KEYS = ("local_files_only", "is_local", "name_or_path", "_name_or_path", "cache_dir", "token")
-# Written by `training/rtd_loop.py` into every pre-training run folder.
-RUN_LOG = "log.jsonl"
-BUILTIN_GENOME = "builtin"
-HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 class ReleaseError(ValueError):
@@ -119,8 +115,8 @@ def load_release_model(source: str | Path, part: str | None = None, lora_adapter
         if part is not None:
             raise ReleaseError(f"{folder} is a LoRA fine-tune, not a pre-training model: leave out --part")
         if finetune is None:
-            raise ReleaseError(f"{folder} holds a LoRA adapter without {FINETUNE_METADATA}: not written by nucel-finetune")
-        if not lora_adapter and not Path(finetune["base_model"]).is_dir() and not HUB_ID.match(finetune["base_model"]):
+            raise ReleaseError(f"{folder} holds a LoRA adapter without {FINETUNE_METADATA}: not written by nucel finetune")
+        if not lora_adapter and not Path(finetune["base_model"]).is_dir() and not is_repository_id(finetune["base_model"]):
             raise ReleaseError(f"{folder}: its base model {finetune['base_model']} is gone; the adapter cannot be merged into it")
         peft_model, tokenizer, _ = load_finetuned(folder)
         model = peft_model if lora_adapter else peft_model.merge_and_unload()
@@ -169,7 +165,7 @@ def require_label_names(model) -> None:
 
 
 def read_results(path: str | Path) -> dict:
-    """A benchmark results.json (written by `nucel-benchmark`), checked for what the model card reads."""
+    """A benchmark results.json (written by `nucel benchmark`), checked for what the model card reads."""
     path = Path(path)
     results = json.loads(path.read_text())
     if results.get("suite") not in SUITES:
@@ -190,90 +186,15 @@ def check_results_belong(results: dict, path: Path, released: Path, identities: 
     if recorded is None:
         raise ReleaseError(
             f"{path} records no model identity, so nothing shows it scores {released}: benchmark this model with the "
-            f"current nucel-benchmark (`nucel-benchmark --model {released} ...`) and pass its results.json"
+            f"current nucel benchmark (`nucel benchmark --model {released} ...`) and pass its results.json"
         )
     if recorded not in identities:
         whose = " (they are its base model's: release them with the base model)" if recorded == base_identity else ""
         raise ReleaseError(
             f"{path} holds results of model {results.get('model')!r} (sha256 {recorded[:16]}…), not of {released} "
-            f"(sha256 {identities[0][:16]}…){whose}: benchmark this model (`nucel-benchmark --model {released} ...`) "
+            f"(sha256 {identities[0][:16]}…){whose}: benchmark this model (`nucel benchmark --model {released} ...`) "
             "and pass that results.json, or leave out --results"
         )
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# The pre-training run a model came from
-
-
-def find_pretraining_run(folder: Path) -> Path | None:
-    """The run folder of a model exported by `nucel-pretrain`, which writes `<run>/export/<part>/` beside
-    `<run>/log.jsonl`; None for a folder elsewhere (a copy, an imported checkpoint)."""
-    folder = folder.resolve()
-    run = folder.parent.parent
-    return run if folder.parent.name == "export" and (run / RUN_LOG).is_file() else None
-
-
-def read_pretraining_run(run: Path) -> dict:
-    """What a pre-training run recorded: its configuration (saved with every checkpoint), data, steps and the
-    figures of its last validation and probe, from `log.jsonl`. Paths are reduced to file names here: the record
-    goes into a public model card."""
-    log = run / RUN_LOG
-    if not log.is_file():
-        raise ReleaseError(f"{run} is not a pre-training run folder: it has no {RUN_LOG} (written by nucel-pretrain)")
-    records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
-    checkpoints = sorted((run / "checkpoints").glob("step-*/trainer_state.json"))
-    config = json.loads(checkpoints[-1].read_text())["config"] if checkpoints else None
-    training = [record for record in records if "loss" in record]
-    validation = [record for record in records if "validation_loss" in record]
-    probes = [record for record in records if any(key.startswith("probe_mcc/") for key in record)]
-    start = next((record for record in records if "windows" in record), {})
-    return {
-        "name": run.name,
-        "config": config,
-        "data": genome_files(config) if config else [],
-        "windows": start.get("windows"),
-        "num_processes": start.get("num_processes"),
-        "max_steps": start.get("max_steps"),
-        "steps": training[-1]["step"] if training else 0,
-        "validation": ({"step": validation[-1]["step"], **{key.removeprefix("validation_"): value
-                       for key, value in validation[-1].items() if key.startswith("validation_")}} if validation else None),
-        "probes": probe_scores(probes),
-    }
-
-
-def genome_files(config: dict) -> list[dict]:
-    """The run's genome: the built-in synthetic one by its length, each FASTA by its name and sha256."""
-    files = []
-    for name in config.get("fasta") or []:
-        if name == BUILTIN_GENOME:
-            files.append({"synthetic": True, "length": config.get("builtin_genome_length")})
-            continue
-        path = Path(name).expanduser()
-        files.append({"synthetic": False, "name": path.name, "sha256": file_sha256(path) if path.is_file() else None})
-    return files
-
-
-def probe_scores(records: list[dict]) -> dict:
-    """Per probe task, its MCC at the first probe (step 0: the untrained or initial model) and at the last."""
-    scores = {}
-    for record in records:
-        for key, value in record.items():
-            if key.startswith("probe_mcc/"):
-                task = key.removeprefix("probe_mcc/")
-                scores.setdefault(task, {"first_step": record["step"], "first": value})
-                scores[task].update(last_step=record["step"], last=value)
-    return scores
-
-
-def public_config(config: dict) -> dict:
-    """The run configuration as a recipe others can run: local folders and files reduced to their names."""
-    public = {key: value for key, value in config.items() if key not in ("output_dir", "cache_dir")}
-    public["fasta"] = [name if name == BUILTIN_GENOME else Path(name).name for name in config.get("fasta") or []]
-    public["probe_tasks"] = [Path(folder).name for folder in config.get("probe_tasks") or []]
-    for key in ("init_from", "init_generator_from"):
-        if config.get(key):
-            public[key] = Path(config[key]).name
-    return public
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -350,7 +271,7 @@ def base_model_of(finetune: dict | None, facts: CardFacts) -> str | None:
     was a Hub id (a local folder or a random initialisation has none)."""
     if facts.base_model:
         return facts.base_model
-    if finetune and finetune.get("base_model_source", "hub") == "hub" and HUB_ID.match(finetune["base_model"]) \
+    if finetune and finetune.get("base_model_source", "hub") == "hub" and is_repository_id(finetune["base_model"]) \
             and not Path(finetune["base_model"]).exists():
         return finetune["base_model"]
     return None
@@ -369,7 +290,7 @@ def build_release_folder(
     lora_adapter: bool = False,
 ) -> Path:
     """Write the exact Hub repository folder for `source` at `out` (atomically) and return it."""
-    if repo_id.count("/") != 1 or not all(repo_id.split("/")):
+    if not is_repository_id(repo_id):
         raise ReleaseError(f"repo id must look like owner/name, got {repo_id!r}")
     facts = facts or CardFacts()
     released = load_release_model(source, part, lora_adapter)
@@ -389,24 +310,21 @@ def build_release_folder(
             "base's Hub id (--base-model owner/name), or release the merged model (leave out --lora-adapter)"
         )
 
-    # The pre-training record: the released model's own run, or for a fine-tune, its base checkpoint's run.
-    if pretraining_run is not None:
-        run_folder = Path(pretraining_run)
-    elif released.finetune is None:
-        run_folder = find_pretraining_run(released.folder)
+    # The pre-training record: the released model's own, or for a fine-tune, its base checkpoint's.
+    if pretraining_run is not None or released.finetune is None:
+        pretraining = read_pretraining_record(released.folder, pretraining_run)
     else:
         base_folder = Path(released.finetune["base_model"])
-        run_folder = find_pretraining_run(base_folder) if base_folder.is_dir() else None
-    pretraining = read_pretraining_run(run_folder) if run_folder is not None else None
-    if facts.objective and pretraining and pretraining["config"] and pretraining["config"]["objective"] != facts.objective:
-        raise ReleaseError(f"the card facts say objective {facts.objective!r}, but the run {run_folder} trained "
-                           f"{pretraining['config']['objective']!r}")
+        pretraining = read_pretraining_record(base_folder) if base_folder.is_dir() else None
+    if facts.objective and pretraining and pretraining["objective"] and pretraining["objective"] != facts.objective:
+        raise ReleaseError(f"the card facts say objective {facts.objective!r}, but the model was pre-trained with "
+                           f"{pretraining['objective']!r}")
 
     results = [read_results(path) for path in results_paths]
     parameters, encoder_parameters = parameter_counts(model)
     local_paths = [Path(source), Path(out), Path.cwd(), Path.home(), *(Path(path).parent for path in results_paths)]
-    if run_folder is not None:
-        local_paths.append(run_folder)
+    if pretraining_run is not None:
+        local_paths.append(Path(pretraining_run))
     if released.finetune and Path(released.finetune["base_model"]).is_absolute():
         local_paths.append(Path(released.finetune["base_model"]))
 
@@ -419,7 +337,7 @@ def build_release_folder(
             labels = model.get_base_model().config.id2label
             write_adapter_finetune_metadata(staging, released.finetune, base_model, [labels[i] for i in range(len(labels))])
         if results:
-            # The source folder (what `nucel-benchmark --model SOURCE` identifies) and the release folder (what a
+            # The source folder (what `nucel benchmark --model SOURCE` identifies) and the release folder (what a
             # benchmark of the published Hub repository identifies) are the released model's identities.
             identities = [folder_identity(released.folder)["sha256"], folder_identity(staging)["sha256"]]
             base_identity = ((released.finetune or {}).get("base_model_identity") or {}).get("sha256")
@@ -438,8 +356,9 @@ def build_release_folder(
             pretraining=pretraining,
             finetune=released.finetune,
             base_model=base_model,
-            public_recipe=public_config(pretraining["config"]) if pretraining and pretraining["config"] else None,
         )
+        if pretraining is not None and released.finetune is None:
+            write_json_atomically(staging / PRETRAINING_RECORD, pretraining)
         check_no_local_paths(card, local_paths)
         (staging / "README.md").write_text(card, encoding="utf-8")
         check_release_texts(staging, local_paths)

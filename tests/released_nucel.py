@@ -5,7 +5,7 @@ embedding has 27 rows, and the author's slow tokenizer (`NucEL_Tokenizer`, k=1: 
 `tokenizer_config.json`, remote code). Facts used here, and where they come from:
 - vocabulary: specials [PAD] [UNK] [CLS] [SEP] [MASK] [BOS] [EOS] at 0-6; the tokenizer first numbers A, C, G, T
   7-10 and then re-numbers them 11-14 (its k-mer list, for k=1, is the four bases again); 16 reserved tokens follow
-  at 15-30, of which the model's 27 rows hold 15-26 (DESIGN.md section 1; the [27, 512] embedding matrix).
+  at 15-30, of which the model's 27 rows hold 15-26 (docs/design.md, "The vocabulary: the released model's ids"; the [27, 512] embedding matrix).
 - tokenization: the text is upper-cased and stripped, `[CLS]` is prepended, each character becomes its base or
   [UNK]; no `[SEP]` is added (the slow tokenizer adds its `[CLS]` inside `_tokenize`, and
   `build_inputs_with_special_tokens` adds nothing).

@@ -22,7 +22,7 @@ from nucel.core.attention_maps import (
 from nucel.core.plots import pyplot
 from nucel.cli import main
 from nucel.core.models import load_encoder
-from nucel.core.files import save_model_folder
+from nucel.core.models import save_model_folder
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from nucel.benchmarks import run as runner
 from nucel.benchmarks.loaders import load_task
 from nucel.core.identity import folder_identity
 from nucel.benchmarks.registry import load_suite
-from nucel.core.files import save_model_folder
+from nucel.core.models import save_model_folder
 
 NT_TASK = "promoter_tata"
 GUE_TASK = "prom/prom_core_tata"

@@ -7,7 +7,7 @@ import torch
 
 from nucel import NucELConfig, NucELGenerator, NucELModel
 from nucel import cli
-from nucel.core.files import save_model_folder
+from nucel.core.models import save_model_folder
 
 
 @pytest.fixture(scope="module")

@@ -129,7 +129,7 @@ def test_finetune_and_benchmark_choices_and_defaults_are_the_implementations():
 
 def test_an_existing_output_folder_is_replaced_only_with_overwrite(tmp_path, capsys):
     from nucel import NucELConfig, NucELModel
-    from nucel.core.files import save_model_folder
+    from nucel.core.models import save_model_folder
 
     source = save_model_folder(NucELModel(NucELConfig.from_preset("tiny")), tmp_path / "nucel")
     out = tmp_path / "native"
@@ -168,7 +168,7 @@ def test_folder_commands_refuse_a_full_folder_before_any_work(program, tmp_path,
 def test_release_refuses_its_default_folder_when_it_holds_an_earlier_release(tmp_path, monkeypatch, capsys):
     """`nucel release` without --out writes releases/<owner>--<name>: that folder is protected as a given one is."""
     from nucel import NucELConfig, NucELModel
-    from nucel.core.files import save_model_folder
+    from nucel.core.models import save_model_folder
 
     source = save_model_folder(NucELModel(NucELConfig.from_preset("tiny")), tmp_path / "encoder")
     monkeypatch.chdir(tmp_path)

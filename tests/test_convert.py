@@ -21,7 +21,7 @@ from transformers import (
 from nucel import NucELConfig, NucELForPreTraining, NucELForSequenceClassification, NucELGenerator, NucELModel
 from nucel.cli import main as nucel_main
 from nucel.convert import ConversionError, export_modernbert, import_modernbert, load_nucel_model
-from nucel.core.files import save_model_folder
+from nucel.core.models import save_model_folder
 from nucel.modeling_nucel.configuration_nucel import BASE_IDS, SPECIAL_TOKENS
 
 TINY = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=4, num_attention_heads=4)

@@ -10,7 +10,7 @@ from nucel.core.embeddings import embed_sequences
 from nucel.embed import ids_path, write_embeddings
 from nucel.core.models import load_encoder
 from nucel.core.windows import window_plan, window_spans
-from nucel.core.files import save_model_folder
+from nucel.core.models import save_model_folder
 from nucel.tokenization import reverse_complement
 
 

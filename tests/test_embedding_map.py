@@ -120,7 +120,7 @@ def test_nucel_embed_draws_the_map_of_what_it_wrote(tmp_path, capsys):
     import torch
 
     from nucel import NucELConfig, NucELModel, cli
-    from nucel.core.files import save_model_folder
+    from nucel.core.models import save_model_folder
 
     torch.manual_seed(0)
     encoder = save_model_folder(NucELModel(NucELConfig.from_preset("tiny")), tmp_path / "encoder")

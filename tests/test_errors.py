@@ -1,13 +1,11 @@
 """One error style for every entry point: bad input is one line on stderr, naming the problem, with exit code 2
-(a traceback only with --debug). Table-driven over the console scripts and the bad inputs users actually make."""
+(a traceback only with --debug). Table-driven over the commands of `nucel` (and the pre-training script run by
+`accelerate launch`) and the bad inputs users actually make."""
 
 import pytest
 
-from nucel.benchmarks.pretraining_study import main as study_main
-from nucel.benchmarks.benchmark_cli import main as benchmark_main
 from nucel.cli import main as nucel_main
-from nucel.training.finetune_cli import main as finetune_main
-from nucel.training.train_rtd import main as pretrain_main
+from nucel.training.train_rtd import main as pretrain_main  # `accelerate launch training/train_rtd.py`
 
 
 @pytest.fixture
@@ -22,21 +20,21 @@ def files(tmp_path):
 
 # (entry point, arguments with {tmp} for the fixture's folder, words the message must contain)
 CASES = [
-    (nucel_main, ["embed", "{tmp}/missing-model", "{tmp}/seqs.fa", "-o", "{tmp}/e.npy"], "missing-model"),
-    (nucel_main, ["predict", "{tmp}/missing-model", "{tmp}/seqs.fa", "{tmp}/p.tsv"], "missing-model"),
+    (nucel_main, ["embed", "--model", "{tmp}/missing-model", "{tmp}/seqs.fa", "-o", "{tmp}/e.npy"], "missing-model"),
+    (nucel_main, ["predict", "--model", "{tmp}/missing-model", "{tmp}/seqs.fa", "-o", "{tmp}/p.tsv"], "missing-model"),
     (pretrain_main, ["--config", "{tmp}/unknown_setting.yaml"], "learning_rte"),
     (pretrain_main, ["--config", "{tmp}/missing.yaml"], "missing.yaml"),
-    (finetune_main, ["--model", "random:tiny", "--train", "{tmp}/labels_bad.csv", "--output", "{tmp}/o"], "empty label"),
-    (finetune_main, ["--model", "random:tiny", "--train", "{tmp}/no_label.csv", "--output", "{tmp}/o"], "missing column"),
-    (finetune_main, ["--model", "random:tiny", "--train", "{tmp}/missing.csv", "--output", "{tmp}/o"], "missing.csv"),
-    (finetune_main, ["--model", "random:tiny", "--train", "{tmp}/a_folder", "--output", "{tmp}/o"], "a_folder"),
-    (benchmark_main, ["--suite", "gue", "--data", "{tmp}/no-such-data", "--model", "cnn", "--task", "tf/0"], "no-such-data"),
-    (benchmark_main, ["--suite", "vep", "--generator", "{tmp}/missing-model"], "missing-model"),
-    (study_main, ["--fasta", "{tmp}/missing.fa.gz", "--work-dir", "{tmp}/w"], "missing.fa.gz"),
+    (nucel_main, ["finetune", "--model", "random:tiny", "--train", "{tmp}/labels_bad.csv", "--output", "{tmp}/o"], "empty label"),
+    (nucel_main, ["finetune", "--model", "random:tiny", "--train", "{tmp}/no_label.csv", "--output", "{tmp}/o"], "missing column"),
+    (nucel_main, ["finetune", "--model", "random:tiny", "--train", "{tmp}/missing.csv", "--output", "{tmp}/o"], "missing.csv"),
+    (nucel_main, ["finetune", "--model", "random:tiny", "--train", "{tmp}/a_folder", "--output", "{tmp}/o"], "a_folder"),
+    (nucel_main, ["benchmark", "--suite", "gue", "--data", "{tmp}/no-such-data", "--model", "cnn", "--task", "tf/0"], "no-such-data"),
+    (nucel_main, ["vep", "--generator", "{tmp}/missing-model"], "missing-model"),
+    (nucel_main, ["study", "--fasta", "{tmp}/missing.fa.gz", "--work-dir", "{tmp}/w"], "missing.fa.gz"),
 ]
 
 
-@pytest.mark.parametrize("entry_point, arguments, named", CASES, ids=[f"{c[0].__module__.split('.')[-1]}-{i}" for i, c in enumerate(CASES)])
+@pytest.mark.parametrize("entry_point, arguments, named", CASES, ids=[f"{c[1][0] if c[0] is nucel_main else 'train_rtd'}-{i}" for i, c in enumerate(CASES)])
 def test_bad_input_is_one_line_with_exit_code_2(entry_point, arguments, named, files, capsys):
     argv = [argument.replace("{tmp}", str(files)) for argument in arguments]
     assert entry_point(argv) == 2
@@ -47,4 +45,4 @@ def test_bad_input_is_one_line_with_exit_code_2(entry_point, arguments, named, f
 
 def test_debug_shows_the_traceback(files):
     with pytest.raises(ValueError, match="empty label"):
-        finetune_main(["--model", "random:tiny", "--train", str(files / "labels_bad.csv"), "--output", str(files / "o"), "--debug"])
+        nucel_main(["finetune", "--model", "random:tiny", "--train", str(files / "labels_bad.csv"), "--output", str(files / "o"), "--debug"])

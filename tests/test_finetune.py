@@ -12,13 +12,11 @@ from safetensors.torch import load_file
 from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef, roc_auc_score
 
 from nucel import NucELConfig, NucELModel
-from nucel.benchmarks.loaders import BenchmarkDataError
-from nucel.core.tables import Split
+from nucel.core.tables import Split, TableError
 from nucel.benchmarks.run import run_benchmark
-from nucel.core.files import save_model_folder
+from nucel.core.models import save_model_folder
 from nucel.tokenization import InvalidDNAError
 from nucel.training import finetune as finetune_module
-from nucel.training.finetune_cli import main as finetune_main
 from nucel.training.finetune_config import FinetuneSettings
 from nucel.training.finetune import finetune, read_labelled_data
 from nucel.cli import main as nucel_main
@@ -137,8 +135,8 @@ def test_regression_toy_task_trains_and_predicts(tmp_path):
     for name, part in (("train", rows[:128]), ("dev", rows[128:])):
         with open(tmp_path / f"{name}.csv", "w", newline="") as handle:
             csv.writer(handle).writerows([("sequence", "gc"), *part])
-    assert finetune_main([
-        "--model", "random:tiny", "--train", str(tmp_path / "train.csv"), "--validation", str(tmp_path / "dev.csv"),
+    assert nucel_main([
+        "finetune", "--model", "random:tiny", "--train", str(tmp_path / "train.csv"), "--validation", str(tmp_path / "dev.csv"),
         "--output", str(tmp_path / "model"), "--problem-type", "regression", "--label-column", "gc", "--pooling", "mean",
         "--max-steps", "30", "--eval-steps", "10", "--batch-size", "16", "--learning-rate", "3e-3", "--warmup-steps", "3",
     ]) == 0
@@ -180,7 +178,7 @@ def test_predict_command_on_fasta_and_csv(gc_task, tmp_path):
     finetune("random:tiny", train, validation, tmp_path / "model", quick_settings(max_steps=2, eval_steps=1))
     fasta = tmp_path / "input.fa"
     fasta.write_text("".join(f">seq{i} description\n{s[:16]}\n{s[16:]}\n" for i, s in enumerate(test.sequences[:5])))
-    assert nucel_main(["predict", str(tmp_path / "model"), str(fasta), str(tmp_path / "out.tsv"), "--batch-size", "2"]) == 0
+    assert nucel_main(["predict", "--model", str(tmp_path / "model"), str(fasta), "-o", str(tmp_path / "out.tsv"), "--batch-size", "2"]) == 0
     with open(tmp_path / "out.tsv", newline="") as handle:
         rows = list(csv.DictReader(handle, delimiter="\t"))
     assert [row["id"] for row in rows] == [f"seq{i}" for i in range(5)]
@@ -202,13 +200,13 @@ def test_user_file_errors_name_file_and_line(tmp_path):
     settings = quick_settings()
     path = tmp_path / "train.csv"
     path.write_text("sequence,label\nACGT,low_gc\nACGT,medium_gc\n")
-    with pytest.raises(BenchmarkDataError, match=r"train\.csv: of 2 rows, 1 with a class not among the training classes .*'medium_gc'.* \(first at line 3\)"):
+    with pytest.raises(TableError, match=r"train\.csv: of 2 rows, 1 with a class not among the training classes .*'medium_gc'.* \(first at line 3\)"):
         read_labelled_data(path, settings, ["label"])
     path.write_text("sequence,target\nACGT,low_gc\n")
-    with pytest.raises(BenchmarkDataError, match=r"missing column\(s\) \['label'\]"):
+    with pytest.raises(TableError, match=r"missing column\(s\) \['label'\]"):
         read_labelled_data(path, settings, ["label"])
     path.write_text("sequence,label\n")
-    with pytest.raises(BenchmarkDataError, match="empty split"):
+    with pytest.raises(TableError, match="empty split"):
         read_labelled_data(path, settings, ["label"])
     path.write_text("sequence,label\nACGT,low_gc\nAC>GT,low_gc\n")
     with pytest.raises(InvalidDNAError, match=r"'>' at position 3 in .*train\.csv line 3"):

@@ -12,13 +12,13 @@ from transformers import AutoModelForSequenceClassification, Trainer, TrainingAr
 
 from nucel import NucELConfig, NucELModel
 from nucel.core.tables import Split
-from nucel.core.files import save_model_folder
+from nucel.core.models import save_model_folder
 from nucel.modeling_nucel import NucELForSequenceClassification
 from nucel.modeling_nucel.modeling_nucel import NucELPredictionHead
 from nucel.training import finetune as finetune_module
 from nucel.training.finetune_config import FinetuneSettings
 from nucel.training.finetune import build_classifier, finetune, training_arguments
-from nucel.training.finetune_cli import build_parser
+from nucel.cli import build_parser
 from nucel.core.classifiers import load_finetuned, predict_logits
 
 
@@ -115,7 +115,7 @@ def test_saved_classifier_without_the_head_key_loads_modernbert_head(tmp_path):
 
 
 def test_head_option_on_the_command_line(tmp_path):
-    common = ["--model", "random:tiny", "--train", "train.csv", "--output", str(tmp_path)]
+    common = ["finetune", "--model", "random:tiny", "--train", "train.csv", "--output", str(tmp_path)]
     assert build_parser().parse_args([*common, "--head", "linear"]).head == "linear"
     assert build_parser().parse_args(common).head is None
     with pytest.raises(SystemExit):

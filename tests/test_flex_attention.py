@@ -16,7 +16,7 @@ import torch
 from modernbert_reference import dna_batch
 
 from nucel import NucELConfig, NucELModel
-from nucel.core.files import save_model_folder
+from nucel.core.models import save_model_folder
 from nucel.modeling_nucel.attention_nucel import FLEX_BLOCK, UnpaddedLayout, flex_block_mask
 
 pytestmark = pytest.mark.skipif(

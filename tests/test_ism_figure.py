@@ -9,7 +9,7 @@ import torch
 from nucel import NucELConfig, NucELGenerator
 from nucel.core.plots import pyplot
 from nucel.cli import main
-from nucel.core.files import save_model_folder
+from nucel.core.models import save_model_folder
 from nucel.core.variant_scores import mutagenesis_figure
 
 SEQUENCE = "ACGTNNNNACGTAC"

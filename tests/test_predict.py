@@ -13,7 +13,7 @@ import torch
 from nucel import NucELConfig, NucELForSequenceClassification, NucELModel, cli
 from nucel.core.tables import Split
 from nucel.core.windows import window_plan
-from nucel.core.files import save_model_folder
+from nucel.core.models import save_model_folder
 from nucel.tokenization import build_tokenizer
 from nucel.training.finetune_config import FinetuneSettings
 from nucel.training.finetune import finetune

@@ -12,7 +12,7 @@ import torch
 
 from nucel import NucELConfig, NucELModel, cli
 from nucel.core.tables import Split
-from nucel.core.files import save_model_folder
+from nucel.core.models import save_model_folder
 from nucel.release import ADAPTER_REQUIRED_FILES
 from nucel.training.finetune_config import FinetuneSettings
 from nucel.training.finetune import finetune

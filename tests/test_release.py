@@ -31,7 +31,7 @@ from nucel.core.files import file_sha256
 from nucel.core.metrics import compute_metrics
 from nucel.core.identity import folder_identity, random_identity
 from nucel.cli import main as nucel_main
-from nucel.core.files import save_model_folder
+from nucel.core.models import save_model_folder
 from nucel.model_cards.render import METRICS, NOT_RECORDED, PROMOTER, SUITES, CardFacts, genome_description
 from nucel.modeling_nucel.configuration_nucel import BASE_IDS
 from nucel.release import (

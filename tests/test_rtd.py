@@ -1,4 +1,4 @@
-"""Replaced token detection: the loss of DESIGN.md section 1, computed by hand, and the masking rules."""
+"""Replaced token detection: the loss of docs/design.md ("What NucEL is"), computed by hand, and the masking rules."""
 
 import pytest
 import torch

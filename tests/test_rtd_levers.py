@@ -1,4 +1,4 @@
-"""The recipe levers of replaced token detection (DESIGN.md section 8), each a pre-training setting: embedding sharing
+"""The recipe levers of replaced token detection (docs/design.md, "What makes RTD learn"), each a pre-training setting: embedding sharing
 between generator and discriminator and its export, ELECTRA's disallow_correct, the generator-free control, BERT's
 80/10/10 masking, the sampling-temperature schedule; and the discriminator exported with its RTD head."""
 

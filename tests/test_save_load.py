@@ -19,7 +19,7 @@ from nucel import (
     NucELGenerator,
     NucELModel,
 )
-from nucel.core.files import save_model_folder
+from nucel.core.models import save_model_folder
 from nucel.modeling_nucel.modeling_nucel import AUTO_MAP
 from nucel.modeling_nucel.configuration_nucel import BASE_IDS
 from nucel.training.masking import mask_tokens

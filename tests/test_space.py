@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from nucel import NucELConfig, NucELForSequenceClassification, NucELGenerator, NucELModel
-from nucel.core.files import save_model_folder
+from nucel.core.models import save_model_folder
 from nucel.model_cards.render import CardFacts
 from nucel.modeling_nucel.configuration_nucel import BASES
 from nucel.release import build_release_folder

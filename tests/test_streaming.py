@@ -16,7 +16,7 @@ from nucel.core.embeddings import embed_sequences
 from nucel.embed import ids_path
 from nucel.core.models import load_encoder
 from nucel.core.windows import window_plan
-from nucel.core.files import save_model_folder
+from nucel.core.models import save_model_folder
 from nucel.tokenization import reverse_complement
 
 

@@ -1,4 +1,4 @@
-"""The 27-token tokenizer: the released NucEL-93M's ids and template (DESIGN.md), DNA normalisation, specials,
+"""The 27-token tokenizer: the released NucEL-93M's ids and template (docs/design.md, "The vocabulary: the released model's ids"), DNA normalisation, specials,
 saving, helpers."""
 
 import logging

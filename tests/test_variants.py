@@ -9,7 +9,7 @@ import torch
 
 from nucel import NucELConfig, NucELGenerator, NucELModel
 from nucel.core.sequences import FastaError, read_fasta
-from nucel.core.files import save_model_folder
+from nucel.core.models import save_model_folder
 from nucel.modeling_nucel.configuration_nucel import BASE_IDS
 from nucel.core.regions import other_spelling, ReferenceGenome
 from nucel.core.variant_scores import (

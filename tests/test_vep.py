@@ -24,7 +24,7 @@ from nucel.benchmarks.vep import (
     site_parts,
 )
 from nucel.benchmarks.benchmark_cli import main as benchmark_main
-from nucel.core.files import save_model_folder
+from nucel.core.models import save_model_folder
 from nucel.modeling_nucel.configuration_nucel import BASE_IDS
 from nucel.tokenization import load_tokenizer, reverse_complement
 

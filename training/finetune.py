@@ -1,7 +1,7 @@
 """Fine-tuning NucEL (or the one-hot CNN baseline) on labelled sequences with the Hugging Face Trainer.
 
-    nucel-finetune --model nucel-93m --train train.csv --validation dev.csv --output my-model
-    nucel-finetune --model ./pretrained --train data.tsv --validation-fraction 0.1 --method lora ...
+    nucel finetune --model nucel-93m --train train.csv --validation dev.csv --output my-model
+    nucel finetune --model ./pretrained --train data.tsv --validation-fraction 0.1 --method lora ...
 
 (the command's options: training/finetune_cli.py)
 
@@ -20,7 +20,7 @@ validation loss is the one saved. One process trains on one device: with several
 `accelerate launch`/`torchrun` (one process per GPU; `--batch-size` stays the global batch), never the
 Trainer's implicit DataParallel. The saved folder loads with
 `AutoModelForSequenceClassification`/`pipeline("text-classification", trust_remote_code=True)`
-(LoRA folders: through `training/predict.py`'s `load_finetuned`).
+(LoRA folders: through `core/classifiers.py`'s `load_finetuned`).
 
 `--model random:<preset>` trains a randomly initialised NucEL of that preset: the no-pre-training reference.
 """
@@ -39,11 +39,12 @@ from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, Traini
 from nucel.core.tables import Split, TableError, check_sequence, find_sequence_column, read_table, require_columns
 from nucel.core.files import file_sha256
 from nucel.core.metrics import compute_metrics
-from nucel.core.identity import folder_identity, hub_identity, random_identity
-from nucel.core.files import atomic_folder, save_model_folder, write_json_atomically
+from nucel.core.identity import RANDOM_INIT_PREFIX, model_identity
+from nucel.core.files import atomic_folder, write_json_atomically
+from nucel.core.models import save_model_folder
 from nucel.modeling_nucel import NucELConfig, NucELForSequenceClassification
 from nucel.tokenization import build_tokenizer, load_tokenizer, save_tokenizer, token_length
-from nucel.training.finetune_config import RANDOM_INIT_PREFIX, FinetuneSettings
+from nucel.training.finetune_config import FinetuneSettings
 from nucel.core.classifiers import FINETUNE_METADATA, TRAINING_LENGTHS, classifier_on, predict_logits, training_lengths
 
 # Our layer names (ModernBERT's): attention in/out projections and the GeGLU input projection ("Wo" also
@@ -417,7 +418,7 @@ def finetune(
     it on `test` (metrics over the whole split) when given."""
     tokenizer = tokenizer_for(model_name_or_path)
     # Identified before training, so that a base that cannot be checksummed fails before hours of work.
-    base_identity = base_model_identity(model_name_or_path)
+    base_identity = model_identity(model_name_or_path)
     model = build_classifier(model_name_or_path, settings)
     model, summary = train_with_selection(model, tokenizer, train, validation, settings)
     result = FinetuneResult(output_dir=Path(output_dir), **summary)
@@ -449,16 +450,6 @@ def base_model_source(model_name_or_path: str) -> str:
     if model_name_or_path.startswith(RANDOM_INIT_PREFIX):
         return "random"
     return "local" if Path(model_name_or_path).is_dir() else "hub"
-
-
-def base_model_identity(model_name_or_path: str) -> dict:
-    """The checksum identity of the model fine-tuning starts from (benchmarks/model_identity.py): a model card
-    can then say which checkpoint a fine-tune came from without publishing a local path."""
-    if model_name_or_path.startswith(RANDOM_INIT_PREFIX):
-        return random_identity(model_name_or_path[len(RANDOM_INIT_PREFIX):])
-    if Path(model_name_or_path).is_dir():
-        return folder_identity(model_name_or_path)
-    return hub_identity(model_name_or_path)
 
 
 def split_provenance(split: Split, settings: FinetuneSettings) -> dict:

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 
 PROBLEM_TYPES = ("single_label_classification", "multi_label_classification", "regression")
 METHODS = ("full", "lora", "frozen")
-RANDOM_INIT_PREFIX = "random:"
 POOLINGS = ("cls", "mean")
 # The classifier heads modeling_nucel offers (its CLASSIFIER_HEADS; written here too so that reading settings does
 # not import torch, and tests/test_command_line.py checks that the two agree).

@@ -1,6 +1,6 @@
 """Genome FASTA -> overlapping windows -> a cached Arrow dataset -> random crops for pre-training.
 
-The paper's recipe (DESIGN.md section 1): windows of 1224 bp overlapping by 100 bp, and a random 1024-bp crop of a
+The paper's recipe (docs/design.md, "The paper's pre-training recipe"): windows of 1224 bp overlapping by 100 bp, and a random 1024-bp crop of a
 window each time it is drawn. Around that:
 
 * Long runs of N (assembly gaps, unsequenced ends) cut a record into pieces that are windowed separately, and
@@ -23,8 +23,6 @@ soft-masking (lowercase repeats) carries no meaning for the model, whose tokeniz
 
 import hashlib
 import json
-import os
-import shutil
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -34,6 +32,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
+from nucel.core.files import atomic_folder
 from nucel.core.sequences import FastaError, read_fasta
 from nucel.tokenization import reverse_complement
 from nucel.training.pretraining_config import WindowSettings
@@ -184,11 +183,8 @@ def prepare_windows(fasta_files: Sequence[str | Path], settings: WindowSettings,
 
 
 def _build_cache(files: list[Path], settings: WindowSettings, folder: Path) -> None:
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = folder.with_name(f".{folder.name}.partial-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
-    try:
+    # Each of accelerate's processes may build the same cache at once: the first one finished is kept.
+    with atomic_folder(folder, keep_existing=True) as staging:
         counts = _write_windows(files, settings, staging)
         names = ", ".join(str(path) for path in files)
         if counts.train_windows == 0:
@@ -200,13 +196,6 @@ def _build_cache(files: list[Path], settings: WindowSettings, folder: Path) -> N
             )
         summary = {"files": [str(path.resolve()) for path in files], "settings": asdict(settings), "counts": asdict(counts)}
         (staging / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-        try:
-            os.replace(staging, folder)
-        except OSError:
-            if not folder.is_dir():  # another process finishing the same cache first is fine; anything else is not
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _write_windows(files: list[Path], settings: WindowSettings, staging: Path) -> WindowCounts:

@@ -1,4 +1,4 @@
-"""Masking for replaced token detection and MLM (DESIGN.md section 4).
+"""Masking for replaced token detection and MLM (docs/design.md, "Trap: an ELECTRA that fails silently").
 
 `mask_probability` (15%) of the base tokens (A, C, G, T) are selected. Of those, `mask_token_fraction` become
 [MASK], `random_token_fraction` become a base drawn uniformly from the four (the original one included, as BERT

@@ -1,6 +1,6 @@
 """Every setting of a pre-training run (`PretrainingConfig`, with the genome windowing's `WindowSettings`) and
 how a YAML config and command-line overrides become one. Kept apart from the loop (training/rtd_loop.py) so that
-reading settings, e.g. for `nucel-pretrain --help`, does not import torch.
+reading settings, e.g. for `nucel pretrain --help`, does not import torch.
 """
 
 import math

@@ -19,7 +19,6 @@ Outputs under `output_dir`:
                               no generator/. For `objective: mlm`, encoder/ (NucELModel) and masked_lm/ (NucELGenerator)
 """
 
-import copy
 import json
 import math
 import os
@@ -37,7 +36,9 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel, get_scheduler
 
 from nucel.core.models import load_checked
-from nucel.core.files import save_model_folder
+from nucel.core.files import write_text_atomically
+from nucel.core.models import save_model_folder
+from nucel.core.records import PRETRAINING_RECORD, RUN_LOG, pretraining_record, read_run_log
 from nucel.modeling_nucel import NucELConfig, NucELForPreTraining, NucELGenerator, NucELModel
 from nucel.tokenization import build_tokenizer
 from nucel.training.builtin_genome import write_builtin_genome
@@ -245,9 +246,7 @@ class JsonLinesLog:
         self.enabled = enabled
         if enabled and resumed_step is not None and path.is_file():
             kept = [line for line in path.read_text().splitlines() if json.loads(line)["step"] <= resumed_step]
-            staging = path.with_name(f".{path.name}.partial")
-            staging.write_text("".join(line + "\n" for line in kept))
-            os.replace(staging, path)
+            write_text_atomically(path, "".join(line + "\n" for line in kept))
 
     def write(self, record: dict) -> None:
         if self.enabled:
@@ -256,18 +255,25 @@ class JsonLinesLog:
 
 
 def export_models(accelerator: Accelerator, model, config: PretrainingConfig, folder: Path) -> None:
-    """The trained networks as model folders with the tokenizer, loadable through the Auto classes."""
+    """The trained networks as model folders with the tokenizer, loadable through the Auto classes, each with its
+    pre-training record (pretraining.json: recipe, data, steps, last figures; core/records.py)."""
     if accelerator.is_main_process:
         trained = accelerator.unwrap_model(model)
         tokenizer = build_tokenizer()
+        run, settings = folder.parent, asdict(config)
+
+        def export(network, part: str) -> None:
+            record = pretraining_record(run, settings, part)
+            save_model_folder(network, folder / part, tokenizer, records={PRETRAINING_RECORD: record})
+
         if config.objective == "rtd":
-            save_model_folder(trained.discriminator_for_export(), folder / "discriminator", tokenizer)
-            save_model_folder(trained.replaced_token_detector_for_export(), folder / "discriminator_rtd", tokenizer)
+            export(trained.discriminator_for_export(), "discriminator")
+            export(trained.replaced_token_detector_for_export(), "discriminator_rtd")
             if trained.generator is not None:
-                save_model_folder(trained.generator_for_export(), folder / "generator", tokenizer)
+                export(trained.generator_for_export(), "generator")
         else:
-            save_model_folder(trained.model, folder / "encoder", tokenizer)
-            save_model_folder(trained, folder / "masked_lm", tokenizer)
+            export(trained.model, "encoder")
+            export(trained, "masked_lm")
         print(f"exported the trained models to {folder}")
     accelerator.wait_for_everyone()
 
@@ -336,7 +342,7 @@ def run_pretraining(config: PretrainingConfig, resume: str | None = None, export
 
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
-    log = JsonLinesLog(output_dir / "log.jsonl", accelerator.is_main_process, start_step if resume is not None else None)
+    log = JsonLinesLog(output_dir / RUN_LOG, accelerator.is_main_process, start_step if resume is not None else None)
     if config.report_to != "none":
         accelerator.init_trackers("tensorboard", config={k: str(v) if isinstance(v, list) or v is None else v for k, v in asdict(config).items()})
     if start_step == 0:
@@ -423,7 +429,7 @@ def probe(accelerator: Accelerator, model, tasks: list, log: JsonLinesLog, step:
 def report_run(accelerator: Accelerator, output_dir: Path) -> None:
     """Print the run's summary and draw curves.png, both from log.jsonl (so a resumed run tells its whole story)."""
     if accelerator.is_main_process:
-        records = [json.loads(line) for line in (output_dir / "log.jsonl").read_text().splitlines()]
+        records = read_run_log(output_dir)
         curves = write_curves(records, output_dir / "curves.png")
         print(f"summary of {output_dir} (every figure: log.jsonl; plotted: {curves.name})\n{summary_text(records)}")
     accelerator.wait_for_everyone()

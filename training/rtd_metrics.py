@@ -1,6 +1,6 @@
 """The figures of a pre-training run, tallied over a logging interval or a validation pass.
 
-Beside the losses, the figures that tell whether replaced token detection learned anything (DESIGN.md section 4).
+Beside the losses, the figures that tell whether replaced token detection learned anything (docs/design.md, "Trap: a discriminator that learns only the replaced rate").
 A discriminator that learns only the replaced rate p predicts p for every token: its loss is then the entropy of
 that rate, H(p) = -p ln p - (1-p) ln(1-p), it flags nothing at threshold 0.5, and its accuracy is a healthy-looking
 1 - p. What it learned beyond the rate shows in
