@@ -22,6 +22,10 @@ CONFIG_FILE = "cnn_config.json"
 WEIGHTS_FILE = "model.safetensors"
 
 
+CNN_MODEL = "cnn"  # how a command line names the baseline (`--model cnn`)
+CNN_NAME = "cnn-baseline"  # how reports name it
+
+
 @dataclass
 class OneHotCNNConfig:
     num_labels: int

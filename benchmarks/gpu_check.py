@@ -33,7 +33,7 @@ import torch
 import transformers
 from transformers import ModernBertModel
 
-from nucel.benchmarks import speed
+from nucel.benchmarks import speed, speed_models, speed_report
 from nucel.modeling_nucel import NucELConfig, NucELModel
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -85,13 +85,13 @@ def forward_backward(model, batch, autocast_dtype, device):
 def parity(preset: str, ours_backends, reference_backends, device, autocast_dtype) -> list[dict]:
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
-    torch.manual_seed(speed.SEED)
+    torch.manual_seed(speed_models.SEED)
     config = NucELConfig.from_preset(preset)
     ours = NucELModel(config).to(device).train()
-    batch = {k: v.to(device) for k, v in speed.dna_batch(speed.Workload(preset, "inference", 1024, 4, "mixed")).items()}
+    batch = {k: v.to(device) for k, v in speed_models.dna_batch(speed_models.Workload(preset, "inference", 1024, 4, "mixed")).items()}
 
     def reference(implementation):
-        model = ModernBertModel(speed.reference_config(config, implementation)).to(device).train()
+        model = ModernBertModel(speed_models.reference_config(config, implementation)).to(device).train()
         model.load_state_dict(ours.state_dict())
         return model
 
@@ -131,11 +131,11 @@ def parity(preset: str, ours_backends, reference_backends, device, autocast_dtyp
 
 def fits(preset: str, batch: int, device, side: str) -> bool:
     """Does one RTD training step of `side` ("ours" or "reference") at this batch fit in memory?"""
-    workload = speed.Workload(preset, "rtd_step", 1024, batch, "fixed")
-    ours, reference, _ = speed.build_pair(preset, "rtd_step", "sdpa")
+    workload = speed_models.Workload(preset, "rtd_step", 1024, batch, "fixed")
+    ours, reference, _ = speed_models.build_pair(preset, "rtd_step", "sdpa")
     model = (ours if side == "ours" else reference).to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    data = {k: v.to(device) for k, v in speed.dna_batch(workload).items()}
+    data = {k: v.to(device) for k, v in speed_models.dna_batch(workload).items()}
     try:
         speed.run_once(model, workload, data, optimizer, device)
         return True
@@ -165,7 +165,7 @@ def speed_rows(preset, ours_backends, device, args, peak, deadline, notes) -> li
     for task in ("rtd_step", "inference"):
         for bp, batch in lengths[task]:
             for variant in variants:
-                workload = speed.Workload(preset, task, bp, batch, "fixed", variant)
+                workload = speed_models.Workload(preset, task, bp, batch, "fixed", variant)
                 if time.monotonic() > deadline:
                     notes.append(f"{workload.key}: not run, the time budget of {args.budget_seconds} s was spent")
                     continue
@@ -174,7 +174,7 @@ def speed_rows(preset, ours_backends, device, args, peak, deadline, notes) -> li
                 if args.nominal_peak and row["ours"]["status"] == "ok":
                     row["mfu_nominal"] = row["model_flops"] / row["ours"]["seconds"] / args.nominal_peak
                 rows.append(row)
-                print(f"{workload.key}: speed-up {speed.fmt(row.get('speedup'), '{:.2f}')}", flush=True)
+                print(f"{workload.key}: speed-up {speed_report.fmt(row.get('speedup'), '{:.2f}')}", flush=True)
     return rows
 
 
@@ -191,7 +191,7 @@ def report(results: dict) -> str:
     for row in results["parity"]:
         passed = {True: "yes", False: "**no**", None: "reference"}[row.get("passed")]
         lines.append(f"| {row['model']} | {row['backend']} | {row['hidden_error']:.2e} | {row['gradient_error']:.2e} | {passed} |")
-    lines += ["", "## Speed", "", *speed.rows_table(results["rows"]), ""]
+    lines += ["", "## Speed", "", *speed_report.rows_table(results["rows"]), ""]
     if any(row.get("mfu_nominal") is not None for row in results["rows"]):
         lines += ["MFU of ours against the nominal bf16 peak:", ""]
         lines += [f"- {row['key']}: {row['mfu_nominal']:.1%}" for row in results["rows"] if row.get("mfu_nominal") is not None]

@@ -155,7 +155,7 @@ def run_experiment(output_dir: str | Path, settings: ExperimentSettings, device:
     snr_examples = data["test"][: settings.snr_sequences]
     snr_sequences = [e.sequence for e in snr_examples]
     snr_spans = [motif_spans(e, len(settings.motif_a)) for e in snr_examples]
-    device = device or default_device()
+    device = default_device(device)
 
     # The same initial weights the fine-tuning starts from (build_classifier seeds them), before any training.
     untrained = build_classifier(settings.model, finetune_settings).to(device).eval()

@@ -122,7 +122,7 @@ def load_classifier(name_or_path: str | Path, device: str | None = None) -> Clas
     folder = resolve_model_folder(name_or_path)
     if (folder / FINETUNE_METADATA).is_file():
         model, tokenizer, metadata = load_finetuned(folder)
-        return Classifier(model.to(device or default_device()), tokenizer, metadata["label_names"], metadata["problem_type"],
+        return Classifier(model.to(default_device(device)), tokenizer, metadata["label_names"], metadata["problem_type"],
                           recorded_lengths(metadata), str(name_or_path))
     if (folder / ADAPTER_CONFIG).is_file():
         # Adapter releases written before `nucel release` recorded the classifier beside the adapter.

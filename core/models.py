@@ -25,8 +25,33 @@ def is_repository_id(name: str) -> bool:
     return bool(HUB_ID.fullmatch(name)) and name.count("/") == 1
 
 
-def default_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
+DEVICE = re.compile(r"(cpu|cuda|mps)(:\d+)?")
+
+
+def available_devices() -> list[str]:
+    import torch
+
+    devices = ["cpu", *(f"cuda:{i}" for i in range(torch.cuda.device_count()))]
+    return devices + (["mps"] if torch.backends.mps.is_available() else [])
+
+
+def default_device(device: str | None = None) -> str:
+    """`device` checked against what this torch can use (one line naming the devices it has, instead of torch's
+    assertion deep in a model's `.to`); None: cuda when available, else cpu."""
+    import torch
+
+    if device is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    match = DEVICE.fullmatch(device)
+    if match is None:
+        raise ValueError(f"--device {device}: not a device; give cpu, cuda, cuda:N or mps (this machine has: "
+                         f"{', '.join(available_devices())})")
+    kind, index = match[1], int(match[2][1:]) if match[2] else 0
+    usable = {"cpu": True, "cuda": index < torch.cuda.device_count(), "mps": torch.backends.mps.is_available()}[kind]
+    if not usable:
+        raise ValueError(f"--device {device}: this torch cannot use it (built without it, or no such device); this "
+                         f"machine has: {', '.join(available_devices())}")
+    return device
 
 
 def resolve_model_folder(name_or_path: str | Path) -> Path:
@@ -76,7 +101,7 @@ def load_checked(model_class, name_or_path: str | Path, device: str | None = Non
     if info["missing_keys"]:
         missing = ", ".join(sorted(info["missing_keys"])[:4])
         raise ValueError(f"{name_or_path} is not a {model_class.__name__} checkpoint: it has no weights for {missing}")
-    return model.to(device or default_device()).eval()
+    return model.to(default_device(device)).eval()
 
 
 def load_encoder(name_or_path: str | Path, device: str | None = None):

@@ -182,6 +182,10 @@ def run_command(prog: str, args: argparse.Namespace) -> int:
 
     def run() -> None:
         refuse_existing_outputs(args)
+        if getattr(args, "device", None) is not None:  # a device torch cannot use: one line, before any work
+            from nucel.core.models import default_device
+
+            default_device(args.device)
         if getattr(args, "threads", None):
             import torch
 

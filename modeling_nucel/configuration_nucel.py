@@ -309,4 +309,4 @@ def check_pretraining_settings(settings: dict) -> None:
     if replacement not in REPLACEMENTS:
         raise ValueError(f"replacement must be one of {REPLACEMENTS}, got {replacement!r}")
     if replacement == "uniform" and embedding_sharing != "none":
-        raise ValueError("replacement 'uniform' runs no generator, so there is no embedding to share: embedding_sharing none")
+        raise ValueError("replacement 'uniform' runs no generator, whose embedding could be shared: embedding_sharing none")

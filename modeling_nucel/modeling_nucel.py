@@ -478,8 +478,8 @@ class NucELForPreTraining(NucELPreTrainedModel):
         if config.embedding_sharing != "none":
             generator_width, width = self.generator.config.hidden_size, config.hidden_size
             if generator_width != width:
-                tied = config.embedding_sharing == "tied"
-                self.embedding_projection = nn.Linear(*((width, generator_width) if tied else (generator_width, width)), bias=False)
+                widths = (width, generator_width) if config.embedding_sharing == "tied" else (generator_width, width)
+                self.embedding_projection = nn.Linear(*widths, bias=False)
             if config.embedding_sharing == "tied":
                 self.generator.model.embeddings.tok_embeddings = None  # it reads the discriminator's
         self.post_init()

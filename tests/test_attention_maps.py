@@ -99,7 +99,7 @@ def test_plots_are_png(tmp_path):
 def test_attention_command(encoder_folder, tmp_path, capsys):
     sequence = random_dna(60, 5)[:20] + "TATAAT" + random_dna(60, 6)[:40]
     output = tmp_path / "maps"
-    assert main(["attention", str(encoder_folder), "--sequence", sequence, "--motif", "TATAAT", "-o", str(output), "--device", "cpu"]) == 0
+    assert main(["attention", "--model", str(encoder_folder), "--sequence", sequence, "--motif", "TATAAT", "-o", str(output), "--device", "cpu"]) == 0
     array = np.load(output / "attention.npy")
     assert array.shape == (2, 1, 67, 67)  # the global layers 0 and 3, the mean over heads
     description = json.loads((output / "attention.json").read_text())
@@ -163,9 +163,9 @@ def test_attention_command_with_a_region_labels_genomic_coordinates(encoder_fold
     output = tmp_path / "maps"
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
-        assert main(["attention", str(encoder_folder), "--region", "chr7:101-160", "--reference", str(reference),
+        assert main(["attention", "--model", str(encoder_folder), "--region", "chr7:101-160", "--reference", str(reference),
                      "--motif", chromosome[110:116], "-o", str(output), "--device", "cpu"]) == 0
     description = json.loads((output / "attention.json").read_text())
     assert description["chrom"] == "chr7" and description["first_position"] == 101 and description["length_bp"] == 60
     assert np.load(output / "attention.npy").shape == (2, 1, 61, 61)
-    assert main(["attention", str(encoder_folder), "--region", "chr7:101-160", "-o", str(tmp_path / "x")]) != 0  # no --reference
+    assert main(["attention", "--model", str(encoder_folder), "--region", "chr7:101-160", "-o", str(tmp_path / "x")]) != 0  # no --reference

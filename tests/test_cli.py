@@ -23,10 +23,10 @@ def test_embed_command(folders, tmp_path, capsys):
     _, encoder, _ = folders
     fasta = tmp_path / "input.fa"
     fasta.write_text(">one\nacgtNNAC\nGT\n>two\nTTTTGGGGCCCCAAAA\n")
-    assert cli.main(["embed", str(encoder), str(fasta), "-o", str(tmp_path / "e.npy"), "--per-base", "--device", "cpu"]) == 0
+    assert cli.main(["embed", "--model", str(encoder), str(fasta), "-o", str(tmp_path / "e.npy"), "--per-base", "--device", "cpu"]) == 0
     assert np.load(tmp_path / "e.npy").shape == (10 + 16, 64)
     assert (tmp_path / "e.ids.tsv").read_text() == "id\tstart\tend\none\t0\t10\ntwo\t10\t26\n"
-    assert cli.main(["embed", str(encoder), str(fasta), "-o", str(tmp_path / "p.parquet"), "--pooling", "max",
+    assert cli.main(["embed", "--model", str(encoder), str(fasta), "-o", str(tmp_path / "p.parquet"), "--pooling", "max",
                      "--reverse-complement", "--window", "8", "--overlap", "4", "--device", "cpu"]) == 0
     assert "2 sequences embedded" in capsys.readouterr().out
 
@@ -40,7 +40,7 @@ def test_unreadable_fasta_is_one_clear_line(folders, tmp_path, capsys, content, 
     _, encoder, _ = folders
     fasta = tmp_path / "input.fa"
     fasta.write_text(content)
-    assert cli.main(["embed", str(encoder), str(fasta), "-o", str(tmp_path / "e.npy")]) == 2
+    assert cli.main(["embed", "--model", str(encoder), str(fasta), "-o", str(tmp_path / "e.npy")]) == 2
     error = capsys.readouterr().err
     assert error.startswith("nucel embed: error: ") and message in error and "Traceback" not in error
     assert not (tmp_path / "e.npy").exists()
@@ -68,14 +68,14 @@ def test_score_variants_and_ism_commands(folders, tmp_path, capsys):
     command = ["score-variants", "--variants", str(vcf), "--reference", str(reference), "--generator", str(generator), "-o", str(tmp_path / "other.tsv")]
     assert cli.main(command) == 0
     assert (tmp_path / "other.tsv").read_text().splitlines()[1].split("\t")[5] == "missing_contig"
-    assert cli.main([*command, "--strict"]) == 2
+    assert cli.main([*command, "--strict", "--overwrite"]) == 2
     assert "chromosome 'chr1' is not in the reference" in capsys.readouterr().err
 
     assert cli.main(["ism", "--region", "chr7:11-40", "--reference", str(reference), "--generator", str(generator),
                      "-o", str(tmp_path / "ism"), "--device", "cpu"]) == 0
-    lines = (tmp_path / "ism.tsv").read_text().splitlines()
+    lines = (tmp_path / "ism" / "ism.tsv").read_text().splitlines()
     assert lines[0] == "position\tref\tA\tC\tG\tT" and len(lines) == 31 and lines[1].startswith(f"11\t{chromosome[10]}\t")
-    assert (tmp_path / "ism.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "ism" / "ism.png").read_bytes()[:4] == b"\x89PNG"
     assert cli.main(["ism", "--region", "chr7:290-310", "--reference", str(reference), "--generator", str(generator),
                      "-o", str(tmp_path / "ism2")]) == 2
     assert "region 'chr7:290-310' is outside chr7 (1..300)" in capsys.readouterr().err

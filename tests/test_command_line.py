@@ -1,5 +1,5 @@
-"""The five programs' options: every command listed, `--help` without torch, the choices and defaults the help
-shows equal to the implementations' own, and output folders replaced only with `--overwrite`."""
+"""The `nucel` program's options: every command listed, `--help` without torch, the choices and defaults the help
+shows equal to the implementations' own, and outputs replaced only with `--overwrite`."""
 
 import dataclasses
 import json
@@ -9,10 +9,10 @@ import sys
 import pytest
 
 from nucel import cli
-from nucel.benchmarks import benchmark_cli
-from nucel.training import finetune_cli, train_rtd
+from nucel.training import finetune_cli
 
-NUCEL_COMMANDS = {"embed", "predict", "score-variants", "ism", "attention", "motif-order-data", "motif-order", "release", "convert"}
+NUCEL_COMMANDS = {"pretrain", "finetune", "benchmark", "vep", "study", "embed", "predict", "score-variants", "ism",
+                  "attention", "motif-order-data", "motif-order", "release", "convert"}
 
 
 def commands(parser):
@@ -33,15 +33,17 @@ def test_nucel_help_lists_every_command_with_a_summary():
     assert set(commands(commands(parser)["convert"])) == {"import", "export", "migrate"}
 
 
-HELP_RUNS = [
-    ("nucel.cli", [], "usage: nucel "),
-    *[("nucel.cli", [command], f"usage: nucel {command} ") for command in sorted(NUCEL_COMMANDS)],
-    ("nucel.cli", ["convert", "import"], "usage: nucel convert import "),
-    ("nucel.training.train_rtd", [], "usage: nucel-pretrain "),
-    ("nucel.training.finetune_cli", [], "usage: nucel-finetune "),
-    ("nucel.benchmarks.benchmark_cli", [], "usage: nucel-benchmark "),
-    ("nucel.benchmarks.benchmark_cli", ["--suite", "vep"], "usage: nucel-benchmark --suite vep "),
-    ("nucel.benchmarks.pretraining_study", [], "usage: nucel-study "),
+HELP_RUNS = [  # (module, function, arguments, the usage line the help starts with)
+    ("nucel.cli", "main", [], "usage: nucel "),
+    *[("nucel.cli", "main", [command], f"usage: nucel {command} ") for command in sorted(NUCEL_COMMANDS)],
+    ("nucel.cli", "main", ["convert", "import"], "usage: nucel convert import "),
+    ("nucel.training.train_rtd", "main", [], "usage: nucel pretrain "),  # `accelerate launch training/train_rtd.py`
+    # The earlier programs, aliases of the commands (console scripts nucel-pretrain, nucel-finetune, ...)
+    ("nucel.cli", "pretrain_alias", [], "usage: nucel pretrain "),
+    ("nucel.cli", "finetune_alias", [], "usage: nucel finetune "),
+    ("nucel.cli", "benchmark_alias", [], "usage: nucel benchmark "),
+    ("nucel.cli", "benchmark_alias", ["--suite", "vep"], "usage: nucel vep "),
+    ("nucel.cli", "study_alias", [], "usage: nucel study "),
 ]
 
 # One fresh interpreter runs every `--help` and reports what each printed and whether torch, transformers or
@@ -49,11 +51,11 @@ HELP_RUNS = [
 HELP_SCRIPT = """
 import contextlib, importlib, io, json, sys
 report = []
-for module, argv, _ in json.loads(sys.argv[1]):
+for module, function, argv, _ in json.loads(sys.argv[1]):
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         try:
-            importlib.import_module(module).main([*argv, "--help"])
+            getattr(importlib.import_module(module), function)([*argv, "--help"])
         except SystemExit as stop:
             code = stop.code
     report.append({"code": code, "out": out.getvalue(), "heavy": [m for m in ("torch", "transformers", "numpy") if m in sys.modules]})
@@ -64,38 +66,39 @@ print(json.dumps(report))
 def test_every_help_answers_without_importing_torch():
     result = subprocess.run([sys.executable, "-c", HELP_SCRIPT, json.dumps(HELP_RUNS)], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    for (module, argv, usage), run in zip(HELP_RUNS, json.loads(result.stdout)):
-        assert run["code"] == 0 and run["out"].startswith(usage), (module, argv, run["out"][:200])
-        assert run["heavy"] == [], f"{module} {argv} --help imported {run['heavy']}"
+    for (module, function, argv, usage), run in zip(HELP_RUNS, json.loads(result.stdout)):
+        assert run["code"] == 0 and run["out"].startswith(usage), (module, function, argv, run["out"][:200])
+        assert run["heavy"] == [], f"{module}.{function} {argv} --help imported {run['heavy']}"
 
 
 def test_help_shows_defaults():
-    embed = commands(cli.build_parser())["embed"].format_help()
+    parsers = commands(cli.build_parser())
+    embed = parsers["embed"].format_help()
     assert "(default: mean)" in embed and "(default: 1024)" in embed
-    assert "(default: 3e-05)" in finetune_cli.build_parser().format_help()
-    assert "default: 'rtd'" in train_rtd.build_parser().format_help()
+    assert "(default: 3e-05)" in parsers["finetune"].format_help()
+    assert "default: 'rtd'" in " ".join(parsers["pretrain"].format_help().split())  # however argparse wraps it
 
 
 # ------------------------------------------------------------------------ the help's values are the implementation's
 
 
 def test_nucel_choices_and_defaults_are_the_implementations():
-    from nucel import embed, release
-    from nucel.embedding_map import MAP_METHODS
+    from nucel import embed, predict, release
     from nucel.benchmarks.motif_order import ExperimentSettings
-    from nucel.training import predict
+    from nucel.core import embeddings, windows
+    from nucel.embedding_map import MAP_METHODS
 
     parsers = commands(cli.build_parser())
     embedding = parsers["embed"]
-    assert tuple(option(embedding, "--pooling").choices) == embed.POOLINGS
-    assert option(embedding, "--window").default == embed.DEFAULT_WINDOW
-    assert option(embedding, "--overlap").default == embed.DEFAULT_OVERLAP
+    assert tuple(option(embedding, "--pooling").choices) == embeddings.POOLINGS
+    assert option(embedding, "--window").default == windows.DEFAULT_WINDOW
+    assert option(embedding, "--overlap").default == windows.DEFAULT_OVERLAP
     assert tuple(option(embedding, "--dtype").choices) == tuple(embed.OUTPUT_DTYPES)
     assert tuple(option(embedding, "--map-method").choices) == MAP_METHODS
     assert tuple(option(parsers["predict"], "--long-inputs").choices) == predict.LONG_INPUTS
     assert tuple(option(parsers["predict"], "--aggregate").choices) == predict.AGGREGATIONS
     for command in ("score-variants", "ism"):
-        assert option(parsers[command], "--context").default == embed.DEFAULT_WINDOW
+        assert option(parsers[command], "--window").default == windows.DEFAULT_WINDOW
     assert tuple(option(parsers["release"], "--part").choices) == release.PARTS
     settings = ExperimentSettings()
     for field in dataclasses.fields(ExperimentSettings):
@@ -110,16 +113,17 @@ def test_finetune_and_benchmark_choices_and_defaults_are_the_implementations():
     from nucel.modeling_nucel.configuration_nucel import CLASSIFIER_HEADS
     from nucel.training.finetune_config import METHODS, PROBLEM_TYPES, FinetuneSettings
 
-    parser = finetune_cli.build_parser()
+    parsers = commands(cli.build_parser())
+    parser = parsers["finetune"]
     defaults = {field.name: field.default for field in dataclasses.fields(FinetuneSettings)}
-    for name in finetune_cli.TRAINING_OPTIONS:
+    for name in finetune_cli.SETTINGS:
         assert option(parser, name).default == defaults[name], name
     assert option(parser, "pooling").default == defaults["pooling"] and option(parser, "method").default == defaults["method"]
     assert tuple(option(parser, "--problem-type").choices) == PROBLEM_TYPES
     assert tuple(option(parser, "--method").choices) == METHODS
     assert tuple(option(parser, "--head").choices) == CLASSIFIER_HEADS
-    assert tuple(option(benchmark_cli.suite_parser(), "--head").choices) == CLASSIFIER_HEADS
-    variant_effects = benchmark_cli.vep_parser()
+    assert tuple(option(parsers["benchmark"], "--head").choices) == CLASSIFIER_HEADS
+    variant_effects = parsers["vep"]
     assert option(variant_effects, "--window").default == DEFAULT_WINDOW
     assert vep.TABLE_NAME in option(variant_effects, "--data").help and vep.FASTA_NAME in option(variant_effects, "--data").help
 
@@ -136,22 +140,22 @@ def test_an_existing_output_folder_is_replaced_only_with_overwrite(tmp_path, cap
     out.mkdir()
     (out / "notes.txt").write_text("mine")
     capsys.readouterr()
-    assert cli.main(["convert", "export", str(source), str(out)]) == 2
+    assert cli.main(["convert", "export", str(source), "-o", str(out)]) == 2
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and "exists and is not empty" in error and "--overwrite" in error
     assert (out / "notes.txt").read_text() == "mine"
-    assert cli.main(["convert", "export", str(source), str(out), "--overwrite"]) == 0
+    assert cli.main(["convert", "export", str(source), "-o", str(out), "--overwrite"]) == 0
     assert (out / "config.json").is_file() and not (out / "notes.txt").exists()
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert cli.main(["convert", "export", str(source), str(empty)]) == 0  # an empty folder holds nothing to lose
+    assert cli.main(["convert", "export", str(source), "-o", str(empty)]) == 0  # an empty folder holds nothing to lose
 
 
 def test_a_file_where_an_output_folder_belongs_is_refused(tmp_path, capsys):
     (tmp_path / "train.csv").write_text("sequence,label\nACGT,0\nTTTT,1\n")
     (tmp_path / "model").write_text("a file")
-    argv = ["--model", "random:tiny", "--train", str(tmp_path / "train.csv"), "--output", str(tmp_path / "model")]
-    assert finetune_cli.main(argv) == 2
+    argv = ["finetune", "--model", "random:tiny", "--train", str(tmp_path / "train.csv"), "--output", str(tmp_path / "model")]
+    assert cli.main(argv) == 2
     assert "--output" in capsys.readouterr().err and (tmp_path / "model").read_text() == "a file"
 
 
@@ -159,14 +163,14 @@ def test_a_file_where_an_output_folder_belongs_is_refused(tmp_path, capsys):
 def test_folder_commands_refuse_a_full_folder_before_any_work(program, tmp_path, capsys):
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "kept.txt").write_text("x")
-    argv = {"attention": ["attention", str(tmp_path / "no-such-model"), "--sequence", "ACGT", "-o", str(tmp_path / "out")],
+    argv = {"attention": ["attention", "--model", str(tmp_path / "no-such-model"), "--sequence", "ACGT", "-o", str(tmp_path / "out")],
             "motif-order": ["motif-order", "-o", str(tmp_path / "out")]}[program]
     assert cli.main(argv) == 2
     assert "--overwrite" in capsys.readouterr().err
 
 
 def test_release_refuses_its_default_folder_when_it_holds_an_earlier_release(tmp_path, monkeypatch, capsys):
-    """`nucel release` without --out writes releases/<owner>--<name>: that folder is protected as a given one is."""
+    """`nucel release` without -o writes releases/<owner>--<name>: that folder is protected as a given one is."""
     from nucel import NucELConfig, NucELModel
     from nucel.core.models import save_model_folder
 
@@ -176,7 +180,7 @@ def test_release_refuses_its_default_folder_when_it_holds_an_earlier_release(tmp
     earlier.mkdir(parents=True)
     (earlier / "README.md").write_text("the earlier release")
     capsys.readouterr()
-    assert cli.main(["release", str(source), "owner/nucel-tiny", "--dry-run"]) == 2
-    assert "--out releases/owner--nucel-tiny: the folder exists" in capsys.readouterr().err
-    assert cli.main(["release", str(source), "owner/nucel-tiny", "--dry-run", "--overwrite"]) == 0
+    assert cli.main(["release", "--model", str(source), "--repo-id", "owner/nucel-tiny", "--dry-run"]) == 2
+    assert "--output releases/owner--nucel-tiny: the folder exists" in capsys.readouterr().err
+    assert cli.main(["release", "--model", str(source), "--repo-id", "owner/nucel-tiny", "--dry-run", "--overwrite"]) == 0
     assert (earlier / "config.json").is_file() and "the earlier release" not in (earlier / "README.md").read_text()

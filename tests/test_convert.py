@@ -112,7 +112,7 @@ def test_migration_moves_rows_and_keeps_outputs(tmp_path, tokenizer, kind):
     }[kind]()
     model = randomise_norms(model).eval()
     legacy = write_legacy_folder(model, tmp_path / "old")
-    run_cli("convert", "migrate", str(legacy), str(tmp_path / "new"))
+    run_cli("convert", "migrate", str(legacy), "-o", str(tmp_path / "new"))
 
     migrated = load_nucel_model(tmp_path / "new")
     assert type(migrated) is type(model) and migrated.config.base_token_ids == list(BASE_IDS)
@@ -128,7 +128,7 @@ def test_migration_moves_rows_and_keeps_outputs(tmp_path, tokenizer, kind):
         real = batch["attention_mask"].bool()
         torch.testing.assert_close(before.last_hidden_state[real], after.last_hidden_state[real], atol=1e-5, rtol=0)
     with pytest.raises(ConversionError, match="nothing to migrate"):
-        run_cli("convert", "migrate", str(tmp_path / "new"), str(tmp_path / "again"))
+        run_cli("convert", "migrate", str(tmp_path / "new"), "-o", str(tmp_path / "again"))
 
 
 def run_cli(*argv):
@@ -145,7 +145,7 @@ def test_export_is_native_modernbert_and_round_trips(tmp_path, tokenizer, kind):
         auto_class, native_class = AutoModelForSequenceClassification, ModernBertForSequenceClassification
     model = randomise_norms(model).eval()
     save_model_folder(model, tmp_path / "nucel")
-    run_cli("convert", "export", str(tmp_path / "nucel"), str(tmp_path / "native"))
+    run_cli("convert", "export", str(tmp_path / "nucel"), "-o", str(tmp_path / "native"))
 
     exported = tmp_path / "native"
     config = json.loads((exported / "config.json").read_text())
@@ -168,7 +168,7 @@ def test_export_is_native_modernbert_and_round_trips(tmp_path, tokenizer, kind):
             reference, native_logits = reference[real][:, list(BASE_IDS)], native_logits[real][:, list(BASE_IDS)]
         assert torch.allclose(reference, native_logits, atol=1e-5)
 
-    run_cli("convert", "import", str(exported), str(tmp_path / "back"))
+    run_cli("convert", "import", str(exported), "-o", str(tmp_path / "back"))
     back = type(model).from_pretrained(tmp_path / "back")
     original_state, back_state = model.state_dict(), back.state_dict()
     assert original_state.keys() == back_state.keys()

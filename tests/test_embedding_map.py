@@ -128,7 +128,7 @@ def test_nucel_embed_draws_the_map_of_what_it_wrote(tmp_path, capsys):
     rows = [(f"s{i}", "".join(rng.choice(list("GC" if i % 2 else "AT"), size=40)), "gc" if i % 2 else "at") for i in range(12)]
     table = tmp_path / "seqs.csv"
     table.write_text("id,sequence,family\n" + "".join(f"{name},{sequence},{label}\n" for name, sequence, label in rows))
-    argv = ["embed", str(encoder), str(table), "-o", str(tmp_path / "e.npy"), "--device", "cpu"]
+    argv = ["embed", "--model", str(encoder), str(table), "-o", str(tmp_path / "e.npy"), "--device", "cpu"]
     assert cli.main([*argv, "--map", str(tmp_path / "map.png"), "--label-column", "family"]) == 0
     assert (tmp_path / "map.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "map.png" in capsys.readouterr().out
@@ -140,11 +140,11 @@ def test_nucel_embed_draws_the_map_of_what_it_wrote(tmp_path, capsys):
                            (["--label-column", "family"], "give --map PNG too"),
                            (["--map", str(tmp_path / "m3.png"), "--label-column", "colour"], "colour"),
                            (["--map", str(tmp_path / "m3.jpg")], "ending in .png")):
-        assert cli.main([*argv, *extra]) == 2
+        assert cli.main([*argv, "--overwrite", *extra]) == 2  # e.npy exists: the option checks come next
         assert message in capsys.readouterr().err
     assert not (tmp_path / "m2.png").exists() and not (tmp_path / "m3.png").exists()
     # Too few sequences for a map: refused before the model runs, so no embeddings are written either.
     (tmp_path / "two.csv").write_text("id,sequence\na,ACGT\nb,GGCC\n")
-    assert cli.main(["embed", str(encoder), str(tmp_path / "two.csv"), "-o", str(tmp_path / "two.npy"), "--device", "cpu",
+    assert cli.main(["embed", "--model", str(encoder), str(tmp_path / "two.csv"), "-o", str(tmp_path / "two.npy"), "--device", "cpu",
                      "--map", str(tmp_path / "two.png")]) == 2
     assert "needs at least 3 sequences" in capsys.readouterr().err and not (tmp_path / "two.npy").exists()

@@ -18,7 +18,8 @@ from nucel.core.models import save_model_folder
 from nucel.tokenization import InvalidDNAError
 from nucel.training import finetune as finetune_module
 from nucel.training.finetune_config import FinetuneSettings
-from nucel.training.finetune import finetune, read_labelled_data
+from nucel.training.finetune import finetune
+from nucel.training.finetune_data import read_labelled_data
 from nucel.cli import main as nucel_main
 from nucel.core.classifiers import load_finetuned, predict_logits
 from nucel.predict import predict_file

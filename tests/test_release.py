@@ -46,7 +46,8 @@ from nucel.release import (
 )
 from nucel.tokenization import token_length
 from nucel.training.finetune_config import FinetuneSettings
-from nucel.training.finetune import finetune, read_labelled_data
+from nucel.training.finetune import finetune
+from nucel.training.finetune_data import read_labelled_data
 from nucel.core.classifiers import classifier_on, load_finetuned, predict_logits
 from nucel.training.pretraining_config import PretrainingConfig
 from nucel.training.rtd_loop import run_pretraining

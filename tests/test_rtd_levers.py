@@ -1,6 +1,7 @@
-"""The recipe levers of replaced token detection (docs/design.md, "What makes RTD learn"), each a pre-training setting: embedding sharing
-between generator and discriminator and its export, ELECTRA's disallow_correct, the generator-free control, BERT's
-80/10/10 masking, the sampling-temperature schedule; and the discriminator exported with its RTD head."""
+"""The recipe levers of replaced token detection (docs/design.md, "What makes RTD learn"), each a pre-training
+setting: embedding sharing between generator and discriminator and its export, ELECTRA's disallow_correct, the
+generator-free control, BERT's 80/10/10 masking, the sampling-temperature schedule; and the discriminator exported
+with its RTD head."""
 
 import json
 import math
@@ -112,7 +113,8 @@ def test_each_sharing_mode_exports_plain_encoders_with_the_embeddings_used_in_tr
     with torch.no_grad():
         output = model(**batch)
     generator_table, discriminator_table = model.shared_embedding_tables()
-    discriminator_table = model.model.embeddings.tok_embeddings.weight if discriminator_table is None else discriminator_table
+    if discriminator_table is None:  # the discriminator reads its own table
+        discriminator_table = model.model.embeddings.tok_embeddings.weight
     seen, attention_mask = output.discriminator_input_ids, batch["attention_mask"]
     real = attention_mask.bool()
 
@@ -266,7 +268,8 @@ def test_sampling_temperature_schedule():
     linear = load_config("tiny_cpu", {"sampling_temperature_start": 3.0, "sampling_temperature_anneal_steps": 100})
     assert [linear.sampling_temperature_at(step) for step in (0, 25, 50, 100, 500)] == [3.0, 2.5, 2.0, 1.0, 1.0]
     cosine = load_config("tiny_cpu", {
-        "sampling_temperature_start": 3.0, "sampling_temperature_anneal_steps": 100, "sampling_temperature_schedule": "cosine",
+        "sampling_temperature_start": 3.0, "sampling_temperature_anneal_steps": 100,
+        "sampling_temperature_schedule": "cosine",
     })
     expected = [1.0 + 2.0 * (1 + math.cos(math.pi * step / 100)) / 2 for step in (0, 25, 50, 75, 100)]
     assert [cosine.sampling_temperature_at(step) for step in (0, 25, 50, 75, 100)] == pytest.approx(expected)
@@ -291,9 +294,9 @@ def test_the_step_temperature_reaches_the_sampler():
 
 
 def test_settings_reach_the_model_and_bad_ones_are_refused():
-    config = load_config("tiny_cpu", {"embedding_sharing": "gdes", "disallow_correct": True, "discriminator_weight": 10.0})
-    model_config = build_model(config).config
-    assert (model_config.embedding_sharing, model_config.disallow_correct, model_config.discriminator_weight) == ("gdes", True, 10.0)
+    settings = {"embedding_sharing": "gdes", "disallow_correct": True, "discriminator_weight": 10.0}
+    model_config = build_model(load_config("tiny_cpu", settings)).config
+    assert {name: getattr(model_config, name) for name in settings} == settings
     assert build_model(load_config("tiny_cpu", {"replacement": "uniform"})).generator is None
     for overrides, message in (
         ({"embedding_sharing": "shared"}, "embedding_sharing must be one of"),

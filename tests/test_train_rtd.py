@@ -53,7 +53,7 @@ def training_lines(records: list[dict]) -> list[dict]:
 @pytest.fixture
 def one_thread():
     """One torch thread for the long test: on a 2-core machine shared with other jobs, two OpenMP threads waiting on
-    each other made a tiny-model step ~10× slower than one thread (measured; see /work/notes/issue-3.md)."""
+    each other made a tiny-model step ~10× slower than one thread (measured on this project's 2-core machines)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -64,7 +64,7 @@ def one_thread():
 def test_tiny_model_pretrains_on_human_dna(shared_data, tmp_path, one_thread):
     """240 steps of a tiny model on real human DNA (chr2:1-2,333,275): the losses fall and the generator learns.
 
-    What this scale cannot show (see /work/notes/issue-3.md): the discriminator flagging replaced bases at the 0.5
+    What this scale cannot show: the discriminator flagging replaced bases at the 0.5
     threshold. When the generator predicts a base about as well as the discriminator does, the posterior that a seen
     base was replaced is at most the masking rate (0.15), so an optimal discriminator flags nothing; on DNA, where
     most positions are unpredictable, a tiny discriminator does not get far enough ahead of its generator in a few
@@ -137,13 +137,16 @@ def test_a_run_logs_the_figures_that_tell_whether_it_learned(tmp_path, capsys, o
     validation = [record for record in records if "validation_loss" in record]
     assert [record["step"] for record in validation] == [4]
     assert {"validation_information_gain", "validation_auroc", "validation_auroc_masked"} <= validation[0].keys()
+    # The windows actually scored: eval_windows (8) asks for more than this small genome holds out.
+    held_out = records[0]["windows"]["validation_windows"]
+    assert held_out < 8 and validation[0]["validation_windows"] == held_out
     probes = [record for record in records if "probe_mcc/tasks/gc" in record]
     assert [record["step"] for record in probes] == [0, 4]  # step 0: the random-initialisation baseline
 
     assert (output_dir / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     printed = capsys.readouterr().out
     assert "information gain, % of H(p)" in printed and "AUROC" in printed and "probe test MCC on tasks/gc" in printed
-    assert "The discriminator learned" in printed
+    assert "The discriminator learned" in printed and f"validation: {held_out} windows" in printed
 
 
 def test_init_from_continues_from_an_exported_model(tmp_path):

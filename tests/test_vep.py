@@ -23,7 +23,8 @@ from nucel.benchmarks.vep import (
     load_sge_table,
     site_parts,
 )
-from nucel.benchmarks.benchmark_cli import main as benchmark_main
+from nucel.cli import benchmark_alias
+from nucel.cli import main as nucel_main
 from nucel.core.models import save_model_folder
 from nucel.modeling_nucel.configuration_nucel import BASE_IDS
 from nucel.tokenization import load_tokenizer, reverse_complement
@@ -164,7 +165,7 @@ def test_a_ref_mismatch_is_a_clear_error_or_counted_and_excluded_on_request(vep_
     assert len(table.variants) == 4 and table.ref_checked == 5 and table.excluded == [expected]
 
     # The command line: one line on stderr, exit code 2, no traceback.
-    assert benchmark_main(["--suite", "vep", "--data", str(folder), "--output", str(tmp_path / "out" / "vep"), "--bootstrap", "0"]) == 2
+    assert nucel_main(["vep", "--data", str(folder), "--output", str(tmp_path / "out" / "vep"), "--bootstrap", "0"]) == 2
     message = capsys.readouterr().err
     assert message.count("\n") == 1 and expected in message and "Traceback" not in message
     assert not (tmp_path / "out").exists()
@@ -203,10 +204,10 @@ def test_the_consequence_breakdown_partitions_the_variants(full):
 
 def test_the_command_writes_the_report_the_json_and_the_figure(vep_data, models, tmp_path):
     output = tmp_path / "results" / "vep"
-    argv = ["--data", str(vep_data), "--generator", models[0], "--encoder", models[1], "--window", str(WINDOW),
+    argv = ["--data", str(vep_data), "--generator", models[0], "--model", models[1], "--window", str(WINDOW),
             "--max-variants", "60", "--bootstrap", "20", "--device", "cpu", "--output", str(output)]
-    assert benchmark_main(["--suite", "vep", *argv]) == 0
-    report = json.loads(output.with_suffix(".json").read_text())
+    assert nucel_main(["vep", *argv]) == 0
+    report = json.loads((output / "vep-brca1.json").read_text())
     assert [r["kind"] for r in report["results"]] == ["llr", "embedding distance", "baseline", "baseline"]
     assert report["data"]["ref_checked"] == 60 and report["data"]["ref_excluded"] == []
     table = load_sge_table(vep_data / TABLE_NAME, vep_data / FASTA_NAME, max_variants=60)
@@ -214,18 +215,19 @@ def test_the_command_writes_the_report_the_json_and_the_figure(vep_data, models,
     assert cadd["overall"]["auroc"] == pytest.approx(roc_auc_score(table.is_lof, table.baselines["cadd"]))
     generator = report["results"][0]["provenance"]
     assert generator["class"] == "NucELGenerator" and len(generator["sha256"]) == 64
-    markdown = output.with_suffix(".md").read_text()
+    markdown = (output / "vep-brca1.md").read_text()
     assert "--max-variants 60" in markdown and "Evo 2 (1B base)" in markdown and "quoted from the literature" in markdown
-    assert output.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (output / "vep-brca1.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_nucel_benchmark_runs_the_vep_suite(vep_data, models, tmp_path, capsys):
-    """`nucel-benchmark --suite vep …` is this command: same options, same report, its own name in errors."""
+    """`nucel-benchmark --suite vep …` (the earlier program, kept as an alias) is `nucel vep`: same options, same
+    report, the command's name in errors."""
     output = tmp_path / "vep"
     argv = ["--suite", "vep", "--data", str(vep_data), "--generator", models[0], "--window", str(WINDOW),
             "--max-variants", "30", "--bootstrap", "10", "--device", "cpu", "--output", str(output)]
-    assert benchmark_main(argv) == 0
-    assert "nucel-benchmark --suite vep" in output.with_suffix(".md").read_text()
+    assert benchmark_alias(argv) == 0
+    assert f"vep --data {vep_data} --generator" in (output / "vep-brca1.md").read_text()  # the command as run
     capsys.readouterr()
-    assert benchmark_main(["--suite", "vep", "--generator", str(tmp_path / "missing")]) == 2
-    assert capsys.readouterr().err.startswith("nucel-benchmark --suite vep: error:")
+    assert benchmark_alias(["--suite", "vep", "--generator", str(tmp_path / "missing")]) == 2
+    assert capsys.readouterr().err.startswith("nucel vep: error:")

@@ -19,7 +19,8 @@ class PretrainingCollator:
     "window_index"}; labels hold the original ids at the selected positions and -100 elsewhere."""
 
     def __init__(
-        self, tokenizer, mask_probability: float = 0.15, mask_token_fraction: float = 0.85, random_token_fraction: float = 0.0
+        self, tokenizer, mask_probability: float = 0.15, mask_token_fraction: float = 0.85,
+        random_token_fraction: float = 0.0,
     ):
         self.tokenizer = tokenizer
         self.mask_probability = mask_probability

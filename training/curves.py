@@ -119,7 +119,8 @@ def summary_text(records: list[dict]) -> str:
         if steps:
             lines.append(f"probe test MCC on {name}: {values[0]:.3f} at step {steps[0]}, {values[-1]:.3f} at step {steps[-1]}")
     if validation and "validation_windows" in validation[-1]:
-        lines.append(f"validation: {validation[-1]['validation_windows']} windows; discriminator figures over bases only")
+        windows = validation[-1]["validation_windows"]
+        lines.append(f"validation: {windows} windows; discriminator figures over bases only")
     if verdict := discriminator_verdict(validation, train[-1] if train else None):
         lines.append(verdict)
     return "\n".join(lines)

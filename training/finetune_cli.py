@@ -42,7 +42,8 @@ def add_arguments(parser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from nucel.training.finetune import finetune, label_names_from  # torch: only for a run
+    from nucel.training.finetune import finetune  # torch: only for a run
+    from nucel.training.finetune_data import label_names_from
 
     if bool(args.train) == bool(args.dataset):
         raise ValueError("give either --train (files) or --dataset")
@@ -67,7 +68,7 @@ def run(args: argparse.Namespace) -> None:
 
 def load_splits(args: argparse.Namespace, settings, label_columns: list[str]) -> tuple:
     from nucel.core.tables import carve_validation
-    from nucel.training.finetune import dataset_split, read_labelled_data
+    from nucel.training.finetune_data import dataset_split, read_labelled_data
 
     if args.dataset:
         from datasets import load_dataset

@@ -38,6 +38,7 @@ def mask_tokens(
     masked = input_ids.masked_fill(to_mask_token, MASK_ID)
     if random_token_fraction > 0:
         to_random_base = selected & ~to_mask_token & (treatment_draws < mask_token_fraction + random_token_fraction)
-        random_bases = bases[torch.randint(0, len(bases), input_ids.shape, generator=generator, device=input_ids.device)]
+        draws = torch.randint(0, len(bases), input_ids.shape, generator=generator, device=input_ids.device)
+        random_bases = bases[draws]
         masked = torch.where(to_random_base, random_bases, masked)
     return masked, labels

@@ -175,19 +175,18 @@ class PretrainingConfig:
         if self.replacement not in REPLACEMENTS:
             raise ValueError(f"replacement must be one of {REPLACEMENTS}, got {self.replacement!r}")
         if self.replacement == "uniform" and self.embedding_sharing != "none":
-            raise ValueError("replacement 'uniform' runs no generator, so nothing can share its embedding: embedding_sharing none")
+            raise ValueError("replacement 'uniform' runs no generator, whose embedding could be shared: embedding_sharing none")
         if self.replacement == "uniform" and self.init_generator_from:
             raise ValueError("replacement 'uniform' runs no generator: leave out init_generator_from")
         # What a folder holds cannot go where a shared table lives: the discriminator's table is the generator's in
         # gdes (its own holds only the difference), and a tied generator has no table of its own.
         if self.init_from and self.embedding_sharing == "gdes":
-            raise ValueError("init_from with embedding_sharing gdes: the discriminator's table derives from the generator's; use none or tied")
+            raise ValueError("init_from with embedding_sharing gdes: the discriminator's table is the generator's; use none or tied")
         if self.init_generator_from and self.embedding_sharing == "tied":
-            raise ValueError("init_generator_from with embedding_sharing tied: the generator reads the discriminator's table; use none or gdes")
+            raise ValueError("init_generator_from with embedding_sharing tied: the generator has no table; use none or gdes")
         if self.sampling_temperature_schedule not in TEMPERATURE_SCHEDULES:
-            raise ValueError(
-                f"sampling_temperature_schedule must be one of {TEMPERATURE_SCHEDULES}, got {self.sampling_temperature_schedule!r}"
-            )
+            schedule = self.sampling_temperature_schedule
+            raise ValueError(f"sampling_temperature_schedule must be one of {TEMPERATURE_SCHEDULES}, got {schedule!r}")
         for name in ("sampling_temperature", "sampling_temperature_start"):
             if getattr(self, name) is not None and getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
@@ -201,7 +200,8 @@ class PretrainingConfig:
         progress = min(updates_done / self.sampling_temperature_anneal_steps, 1.0)
         if self.sampling_temperature_schedule == "cosine":
             progress = (1 - math.cos(math.pi * progress)) / 2
-        return self.sampling_temperature_start + progress * (self.sampling_temperature - self.sampling_temperature_start)
+        start, end = self.sampling_temperature_start, self.sampling_temperature
+        return start + progress * (end - start)
 
     def window_settings(self) -> WindowSettings:
         names = {setting.name for setting in fields(WindowSettings)}

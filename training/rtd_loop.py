@@ -331,7 +331,9 @@ def run_pretraining(config: PretrainingConfig, resume: str | None = None, export
         return output_dir
 
     tokenizer = build_tokenizer()
-    collator = PretrainingCollator(tokenizer, config.mask_probability, config.mask_token_fraction, config.random_token_fraction)
+    collator = PretrainingCollator(
+        tokenizer, config.mask_probability, config.mask_token_fraction, config.random_token_fraction
+    )
     train_loader = build_train_loader(genome, config, accelerator, collator, start_batch=start_step * accumulation)
     validation_loader = build_validation_loader(genome, config, accelerator, collator)
     # Every process reads the tasks, so that a bad folder stops them all; the main process probes.
@@ -358,7 +360,8 @@ def run_pretraining(config: PretrainingConfig, resume: str | None = None, export
     model.train()
     for step in range(start_step + 1, max_steps + 1):
         step_start = time.perf_counter()
-        step_settings = {"sampling_temperature": config.sampling_temperature_at(step - 1)} if config.objective == "rtd" else {}
+        rtd = config.objective == "rtd"  # the step's generator sampling temperature: a schedule's, or the fixed one
+        step_settings = {"sampling_temperature": config.sampling_temperature_at(step - 1)} if rtd else {}
         for micro_batch in range(accumulation):
             batch = to_device(next(batches), accelerator.device)
             # Gradients are all-reduced across processes only on the last micro-batch of the step.

@@ -1,0 +1,190 @@
+"""The pre-training study's jobs: each stage's unit of work runs in a subprocess (`nucel study --job SPEC`) and leaves
+a JSON result under the work folder; a finished job is reused while its spec is unchanged, so a stopped study resumes
+where it stopped. Also the training compute of a pre-training recipe (benchmarks/flops.py), for equal-FLOPs arms.
+"""
+
+
+import json
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, replace
+from pathlib import Path
+
+from nucel.core.files import REPOSITORY
+
+
+BASE_CONFIG = "tiny_cpu"  # tiny (4 × 64) discriminator, 256-bp crops, batch 16, AdamW 2e-3 with linear decay
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Compute
+
+
+def training_flops_per_step(overrides: dict) -> dict:
+    """{"per_step": FLOPs, "networks": {...}} for a pre-training config (RTD: generator + discriminator)."""
+    from nucel.benchmarks.flops import pretraining_step_flops
+    from nucel.training.pretraining_config import load_config
+
+    return pretraining_step_flops(load_config(BASE_CONFIG, overrides={**overrides, "fasta": ["unused"]}))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Jobs (each runs in a subprocess: `--job SPEC`)
+
+
+def pretrain_overrides(fasta: list[str], output_dir: Path, steps: int, eval_every: int, eval_windows: int, extra: dict) -> dict:
+    return {
+        "fasta": fasta, "output_dir": str(output_dir), "max_steps": steps, "eval_every": eval_every,
+        "eval_windows": eval_windows, "log_every": max(1, min(50, eval_every)), "save_every": 10 ** 9,
+        "report_to": "none", **extra,
+    }
+
+
+def run_pretrain_job(spec: dict) -> dict:
+    from nucel.core.records import read_pretraining_record
+    from nucel.training.pretraining_config import load_config
+    from nucel.training.rtd_loop import run_pretraining
+
+    output_dir = Path(spec["overrides"]["output_dir"])
+    shutil.rmtree(output_dir, ignore_errors=True)  # a fresh run: an old log.jsonl would be appended to
+    started = time.perf_counter()
+    run_pretraining(load_config(BASE_CONFIG, overrides=spec["overrides"]))
+    wall = time.perf_counter() - started
+    export = output_dir / "export" / ("discriminator" if spec["overrides"].get("objective", "rtd") == "rtd" else "encoder")
+    record = read_pretraining_record(export)
+    keys = ("loss", "information_gain_percent", "auroc", "auroc_masked", "average_precision", "replaced_fraction",
+            "generator_accuracy", "generator_loss", "discriminator_loss")
+    series = [{"step": r["step"], **{k: r[k] for k in keys if k in r}} for r in record["validation_series"]]
+    return {"wall_seconds": wall, "validation": series, "windows": record["windows"], "export": str(export)}
+
+
+def load_split_data(spec: dict):
+    from nucel.benchmarks.loaders import load_task
+    from nucel.benchmarks.registry import load_suite
+    from nucel.benchmarks.run import capped
+
+    suite = load_suite("gue")
+    task = suite.task(spec["task"])
+    data = load_task(suite, task, spec["data"])
+    used = {
+        "train": capped(data.splits["train"], spec["max_train_samples"]),
+        "validation": capped(data.splits["validation"], spec["max_validation_samples"]),
+        "test": data.splits["test"],
+    }
+    return task, data, used
+
+
+def train_and_test(model: str, train, validation, test, settings) -> dict:
+    """`benchmarks/run.py`'s train_and_test without the test logits (the study keeps metrics and histories)."""
+    from nucel.benchmarks.run import train_and_test as run_train_and_test
+
+    result = run_train_and_test(model, train, validation, test, settings)
+    result.pop("test_logits")
+    return result
+
+
+def run_finetune_job(spec: dict) -> dict:
+    from nucel.benchmarks.registry import OVERRIDABLE
+    from nucel.benchmarks.run import split_record, task_settings
+
+    task, data, used = load_split_data(spec)
+    # the runner's settings for the task and seed, with the recipe's values (pooling, schedule ... too) on top
+    runner_keys = {key: value for key, value in spec["recipe"].items() if key in OVERRIDABLE}
+    others = {key: value for key, value in spec["recipe"].items() if key not in OVERRIDABLE}
+    settings = replace(task_settings(task, spec["seed"], runner_keys), **runner_keys, **others)
+    started = time.perf_counter()
+    outcome = train_and_test(spec["model"], used["train"], used["validation"], used["test"], settings)
+    return {"value": outcome["metrics"][task.metric], "metric": task.metric, "wall_seconds": time.perf_counter() - started,
+            **outcome, "settings": asdict(settings), **split_record(data, used)}
+
+
+def run_probe_job(spec: dict) -> dict:
+    import torch
+
+    from nucel.core.models import load_checked
+    from nucel.modeling_nucel import NucELConfig, NucELModel
+    from nucel.tokenization import build_tokenizer
+    from nucel.training.probe import load_probe_task, probe_task
+
+    folder = Path(spec["data"]) / spec["task"]
+    task = load_probe_task(folder, spec["train_examples"], spec["test_examples"], spec["seed"])
+    if spec["model"].startswith("random:"):
+        torch.manual_seed(spec["seed"])
+        encoder = NucELModel(NucELConfig.from_preset(spec["model"].split(":", 1)[1]))
+    else:
+        encoder = load_checked(NucELModel, spec["model"], device="cpu")
+    started = time.perf_counter()
+    result = probe_task(encoder, build_tokenizer(), task)
+    return {"value": result.mcc, "metric": "mcc", "wall_seconds": time.perf_counter() - started,
+            "train_examples": len(task.train.labels), "test_examples": len(task.test.labels)}
+
+
+JOB_KINDS = {"pretrain": run_pretrain_job, "finetune": run_finetune_job, "probe": run_probe_job}
+
+
+def run_job_in_process(spec_path: Path) -> None:
+    spec = json.loads(spec_path.read_text())
+    import torch
+
+    torch.set_num_threads(spec.get("threads", 1))
+    result = JOB_KINDS[spec["kind"]](spec)
+    from nucel.core.files import write_json_atomically
+
+    write_json_atomically(Path(spec["result"]), {"spec": spec, "result": result})
+
+
+class JobRunner:
+    """Runs job specs in subprocesses, `workers` at a time, reusing results whose spec is unchanged."""
+
+    def __init__(self, work_dir: Path, workers: int, threads: int, on_result, run_missing: bool = True):
+        self.work_dir, self.workers, self.threads, self.on_result = work_dir, workers, threads, on_result
+        self.run_missing = run_missing  # False: only finished jobs are collected (--report-only)
+        self.lock = threading.Lock()
+
+    def result_path(self, name: str) -> Path:
+        return self.work_dir / "jobs" / f"{name}.json"
+
+    def cached(self, name: str, spec: dict) -> dict | None:
+        path = self.result_path(name)
+        if path.is_file():
+            stored = json.loads(path.read_text())
+            if stored["spec"] == {**spec, "result": str(path), "threads": self.threads}:
+                return stored["result"]
+        return None
+
+    def run(self, name: str, spec: dict) -> dict | None:
+        spec = {**spec, "result": str(self.result_path(name)), "threads": self.threads}
+        result = self.cached(name, {k: v for k, v in spec.items() if k not in ("result", "threads")})
+        if result is None and not self.run_missing:
+            return None
+        if result is None:
+            spec_path = self.work_dir / "jobs" / f"{name}.spec.json"
+            spec_path.parent.mkdir(parents=True, exist_ok=True)
+            spec_path.write_text(json.dumps(spec, indent=2))
+            log_path = self.work_dir / "logs" / f"{name}.log"
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            started = time.perf_counter()
+            with open(log_path, "w") as log:
+                code = subprocess.call([sys.executable, "-m", "nucel.cli", "study", "--job", str(spec_path)],
+                                       stdout=log, stderr=subprocess.STDOUT, cwd=str(REPOSITORY))
+            if code != 0:
+                print(f"[study] job {name} failed (exit {code}); its log: {log_path}", flush=True)
+                return None
+            result = json.loads(self.result_path(name).read_text())["result"]
+            print(f"[study] {name} done in {time.perf_counter() - started:.0f} s", flush=True)
+        else:
+            print(f"[study] {name}: reusing {self.result_path(name)}", flush=True)
+        with self.lock:
+            self.on_result(name, result)
+        return result
+
+    def run_all(self, jobs: list[tuple[str, dict]]) -> dict:
+        with ThreadPoolExecutor(self.workers) as pool:
+            results = list(pool.map(lambda job: self.run(*job), jobs))
+        return {name: result for (name, _), result in zip(jobs, results)}
+
+
