@@ -1,10 +1,13 @@
 # Every target does its own set-up: a fresh machine needs only Python 3.10+ and make.
-# torch is pinned first so pip takes the CPU build instead of pulling several GB of CUDA wheels.
+# torch is installed first and on its own, so that TORCH_INDEX can say where it comes from (see below).
 PYTHON ?= python3
 VENV := .venv
 TRANSFORMERS4_VENV := .venv-tf4
 TRANSFORMERS_TESTS := .transformers-tests
 TORCH := torch==2.13.0
+# A CPU-only machine: TORCH_INDEX=https://download.pytorch.org/whl/cpu keeps pip from pulling the CUDA build.
+TORCH_INDEX ?=
+TORCH_SOURCE := $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 
 .PHONY: setup test demo transformers-tests
 
@@ -13,7 +16,7 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -q --upgrade pip
-	$(VENV)/bin/python -m pip install -q $(TORCH)
+	$(VENV)/bin/python -m pip install -q $(TORCH) $(TORCH_SOURCE)
 	$(VENV)/bin/python -m pip install -q -e ".[dev,space]"
 	touch $@
 
@@ -21,7 +24,8 @@ $(VENV)/.installed: pyproject.toml
 $(TRANSFORMERS4_VENV)/.installed:
 	$(PYTHON) -m venv $(TRANSFORMERS4_VENV)
 	$(TRANSFORMERS4_VENV)/bin/python -m pip install -q --upgrade pip
-	$(TRANSFORMERS4_VENV)/bin/python -m pip install -q $(TORCH) "transformers==4.57.6" safetensors
+	$(TRANSFORMERS4_VENV)/bin/python -m pip install -q $(TORCH) $(TORCH_SOURCE)
+	$(TRANSFORMERS4_VENV)/bin/python -m pip install -q "transformers==4.57.6" safetensors
 	touch $@
 
 # transformers' own common model tests (tests/test_modeling_common.py) ship only in its source distribution: fetch

@@ -42,6 +42,7 @@ def add_suite_arguments(parser) -> None:
     for key in OVERRIDABLE:
         parser.add_argument(f"--{key.replace('_', '-')}", type=OPTION_TYPES.get(key, int),
                             choices=HEADS if key == "head" else None, help="override the registry's value, for every model")
+    add_device(parser)
     add_threads(parser)
     parser.set_defaults(run="nucel.benchmarks.benchmark_cli:run_suite")
 
@@ -90,6 +91,6 @@ def run_suite(args: argparse.Namespace) -> None:
     overrides = {key: getattr(args, key) for key in ("max_train_samples", "max_validation_samples", *OVERRIDABLE)}
     started = time.perf_counter()
     run_benchmark(args.suite, args.data, args.model, args.task, args.seeds, overrides, args.output,
-                  args.run_name or args.suite, args.threads, args.folds)
+                  args.run_name or args.suite, args.threads, args.folds, args.device)
     print(f"done in {(time.perf_counter() - started) / 60:.1f} min; results under {args.output}")
 

@@ -111,17 +111,18 @@ def require_one_process() -> None:
                          "not torchrun or accelerate launch")
 
 
-def train_and_test(model: str, train: Split, validation: Split, test: Split, settings: FinetuneSettings) -> dict:
+def train_and_test(model: str, train: Split, validation: Split, test: Split, settings: FinetuneSettings,
+                   device: str | None = None) -> dict:
     """One fine-tuning run; returns the summary, test logits and test metrics."""
     with tempfile.TemporaryDirectory(prefix="nucel-benchmark-model-") as folder:
         if model == CNN_MODEL:
             torch.manual_seed(settings.seed)
             tokenizer = build_tokenizer()
             network = OneHotCNN(OneHotCNNConfig(num_labels=len(settings.label_names), problem_type=settings.problem_type))
-            network, summary = train_with_selection(network, tokenizer, train, validation, settings)
+            network, summary = train_with_selection(network, tokenizer, train, validation, settings, device)
             logits = predict_logits(network, tokenizer, test.sequences, settings.batch_size, settings.max_length_bp)
         else:
-            result = finetune(model, train, validation, Path(folder) / "model", settings, test)
+            result = finetune(model, train, validation, Path(folder) / "model", settings, test, device)
             logits = result.test_logits
             summary = {key: getattr(result, key) for key in
                        ("best_validation_loss", "best_step", "steps_trained", "train_seconds", "validation_history", "train_history")}
@@ -190,7 +191,8 @@ def plan_runs(suite: Suite, task: Task, task_data: TaskData, overrides: dict, se
     return plans
 
 
-def run_one(model: str, identity: dict, task: Task, plan: RunPlan, task_data: TaskData, overrides: dict, run_dir: Path) -> dict:
+def run_one(model: str, identity: dict, task: Task, plan: RunPlan, task_data: TaskData, overrides: dict, run_dir: Path,
+            device: str | None = None) -> dict:
     """One run of `model`, reused from its JSON when the model (by checksum), settings and data are unchanged."""
     settings = task_settings(task, plan.seed, overrides, model)
     settings_record = {**asdict(settings), **plan.protocol, "effective_batch_size": effective_batch_size(settings),
@@ -206,7 +208,7 @@ def run_one(model: str, identity: dict, task: Task, plan: RunPlan, task_data: Ta
             print(f"[{model_label(model)}] {task.name} {plan.name}: reusing {run_path}")
             return previous
     started = time.perf_counter()
-    outcome = train_and_test(model, plan.used["train"], plan.used["validation"], plan.used["test"], settings)
+    outcome = train_and_test(model, plan.used["train"], plan.used["validation"], plan.used["test"], settings, device)
     wall_seconds = time.perf_counter() - started
     predictions_path = run_path.with_name(f"{plan.name}_test_predictions.csv")
     write_predictions(predictions_path, plan.used["test"], outcome.pop("test_logits"), list(task.label_names))
@@ -228,7 +230,7 @@ def run_one(model: str, identity: dict, task: Task, plan: RunPlan, task_data: Ta
 
 def run_benchmark(suite_name: str, data: str, models: list[str], task_names: list[str] | None, seeds: list[int] | None,
                   overrides: dict, output: Path, run_name: str, threads: int | None = None,
-                  folds: list[int] | None = None) -> list[dict]:
+                  folds: list[int] | None = None, device: str | None = None) -> list[dict]:
     """Fine-tune and score every (task, seed or fold, model); returns one results dict per model."""
     require_one_process()
     suite = load_suite(suite_name)
@@ -260,7 +262,8 @@ def run_benchmark(suite_name: str, data: str, models: list[str], task_names: lis
         runs = {model: [] for model in models}
         for plan in plans:
             for model in models:
-                runs[model].append(run_one(model, identities[model], task, plan, task_data, overrides, run_dirs[model]))
+                runs[model].append(run_one(model, identities[model], task, plan, task_data, overrides, run_dirs[model],
+                                           device))
         for model in models:
             summaries[model].append(summarise_task(task, runs[model], suite))
             write_results(suite, model, identities[model], summaries[model], skipped, overrides, threads, run_dirs[model])  # progress

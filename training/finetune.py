@@ -173,9 +173,13 @@ class OneDeviceArguments(TrainingArguments):
         return min(super().n_gpu, 1)
 
 
-def training_arguments(settings: FinetuneSettings, output_dir: str) -> TrainingArguments:
+def training_arguments(settings: FinetuneSettings, output_dir: str, device: str | None = None) -> TrainingArguments:
     """The Trainer's arguments for `settings`: evaluation and checkpoints every `eval_steps` (or epoch), the lowest
-    validation loss kept, one device per process and `settings.batch_size` as the global batch."""
+    validation loss kept, one device per process (`device`: cpu, or cuda when available) and `settings.batch_size`
+    as the global batch."""
+    if device not in (None, "cpu", "cuda", "cuda:0"):
+        raise ValueError(f"--device {device}: fine-tuning trains on the first visible GPU (or the CPU); choose the GPU "
+                         "with CUDA_VISIBLE_DEVICES and give --device cuda")
     strategy = "steps" if settings.eval_steps else "epoch"
     arguments = OneDeviceArguments(
         output_dir=output_dir,
@@ -204,7 +208,7 @@ def training_arguments(settings: FinetuneSettings, output_dir: str) -> TrainingA
         data_seed=settings.seed,
         report_to="none",
         disable_tqdm=True,
-        use_cpu=not torch.cuda.is_available(),
+        use_cpu=device == "cpu" or not torch.cuda.is_available(),
     )
     # Launched on several processes, each takes its share of the batch, so the optimiser still sees batch_size.
     if arguments.world_size > 1:
@@ -251,7 +255,8 @@ def selected_checkpoint(state, history: list[dict]) -> dict:
     return {"step": step, "loss": state.best_metric}
 
 
-def train_with_selection(model, tokenizer, train: Split, validation: Split, settings: FinetuneSettings) -> tuple:
+def train_with_selection(model, tokenizer, train: Split, validation: Split, settings: FinetuneSettings,
+                         device: str | None = None) -> tuple:
     """Train with the Trainer, evaluating on `validation`; returns (the model with its lowest-validation-loss
     weights restored, a summary dict). Works for any module whose forward takes input_ids, attention_mask and
     labels and returns `.loss`/`.logits` (NucEL, PEFT-wrapped NucEL, the CNN baseline)."""
@@ -263,7 +268,7 @@ def train_with_selection(model, tokenizer, train: Split, validation: Split, sett
             callbacks.append(EarlyStoppingCallback(early_stopping_patience=settings.early_stopping_patience))
         trainer = Trainer(
             model=model,
-            args=training_arguments(settings, checkpoints),
+            args=training_arguments(settings, checkpoints, device),
             train_dataset=train_data,
             eval_dataset=validation_data,
             data_collator=PaddingCollator(tokenizer),
@@ -307,6 +312,7 @@ def finetune(
     output_dir: str | Path,
     settings: FinetuneSettings,
     test: Split | None = None,
+    device: str | None = None,
 ) -> FinetuneResult:
     """Fine-tune, keep the checkpoint with the lowest validation loss, save it to `output_dir`, and evaluate
     it on `test` (metrics over the whole split) when given."""
@@ -314,7 +320,7 @@ def finetune(
     # Identified before training, so that a base that cannot be checksummed fails before hours of work.
     base_identity = model_identity(model_name_or_path)
     model = build_classifier(model_name_or_path, settings)
-    model, summary = train_with_selection(model, tokenizer, train, validation, settings)
+    model, summary = train_with_selection(model, tokenizer, train, validation, settings, device)
     result = FinetuneResult(output_dir=Path(output_dir), **summary)
     if test is not None:  # scored before saving, so that the saved folder carries its own test scores
         result.test_logits = predict_logits(model, tokenizer, test.sequences, settings.batch_size, settings.max_length_bp)

@@ -12,7 +12,7 @@ import argparse
 import dataclasses
 import json
 
-from nucel.core.options import add_output, add_threads, settings_options
+from nucel.core.options import add_device, add_output, add_threads, settings_options
 from nucel.training.finetune_config import HEADS, METHODS, POOLINGS, PROBLEM_TYPES, FinetuneSettings
 
 SETTINGS = tuple(field.name for field in dataclasses.fields(FinetuneSettings) if field.name != "label_names")
@@ -37,6 +37,7 @@ def add_arguments(parser) -> None:
     data.add_argument("--label-column", action="append", help="label column; repeat for multi-label or several regression targets (default: label)")
     data.add_argument("--label-names", nargs="+", help="single-label classes in id order (default: the distinct training labels, sorted)")
     settings_options(parser.add_argument_group("task and training"), FinetuneSettings, choices=CHOICES, skip=("label_names",))
+    add_device(parser)
     add_threads(parser)
     parser.set_defaults(run="nucel.training.finetune_cli:run")
 
@@ -59,7 +60,7 @@ def run(args: argparse.Namespace) -> None:
         label_names = label_columns
     settings = FinetuneSettings(label_names=label_names, **{name: getattr(args, name) for name in SETTINGS})
     train, validation, test = load_splits(args, settings, label_columns)
-    result = finetune(args.model, train, validation, args.output, settings, test)
+    result = finetune(args.model, train, validation, args.output, settings, test, args.device)
     print(f"best validation loss {result.best_validation_loss:.4f} at step {result.best_step} "
           f"({result.steps_trained} steps, {result.train_seconds:.0f} s); model saved to {result.output_dir}")
     if result.test_metrics is not None:
