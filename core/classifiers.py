@@ -11,13 +11,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from nucel.core.records import FINETUNE_METADATA, read_record
 from nucel.core.models import default_device, load_checked, quiet_loading, resolve_model_folder
 from nucel.modeling_nucel import NucELConfig, NucELForSequenceClassification
 from nucel.tokenization import load_tokenizer, token_length
 
-# Written by finetune.py into every output folder: how the model was trained and what its outputs mean. An adapter
-# release (`nucel release --lora-adapter`) carries its public part: what rebuilding the classifier needs.
-FINETUNE_METADATA = "finetune.json"
 ADAPTER_CONFIG = "adapter_config.json"
 # The length range of the training split, in config.json (so that it survives `nucel release`) and finetune.json.
 TRAINING_LENGTHS = "nucel_training_lengths"
@@ -78,7 +76,7 @@ def load_finetuned(model_dir: str | Path):
     metadata_path = model_dir / FINETUNE_METADATA
     if not metadata_path.is_file():
         raise FileNotFoundError(f"{metadata_path}: not a fine-tuned NucEL folder (written by training/finetune.py)")
-    metadata = json.loads(metadata_path.read_text())
+    metadata = read_record(metadata_path)
     tokenizer = load_tokenizer(model_dir)
     with quiet_loading():
         if (model_dir / ADAPTER_CONFIG).is_file():
@@ -100,7 +98,7 @@ def load_finetuned(model_dir: str | Path):
 def folder_training_lengths(folder: Path) -> dict | None:
     """The training length range a classifier folder records (finetune.json, else config.json)."""
     if (folder / FINETUNE_METADATA).is_file():
-        return recorded_lengths(json.loads((folder / FINETUNE_METADATA).read_text()))
+        return recorded_lengths(read_record(folder / FINETUNE_METADATA))
     if (folder / "config.json").is_file():
         return json.loads((folder / "config.json").read_text()).get(TRAINING_LENGTHS)
     return None

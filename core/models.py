@@ -29,7 +29,6 @@ DEVICE = re.compile(r"(cpu|cuda|mps)(:\d+)?")
 
 
 def available_devices() -> list[str]:
-    import torch
 
     devices = ["cpu", *(f"cuda:{i}" for i in range(torch.cuda.device_count()))]
     return devices + (["mps"] if torch.backends.mps.is_available() else [])
@@ -38,7 +37,6 @@ def available_devices() -> list[str]:
 def default_device(device: str | None = None) -> str:
     """`device` checked against what this torch can use (one line naming the devices it has, instead of torch's
     assertion deep in a model's `.to`); None: cuda when available, else cpu."""
-    import torch
 
     if device is None:
         return "cuda" if torch.cuda.is_available() else "cpu"

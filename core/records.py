@@ -1,4 +1,9 @@
-"""What a pre-training run records, and the record every exported model folder carries beside its weights.
+"""The records a model folder carries beside its weights (pretraining.json, finetune.json), and what a pre-training
+run records (log.jsonl).
+
+A fine-tune writes `finetune.json` (training/finetune.py): its base model and the base's identity, the settings, each
+split's file, rows, labels and checksum, the selection history and the test scores; an adapter release carries its
+public part, what rebuilding the classifier needs.
 
 A run writes `log.jsonl` (one JSON object per logging step, validation and probe) into its folder. At export, each
 model folder (`export/discriminator`, `export/generator`, ...) gets `pretraining.json`: the recipe, the data's
@@ -15,8 +20,19 @@ from nucel.core.files import file_sha256
 
 RUN_LOG = "log.jsonl"
 PRETRAINING_RECORD = "pretraining.json"
-RECORD_FORMAT = 1  # the layout of pretraining.json; raised when a field changes meaning
+FINETUNE_METADATA = "finetune.json"
+RECORD_FORMAT = 1  # the layout of both records ("format" in each); raised when a field changes meaning
 BUILTIN_GENOME = "builtin"  # PretrainingConfig's name for the genome that ships with the package
+
+
+def read_record(path: Path) -> dict:
+    """A model folder's record; one written by a newer package than this one is refused (its fields may mean
+    something else). Records written before formats were numbered count as format 0."""
+    record = json.loads(Path(path).read_text())
+    if record.get("format", 0) > RECORD_FORMAT:
+        raise ValueError(f"{path}: record format {record['format']} is newer than this package reads ({RECORD_FORMAT}); "
+                         "upgrade nucel")
+    return record
 
 
 def read_run_log(run: Path) -> list[dict]:
@@ -114,11 +130,7 @@ def read_pretraining_record(folder: str | Path, run: str | Path | None = None) -
     pre-training (an imported checkpoint, a random initialisation)."""
     folder = Path(folder)
     if run is None and (folder / PRETRAINING_RECORD).is_file():
-        record = json.loads((folder / PRETRAINING_RECORD).read_text())
-        if record.get("format", 0) > RECORD_FORMAT:
-            raise ValueError(f"{folder / PRETRAINING_RECORD}: record format {record['format']} is newer than this "
-                             f"package reads ({RECORD_FORMAT}); upgrade nucel")
-        return record
+        return read_record(folder / PRETRAINING_RECORD)
     run = Path(run) if run is not None else legacy_run_folder(folder)
     if run is None:
         return None

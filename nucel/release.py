@@ -36,7 +36,7 @@ from nucel.core.models import is_repository_id
 from nucel.core.options import check_output
 from nucel.convert import fold_base_restriction, load_nucel_model
 from nucel.core.files import atomic_folder, write_json_atomically
-from nucel.core.records import PRETRAINING_RECORD, read_pretraining_record
+from nucel.core.records import FINETUNE_METADATA, PRETRAINING_RECORD, read_pretraining_record, read_record
 from nucel.model_cards.render import METRICS, SUITES, CardFacts, render_model_card
 from nucel.modeling_nucel import (
     NucELForPreTraining,
@@ -46,7 +46,7 @@ from nucel.modeling_nucel import (
     NucELModel,
 )
 from nucel.tokenization import load_tokenizer, save_tokenizer
-from nucel.core.classifiers import ADAPTER_CONFIG, FINETUNE_METADATA, TRAINING_LENGTHS, load_finetuned, recorded_lengths
+from nucel.core.classifiers import ADAPTER_CONFIG, TRAINING_LENGTHS, load_finetuned, recorded_lengths
 
 ARTEFACTS = {
     NucELModel: "encoder",
@@ -141,7 +141,7 @@ def load_release_model(source: str | Path, part: str | None = None, lora_adapter
 
 def read_finetune_metadata(folder: Path) -> dict | None:
     path = folder / FINETUNE_METADATA
-    return json.loads(path.read_text()) if path.is_file() else None
+    return read_record(path) if path.is_file() else None
 
 
 def set_label_names(model, label_names: list[str]) -> None:

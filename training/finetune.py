@@ -38,12 +38,13 @@ from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, Traini
 from nucel.core.tables import Split
 from nucel.core.metrics import compute_metrics
 from nucel.core.identity import RANDOM_INIT_PREFIX, model_identity
-from nucel.core.files import atomic_folder, write_json_atomically
+from nucel.core.files import atomic_folder
 from nucel.core.models import save_model_folder
 from nucel.modeling_nucel import NucELConfig, NucELForSequenceClassification
 from nucel.tokenization import build_tokenizer, load_tokenizer, save_tokenizer, token_length
 from nucel.training.finetune_config import FinetuneSettings
-from nucel.core.classifiers import FINETUNE_METADATA, TRAINING_LENGTHS, classifier_on, predict_logits, training_lengths
+from nucel.core.classifiers import TRAINING_LENGTHS, classifier_on, predict_logits, training_lengths
+from nucel.core.records import FINETUNE_METADATA, RECORD_FORMAT
 
 # Our layer names (ModernBERT's): attention in/out projections and the GeGLU input projection ("Wo" also
 # matches the MLP output). The pooled head and the classifier are new, so they are trained and saved whole
@@ -300,8 +301,7 @@ def save_finetuned(model, tokenizer, output_dir: str | Path, metadata: dict) -> 
             save_tokenizer(tokenizer, staging)
             (staging / FINETUNE_METADATA).write_text(json.dumps(metadata, indent=2) + "\n")
     else:
-        save_model_folder(model, output_dir, tokenizer)
-        write_json_atomically(output_dir / FINETUNE_METADATA, metadata)
+        save_model_folder(model, output_dir, tokenizer, records={FINETUNE_METADATA: metadata})
     return output_dir
 
 
@@ -326,6 +326,7 @@ def finetune(
         result.test_logits = predict_logits(model, tokenizer, test.sequences, settings.batch_size, settings.max_length_bp)
         result.test_metrics = compute_metrics(settings.problem_type, test.labels, result.test_logits)
     metadata = {
+        "format": RECORD_FORMAT,
         "base_model": model_name_or_path,
         "base_model_identity": base_identity,
         "base_model_source": base_model_source(model_name_or_path),
