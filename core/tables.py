@@ -27,6 +27,7 @@ class Split:
     labels: list  # label ids (int) for classification
     source: str  # where the rows came from
     sha256: str  # checksum of the data read (the file, or the files of a folder layout)
+    label_spelling: str = ""  # single-label classes written as "names" or as "ids" (positions); "" unknown
 
     def __len__(self) -> int:
         return len(self.sequences)

@@ -43,6 +43,7 @@ from nucel.core.models import save_model_folder
 from nucel.modeling_nucel import NucELConfig, NucELForSequenceClassification
 from nucel.tokenization import build_tokenizer, load_tokenizer, save_tokenizer, token_length
 from nucel.training.finetune_config import FinetuneSettings
+from nucel.training.finetune_data import check_label_sets
 from nucel.core.classifiers import TRAINING_LENGTHS, classifier_on, predict_logits, training_lengths
 from nucel.core.records import FINETUNE_METADATA, RECORD_FORMAT
 
@@ -315,7 +316,8 @@ def finetune(
     device: str | None = None,
 ) -> FinetuneResult:
     """Fine-tune, keep the checkpoint with the lowest validation loss, save it to `output_dir`, and evaluate
-    it on `test` (metrics over the whole split) when given."""
+    it on `test` (metrics over the whole split) when given. The splits' labels are checked as one set first."""
+    check_label_sets(train, {"validation": validation, **({"test": test} if test is not None else {})}, settings)
     tokenizer = tokenizer_for(model_name_or_path)
     # Identified before training, so that a base that cannot be checksummed fails before hours of work.
     base_identity = model_identity(model_name_or_path)
