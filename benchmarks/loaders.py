@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-
 from nucel.benchmarks.registry import Suite, Task
 from nucel.core.files import file_sha256
 from nucel.core.tables import (
@@ -56,6 +55,20 @@ class TaskData:
             reason = "; ".join(self.notes) or f"the data has only {sorted(self.splits)}"
             raise MissingSplitError(f"task {self.task.name}: no {name} split ({reason})")
         return self.splits[name]
+
+
+def split_overlaps(splits: dict[str, Split]) -> dict[str, int]:
+    """Per pair of splits (in train, validation, test order), how many rows of the second hold a sequence that the
+    first holds too, compared case-insensitively; pairs that share none are left out."""
+    names = [name for name in ("train", "validation", "test") if name in splits]
+    overlaps = {}
+    for i, first in enumerate(names):
+        seen = {sequence.upper() for sequence in splits[first].sequences}
+        for second in names[i + 1 :]:
+            shared = sum(sequence.upper() in seen for sequence in splits[second].sequences)
+            if shared:
+                overlaps[f"{first}/{second}"] = shared
+    return overlaps
 
 
 def label_id(value, task: Task, source: str) -> int:
@@ -193,8 +206,8 @@ def read_nucleotide_transformer_table(path: str | Path, suite: Suite) -> dict[st
     for source, row in rows:
         try:
             task = suite.task(row["task"])
-        except KeyError as error:
-            raise BenchmarkDataError(f"{source}: {error.args[0]}") from None
+        except ValueError as error:
+            raise BenchmarkDataError(f"{source}: {error}") from None
         sequences, labels = by_task.setdefault(task.name, ([], []))
         sequences.append(check_sequence(row[sequence_column], source))
         labels.append(label_id(row["label"], task, source))

@@ -46,19 +46,30 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
-from nucel.core.tables import Split
-from nucel.benchmarks.loaders import fold_split, load_task, TaskData
-from nucel.core.metrics import compute_metrics, softmax
-from nucel.core.identity import RANDOM_INIT_PREFIX, model_identity as checkpoint_identity
-from nucel.benchmarks.suite_results import markdown_table, model_label, summarise_task, write_results
+from nucel.benchmarks.cnn_baseline import (
+    CNN_MODEL,
+    CNN_NAME,
+    OneHotCNN,
+    OneHotCNNConfig,
+    cnn_identity,
+)
+from nucel.benchmarks.loaders import TaskData, fold_split, load_task, split_overlaps
 from nucel.benchmarks.registry import HYPERPARAMETER_KEYS, Suite, Task, load_suite
-from nucel.core.files import write_json_atomically, write_text_atomically
-from nucel.tokenization import build_tokenizer
-from nucel.benchmarks.cnn_baseline import CNN_MODEL, CNN_NAME, OneHotCNN, OneHotCNNConfig, cnn_identity
-from nucel.training.finetune_config import FinetuneSettings
-from nucel.training.finetune import finetune, train_with_selection
+from nucel.benchmarks.suite_results import (
+    markdown_table,
+    model_label,
+    summarise_task,
+    write_results,
+)
 from nucel.core.classifiers import load_finetuned, predict_logits
+from nucel.core.files import write_json_atomically, write_text_atomically
+from nucel.core.identity import RANDOM_INIT_PREFIX
+from nucel.core.identity import model_identity as checkpoint_identity
+from nucel.core.metrics import compute_metrics, softmax
+from nucel.core.tables import Split
+from nucel.tokenization import build_tokenizer
+from nucel.training.finetune import finetune, train_with_selection
+from nucel.training.finetune_config import FinetuneSettings
 
 SUBSAMPLE_SEED = 0  # row caps take the first N rows of one fixed permutation, the same for every seed and model
 
@@ -147,6 +158,8 @@ def split_record(task_data: TaskData, used: dict[str, Split]) -> dict:
         "split_sizes_full": {name: len(split) for name, split in task_data.splits.items()},
         "data_sha256": {name: split.sha256 for name, split in task_data.splits.items()},
         "data_sources": {name: split.source for name, split in used.items()},
+        # Counted on the full splits as read: the registry's overlapping_splits say what the published copy holds.
+        "split_overlaps": split_overlaps(task_data.splits),
         "notes": task_data.notes,
     }
 

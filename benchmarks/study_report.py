@@ -67,7 +67,7 @@ def acceptance(row: dict | None) -> dict:
 
 
 def summarise(values: list[float]) -> dict:
-    return {"mean": statistics.fmean(values), "sd": statistics.stdev(values) if len(values) > 1 else 0.0, "n": len(values)}
+    return {"mean": statistics.fmean(values), "sd": statistics.stdev(values) if len(values) > 1 else None, "n": len(values)}
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -155,7 +155,8 @@ def markdown(report: dict) -> str:
         cells = []
         for arm, kind in columns:
             entry = downstream.get(task, {}).get(kind, {}).get(arm)
-            cells.append(f"{entry['mean']:.3f} ± {entry['sd']:.3f} ({entry['n']})" if entry else "–")
+            cells.append(("–" if not entry else f"{entry['mean']:.3f} (n = 1)" if entry["sd"] is None
+                          else f"{entry['mean']:.3f} ± {entry['sd']:.3f} ({entry['n']})"))
         lines.append(f"| {task} | " + " | ".join(cells) + " |")
     averages = report.get("downstream_average", {})
     if averages:

@@ -27,12 +27,12 @@ def summarise_task(task: Task, runs: list[dict], suite: Suite) -> dict:
     metric_names = runs[0]["metrics"].keys()
     summary = {
         "task": task.name, "group": task.group, "metric": task.metric,
-        "mean": statistics.fmean(values), "sd": statistics.stdev(values) if len(values) > 1 else 0.0,
+        "mean": statistics.fmean(values), "sd": statistics.stdev(values) if len(values) > 1 else None,  # n = 1: none
         "error_bar_sd": suite.protocol.error_bar_sd,
         "values": values, "runs": [run["run"] for run in runs], "seeds": [run["seed"] for run in runs],
         "num_labels": task.num_labels, "effective_batch_size": runs[0]["settings"]["effective_batch_size"],
         "split_sizes": runs[0]["split_sizes"], "split_sizes_full": runs[0]["split_sizes_full"],
-        "data_sha256": runs[0]["data_sha256"], "notes": runs[0]["notes"],
+        "data_sha256": runs[0]["data_sha256"], "notes": runs[0]["notes"], "split_overlaps": runs[0].get("split_overlaps", {}),
         "metrics": {name: mean_or_none([run["metrics"][name] for run in runs]) for name in metric_names},
         "wall_seconds": sum(run["wall_seconds"] for run in runs),
     }
@@ -122,6 +122,14 @@ def write_results(suite: Suite, model: str, identity: dict, tasks: list[dict], s
     return results
 
 
+def mean_with_error_bar(task: dict, suite: Suite) -> str:
+    """"0.512 ± 0.031 (3)": the mean, its error bar and the number of runs; one run has no error bar to show."""
+    runs = len(task["values"])
+    if task["sd"] is None:
+        return f"{task['mean']:.3f} (n = {runs})"
+    return f"{task['mean']:.3f} ± {suite.protocol.error_bar_sd * task['sd']:.3f} ({runs})"
+
+
 def format_score(value: float | None) -> str:
     return "–" if value is None else f"{value:.3f}"
 
@@ -159,8 +167,7 @@ def markdown_table(suite: Suite, all_results: list[dict]) -> str:
         reference = next(tasks[name] for tasks in by_model if name in tasks)
         used, full = reference["split_sizes"], reference["split_sizes_full"]
         sizes = " / ".join(f"{used.get(s, 0)} ({full.get(s, 0)})" for s in ("train", "validation", "test"))
-        cells = [f"{tasks[name]['mean']:.3f} ± {suite.protocol.error_bar_sd * tasks[name]['sd']:.3f}" if name in tasks else "–"
-                 for tasks in by_model]
+        cells = [mean_with_error_bar(tasks[name], suite) if name in tasks else "–" for tasks in by_model]
         lines.append(f"| {name} | {reference['group']} | {reference['metric']} | {sizes} | " + " | ".join(cells)
                      + f" | {format_score(paper_groups.get(reference['group']))} |")
     groups = list(dict.fromkeys(suite.task(name).group for name in task_names))
@@ -185,6 +192,12 @@ def markdown_table(suite: Suite, all_results: list[dict]) -> str:
     skipped = {name: reason for results in all_results for name, reason in results["skipped_tasks"].items()}
     if skipped:
         lines += ["", "Not run:"] + [f"- {name}: {reason}" for name, reason in skipped.items()]
+    shared = [f"- {name}: " + ", ".join(f"{pair} {count}" for pair, count in reference["split_overlaps"].items())
+              for name in task_names for reference in [next(t[name] for t in by_model if name in t)]
+              if reference.get("split_overlaps")]
+    if shared:
+        lines += ["", "Rows of one split found verbatim in another (pair: rows of the second split); selection on a "
+                      "validation split that repeats training rows rewards memorisation:"] + shared
     checksums = [f"- {name}: " + ", ".join(f"{s} {h[:16]}…" for s, h in reference["data_sha256"].items())
                  for name in task_names for reference in [next(t[name] for t in by_model if name in t)]]
     lines += ["", "Data sha256 (first 16 hex digits; full values in results.json):"] + checksums

@@ -140,7 +140,7 @@ def results_tables(results: list[dict]) -> list[dict]:
                 "task": task["task"],
                 "metric": METRICS[task["metric"]][1],
                 "mean": f"{task['mean']:.4f}",
-                "sd": f"{task['sd']:.4f}",
+                "sd": "–" if task["sd"] is None else f"{task['sd']:.4f}",  # one run has no sd
                 "seeds": len(task["values"]),
                 "splits": " / ".join(str(task["split_sizes"].get(split, "-")) for split in ("train", "validation", "test")),
             }

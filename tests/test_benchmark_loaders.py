@@ -264,3 +264,23 @@ def test_non_dna_sequence_names_file_line_and_character(tmp_path, gue):
     path = write_table(tmp_path / "test.tsv", ["seq", "label"], [["ACGT", 0], ["ACGT", 1], ["ACGTJACGT", 1]], delimiter="\t")
     with pytest.raises(InvalidDNAError, match=r"'J' at position 5 in .*test\.tsv line 4"):
         read_labelled_file(path, gue.task("tf/0"))
+
+
+def test_split_overlaps_are_counted_and_the_registry_says_so(shared_data):
+    """GUE's own splits overlap (tf/4: 358 of 1,000 dev rows are in train.csv): the loader counts it for every run,
+    and the registry's overlapping_splits match the published copy."""
+    from nucel.benchmarks.loaders import load_gue_task, split_overlaps
+    from nucel.benchmarks.registry import load_suite
+
+    suite = load_suite("gue")
+    for name in ("tf/4", "tf/0", "prom/prom_core_tata"):
+        task = suite.task(name)
+        assert split_overlaps(load_gue_task(shared_data / "GUE", task).splits) == task.overlapping_splits
+    assert suite.task("tf/4").overlapping_splits == {"train/validation": 358}
+
+
+def test_an_unknown_task_names_the_nearest_ones():
+    from nucel.benchmarks.registry import load_suite
+
+    with pytest.raises(ValueError, match=r"suite 'gue' has no task 'prom_core': did you mean prom/prom_core_all"):
+        load_suite("gue").task("prom_core")

@@ -27,12 +27,12 @@ from nucel.tokenization import reverse_complement
 
 BASES = "ACGT"
 # In the file name: a window cache built from an earlier design of this genome is never reused.
-DESIGN_VERSION = 2
+DESIGN_VERSION = 3
 NUMBER_OF_RECORDS = 2
-REPEAT_FAMILIES = 3
+REPEAT_FAMILIES = 2
 REPEAT_LENGTH = 300
-REPEAT_DIVERGENCE = (0.02, 0.15)  # a copy's per-base substitution rate, drawn uniformly: young and old copies
-REPEAT_COPIES_PER_MBP = 1400  # about a third of the genome once overlapping copies are counted once
+REPEAT_DIVERGENCE = (0.01, 0.10)  # a copy's per-base substitution rate, drawn uniformly: young and old copies
+REPEAT_COPIES_PER_MBP = 2300  # about a third of the genome once overlapping copies are counted once
 MOTIFS = 16
 MOTIF_COPIES_PER_MBP = 1500
 TANDEM_UNIT_LENGTHS = (1, 6)  # (CA)n, (GGAA)n ...
