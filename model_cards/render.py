@@ -18,7 +18,7 @@ import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from nucel.modeling_nucel.configuration_nucel import BASES, GENERATOR_FOR
-from nucel.tokenization import token_length
+from nucel.tokenization import TOKENS_AFTER_BASES, TOKENS_BEFORE_BASES, token_length
 
 TEMPLATE = "model_card.md"
 NOT_RECORDED = "not recorded for this release"
@@ -52,19 +52,26 @@ PROMOTER = "AGGTTAAATAGGGGTTGAGATATGATGCTCAGGAGAAGCGCTTTCTTTCGCGAGCACCCTGAACCAGA
 MASKED_POSITION = 35
 
 
-def default_widget(artefact: str, mask_token: str, finetune: dict | None = None) -> list[dict] | None:
+def released_label(name: str, finetune: dict, labels: list[str]) -> str:
+    """A class as the release names it (`nucel release --label-names`), from its name at fine-tuning time."""
+    recorded = [str(label) for label in finetune.get("label_names") or []]
+    return labels[recorded.index(str(name))] if labels and str(name) in recorded else str(name)
+
+
+def default_widget(artefact: str, mask_token: str, finetune: dict | None = None, labels: list[str] = ()) -> list[dict] | None:
     """Widget inputs of the model's task: a masked base for the generator, a promoter for the encoder, and for a
-    fine-tune the held-out examples its finetune.json recorded (one per class, of the trained length). A fine-tune
-    without recorded examples gets the promoter only where it lies in the trained length range, with no label
-    claimed, and otherwise no widget: an input of a length the model never saw would mislead."""
+    fine-tune the held-out examples its finetune.json recorded (one per class, of the trained length, titled with the
+    release's `labels`). A fine-tune without recorded examples gets the promoter only where it lies in the trained
+    length range, with no label claimed, and otherwise no widget: an input of a length the model never saw would
+    mislead."""
     if artefact == "generator":
         masked = PROMOTER[:MASKED_POSITION] + mask_token + PROMOTER[MASKED_POSITION + 1 :]
         return [{"text": masked, "example_title": "Masked base in a core promoter"}]
     if artefact == "encoder":
         return [{"text": PROMOTER, "example_title": "Core promoter, 70 bp"}]
     if finetune and finetune.get("examples"):
-        return [{"text": example["sequence"],
-                 "example_title": f"{example['label']} (validation example, {len(example['sequence'])} bp)"}
+        return [{"text": example["sequence"], "example_title": f"{released_label(example['label'], finetune, labels)} "
+                                                               f"(validation example, {len(example['sequence'])} bp)"}
                 for example in finetune["examples"]]
     lengths = ((finetune or {}).get("data", {}).get("train") or {}).get("length_bp")
     if lengths is None or lengths["min"] <= len(PROMOTER) <= lengths["max"]:
@@ -294,7 +301,7 @@ def finetuning_rows(finetune: dict, base_model: str | None, adapter: bool = Fals
     return rows
 
 
-def finetuning_data(finetune: dict) -> list[dict]:
+def finetuning_data(finetune: dict, labels: list[str]) -> list[dict]:
     rows = []
     for split in ("train", "validation", "test"):
         record = finetune["data"].get(split)
@@ -305,7 +312,8 @@ def finetuning_data(finetune: dict) -> list[dict]:
         rows.append({
             "split": split, "source": without_folders(record["source"]), "rows": f"{record['rows']:,}",
             "lengths": f"{lengths['min']:,}-{lengths['max']:,}" if lengths else "-",
-            "labels": ", ".join(f"{name} {count:,}" for name, count in counts.items()) if counts else "-",
+            "labels": ", ".join(f"{released_label(name, finetune, labels)} {count:,}" for name, count in counts.items())
+                      if counts else "-",
             "sha256": record["sha256"],
         })
     return rows
@@ -364,7 +372,9 @@ def render_model_card(
         model_name=model_name,
         eval_results=eval_results(results) or None,
         # The Hub runs no widget for a PEFT adapter of a remote-code model.
-        widget=None if artefact == "adapter" else facts.widget or default_widget(artefact, tokenizer.mask_token, finetune),
+        widget=None if artefact == "adapter" else facts.widget or default_widget(artefact, tokenizer.mask_token, finetune, labels),
+        # The fill-mask widget scores the four bases only: the vocabulary's reserved rows would fill its top 5.
+        inference={"parameters": {"targets": list(BASES), "top_k": len(BASES)}} if artefact == "generator" else None,
     )
     template = resources.files(__package__).joinpath(TEMPLATE).read_text(encoding="utf-8")
     card = ModelCard.from_template(
@@ -385,6 +395,8 @@ def render_model_card(
         vocab_size=len(tokenizer),
         context_tokens=tokenizer.model_max_length,
         context_bp=tokenizer.model_max_length - token_length(0),
+        tokens_before=TOKENS_BEFORE_BASES,
+        tokens_after=TOKENS_AFTER_BASES,
         window=config.local_attention // 2,
         facts=facts,
         not_recorded=NOT_RECORDED,
@@ -400,7 +412,7 @@ def render_model_card(
         base_model=base_model,
         base_description=base_model_description(finetune, base_model) if finetune else base_model,
         finetuning_rows=finetuning_rows(finetune, base_model, artefact == "adapter") if finetune else [],
-        finetuning_data=finetuning_data(finetune) if finetune else [],
+        finetuning_data=finetuning_data(finetune, labels) if finetune else [],
         finetuning_recipe=finetuning_recipe(finetune) if finetune else None,
         test_scores=test_scores(finetune),
     )

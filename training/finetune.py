@@ -299,6 +299,9 @@ def save_finetuned(model, tokenizer, output_dir: str | Path, metadata: dict) -> 
     if hasattr(model, "peft_config"):
         with atomic_folder(output_dir) as staging:
             model.save_pretrained(staging)
+            # PEFT writes a placeholder card whose base_model is the base's local path: this folder is described by
+            # finetune.json, and `nucel release` writes its card.
+            (staging / "README.md").unlink(missing_ok=True)
             save_tokenizer(tokenizer, staging)
             (staging / FINETUNE_METADATA).write_text(json.dumps(metadata, indent=2) + "\n")
     else:
