@@ -48,7 +48,7 @@ class Variant:
     position: int  # 1-based, in the user's coordinates
     ref: str
     alt: str
-    context: str  # the sequence the variant sits in (inline sequence, reference region or whole chromosome)
+    context: str  # the sequence the variant sits in (inline sequence, or a ReferenceSlice read on demand)
     offset: int  # 0-based index of the variant in `context`
     source: str  # e.g. "variants.tsv line 4", for error messages
 
@@ -70,6 +70,7 @@ class VariantRow:
     source: str
     variant: Variant | None = None
     reason: str = ""
+    reference_base: str = ""  # the reference's base where it differs from REF (ref_mismatch, ref_is_n), else ""
 
 
 def check_variant(name, chrom, position, ref, alt, context: str | None, offset, source) -> VariantRow:
@@ -79,9 +80,10 @@ def check_variant(name, chrom, position, ref, alt, context: str | None, offset, 
     ref, alt = ref.strip().upper(), alt.strip().upper()
     label = f"variant {name!r} ({source})"
 
-    def row(status: str, reason: str = "") -> VariantRow:
+    def row(status: str, reason: str = "", reference_base: str = "") -> VariantRow:
         variant = Variant(name, chrom, position, ref, alt, context, offset, source) if status == "ok" else None
-        return VariantRow(name, chrom, position, ref, alt, status, source, variant, f"{label}: {reason}" if reason else "")
+        return VariantRow(name, chrom, position, ref, alt, status, source, variant, f"{label}: {reason}" if reason else "",
+                          reference_base)
 
     if ref == "N" and alt in BASES:
         return row("ref_is_n", "the reference allele is N")
@@ -98,7 +100,7 @@ def check_variant(name, chrom, position, ref, alt, context: str | None, offset, 
     found = context[offset].upper()
     if found != ref:
         reason = f"reference allele {ref} does not match the sequence, which has {found} at position {position}"
-        return row("ref_mismatch" if found in BASES else "ref_is_n", reason)
+        return row("ref_mismatch" if found in BASES else "ref_is_n", reason, found)
     return row("ok")
 
 

@@ -340,8 +340,16 @@ class NucELGenerator(NucELPreTrainedModel):
         self.decoder = new_embeddings
 
     def logits(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        """Scores of every vocabulary id. With `restrict_to_bases` the non-base ids score NON_BASE_LOGIT_BIAS plus
+        their (untrained) decoder row: finite, ~0 probability, and exactly what native ModernBertForMaskedLM computes
+        from the same folder, since the restriction lives in the decoder bias (set at initialisation; never trained,
+        its ids having no probability to learn from). Without a bias the value is set here."""
         logits = self.decoder(self.head(hidden_states))
-        return mask_to_bases(logits) if self.config.restrict_to_bases else logits
+        if self.config.restrict_to_bases and self.decoder.bias is None:
+            allowed = torch.zeros(logits.shape[-1], dtype=torch.bool, device=logits.device)
+            allowed[list(BASE_IDS)] = True
+            return logits.masked_fill(~allowed, NON_BASE_LOGIT_BIAS)
+        return logits
 
     def forward(
         self,

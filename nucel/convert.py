@@ -37,6 +37,7 @@ from nucel.modeling_nucel.configuration_nucel import (
     VOCAB,
     VOCAB_SIZE,
 )
+from nucel.modeling_nucel.modeling_nucel import NON_BASE_LOGIT_BIAS
 from nucel.tokenization import build_tokenizer, load_tokenizer, save_tokenizer
 
 NUCEL_CLASSES = {
@@ -92,11 +93,11 @@ def load_nucel_model(folder: str | Path):
 
 
 def fold_base_restriction(generator: NucELGenerator) -> None:
-    """Put `restrict_to_bases` into the decoder bias (-inf on every non-base token), in place.
+    """Put `restrict_to_bases` into the decoder bias (NON_BASE_LOGIT_BIAS on every non-base token), in place.
 
-    NucEL applies the restriction in code; native ModernBERT (the Hub widget, exported folders) does not, and its
-    fill-mask would offer tokens the generator was never trained to score low. With the bias folded in, both give
-    identical logits: NucEL's mask then changes nothing.
+    A generator this package trained has it there already; a checkpoint from elsewhere may not, and native ModernBERT
+    (the Hub widget, exported folders) would then offer tokens the generator was never trained to score low. Finite,
+    not -inf: an entropy over the vocabulary, -(p * log p).sum(), stays a number in both modes.
     """
     if not generator.config.restrict_to_bases:
         return
@@ -105,7 +106,7 @@ def fold_base_restriction(generator: NucELGenerator) -> None:
     non_base = torch.ones(generator.config.vocab_size, dtype=torch.bool)
     non_base[list(BASE_IDS)] = False
     with torch.no_grad():
-        generator.decoder.bias.masked_fill_(non_base, float("-inf"))
+        generator.decoder.bias.masked_fill_(non_base, NON_BASE_LOGIT_BIAS)
 
 
 # ----------------------------------------------------------------------------------------------------------------

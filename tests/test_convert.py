@@ -161,22 +161,19 @@ def test_export_is_native_modernbert_and_round_trips(tmp_path, tokenizer, kind):
         reference = model(**batch).logits
         native_logits = native(**batch).logits
         if kind == "generator":
-            # The base restriction travels in the decoder bias: native ModernBERT scores only A, C, G, T too.
-            non_base = [i for i in range(native_logits.shape[-1]) if i not in BASE_IDS]
-            assert torch.isinf(native_logits[real][:, non_base]).all() and torch.isfinite(native_logits[real][:, list(BASE_IDS)]).all()
-            assert torch.equal(native_logits[real].argmax(-1), reference[real].argmax(-1))
-            reference, native_logits = reference[real][:, list(BASE_IDS)], native_logits[real][:, list(BASE_IDS)]
-        assert torch.allclose(reference, native_logits, atol=1e-5)
+            # The base restriction travels in the decoder bias: native ModernBERT gives the same finite logits on
+            # every id (~0 probability off the bases), so an entropy over the vocabulary is a number in both modes.
+            assert torch.isfinite(native_logits[real]).all() and torch.isfinite(reference[real]).all()
+            assert torch.all(native_logits[real].softmax(-1)[:, list(BASE_IDS)].sum(-1) > 1 - 1e-6)
+            reference, native_logits = reference[real], native_logits[real]
+        torch.testing.assert_close(native_logits, reference, atol=1e-5, rtol=1e-6)
 
     run_cli("convert", "import", str(exported), "-o", str(tmp_path / "back"))
     back = type(model).from_pretrained(tmp_path / "back")
     original_state, back_state = model.state_dict(), back.state_dict()
     assert original_state.keys() == back_state.keys()
     for name, value in original_state.items():
-        if kind == "generator" and name == "decoder.bias":  # only the non-base entries changed, to -inf
-            assert torch.equal(value[list(BASE_IDS)], back_state[name][list(BASE_IDS)])
-        else:
-            assert torch.equal(value, back_state[name]), name
+        assert torch.equal(value, back_state[name]), name  # the restriction was in the bias already
 
 
 def test_export_refuses_a_pretraining_model(tmp_path):
