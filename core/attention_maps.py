@@ -37,12 +37,50 @@ def global_layers(config) -> list[int]:
     return [i for i in range(config.num_hidden_layers) if config.is_global_layer(i)]
 
 
+def attention_memory_bytes(config, tokens: int, rows: int = 1) -> int:
+    """Peak memory of one batch's maps: the eager path holds every layer's weights (rows, heads, tokens, tokens) in
+    float32 at once, and each is copied out once more per sequence; a layer's scores need a second buffer while
+    its softmax runs. So (2 × layers + 2) maps of heads × tokens² weights per row: quadratic in the length."""
+    return (2 * config.num_hidden_layers + 2) * rows * config.num_attention_heads * tokens * tokens * 4
+
+
+def available_memory_bytes() -> int | None:
+    """MemAvailable of /proc/meminfo (Linux); None where it cannot be read."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def check_attention_memory(config, tokens: int, rows: int = 1, available: int | None = None) -> None:
+    """Refuse, before computing anything, maps that would not fit in the memory available, with the figure and
+    the longest sequence that fits."""
+    available = available_memory_bytes() if available is None else available
+    needed = attention_memory_bytes(config, tokens, rows)
+    if available is None or needed <= available:
+        return
+    per_token_pair = attention_memory_bytes(config, 1, rows)
+    longest = int((available / per_token_pair) ** 0.5) - TOKENS_BEFORE_BASES - TOKENS_AFTER_BASES
+    raise ValueError(
+        f"attention maps of {tokens - TOKENS_BEFORE_BASES - TOKENS_AFTER_BASES:,} bp need about {needed / 2**30:.1f} GiB "
+        f"({config.num_hidden_layers} layers × {config.num_attention_heads} heads × {tokens:,}² weights, float32, held "
+        f"at once by the eager path) and {available / 2**30:.1f} GiB is available: give at most {max(longest, 0):,} bp "
+        "(a shorter --sequence or --region), or a machine with more memory"
+    )
+
+
 @torch.inference_mode()
 def attention_batches(model, tokenizer, sequences: list[str], batch_size: int = 8, progress: bool = True):
     """Yield (sequence index, attentions) with one (heads, tokens, tokens) tensor per layer, real tokens only."""
     rows = [with_special_tokens(base_token_ids(tokenizer, s)) for s in sequences]
     device = next(model.parameters()).device
-    for batch in tqdm(length_sorted_batches([len(r) for r in rows], batch_size), desc="attention", unit="batch", disable=not progress):
+    batches = length_sorted_batches([len(r) for r in rows], batch_size)
+    for batch in batches:  # every batch checked before the first is computed
+        check_attention_memory(model.config, max(len(rows[i]) for i in batch), len(batch))
+    for batch in tqdm(batches, desc="attention", unit="batch", disable=not progress):
         input_ids, attention_mask = pad_batch([rows[i] for i in batch], model.config.pad_token_id)
         outputs = model(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device), output_attentions=True)
         for row, index in enumerate(batch):

@@ -18,10 +18,12 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from nucel.core.bed import read_bed
 from nucel.core.regions import RegionError, other_spelling, region_bounds
 
 INDEXED_SUFFIX = ".bgz.fa.gz"  # what `nucel index` writes: bgzip-compressed, with .fai and .gzi beside it
 NAMES_SHOWN = 5  # contig names quoted in a message about a missing one
+MOSTLY_N = 0.5  # a region with more than this share of N (or other non-ACGT codes) has too little DNA to score
 
 
 class ReferenceFileError(RegionError):
@@ -243,3 +245,30 @@ def read_region(region: str, reference: Reference, source: str = "--region") -> 
     """`CHROM:START-END` (1-based, inclusive) or `CHROM` in the reference, as `--region` gives it."""
     chrom, first, last = region_bounds(region, source)
     return fetch_region(reference, chrom, None if first is None else first - 1, last, region.strip(), source)
+
+
+def read_bed_regions(path: str | Path, reference: Reference) -> list[GenomeRegion]:
+    """Every region of a BED file (core/bed.py) in the reference, each checked as `--region` is: all of them read
+    and checked before a command loads its model."""
+    return [fetch_region(reference, bed.chrom, bed.start, bed.end, bed.name, bed.source) for bed in read_bed(path)]
+
+
+def command_regions(region: str | None, bed: str | None, reference_path: str | None) -> tuple[Reference, list[GenomeRegion]]:
+    """The reference and the regions of `--region` or `--regions FILE.bed` (one of them given)."""
+    if not reference_path:
+        option = "--region" if region else "--regions"
+        raise RegionError(f"{option} needs --reference (the FASTA the coordinates refer to)")
+    reference = Reference(reference_path)
+    return reference, [read_region(region, reference)] if region else read_bed_regions(bed, reference)
+
+
+def n_share(sequence: str) -> float:
+    """The share of a sequence's bases that are not A, C, G or T."""
+    return 1 - sum(map(sequence.count, "ACGT")) / len(sequence) if sequence else 1.0
+
+
+def overlapping(regions: list[GenomeRegion]) -> tuple[GenomeRegion, GenomeRegion] | None:
+    """Two regions that share a base, if any (a track holds one value per base)."""
+    ordered = sorted(regions, key=lambda r: (r.reference_name, r.start))
+    return next(((a, b) for a, b in zip(ordered, ordered[1:]) if a.reference_name == b.reference_name and b.start < a.end),
+                None)

@@ -6,6 +6,7 @@ What is computed: nucel/core/attention_maps.py.
 
 import argparse
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +26,7 @@ from nucel.core.attention_maps import (
     plot_attention,
     received_attention,
 )
-from nucel.core.regions import read_region
+from nucel.core.references import GenomeRegion, command_regions
 
 
 
@@ -38,25 +39,42 @@ def parse_indices(text: str | None) -> list[int] | None:
 
 
 def run(args: argparse.Namespace) -> None:
-    chrom, first = "", 1
-    if args.region:
-        chrom, first, sequence = read_region(args.region, args.reference)
+    """One sequence (--sequence, --fasta, --region: maps into the output folder) or every region of a BED file
+    (--regions: one subfolder per region, named by the BED's name column). Every input is read and checked, and
+    every motif found, before the model loads."""
+    if args.region or args.regions:
+        _, regions = command_regions(args.region, args.regions, args.reference)
     else:
         sequence = read_one_sequence(args.sequence, args.fasta, args.record)
+        regions = [GenomeRegion("sequence", "", "", 0, len(sequence), sequence)]
+    motifs = [{motif.upper(): find_motif(region.sequence, motif) for motif in args.motif} for region in regions]
+    if args.motif and not any(span for found in motifs for spans in found.values() for span in spans):
+        where = "the sequence" if len(regions) == 1 else "any of the regions"
+        raise ValueError(f"none of the motifs {args.motif} occurs in {where}")
     model, tokenizer = load_encoder(args.model, args.device)
     layers = parse_indices(args.layers) or global_layers(model.config)
     heads = parse_indices(args.heads)
+    output = Path(args.output)
+    names = unique_folder_names([region.name for region in regions])
+    for region, found, name in zip(regions, motifs, names):
+        folder = output / name if args.regions else output
+        write_maps(model, tokenizer, region, found, layers, heads, folder)
+
+
+def unique_folder_names(names: list[str]) -> list[str]:
+    safe = [re.sub(r"[^A-Za-z0-9._:+#-]", "_", name) for name in names]
+    return [name if safe.index(name) == i else f"{name}#{safe[: i + 1].count(name)}" for i, name in enumerate(safe)]
+
+
+def write_maps(model, tokenizer, region: GenomeRegion, motifs: dict, layers, heads, output: Path) -> None:
+    """attention.npy, attention.json, attention.png (and snr.tsv with motifs) of one sequence into `output`."""
+    sequence, chrom, first = region.sequence, region.chrom, region.first_position
     maps = attention_maps(model, tokenizer, [sequence], layers, heads, progress=False)[0]
     if heads is None:  # all heads were computed; show and save their mean
         maps, head_labels = maps.mean(axis=1, keepdims=True), ["mean"]
     else:
         head_labels = [str(h) for h in heads]
-    motifs = {motif.upper(): find_motif(sequence, motif) for motif in args.motif}
     spans = [span for motif_spans in motifs.values() for span in motif_spans]
-    if args.motif and not spans:
-        raise ValueError(f"none of the motifs {args.motif} occurs in the sequence")
-
-    output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
     with atomic_file(output / "attention.npy") as staging, open(staging, "wb") as handle:
         np.save(handle, maps.astype(np.float32))
@@ -64,6 +82,8 @@ def run(args: argparse.Namespace) -> None:
                    "tokens": "[CLS], then base i at index i + 1", "length_bp": len(sequence),
                    "chrom": chrom or None, "first_position": first,
                    "positions": f"base i is position first_position + i{' on ' + chrom if chrom else ' of the sequence'} (1-based)"}
+    if chrom:
+        description["region"] = region.name
     with atomic_file(output / "attention.json") as staging:
         staging.write_text(json.dumps(description, indent=2) + "\n")
     where = f"{chrom}:{first:,}-{first + len(sequence) - 1:,}" if chrom else f"{len(sequence):,}-bp sequence"

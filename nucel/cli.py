@@ -9,6 +9,7 @@
     nucel predict --model CLASSIFIER sequences.fa -o predictions.tsv
     nucel score-variants --variants v.vcf --reference genome.fa --generator GEN -o scores.tsv
     nucel ism --sequence ACGT... --generator GEN -o ism/      in-silico mutagenesis matrix + plot
+    nucel index genome.fa.gz                                 a bgzipped, indexed copy of a reference FASTA
     nucel attention --model M --sequence ACGT... -o maps/    attention maps + heatmap, motif SNR
     nucel motif-order -o runs/motif-order                    the paper's motif-order experiment
     nucel release / nucel convert                            Hub release, ModernBERT import/export/migrate
@@ -53,7 +54,10 @@ def add_embed(parser) -> None:
         ".parquet. Records are streamed: memory does not grow with the input (a whole genome is fine). With --map, "
         "also a 2-D map (PCA or t-SNE) of the per-sequence embeddings, coloured by --label-column.")
     add_model(parser, "NucEL model folder or Hub id (encoder, generator, classifier or pre-training checkpoint)")
-    parser.add_argument("input", help="FASTA(.gz), CSV or TSV with a 'sequence' column")
+    parser.add_argument("input", nargs="?", help="FASTA(.gz), CSV or TSV with a 'sequence' column (or --regions)")
+    parser.add_argument("--regions", metavar="BED", help="embed these regions of --reference instead of an input file: "
+                        "one row per region, named by the BED's name column (BED is 0-based, end exclusive)")
+    parser.add_argument("--reference", help="reference FASTA (plain, or bgzip with .fai/.gzi), for --regions")
     add_output(parser, "file", "output file: .npy (with .ids.tsv beside it) or .parquet")
     how = parser.add_mutually_exclusive_group()
     how.add_argument("--pooling", choices=POOLINGS, default="mean", help="per-sequence pooling")
@@ -107,26 +111,38 @@ def variant_model_arguments(parser) -> None:
 
 def add_score_variants(score) -> None:
     score.description = ("Scores single-nucleotide variants: llr = log P(alt) - log P(ref) from the generator at the masked "
-        "position, and the embedding distance between the reference and alternative contexts (encoder). Input: a VCF(.gz) "
-        "with --reference, or a TSV (position, ref, alt and sequence or region). Every output row has a status (ok, "
-        "not_snv, missing_contig, outside_contig, ref_is_n, ref_mismatch) and a summary counts them; chromosome names "
-        "that differ by a 'chr' prefix are matched and reported.")
-    score.add_argument("--variants", required=True, help="TSV (position, ref, alt, sequence or region) or VCF(.gz)")
-    score.add_argument("--reference", help="reference FASTA(.gz), for a VCF or TSV regions")
+        "position, and the embedding distance between the reference and alternative contexts (encoder). Input: a VCF, "
+        "VCF.gz or BCF with --reference, or a TSV (position, ref, alt and sequence or region; or chrom, pos, ref, alt). "
+        "Every output row has a status (ok, not_snv, missing_contig, outside_contig, ref_is_n, ref_mismatch) and a "
+        "summary counts them; chromosome names that differ by a 'chr' prefix are matched and reported. The output's "
+        "extension chooses its format: .tsv, or .vcf/.vcf.gz/.bcf (every input record, the scores as INFO fields "
+        "NUCEL_LLR, NUCEL_EMBEDDING_DISTANCE, NUCEL_STATUS); with a reference, each score is also written as a "
+        "bigWig + bedGraph track beside it (OUTPUT.llr.bw, ...).")
+    score.add_argument("--variants", required=True, help="VCF, VCF.gz or BCF; or TSV (position, ref, alt, sequence or region; "
+                       "or chrom, pos, ref, alt)")
+    score.add_argument("--reference", help="reference FASTA, plain or bgzip (indexed on first use; plain gzip: run "
+                       "`nucel index` once), for a VCF or genomic TSV rows")
+    score.add_argument("--regions", help="only the VCF records in CHROM:START-END[,...] (1-based, inclusive) or in a BED "
+                       "file; read by the VCF's index (.tbi/.csi) where it has one")
     variant_model_arguments(score)
     score.add_argument("--strict", action="store_true", help="stop at the first row that is not 'ok' (default: give it a status and go on)")
-    add_output(score, "file", "output TSV")
+    add_output(score, "file", "output: .tsv, .vcf, .vcf.gz (bgzipped, indexed when sorted) or .bcf")
     score.set_defaults(run="nucel.variants:run_score_variants")
 
 
 def add_ism(ism) -> None:
     ism.description = ("Scores every substitution of a sequence with the generator (llr) or an encoder (embedding "
-                       "distance); writes ism.tsv (position, ref, A, C, G, T) and ism.png into the output folder.")
+                       "distance); writes ism.tsv (position, ref, A, C, G, T) and ism.png into the output folder. With "
+                       "--region/--regions also the tracks ism.A/C/G/T (each substitution) and ism.mean (the mean over "
+                       "the three substitutions) as .bw and .bedgraph. A region more than half N is refused (--region) "
+                       "or skipped (--regions; regions.tsv says so).")
     where = one_sequence_arguments(ism)
     where.add_argument("--region", help="CHROM:START-END (1-based, inclusive) in --reference")
-    ism.add_argument("--reference", help="reference FASTA(.gz), for --region")
+    where.add_argument("--regions", metavar="BED", help="every region of a BED file (0-based, end exclusive) in "
+                       "--reference; named by its name column, else chrom:start-end")
+    ism.add_argument("--reference", help="reference FASTA (plain, or bgzip with .fai/.gzi), for --region/--regions")
     variant_model_arguments(ism)
-    add_output(ism, "folder", "folder for ism.tsv and ism.png")
+    add_output(ism, "folder", "folder for ism.tsv, the figures and the tracks")
     ism.set_defaults(run="nucel.variants:run_ism")
 
 
@@ -138,7 +154,9 @@ def add_attention(parser) -> None:
     add_model(parser)
     where = one_sequence_arguments(parser)
     where.add_argument("--region", help="CHROM:START-END (1-based, inclusive) in --reference; the axes show its coordinates")
-    parser.add_argument("--reference", help="reference FASTA(.gz), for --region")
+    where.add_argument("--regions", metavar="BED", help="every region of a BED file (0-based, end exclusive) in "
+                       "--reference: one subfolder of maps per region, named by the BED's name column")
+    parser.add_argument("--reference", help="reference FASTA (plain, or bgzip with .fai/.gzi), for --region/--regions")
     parser.add_argument("--layers", help="comma-separated layer indices (default: the global layers)")
     parser.add_argument("--heads", help="comma-separated head indices (default: the mean over all heads)")
     parser.add_argument("--motif", action="append", default=[], help="motif sequence whose positions are marked and scored (SNR); repeatable")
@@ -210,6 +228,15 @@ def add_release(parser) -> None:
     parser.set_defaults(run="nucel.release:run")
 
 
+def add_index(parser) -> None:
+    parser.description = ("Writes a bgzip-compressed copy of a reference FASTA (plain, gzip or bgzip) with its .fai and "
+        ".gzi indexes, so that score-variants, ism and attention read it by position. Needed once for a FASTA "
+        "compressed with plain gzip, which cannot be read by position.")
+    parser.add_argument("reference", help="FASTA file: plain, gzip or bgzip")
+    add_output(parser, "file", "the indexed copy (default: beside the input, NAME.bgz.fa.gz)", required=False)
+    parser.set_defaults(run="nucel.index:run")
+
+
 def add_convert(parser) -> None:
     parser.description = "nucel convert import|export|migrate SOURCE -o OUT"
     directions = parser.add_subparsers(dest="direction", required=True, metavar="DIRECTION")
@@ -240,6 +267,7 @@ COMMANDS = (  # name, options, summary for `nucel --help`
     ("attention", add_attention, "attention maps of a sequence (arrays + heatmap PNG) and the motif SNR per layer"),
     ("motif-order", add_motif_order, "fine-tune on the motif-order task; accuracy and motif attention SNR per layer"),
     ("motif-order-data", add_motif_order_data, "generate the synthetic motif-order data set (CSV)"),
+    ("index", add_index, "bgzip and index a reference FASTA so that it can be read by position"),
     ("release", add_release, "assemble a Hub repository folder (weights, config, code, tokenizer, card) and upload it"),
     ("convert", add_convert, "import a ModernBERT checkpoint (e.g. the released NucEL-93M), export native ModernBERT, "
                              "migrate old ids"),

@@ -17,7 +17,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable
 from pathlib import Path
 
-from nucel.core.files import atomic_file
+from nucel.core.files import atomic_file, ordinary_permissions
 from nucel.core.references import Reference
 from nucel.core.tracks import write_track
 from nucel.core.variant_scores import STATUSES, VariantRow
@@ -134,15 +134,16 @@ def index_vcf(staging: Path, final: Path) -> str:
     import pysam
 
     index = Path(f"{final}.tbi")
-    with atomic_file(index) as index_staging:
-        try:
-            pysam.tabix_index(str(staging), preset="vcf", force=True, index=str(index_staging))
-        except OSError:
-            index.unlink(missing_ok=True)  # an index of an earlier output would no longer match
-            os.close(os.open(index_staging, os.O_CREAT | os.O_WRONLY))  # atomic_file needs something to rename
-            index_staging.unlink()
-            return (f"; {final} is not indexed: its records are not sorted by position (`bcftools sort` sorts it, "
-                    "`tabix -p vcf` then indexes it)")
+    staged_index = index.with_name(f".{index.name}.partial")
+    try:
+        pysam.tabix_index(str(staging), preset="vcf", force=True, index=str(staged_index))
+    except OSError:
+        staged_index.unlink(missing_ok=True)
+        index.unlink(missing_ok=True)  # an index of an earlier output would no longer match
+        return (f"; {final} is not indexed: its records are not sorted by position (`bcftools sort` sorts it, "
+                "`tabix -p vcf` then indexes it)")
+    ordinary_permissions(staged_index)
+    os.replace(staged_index, index)
     return f"; indexed: {index}"
 
 

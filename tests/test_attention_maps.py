@@ -169,3 +169,20 @@ def test_attention_command_with_a_region_labels_genomic_coordinates(encoder_fold
     assert description["chrom"] == "chr7" and description["first_position"] == 101 and description["length_bp"] == 60
     assert np.load(output / "attention.npy").shape == (2, 1, 61, 61)
     assert main(["attention", "--model", str(encoder_folder), "--region", "chr7:101-160", "-o", str(tmp_path / "x")]) != 0  # no --reference
+
+
+def test_maps_that_would_not_fit_are_refused_before_any_work():
+    """A 12-kbp sequence on a tiny model needs tens of GiB on the eager path: refused with the figure and the
+    longest length that fits, not a traceback after minutes."""
+    from nucel.core.attention_maps import attention_memory_bytes, check_attention_memory
+    from nucel.modeling_nucel import NucELConfig
+
+    config = NucELConfig.from_preset("tiny")
+    tokens = 12_001
+    assert attention_memory_bytes(config, tokens) == (2 * 4 + 2) * 4 * tokens**2 * 4
+    with pytest.raises(ValueError, match=r"attention maps of 12,000 bp need about 21\.5 GiB .* and 8\.0 GiB is "
+                                         r"available: give at most 7,326 bp"):
+        check_attention_memory(config, tokens, available=8 << 30)
+    check_attention_memory(config, 7_326 + 1, available=8 << 30)  # the length it names fits ([CLS] + bases) ...
+    with pytest.raises(ValueError):
+        check_attention_memory(config, 7_327 + 1, available=8 << 30)  # ... and one base more does not
