@@ -6,6 +6,7 @@ input lazily, so a genome never sits in memory whole, only its current record. E
 """
 
 import gzip
+import sys
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -159,3 +160,27 @@ def read_one_sequence(sequence: str | None = None, fasta: str | Path | None = No
             return clean_sequence(found, f"{fasta} record {name!r}")
         names.append(name)
     raise ValueError(f"{fasta}: no record {record!r} (records: {', '.join(names[:10])})")
+
+
+def with_unique_ids(records: Iterator[SequenceRecord]) -> Iterator[SequenceRecord]:
+    """The records with every id made unique for the outputs: a repeated id becomes ID#2, ID#3, ... in input order.
+    The first repeat is reported once on stderr (two FASTA records named alike are usually a mistake, but not
+    always: several reads of one locus)."""
+    seen: dict[str, int] = {}
+    warned = False
+    for record in records:
+        if record.id not in seen:
+            seen[record.id] = 1
+            yield record
+            continue
+        if not warned:
+            print(f"warning: {record.source}: the id {record.id!r} repeats an earlier record's; repeated ids are "
+                  f"written as {record.id}#2, {record.id}#3, ... (this warning is shown once)", file=sys.stderr)
+            warned = True
+        count = seen[record.id]
+        while f"{record.id}#{count + 1}" in seen:
+            count += 1
+        seen[record.id] = count + 1
+        unique = f"{record.id}#{count + 1}"
+        seen[unique] = 1
+        yield SequenceRecord(unique, record.sequence, record.source)

@@ -18,7 +18,15 @@ from nucel.core.embeddings import EmbeddingPiece, embedding_stream
 from nucel.core.errors import interruption_reported
 from nucel.core.files import atomic_file
 from nucel.core.models import load_encoder, resolve_model_folder
-from nucel.core.sequences import SequenceRecord, clean_sequence, iter_sequences, scan_sequences
+from nucel.core.references import command_regions
+from nucel.core.sequences import (
+    InputSummary,
+    SequenceRecord,
+    clean_sequence,
+    iter_sequences,
+    scan_sequences,
+    with_unique_ids,
+)
 from nucel.core.windows import check_windows
 
 OUTPUT_DTYPES = {"float32": np.float32, "float16": np.float16}
@@ -153,12 +161,18 @@ def run(args: argparse.Namespace) -> None:
 
         check_map_output(args.map)
     resolve_model_folder(args.model)  # a wrong model name fails before the input is read
-    summary = scan_sequences(args.input, args.sequence_column, args.id_column)
+    if args.regions:
+        regions = region_records(args)
+        summary = InputSummary(len(regions), sum(len(r.sequence) for r in regions), max(len(r.sequence) for r in regions), "")
+    elif args.input is None:
+        raise ValueError("give an input file of sequences, or --regions BED with --reference")
+    else:
+        summary = scan_sequences(args.input, args.sequence_column, args.id_column)
     if args.map:
         check_map_size(summary.records)  # before hours of inference, not after
     labels = read_labels(args.input, args.label_column, args.sequence_column, args.id_column) if args.label_column else None
     model, tokenizer = load_encoder(args.model, args.device)
-    records = iter_sequences(args.input, args.sequence_column, args.id_column)
+    records = with_unique_ids(iter(regions) if args.regions else iter_sequences(args.input, args.sequence_column, args.id_column))
     pieces = embedding_stream(
         model,
         tokenizer,
@@ -178,9 +192,19 @@ def run(args: argparse.Namespace) -> None:
         written, count = write_embedding_stream(output, pieces, model.config.hidden_size, args.per_base, OUTPUT_DTYPES[args.dtype])
         if args.map:
             written.append(write_embedding_map(np.stack(pooled), labels, Path(args.map), args.map_method,
-                                               title=f"{Path(args.input).name}, {args.pooling} pooling",
+                                               title=f"{Path(args.input or args.regions).name}, {args.pooling} pooling",
                                                label_name=args.label_column or "label"))
     print(f"{count} sequences embedded ({summary.bases:,} bp) -> {', '.join(map(str, written))}")
+
+
+def region_records(args: argparse.Namespace) -> list[SequenceRecord]:
+    """The regions of --regions BED in --reference as records named by the BED (core/bed.py), read and checked now."""
+    if args.input is not None:
+        raise ValueError("give an input file or --regions, not both")
+    if args.label_column:
+        raise ValueError("--label-column reads an input table; BED regions have no labels")
+    _, regions = command_regions(None, args.regions, args.reference)
+    return [SequenceRecord(region.name, region.sequence, f"{args.regions} region {region.name!r}") for region in regions]
 
 
 def check_map_options(args: argparse.Namespace) -> None:

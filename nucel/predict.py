@@ -40,7 +40,7 @@ from nucel.core.windows import DEFAULT_WINDOW, base_token_ids, batches_by_length
 from nucel.core.embeddings import READ_AHEAD_BATCHES
 from nucel.core.errors import interruption_reported
 from nucel.core.files import atomic_file
-from nucel.core.sequences import clean_sequence, iter_sequences, scan_sequences, SequenceRecord
+from nucel.core.sequences import clean_sequence, iter_sequences, scan_sequences, SequenceRecord, with_unique_ids
 from nucel.core.classifiers import Classifier, load_classifier
 from nucel.tokenization import with_special_tokens
 
@@ -189,15 +189,15 @@ def predict_file(
     output_path = Path(output_path)
     if output_path.is_dir():
         raise IsADirectoryError(f"{output_path} is a directory; the output is a .csv or .tsv file")
+    summary = scan_sequences(input_path, sequence_column, id_column)  # a bad record fails now, before the model loads
     classifier = load_classifier(model, device)
     policy = LengthPolicy.for_lengths(classifier.training_lengths, long_inputs, aggregate, window, stride)
-    summary = scan_sequences(input_path, sequence_column, id_column)  # a bad record or a refused length fails now
     if summary.longest > policy.window and policy.long_inputs == "refuse":
         raise ValueError(policy.refusal(summary.longest_source, summary.longest, str(model)))
     if summary.longest > policy.window and policy.trained is None and not policy.chosen:
         print(f"nucel predict: {model} does not record the lengths it was trained on; inputs longer than "
               f"{policy.window:,} bp are cut into {policy.describe()} (--window to choose)", file=sys.stderr)
-    records = iter_sequences(input_path, sequence_column, id_column)
+    records = with_unique_ids(iter_sequences(input_path, sequence_column, id_column))
     predictions = prediction_stream(classifier, records, policy, batch_size, progress, summary.bases)
     delimiter = "\t" if output_path.suffix.lower() in (".tsv", ".txt") else ","
     windowed = 0
