@@ -18,15 +18,12 @@ the fine-tuned model folder.
 
 import csv
 import hashlib
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from nucel.core.attention_maps import attention_maps, global_layers, plot_attention, plot_snr, snr_per_layer
-from nucel.core.files import atomic_file
-from nucel.core.models import default_device
+from nucel.core.files import atomic_file, write_json_atomically, write_text_atomically
 from nucel.core.tables import Split
 
 DEFAULT_MOTIF_A = "TTAGGCAC"
@@ -107,22 +104,29 @@ def motif_spans(example: MotifOrderExample, motif_length: int) -> list[tuple[int
 
 @dataclass
 class ExperimentSettings:
-    model: str = "random:tiny"  # a NucEL folder / Hub id, or random:<preset>
-    train_size: int = 2000
-    validation_size: int = 400
-    test_size: int = 400
+    """Every setting of `nucel motif-order` (its options are generated from these fields and their comments)."""
+
+    model: str = "random:tiny"  # NucEL folder / Hub id, or random:<preset>
+    train_size: int = 2000  # training sequences
+    validation_size: int = 400  # validation sequences
+    test_size: int = 400  # test sequences
     # Short sequences by default: a randomly initialised tiny model learns them in minutes on a CPU. Longer
     # gaps (beyond the ±64 local window) need a pre-trained model or many more steps (see the module docstring).
-    length: int = 64
-    motif_a: str = DEFAULT_MOTIF_A
-    motif_b: str = DEFAULT_MOTIF_B
-    min_gap: int = 0
-    max_gap: int = 40
-    epochs: float = 12.0
-    learning_rate: float = 2e-3
-    batch_size: int = 32
-    seed: int = 0
+    length: int = 64  # sequence length in bases
+    motif_a: str = DEFAULT_MOTIF_A  # the motif that comes first in a positive sequence
+    motif_b: str = DEFAULT_MOTIF_B  # same bases as motif A, another order
+    min_gap: int = 0  # fewest bases between the motifs
+    max_gap: int = 40  # most bases between the motifs
+    epochs: float = 12.0  # fine-tuning epochs
+    learning_rate: float = 2e-3  # peak learning rate
+    batch_size: int = 32  # sequences per step
+    seed: int = 0  # seed of the data (and of the fine-tuning)
     snr_sequences: int = 200  # test sequences the SNR is averaged over
+
+    @staticmethod
+    def data_fields() -> tuple[str, ...]:
+        """What `nucel motif-order-data` needs of these: the data set's own settings."""
+        return ("length", "motif_a", "motif_b", "min_gap", "max_gap", "seed")
 
 
 def split_of(examples: list[MotifOrderExample], name: str) -> Split:
@@ -134,6 +138,8 @@ def run_experiment(output_dir: str | Path, settings: ExperimentSettings, device:
     """Fine-tune on generated data, measure accuracy and SNR; write results.json, snr.png, attention.png."""
     # Imported here, not at the top: the Trainer stack takes seconds to import, and every `nucel` command
     # imports this module to register its sub-commands.
+    from nucel.core.attention_maps import attention_maps, global_layers, plot_attention, plot_snr, snr_per_layer
+    from nucel.core.models import default_device
     from nucel.modeling_nucel import NucELForSequenceClassification
     from nucel.training.finetune import build_classifier, finetune, tokenizer_for
     from nucel.training.finetune_config import FinetuneSettings
@@ -192,11 +198,33 @@ def run_experiment(output_dir: str | Path, settings: ExperimentSettings, device:
         "snr_before_finetuning": snr_before.tolist(),
         "snr_after_finetuning": snr_after.tolist(),
         "snr_sequences": len(snr_sequences),
-        "files": ["results.json", "snr.png", "attention.png", "model/"],
+        "files": ["results.json", "results.md", "snr.png", "attention.png", "model/"],
     }
-    with atomic_file(output_dir / "results.json") as staging:
-        staging.write_text(json.dumps(results, indent=2) + "\n")
+    write_json_atomically(output_dir / "results.json", results)
+    write_text_atomically(output_dir / "results.md", results_markdown(results))
     return results
+
+
+def results_markdown(results: dict) -> str:
+    """The experiment's report, generated from results.json (the figures quoted anywhere come from here)."""
+    settings = results["settings"]
+    lines = [
+        "# Motif-order task", "",
+        f"`nucel motif-order` with model `{settings['model']}`, {settings['length']}-bp sequences, gap "
+        f"{settings['min_gap']}-{settings['max_gap']}, motifs {settings['motif_a']} / {settings['motif_b']}; "
+        f"{settings['train_size']} / {settings['validation_size']} / {settings['test_size']} train / validation / test "
+        f"sequences; {settings['epochs']:g} epochs at learning rate {settings['learning_rate']:g}, batch "
+        f"{settings['batch_size']}, seed {settings['seed']} ({results['steps_trained']} steps, "
+        f"{results['train_seconds']:.0f} s).", "",
+        f"Test accuracy: **{results['test_accuracy']:.3f}** (MCC {results['test_metrics'].get('mcc', float('nan')):.3f}).", "",
+        f"Motif attention SNR per layer, averaged over {results['snr_sequences']} test sequences (1 = the motifs get no more "
+        "attention than any other base):", "",
+        "| layer | kind | before fine-tuning | after fine-tuning |", "|---|---|---|---|",
+    ]
+    for layer, before, after in zip(results["layers"], results["snr_before_finetuning"], results["snr_after_finetuning"]):
+        kind = "global" if layer in results["global_layers"] else "local"
+        lines.append(f"| {layer} | {kind} | {before:.3f} | {after:.3f} |")
+    return "\n".join(lines) + "\n"
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nucel.core.tables import SEQUENCE_COLUMNS, table_rows
-from nucel.tokenization.dna import NOT_IUPAC, ONLY_IUPAC, InvalidDNAError, validate_dna
+from nucel.tokenization.alphabet import NOT_IUPAC, ONLY_IUPAC, InvalidDNAError, validate_dna
 
 FASTA_SUFFIXES = (".fa", ".fasta", ".fna", ".fsa", ".fa.gz", ".fasta.gz", ".fna.gz", ".fsa.gz")
 ID_COLUMNS = ("id", "name", "sequence_id")

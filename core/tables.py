@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nucel.tokenization.dna import ONLY_IUPAC, validate_dna
+from nucel.tokenization.alphabet import ONLY_IUPAC, validate_dna
 
 TABLE_SUFFIXES = (".csv", ".tsv", ".txt", ".parquet")
 SEQUENCE_COLUMNS = ("sequence", "seq")

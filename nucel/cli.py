@@ -26,6 +26,7 @@ import sys
 from pathlib import Path
 
 from nucel.benchmarks.benchmark_cli import add_suite_arguments, add_vep_arguments
+from nucel.benchmarks.motif_order import ExperimentSettings
 from nucel.benchmarks.pretraining_study import add_arguments as add_study_arguments
 from nucel.core.options import (
     HelpFormatter,
@@ -37,6 +38,7 @@ from nucel.core.options import (
     add_window,
     one_sequence_arguments,
     run_command,
+    settings_options,
     table_arguments,
 )
 from nucel.training.finetune_cli import add_arguments as add_finetune_arguments
@@ -167,21 +169,12 @@ def add_attention(parser) -> None:
     parser.set_defaults(run="nucel.attention:run")
 
 
-def motif_data_arguments(parser) -> None:
-    parser.add_argument("--length", type=int, default=64, help="sequence length in bases")
-    parser.add_argument("--motif-a", default="TTAGGCAC", help="the motif that comes first in a positive sequence")
-    parser.add_argument("--motif-b", default="CACGGATT", help="same bases as motif A, another order")
-    parser.add_argument("--min-gap", type=int, default=0, help="fewest bases between the motifs")
-    parser.add_argument("--max-gap", type=int, default=40, help="most bases between the motifs")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the data (and of the fine-tuning)")
-
-
 def add_motif_order_data(data) -> None:
     data.description = ("Sequences that hold motif A and motif B once each (same bases, another order) in random "
         "background: label 1 when A comes first. Columns: sequence, label, a_start, b_start.")
     add_output(data, "file", "output CSV (sequence, label, a_start, b_start)")
     data.add_argument("--size", type=int, default=2000, help="number of sequences")
-    motif_data_arguments(data)
+    settings_options(data, ExperimentSettings, names=ExperimentSettings.data_fields())
     data.set_defaults(run="nucel.benchmarks.motif_order:run_generate")
 
 
@@ -190,16 +183,9 @@ def add_motif_order(experiment) -> None:
         "motif signal-to-noise ratio of attention in every layer before and after fine-tuning; writes results.json, "
         "snr.png, attention.png and the fine-tuned model folder.")
     add_output(experiment, "folder", "folder for the results and the fine-tuned model", aliases=("--output-dir",))
-    experiment.add_argument("--model", default="random:tiny", help="NucEL folder / Hub id, or random:<preset>")
-    experiment.add_argument("--train-size", type=int, default=2000, help="training sequences")
-    experiment.add_argument("--validation-size", type=int, default=400, help="validation sequences")
-    experiment.add_argument("--test-size", type=int, default=400, help="test sequences")
-    experiment.add_argument("--epochs", type=float, default=12.0, help="fine-tuning epochs")
-    experiment.add_argument("--learning-rate", type=float, default=2e-3, help="peak learning rate")
-    experiment.add_argument("--batch-size", type=int, default=32, help="sequences per step")
+    settings_options(experiment, ExperimentSettings)
     add_device(experiment)
     add_threads(experiment)
-    motif_data_arguments(experiment)
     experiment.set_defaults(run="nucel.benchmarks.motif_order:run_experiment_command")
 
 

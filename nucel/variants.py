@@ -101,8 +101,8 @@ def run_score_variants(args) -> None:
 
         def rows():
             return table_rows(args.variants, reference, args.strict)
-    for _ in rows():  # every row checked (--strict stops here) before the models load
-        pass
+    # Every row is checked now (--strict stops at the first that is not ok), before the models load.
+    missing = sorted({row.chrom for row in rows() if row.status == "missing_contig"})
     if reference is not None:
         reference.renamed.clear()  # counted again by the scoring pass
     generator, model, tokenizer = load_models(args)
@@ -121,7 +121,10 @@ def run_score_variants(args) -> None:
         written = tracks.write(output_stem(output), reference) if reference is not None else []
     unscored = "; rows that are not ok have no scores, and their status says why" if set(counts) - {"ok"} else ""
     track_note = f"; tracks: {', '.join(path.name for path in written)}" if written else ""
-    print(f"{counts['ok']} variants scored -> {output} ({status_summary(counts, reference)}{unscored}{note}{track_note})")
+    missing_note = (f"; chromosome(s) {', '.join(missing[:5])} not in the reference: {reference.missing_contig_hint(missing[0])}"
+                    if missing and reference is not None else "")
+    print(f"{counts['ok']} variants scored -> {output} ({status_summary(counts, reference)}{unscored}{missing_note}{note}"
+          f"{track_note})")
 
 
 # ----------------------------------------------------------------------------------------------------------------

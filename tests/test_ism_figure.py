@@ -72,8 +72,8 @@ def test_ism_command_on_a_sequence_with_n_runs_without_warnings(tmp_path, recwar
     sequence = "ACGTTGCATTAGGC" + "N" * 6 + "GGATCCATTAGCAT"
     assert main(["ism", "--sequence", sequence, "--generator", str(generator), "-o", str(tmp_path / "ism"),
                  "--device", "cpu"]) == 0
-    rows = (tmp_path / "ism.tsv").read_text().splitlines()[1:]
+    rows = (tmp_path / "ism" / "ism.tsv").read_text().splitlines()[1:]
     assert [row.split("\t")[2] for row in rows[14:20]] == ["nan"] * 6
-    assert (tmp_path / "ism.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "ism" / "ism.png").read_bytes()[:4] == b"\x89PNG"
     numeric = [w for w in recwarn.list if issubclass(w.category, RuntimeWarning) or "nan" in str(w.message).lower()]
     assert numeric == [], [str(w.message) for w in numeric]

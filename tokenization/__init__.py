@@ -1,28 +1,36 @@
-"""The single-nucleotide tokenizer and DNA helpers."""
+"""The single-nucleotide tokenizer and DNA helpers.
 
-from nucel.tokenization.dna import InvalidDNAError, reverse_complement, reverse_complement_ids, validate_dna
-from nucel.tokenization.tokenizer import (
-    MODEL_MAX_LENGTH,
-    TOKENS_AFTER_BASES,
-    TOKENS_BEFORE_BASES,
-    build_tokenizer,
-    load_tokenizer,
-    save_tokenizer,
-    token_length,
-    with_special_tokens,
-)
+The names below load on first use: the alphabet (`alphabet.py`) is plain Python, while the tokenizer and the
+token-id helpers import transformers and torch, which a table reader or a command's `--help` should not wait for.
+"""
 
-__all__ = [
-    "InvalidDNAError",
-    "MODEL_MAX_LENGTH",
-    "TOKENS_AFTER_BASES",
-    "TOKENS_BEFORE_BASES",
-    "build_tokenizer",
-    "load_tokenizer",
-    "reverse_complement",
-    "reverse_complement_ids",
-    "save_tokenizer",
-    "token_length",
-    "validate_dna",
-    "with_special_tokens",
-]
+import importlib
+
+_EXPORTS = {
+    "InvalidDNAError": "alphabet",
+    "reverse_complement": "alphabet",
+    "validate_dna": "alphabet",
+    "reverse_complement_ids": "dna",
+    "MODEL_MAX_LENGTH": "tokenizer",
+    "TOKENS_AFTER_BASES": "tokenizer",
+    "TOKENS_BEFORE_BASES": "tokenizer",
+    "build_tokenizer": "tokenizer",
+    "load_tokenizer": "tokenizer",
+    "save_tokenizer": "tokenizer",
+    "token_length": "tokenizer",
+    "with_special_tokens": "tokenizer",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'nucel.tokenization' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"nucel.tokenization.{_EXPORTS[name]}"), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__():
+    return sorted({*globals(), *_EXPORTS})
