@@ -72,3 +72,19 @@ def test_readme_is_a_newcomers_page():
         assert command in readme, command
     linked = re.findall(r"\]\((docs/[^)#]+)", readme)
     assert linked and all((REPOSITORY / link).is_file() for link in linked), linked
+
+
+def test_the_readme_types_no_result_figures():
+    """Figures live in the results files that the runs wrote; the README links to them and quotes none."""
+    readme = (REPOSITORY / "README.md").read_text()
+    figures = re.findall(r"(?<![\w.])0\.\d{2,}\b|\b\d+(?:\.\d+)? ?%|\b\d+(?:\.\d+)?×", readme)
+    assert not figures, figures
+
+
+def test_committed_reports_are_what_their_results_files_generate():
+    import json
+
+    from nucel.benchmarks.motif_order import results_markdown
+
+    results = REPOSITORY / "benchmarks" / "results"
+    assert (results / "motif_order.md").read_text() == results_markdown(json.loads((results / "motif_order.json").read_text()))
