@@ -21,8 +21,6 @@ import hashlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
-
 from nucel.core.files import atomic_file, write_json_atomically, write_text_atomically
 from nucel.core.tables import Split
 
@@ -57,13 +55,17 @@ def make_motif_order_dataset(
     Each sequence has exactly one occurrence of each motif (backgrounds that happen to contain a motif are
     drawn again), at the positions recorded in the example. The same arguments always give the same data.
     """
+    import numpy as np  # here: the command line reads this module's settings, and its --help should not wait
+
+    if size < 2:
+        raise ValueError(f"--size {size}: give at least 2 sequences (one of each class)")
     motif_a, motif_b = motif_a.upper(), motif_b.upper()
     if sorted(motif_a) != sorted(motif_b) or motif_a == motif_b:
         raise ValueError(f"the motifs must have identical base composition and differ in order: {motif_a!r}, {motif_b!r}")
     if set(motif_a) - set(BASES):
         raise ValueError(f"motifs must be written in A, C, G, T: {motif_a!r}")
     if not 0 <= min_gap <= max_gap:
-        raise ValueError(f"need 0 <= min_gap <= max_gap, got {min_gap}, {max_gap}")
+        raise ValueError(f"--min-gap {min_gap}, --max-gap {max_gap}: need 0 <= min-gap <= max-gap")
     if len(motif_a) + len(motif_b) + max_gap > length:
         raise ValueError(f"length {length} cannot hold both motifs ({len(motif_a)} + {len(motif_b)} bases) {max_gap} bases apart")
     rng = np.random.default_rng(seed)

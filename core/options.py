@@ -26,6 +26,14 @@ from nucel.core.errors import run_reporting_errors
 DEVICE_HELP = "cpu, cuda, cuda:1, mps (default: cuda when available)"
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse's parser with its errors in the one-line style of every other error (exit code 2, as argparse's):
+    the problem and where to read more, without the usage block above it."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     """Descriptions as written (they hold examples), and every option's default shown unless it is empty."""
 
@@ -181,12 +189,14 @@ def run_command(prog: str, args: argparse.Namespace) -> int:
     before any work, torch's threads set, bad input one line with exit code 2, an interruption one clean line."""
 
     def run() -> None:
+        if getattr(args, "threads", None) is not None and args.threads < 1:
+            raise ValueError(f"--threads {args.threads}: give at least 1")
         refuse_existing_outputs(args)
         if getattr(args, "device", None) is not None:  # a device torch cannot use: one line, before any work
             from nucel.core.models import default_device
 
             default_device(args.device)
-        if getattr(args, "threads", None):
+        if getattr(args, "threads", None) is not None:
             import torch
 
             torch.set_num_threads(args.threads)
@@ -197,7 +207,7 @@ def run_command(prog: str, args: argparse.Namespace) -> int:
 
 def standalone_main(prog: str, description: str, add_arguments, argv: list[str] | None = None) -> int:
     """A command run as a script of its own (`accelerate launch training/train_rtd.py ...`), as `nucel` runs it."""
-    parser = argparse.ArgumentParser(prog=prog, description=description, formatter_class=HelpFormatter)
+    parser = ArgumentParser(prog=prog, description=description, formatter_class=HelpFormatter)
     add_arguments(parser)
     add_debug(parser)
     return run_command(prog, parser.parse_args(argv))

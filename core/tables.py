@@ -9,8 +9,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import numpy as np
-
 from nucel.tokenization.alphabet import ONLY_IUPAC, validate_dna
 
 TABLE_SUFFIXES = (".csv", ".tsv", ".txt", ".parquet")
@@ -100,6 +98,8 @@ def check_sequence(sequence, source: str) -> str:
 
 def carve_validation(train: Split, fraction: float, seed: int) -> tuple[Split, Split, str]:
     """Split train into (train, validation) with a seeded permutation; also returns a note saying how."""
+    import numpy as np  # here: table readers run before --help's and errors' answers, and need no numpy
+
     count = round(len(train) * fraction)
     if not 0 < count < len(train):
         raise TableError(f"{train.source}: {len(train)} rows are too few to carve a {fraction:.0%} validation split")

@@ -29,6 +29,7 @@ from nucel.benchmarks.benchmark_cli import add_suite_arguments, add_vep_argument
 from nucel.benchmarks.motif_order import ExperimentSettings
 from nucel.benchmarks.pretraining_study import add_arguments as add_study_arguments
 from nucel.core.options import (
+    ArgumentParser,
     HelpFormatter,
     add_debug,
     add_device,
@@ -261,11 +262,10 @@ COMMANDS = (  # name, options, summary for `nucel --help`
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="nucel", description=__doc__.split("\n\nThis module")[0],
-                                     formatter_class=HelpFormatter)
+    parser = ArgumentParser(prog="nucel", description=__doc__.split("\n\nThis module")[0], formatter_class=HelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, add_arguments, summary in COMMANDS:
-        command = commands.add_parser(name, help=summary, formatter_class=HelpFormatter)
+        command = commands.add_parser(name, help=summary, formatter_class=HelpFormatter)  # an ArgumentParser too
         add_arguments(command)
         if command._subparsers is None:  # `nucel convert` gives --debug to each direction
             add_debug(command)

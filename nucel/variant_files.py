@@ -1,8 +1,9 @@
 """Variant files read for `nucel score-variants`: VCF/BCF through htslib (`pysam.VariantFile`), and TSV tables.
 
-- VCF (.vcf, .vcf.gz) and BCF: one row per ALT allele; a record's rows share its reference lookup. A file is read
-  twice: once before any model loads (every record parsed, so a malformed line fails in seconds, and the contigs
-  htslib adds for a header that lacks them are known before the output's header is written), then for scoring.
+- VCF (.vcf, .vcf.gz: bgzip, or plain gzip read through a temporary decompressed copy) and BCF: one row per ALT
+  allele; a record's rows share its reference lookup. A file is read twice: once before any model loads (every
+  record parsed, so a malformed line fails in seconds, and the contigs htslib adds for a header that lacks them
+  are known before the output's header is written), then for scoring.
   `regions` restricts the records: by the index (.tbi/.csi) where the file has one, else by reading past the others.
 - TSV: `position`, `ref`, `alt`, an optional `id`, and `sequence` (the DNA itself) or `region` (in the reference);
   or the project's own genomic table (`chrom`, `pos`, `ref`, `alt`, optional `variant_id`/`id`: the BRCA1 table
@@ -13,12 +14,14 @@ The reference is read by position (core/references.py), so the order of the vari
 import csv
 import dataclasses
 import gzip
+import shutil
+import tempfile
 from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 
 from nucel.core.bed import read_bed
-from nucel.core.references import Reference
+from nucel.core.references import Reference, compression
 from nucel.core.regions import region_bounds
 from nucel.core.variant_scores import VariantError, VariantRow, check_variant
 from nucel.tokenization import validate_dna
@@ -90,6 +93,12 @@ class VcfInput:
         pysam.set_verbosity(0)  # htslib's warnings (a contig missing from the header) are handled here, not printed
         self.path, self.regions = Path(path), regions
         check_input_file(self.path)
+        self.readable = self.path  # what htslib opens
+        if compression(self.path) == "gzip":  # htslib reads bgzip, not plain gzip: read a decompressed copy instead
+            self._copy_folder = tempfile.TemporaryDirectory(prefix="nucel-vcf-")
+            self.readable = Path(self._copy_folder.name) / self.path.name.removesuffix(".gz")
+            with gzip.open(self.path, "rb") as source, open(self.readable, "wb") as target:
+                shutil.copyfileobj(source, target)
         self.header_line_count = self._count_header_lines()
         self.pending: deque = deque()
         self.records = 0
@@ -115,8 +124,8 @@ class VcfInput:
         import pysam
 
         try:
-            return pysam.VariantFile(str(self.path))
-        except (ValueError, OSError) as error:
+            return pysam.VariantFile(str(self.readable))
+        except (ValueError, OSError, NotImplementedError) as error:
             raise VariantError(f"{self.path}: not a VCF or BCF that htslib can read (a VCF starts with a "
                                "##fileformat=VCFv4.x line and has a #CHROM header line)") from error
 

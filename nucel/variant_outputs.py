@@ -96,6 +96,9 @@ def write_scored_vcf(path: str | Path, vcf_input, scored: Iterable[tuple[Variant
     kind = output_kind(path)
     header = [line for line in str(vcf_input.header).splitlines() if not line.startswith("##INFO=<ID=NUCEL_")]
     header[-1:-1] = [*info_header_lines(score_names, models), f"##nucel_command={command_line}"]
+    if kind == "bcf" and not any(line.startswith("##INFO=<ID=END,") for line in header):
+        # htslib's BCF writer adds INFO/END to records with symbolic alleles (<DEL>); undefined, it makes them unreadable.
+        header.insert(-1, '##INFO=<ID=END,Number=1,Type=Integer,Description="End position of the variant">')
     counts = Counter()
     with atomic_file(path) as staging:
         text_path = staging.with_name(staging.name + ".vcf") if kind == "bcf" else staging

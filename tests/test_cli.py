@@ -53,18 +53,19 @@ def test_score_variants_and_ism_commands(folders, tmp_path, capsys):
     reference.write_text(f">chr7\n{chromosome}\n")
     vcf = tmp_path / "calls.vcf"
     alt = "A" if chromosome[99] != "A" else "C"
-    vcf.write_text(f"##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\nchr7\t100\trs9\t{chromosome[99]}\t{alt}\nchr7\t5\tdel\tAC\tA\n")
+    vcf_header = "##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
+    vcf.write_text(f"{vcf_header}chr7\t100\trs9\t{chromosome[99]}\t{alt}\t.\t.\t.\nchr7\t5\tdel\tAC\tA\t.\t.\t.\n")
     scores = tmp_path / "scores.tsv"
     assert cli.main(["score-variants", "--variants", str(vcf), "--reference", str(reference), "--generator", str(generator),
                      "--model", str(encoder), "-o", str(scores), "--device", "cpu", "--context", "128"]) == 0
     header, row, indel = (line.split("\t") for line in scores.read_text().splitlines())
-    assert header == ["id", "chrom", "position", "ref", "alt", "status", "llr", "embedding_distance"]
+    assert header == ["id", "chrom", "position", "ref", "alt", "status", "llr", "embedding_distance", "reference_base"]
     assert row[:6] == ["rs9", "chr7", "100", chromosome[99], alt, "ok"] and float(row[7]) > 0
-    assert indel[:6] == ["del", "chr7", "5", "AC", "A", "not_snv"] and indel[6:] == ["", ""]
+    assert indel[:6] == ["del", "chr7", "5", "AC", "A", "not_snv"] and indel[6:] == ["", "", ""]
     capsys.readouterr()
 
     # A variant on a chromosome the reference lacks is a status (the run goes on), or with --strict the error
-    vcf.write_text(f"#CHROM\tPOS\tID\tREF\tALT\nchr1\t100\trs9\t{chromosome[99]}\t{alt}\n")
+    vcf.write_text(f"{vcf_header}chr1\t100\trs9\t{chromosome[99]}\t{alt}\t.\t.\t.\n")
     command = ["score-variants", "--variants", str(vcf), "--reference", str(reference), "--generator", str(generator), "-o", str(tmp_path / "other.tsv")]
     assert cli.main(command) == 0
     assert (tmp_path / "other.tsv").read_text().splitlines()[1].split("\t")[5] == "missing_contig"

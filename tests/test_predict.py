@@ -75,7 +75,7 @@ def write_fasta(path, records=INPUTS):
 def test_long_inputs_are_windowed_at_the_trained_length(released, tmp_path, aggregate):
     fasta = write_fasta(tmp_path / "input.fa")
     output = tmp_path / "predictions.tsv"
-    assert cli.main(["predict", str(released), str(fasta), str(output), "--aggregate", aggregate, "--batch-size", "2",
+    assert cli.main(["predict", "--model", str(released), str(fasta), "-o", str(output), "--aggregate", aggregate, "--batch-size", "2",
                      "--device", "cpu"]) == 0
     rows = read_rows(output)
     assert list(rows[0]) == ["id", "prediction", "probability_background", "probability_promoter", "windows"]
@@ -98,23 +98,24 @@ def test_long_inputs_are_windowed_at_the_trained_length(released, tmp_path, aggr
 def test_stride_and_window_can_be_chosen(released, tmp_path):
     fasta = write_fasta(tmp_path / "input.fa", {"long": INPUTS["long"]})
     output = tmp_path / "predictions.csv"
-    assert cli.main(["predict", str(released), str(fasta), str(output), "--stride", "30", "--device", "cpu"]) == 0
+    assert cli.main(["predict", "--model", str(released), str(fasta), "-o", str(output), "--stride", "30", "--device", "cpu"]) == 0
     assert read_rows(output, ",")[0]["windows"] == "3"  # starts 0, 30, 60
-    assert cli.main(["predict", str(released), str(fasta), str(output), "--window", "100", "--device", "cpu"]) == 0
+    assert cli.main(["predict", "--model", str(released), str(fasta), "-o", str(output), "--window", "100", "--device", "cpu",
+                     "--overwrite"]) == 0
     assert read_rows(output, ",")[0]["windows"] == "1"
 
 
 def test_long_inputs_can_be_refused_before_anything_is_predicted(released, tmp_path, capsys):
     fasta = write_fasta(tmp_path / "input.fa")
     output = tmp_path / "predictions.tsv"
-    assert cli.main(["predict", str(released), str(fasta), str(output), "--long-inputs", "refuse", "--device", "cpu"]) != 0
+    assert cli.main(["predict", "--model", str(released), str(fasta), "-o", str(output), "--long-inputs", "refuse", "--device", "cpu"]) != 0
     error = capsys.readouterr().err.strip()
     assert len(error.splitlines()) == 1
     assert (f"input.fa record 'long': 100 bp is longer than the 40 bp classifier {released} knows (trained on 20-40 bp "
             "sequences); --long-inputs window predicts from 40-bp windows 20 bp apart, mean of their scores") in error
     assert not output.exists() and not list(tmp_path.glob(".*partial"))
     short = write_fasta(tmp_path / "short.fa", {"short": INPUTS["short"], "exact": INPUTS["exact"]})
-    assert cli.main(["predict", str(released), str(short), str(output), "--long-inputs", "refuse", "--device", "cpu"]) == 0
+    assert cli.main(["predict", "--model", str(released), str(short), "-o", str(output), "--long-inputs", "refuse", "--device", "cpu"]) == 0
     assert [row["windows"] for row in read_rows(output)] == ["1", "1"]
 
 
@@ -123,7 +124,7 @@ def test_a_classifier_without_a_record_is_windowed_at_1024_and_says_so(tmp_path,
     classifier = load_classifier(folder, "cpu")
     assert classifier.training_lengths is None and LengthPolicy.for_lengths(classifier.training_lengths).window == 1024
     fasta = write_fasta(tmp_path / "input.fa", {"long": random_dna(1500, 5), "short": INPUTS["short"]})
-    assert cli.main(["predict", str(folder), str(fasta), str(tmp_path / "p.tsv"), "--device", "cpu"]) == 0
+    assert cli.main(["predict", "--model", str(folder), str(fasta), "-o", str(tmp_path / "p.tsv"), "--device", "cpu"]) == 0
     assert [row["windows"] for row in read_rows(tmp_path / "p.tsv")] == ["2", "1"]  # starts 0 and 476 (= 1500 - 1024)
     error = capsys.readouterr().err
     assert "does not record the lengths it was trained on; inputs longer than 1,024 bp are cut into 1,024-bp windows" in error
@@ -141,7 +142,7 @@ def test_the_misleading_tokenizer_warning_is_not_shown(tmp_path):
     logger = logging.getLogger("transformers")
     logger.addHandler(handler)
     try:
-        assert cli.main(["predict", str(folder), str(fasta), str(tmp_path / "p.tsv"), "--device", "cpu"]) == 0
+        assert cli.main(["predict", "--model", str(folder), str(fasta), "-o", str(tmp_path / "p.tsv"), "--device", "cpu"]) == 0
         assert not [m for m in messages if "indexing errors" in m]
         build_tokenizer()(random_dna(3000, 7))  # the control: plain tokenization of the same length does warn
         assert [m for m in messages if "indexing errors" in m]
@@ -153,11 +154,11 @@ def test_the_misleading_tokenizer_warning_is_not_shown(tmp_path):
 def test_regression_and_multi_label_classifiers(tmp_path):
     fasta = write_fasta(tmp_path / "input.fa", {"long": INPUTS["long"], "short": INPUTS["short"]})
     regression = classifier_folder(tmp_path / "regression", problem_type="regression", labels=["gc"])
-    assert cli.main(["predict", str(regression), str(fasta), str(tmp_path / "r.tsv"), "--device", "cpu"]) == 0
+    assert cli.main(["predict", "--model", str(regression), str(fasta), "-o", str(tmp_path / "r.tsv"), "--device", "cpu"]) == 0
     rows = read_rows(tmp_path / "r.tsv")
     assert list(rows[0]) == ["id", "gc", "windows"] and [row["windows"] for row in rows] == ["4", "1"]
     multi = classifier_folder(tmp_path / "multi", problem_type="multi_label_classification", labels=["tata", "cpg"])
-    assert cli.main(["predict", str(multi), str(fasta), str(tmp_path / "m.tsv"), "--device", "cpu"]) == 0
+    assert cli.main(["predict", "--model", str(multi), str(fasta), "-o", str(tmp_path / "m.tsv"), "--device", "cpu"]) == 0
     rows = read_rows(tmp_path / "m.tsv")
     for row in rows:
         chosen = [name for name in ("tata", "cpg") if float(row[f"probability_{name}"]) >= 0.5]
@@ -177,14 +178,14 @@ def test_predict_from_a_hub_id_in_the_offline_cache(released, tmp_path, monkeypa
     assert huggingface_hub.constants.HF_HUB_OFFLINE  # tests/conftest.py switches the Hub off
 
     fasta = write_fasta(tmp_path / "input.fa")
-    assert cli.main(["predict", "nucel-tests/promoter-classifier", str(fasta), str(tmp_path / "hub.tsv"), "--device", "cpu"]) == 0
-    assert cli.main(["predict", str(released), str(fasta), str(tmp_path / "folder.tsv"), "--device", "cpu"]) == 0
+    assert cli.main(["predict", "--model", "nucel-tests/promoter-classifier", str(fasta), "-o", str(tmp_path / "hub.tsv"), "--device", "cpu"]) == 0
+    assert cli.main(["predict", "--model", str(released), str(fasta), "-o", str(tmp_path / "folder.tsv"), "--device", "cpu"]) == 0
     assert (tmp_path / "hub.tsv").read_text() == (tmp_path / "folder.tsv").read_text()
 
     capsys.readouterr()
     offline = " (not in the local Hugging Face cache, and HF_HUB_OFFLINE=1 keeps the Hub off)"
     for missing, reason in (("nucel-tests/not-cached", offline), (str(tmp_path / "no-such-folder"), "")):
-        assert cli.main(["predict", missing, str(fasta), str(tmp_path / "never.tsv")]) != 0
+        assert cli.main(["predict", "--model", missing, str(fasta), "-o", str(tmp_path / "never.tsv")]) != 0
         error = capsys.readouterr().err.strip()
         assert error.endswith(f"{missing}: no such model folder or Hub id{reason}") and len(error.splitlines()) == 1
     assert not (tmp_path / "never.tsv").exists()
@@ -193,7 +194,7 @@ def test_predict_from_a_hub_id_in_the_offline_cache(released, tmp_path, monkeypa
 def test_an_encoder_is_not_taken_for_a_classifier(tmp_path, capsys):
     encoder = save_model_folder(NucELModel(NucELConfig.from_preset("tiny")), tmp_path / "encoder")
     fasta = write_fasta(tmp_path / "input.fa")
-    assert cli.main(["predict", str(encoder), str(fasta), str(tmp_path / "p.tsv")]) != 0
+    assert cli.main(["predict", "--model", str(encoder), str(fasta), "-o", str(tmp_path / "p.tsv")]) != 0
     assert "is not a NucELForSequenceClassification checkpoint: it has no weights for" in capsys.readouterr().err
 
 

@@ -62,8 +62,8 @@ def trained(tmp_path_factory):
     settings = FinetuneSettings(label_names=LABELS, method="lora", learning_rate=1e-2, max_steps=2, eval_steps=2,
                                 batch_size=8, early_stopping_patience=None, max_length_bp=50)
     finetune(str(base), split, split, root / "finetuned", settings)
-    assert cli.main(["release", str(root / "finetuned"), RELEASE_ID, "--lora-adapter", "--base-model", BASE_ID,
-                     "--dry-run", "--out", str(root / "release")]) == 0
+    assert cli.main(["release", "--model", str(root / "finetuned"), "--repo-id", RELEASE_ID, "--lora-adapter",
+                     "--base-model", BASE_ID, "--dry-run", "-o", str(root / "release")]) == 0
     fasta = root / "input.fa"
     # 100 bp: longer than the 50 bp trained on, so predicted from windows.
     fasta.write_text("".join(f">{name}\n{random_dna(length, seed)}\n" for name, length, seed in
@@ -119,7 +119,7 @@ def test_a_base_model_missing_offline_is_a_one_line_error_naming_it(trained, hub
         assert len(message.splitlines()) == 1
         assert f"{BASE_ID}: no such model folder or Hub id" in message and f"`hf download {BASE_ID}`" in message
 
-    assert cli.main(["predict", str(trained["release"]), str(trained["fasta"]), str(tmp_path / "never.tsv")]) == 2
+    assert cli.main(["predict", "--model", str(trained["release"]), str(trained["fasta"]), "-o", str(tmp_path / "never.tsv")]) == 2
     error = capsys.readouterr().err.strip()
     assert len(error.splitlines()) == 1 and BASE_ID in error
     assert not (tmp_path / "never.tsv").exists()

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from nucel import NucELConfig, NucELGenerator, NucELModel, cli
-from nucel import embed as embed_module
+from nucel.core import embeddings as embed_module  # the streaming machinery of `nucel embed`
 from nucel.core.embeddings import embed_sequences
 from nucel.embed import ids_path
 from nucel.core.models import load_encoder
@@ -72,8 +72,8 @@ def test_streamed_per_base_files_equal_the_in_memory_result(encoder, folders, tm
     fasta = write_fasta(tmp_path / "input.fa", RECORDS)
     options = ["--per-base", "--window", str(WINDOW), "--overlap", str(OVERLAP), "--batch-size", "2", "--device", "cpu"]
     options += ["--reverse-complement"] if reverse_complement_average else []
-    assert cli.main(["embed", str(folders[0]), str(fasta), "-o", str(tmp_path / "bases.npy"), *options]) == 0
-    assert cli.main(["embed", str(folders[0]), str(fasta), "-o", str(tmp_path / "bases.parquet"), *options, "--dtype", "float16"]) == 0
+    assert cli.main(["embed", "--model", str(folders[0]), str(fasta), "-o", str(tmp_path / "bases.npy"), *options]) == 0
+    assert cli.main(["embed", "--model", str(folders[0]), str(fasta), "-o", str(tmp_path / "bases.parquet"), *options, "--dtype", "float16"]) == 0
 
     in_memory = embed_sequences(model, tokenizer, list(RECORDS.values()), pooling=None, window=WINDOW, overlap=OVERLAP,
                                 reverse_complement_average=reverse_complement_average, batch_size=2, progress=False)
@@ -101,8 +101,8 @@ def test_streamed_pooled_files_equal_the_in_memory_result(encoder, folders, tmp_
     monkeypatch.setattr(embed_module, "READ_AHEAD_BATCHES", 1)
     fasta = write_fasta(tmp_path / "input.fa", RECORDS)
     options = ["--pooling", pooling, "--reverse-complement", "--window", str(WINDOW), "--overlap", str(OVERLAP), "--batch-size", "3"]
-    assert cli.main(["embed", str(folders[0]), str(fasta), "-o", str(tmp_path / "pooled.npy"), *options]) == 0
-    assert cli.main(["embed", str(folders[0]), str(fasta), "-o", str(tmp_path / "pooled.parquet"), *options]) == 0
+    assert cli.main(["embed", "--model", str(folders[0]), str(fasta), "-o", str(tmp_path / "pooled.npy"), *options]) == 0
+    assert cli.main(["embed", "--model", str(folders[0]), str(fasta), "-o", str(tmp_path / "pooled.parquet"), *options]) == 0
     in_memory = embed_sequences(model, tokenizer, list(RECORDS.values()), pooling=pooling, window=WINDOW, overlap=OVERLAP,
                                 reverse_complement_average=True, batch_size=3, progress=False)
     np.testing.assert_array_equal(np.load(tmp_path / "pooled.npy"), in_memory)
@@ -162,7 +162,7 @@ def test_memory_stays_flat_as_the_input_grows(folders, tmp_path):
     peaks = []
     for name, records in (("one_x", one_x), ("four_x", four_x)):
         fasta = write_fasta(tmp_path / f"{name}.fa", records)
-        peaks.append(peak_rss_mib(tmp_path, ["embed", str(folders[0]), str(fasta), "-o", str(tmp_path / f"{name}.npy"),
+        peaks.append(peak_rss_mib(tmp_path, ["embed", "--model", str(folders[0]), str(fasta), "-o", str(tmp_path / f"{name}.npy"),
                                              "--per-base", "--device", "cpu"], name))
         assert np.load(tmp_path / f"{name}.npy", mmap_mode="r").shape == (sum(map(len, records.values())), 64)
     assert peaks[1] < peaks[0] + 50, f"peak RSS {peaks[0]:.0f} MiB for 50 kbp, {peaks[1]:.0f} MiB for 200 kbp"
@@ -188,14 +188,13 @@ def interrupt_on_second_batch(monkeypatch, module, name, error):
 @pytest.mark.parametrize("output", ["e.npy", "e.parquet"])
 def test_ctrl_c_or_an_error_leaves_no_partial_output(folders, tmp_path, monkeypatch, capsys, output):
     fasta = write_fasta(tmp_path / "input.fa", RECORDS)
-    command = ["embed", str(folders[0]), str(fasta), "-o", str(tmp_path / output), "--per-base", "--window", "64",
+    command = ["embed", "--model", str(folders[0]), str(fasta), "-o", str(tmp_path / output), "--per-base", "--window", "64",
                "--overlap", "8", "--batch-size", "2", "--device", "cpu"]
     interrupt_on_second_batch(monkeypatch, embed_module, "encode_batch", KeyboardInterrupt())
-    with pytest.raises(SystemExit) as exit_info:
-        cli.main(command)
-    assert exit_info.value.code == 130
+    assert cli.main(command) == 130  # 128 + SIGINT, the shell's code for Ctrl-C
     message = capsys.readouterr().err.strip().splitlines()[-1]
-    assert message == f"nucel embed: interrupted; {tmp_path / output} was not written and no partial file is left. Run the command again to start over."
+    assert message == (f"nucel embed: interrupted (SIGINT); {tmp_path / output} was not written and no partial file is left; "
+                       "run the command again to start over")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["input.fa"]
 
     monkeypatch.undo()
@@ -208,58 +207,58 @@ def test_ctrl_c_or_an_error_leaves_no_partial_output(folders, tmp_path, monkeypa
 def test_an_existing_output_survives_a_failed_run(folders, tmp_path, monkeypatch):
     """The new file replaces the old one only when complete: a failed run leaves the previous result intact."""
     fasta = write_fasta(tmp_path / "input.fa", RECORDS)
-    command = ["embed", str(folders[0]), str(fasta), "-o", str(tmp_path / "e.npy"), "--window", "64", "--overlap", "8",
+    command = ["embed", "--model", str(folders[0]), str(fasta), "-o", str(tmp_path / "e.npy"), "--window", "64", "--overlap", "8",
                "--batch-size", "2", "--device", "cpu"]
     assert cli.main(command) == 0
     before = np.load(tmp_path / "e.npy")
     interrupt_on_second_batch(monkeypatch, embed_module, "encode_batch", RuntimeError("disk full"))
     with pytest.raises(RuntimeError):
-        cli.main([*command, "--pooling", "max"])
+        cli.main([*command, "--pooling", "max", "--overwrite"])
     np.testing.assert_array_equal(np.load(tmp_path / "e.npy"), before)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["e.ids.tsv", "e.npy", "input.fa"]
 
 
 def test_score_variants_and_ism_interrupted_leave_nothing(folders, tmp_path, monkeypatch, capsys):
-    from nucel import variants
+    from nucel.core import variant_scores
 
     _, generator = folders
     chromosome = random_dna(2000, 9)
     (tmp_path / "genome.fa").write_text(f">chr1\n{chromosome}\n")
     lines = [f"chr1\t{p}\t.\t{chromosome[p - 1]}\t{'A' if chromosome[p - 1] != 'A' else 'C'}" for p in range(10, 1500, 7)]
     (tmp_path / "calls.vcf").write_text("\n".join(lines) + "\n")
-    interrupt_on_second_batch(monkeypatch, variants, "score_variants", KeyboardInterrupt())
-    with pytest.raises(SystemExit):
-        cli.main(["score-variants", "--variants", str(tmp_path / "calls.vcf"), "--reference", str(tmp_path / "genome.fa"),
-                  "--generator", str(generator), "--context", "64", "--batch-size", "4", "--device", "cpu", "-o", str(tmp_path / "s.tsv")])
-    assert "nucel score-variants: interrupted;" in capsys.readouterr().err
+    interrupt_on_second_batch(monkeypatch, variant_scores, "score_variants", KeyboardInterrupt())
+    assert cli.main(["score-variants", "--variants", str(tmp_path / "calls.vcf"), "--reference", str(tmp_path / "genome.fa"),
+                     "--generator", str(generator), "--window", "64", "--batch-size", "4", "--device", "cpu",
+                     "-o", str(tmp_path / "s.tsv")]) == 130
+    assert "nucel score-variants: interrupted (SIGINT);" in capsys.readouterr().err
     monkeypatch.undo()
-    interrupt_on_second_batch(monkeypatch, variants, "score_variants", KeyboardInterrupt())
-    with pytest.raises(SystemExit):
-        cli.main(["ism", "--region", "chr1:1-200", "--reference", str(tmp_path / "genome.fa"), "--generator", str(generator),
-                  "--context", "64", "--batch-size", "4", "--device", "cpu", "-o", str(tmp_path / "ism")])
-    assert "nucel ism: interrupted;" in capsys.readouterr().err
+    interrupt_on_second_batch(monkeypatch, variant_scores, "score_variants", KeyboardInterrupt())
+    assert cli.main(["ism", "--region", "chr1:1-200", "--reference", str(tmp_path / "genome.fa"), "--generator", str(generator),
+                     "--window", "64", "--batch-size", "4", "--device", "cpu", "-o", str(tmp_path / "ism")]) == 130
+    assert "nucel ism: interrupted (SIGINT);" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["calls.vcf", "genome.fa"]
 
 
 def test_score_variants_streams_in_input_order(folders, tmp_path, monkeypatch):
     """Scored a few batches at a time, the rows come out in input order with the scores of the whole-list call."""
-    from nucel import variants
+    from nucel.core import variant_scores
+    from nucel.variant_files import read_vcf
 
     _, generator = folders
-    model, tokenizer = variants.load_generator(str(generator), "cpu")
+    model, tokenizer = variant_scores.load_generator(str(generator), "cpu")
     chromosome = random_dna(3000, 11)
     (tmp_path / "genome.fa").write_text(f">chr1\n{chromosome}\n")
     positions = list(range(2900, 10, -37))
     lines = [f"chr1\t{p}\tv{p}\t{chromosome[p - 1]}\t{'A' if chromosome[p - 1] != 'A' else 'C'},{'T' if chromosome[p - 1] != 'T' else 'G'}"
              for p in positions]
     (tmp_path / "calls.vcf").write_text("\n".join(lines) + "\nchr1\t50\tindel\tAC\tA\n")
-    monkeypatch.setattr(variants, "READ_AHEAD_BATCHES", 2)
+    monkeypatch.setattr(variant_scores, "READ_AHEAD_BATCHES", 2)
     assert cli.main(["score-variants", "--variants", str(tmp_path / "calls.vcf"), "--reference", str(tmp_path / "genome.fa"),
-                     "--generator", str(generator), "--context", "64", "--batch-size", "5", "--device", "cpu",
+                     "--generator", str(generator), "--window", "64", "--batch-size", "5", "--device", "cpu",
                      "-o", str(tmp_path / "s.tsv")]) == 0
     rows = [line.split("\t") for line in (tmp_path / "s.tsv").read_text().splitlines()[1:]]
     assert [row[0] for row in rows] == [f"v{p}" for p in positions for _ in range(2)] + ["indel"]
     assert rows[-1][5:] == ["not_snv", ""]
-    all_rows = variants.read_vcf(tmp_path / "calls.vcf", tmp_path / "genome.fa")
-    expected = variants.log_likelihood_ratios(model, tokenizer, [r.variant for r in all_rows if r.status == "ok"], 64, progress=False)
+    all_rows = read_vcf(tmp_path / "calls.vcf", tmp_path / "genome.fa")
+    expected = variant_scores.log_likelihood_ratios(model, tokenizer, [r.variant for r in all_rows if r.status == "ok"], 64, progress=False)
     np.testing.assert_allclose([float(row[6]) for row in rows[:-1]], expected, rtol=1e-4, atol=1e-5)
