@@ -53,7 +53,13 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from nucel.benchmarks.study_jobs import JobRunner, pretrain_overrides, run_job_in_process, training_flops_per_step
+from nucel.benchmarks.registry import load_suite
+from nucel.benchmarks.study_jobs import (
+    JobRunner,
+    pretrain_overrides,
+    run_job_in_process,
+    training_flops_per_step,
+)
 from nucel.benchmarks.study_report import (
     ACCEPT_AUROC,
     ACCEPT_GAIN_PERCENT,
@@ -308,6 +314,9 @@ class Study:
                 raise FileNotFoundError(f"--fasta {path}: no such file")
         if not Path(self.args.data).is_dir():
             raise FileNotFoundError(f"--data {self.args.data}: no such folder (the GUE data root)")
+        suite = load_suite("gue")
+        for task in self.budget.tasks:
+            suite.task(task)  # an unknown task is one line naming the nearest, before any job runs
         print(f"[study] stage 1: sweep of {len(self.budget.sweep)} generator settings", flush=True)
         self.runner.run_all([(name, spec) for name, spec, _, _ in self.sweep_jobs()])
         if self.chosen_extra() is None:
