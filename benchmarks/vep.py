@@ -9,11 +9,11 @@ before anything is scored: a mismatch is an error, or, with `--exclude-ref-misma
 
 Scores. Each becomes a "damage" score, higher = more damaging, for the metrics:
 - llr, from a generator / masked LM (`--generator`, repeatable): log P(alt) - log P(ref) at the masked site of a
-  `--window`-base window centred on the variant (nucel.variants.log_likelihood_ratios). A more negative llr is
+  `--window`-base window centred on the variant (nucel.core.variant_scores.log_likelihood_ratios). A more negative llr is
   more damaging: damage = -llr.
-- embedding distance, from an encoder (`--encoder`, repeatable; any NucEL folder): Euclidean distance between the
+- embedding distance, from an encoder (`--model`, repeatable; any NucEL folder): Euclidean distance between the
   mean-pooled final-layer embeddings of the reference window and of the same window carrying the alternative
-  base (nucel.variants.embedding_distances). Larger = more damaging.
+  base (nucel.core.variant_scores.embedding_distances). Larger = more damaging.
 - `--reverse-complement` averages both over the two strands.
 - baselines from the table itself: CADD (PHRED-scaled; higher = more deleterious) and phyloP (mammalian
   conservation; higher = more conserved, taken as more damaging); and Evo 2 (1B)'s published AUROC, quoted from

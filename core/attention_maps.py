@@ -1,7 +1,7 @@
 """Attention maps of a NucEL encoder, and the paper's motif signal-to-noise ratio.
 
-    nucel attention MODEL --sequence ACGT... --layers 0,3 --motif TATAAT -o attention/
-    nucel attention MODEL --region chr1:1001-1200 --reference genome.fa -o attention/   (axes in chr1 coordinates)
+    nucel attention --model MODEL --sequence ACGT... --layers 0,3 --motif TATAAT -o attention/
+    nucel attention --model MODEL --region chr1:1001-1200 --reference genome.fa -o attention/   (chr1 axes)
 
 Maps are computed on the eager path (`output_attentions=True`): fused kernels (SDPA, flash-attn) cannot return
 attention weights. A map covers the real tokens `[CLS] bases` (index 0 is [CLS], base i is index i + 1);

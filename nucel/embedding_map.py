@@ -1,6 +1,6 @@
 """A 2-D map of per-sequence embeddings (scikit-learn's PCA or t-SNE), each point coloured by a label of its sequence.
 
-    nucel embed MODEL sequences.csv -o embeddings.npy --map map.png --map-method tsne --label-column family
+    nucel embed --model MODEL sequences.csv -o embeddings.npy --map map.png --map-method tsne --label-column family
 
 PCA axes say what share of the embeddings' variance they hold. t-SNE axes have no unit: only neighbourhoods mean
 something, not the distances between clusters or their sizes. Labels come from a column of the CSV/TSV input, one

@@ -1,8 +1,8 @@
 """Predictions from a NucEL sequence classifier: sequences in (CSV/TSV/FASTA), labels and probabilities out.
 
-    nucel predict MODEL sequences.fa predictions.tsv
-    nucel predict user/nucel-promoters genome.fa.gz windows.csv --stride 10 --aggregate max
-    nucel predict MODEL sequences.csv predictions.csv --batch-size 64
+    nucel predict --model MODEL sequences.fa -o predictions.tsv
+    nucel predict --model user/nucel-promoters genome.fa.gz -o windows.csv --stride 10 --aggregate max
+    nucel predict --model MODEL sequences.csv -o predictions.csv --batch-size 64
 
 MODEL is any NucEL classifier: a folder written by `nucel finetune` (full, frozen, or LoRA adapters, which are put
 back on their base model), a released folder (`nucel release`; labels from config.json's `id2label`, tokenizer from
