@@ -13,7 +13,6 @@ are defined here, so that `--help` answers at once; torch is imported when a run
 import argparse
 import json
 import shlex
-import sys
 import time
 from pathlib import Path
 
@@ -72,7 +71,7 @@ def add_vep_arguments(parser) -> None:
 def run_variant_effects(args: argparse.Namespace) -> None:
     from nucel.benchmarks.vep_report import report_scores, run  # torch: only for a run
 
-    report_scores(run(args, f"nucel vep {shlex.join(sys.argv[2:])}"), args.output)
+    report_scores(run(args, shlex.join(["nucel", "vep", *args.arguments])), args.output)
 
 
 def run_suite(args: argparse.Namespace) -> None:

@@ -48,7 +48,6 @@ survive an interruption.
 import argparse
 import json
 import statistics
-import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -364,7 +363,7 @@ def run_study(args: argparse.Namespace) -> None:
     if args.job:
         run_job_in_process(args.job)
         return
-    args.argv = [arg for arg in sys.argv[2:] if arg != "--report-only"]
+    args.argv = [arg for arg in args.arguments if arg != "--report-only"]
     if args.work_dir is None:
         args.work_dir = str(REPOSITORY / "runs" / ("pretraining-study-quick" if args.quick else "pretraining-study"))
     study = Study(args)

@@ -115,18 +115,18 @@ def variant_model_arguments(parser) -> None:
 def add_score_variants(score) -> None:
     score.description = ("Scores single-nucleotide variants: llr = log P(alt) - log P(ref) from the generator at the masked "
         "position, and the embedding distance between the reference and alternative contexts (encoder). Input: a VCF, "
-        "VCF.gz or BCF with --reference, or a TSV (position, ref, alt and sequence or region; or chrom, pos, ref, alt). "
-        "Every output row has a status (ok, not_snv, missing_contig, outside_contig, ref_is_n, ref_mismatch) and a "
+        "VCF.gz or BCF with --reference, or a TSV (position, ref, alt and sequence or region; or chrom, pos, ref, "
+        "alt). Every output row has a status (ok, not_snv, missing_contig, outside_contig, ref_is_n, ref_mismatch) and a "
         "summary counts them; chromosome names that differ by a 'chr' prefix are matched and reported. The output's "
         "extension chooses its format: .tsv, or .vcf/.vcf.gz/.bcf (every input record, the scores as INFO fields "
         "NUCEL_LLR, NUCEL_EMBEDDING_DISTANCE, NUCEL_STATUS); with a reference, each score is also written as a "
         "bigWig + bedGraph track beside it (OUTPUT.llr.bw, ...).")
-    score.add_argument("--variants", required=True, help="VCF, VCF.gz or BCF; or TSV (position, ref, alt, sequence or region; "
-                       "or chrom, pos, ref, alt)")
+    score.add_argument("--variants", required=True, help="VCF, VCF.gz or BCF; or TSV (position, ref, alt, sequence "
+                       "or region; or chrom, pos, ref, alt)")
     score.add_argument("--reference", help="reference FASTA, plain or bgzip (indexed on first use; plain gzip: run "
                        "`nucel index` once), for a VCF or genomic TSV rows")
-    score.add_argument("--regions", help="only the VCF records in CHROM:START-END[,...] (1-based, inclusive) or in a BED "
-                       "file; read by the VCF's index (.tbi/.csi) where it has one")
+    score.add_argument("--regions", help="only the VCF records in CHROM:START-END[,...] (1-based, inclusive) or in a "
+                       "BED file; read by the VCF's index (.tbi/.csi) where it has one")
     variant_model_arguments(score)
     score.add_argument("--strict", action="store_true", help="stop at the first row that is not 'ok' (default: give it a status and go on)")
     add_output(score, "file", "output: .tsv, .vcf, .vcf.gz (bgzipped, indexed when sorted) or .bcf")
@@ -216,8 +216,8 @@ def add_release(parser) -> None:
 
 
 def add_index(parser) -> None:
-    parser.description = ("Writes a bgzip-compressed copy of a reference FASTA (plain, gzip or bgzip) with its .fai and "
-        ".gzi indexes, so that score-variants, ism and attention read it by position. Needed once for a FASTA "
+    parser.description = ("Writes a bgzip-compressed copy of a reference FASTA (plain, gzip or bgzip) with its .fai "
+        "and .gzi indexes, so that score-variants, ism and attention read it by position. Needed once for a FASTA "
         "compressed with plain gzip, which cannot be read by position.")
     parser.add_argument("reference", help="FASTA file: plain, gzip or bgzip")
     add_output(parser, "file", "the indexed copy (default: beside the input, NAME.bgz.fa.gz)", required=False)
@@ -273,7 +273,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    args.arguments = argv[1:]  # as given after the command's name: what reports record as the command line
     return run_command(f"nucel {args.command}", args)
 
 

@@ -22,7 +22,8 @@ from nucel.training.collator import PretrainingCollator
 from nucel.training.pretraining_config import PretrainingConfig, load_config
 from nucel.training.rtd_loop import build_model, export_models, initialise_from_checkpoints, parameter_groups, run_pretraining
 from nucel.training.rtd_metrics import binary_entropy
-from nucel.training.train_rtd import build_parser
+from nucel.core.options import ArgumentParser
+from nucel.training.train_rtd import SETTINGS, add_arguments
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = REPO_ROOT / "training" / "configs"
@@ -118,7 +119,7 @@ def test_a_run_logs_the_figures_that_tell_whether_it_learned(tmp_path, capsys, o
     probe_folder = gc_task_folder(tmp_path / "tasks" / "gc")
     settings = small_settings(
         tmp_path, max_steps=4, log_every=2, eval_every=4, save_every=4, probe_tasks=[str(probe_folder)], probe_every=4,
-        probe_train_examples=40, probe_test_examples=30,
+        probe_train_examples=40, probe_test_examples=30, eval_windows=100,
     )
     output_dir = run_pretraining(PretrainingConfig(**settings))
     records = read_log(output_dir)
@@ -137,9 +138,9 @@ def test_a_run_logs_the_figures_that_tell_whether_it_learned(tmp_path, capsys, o
     validation = [record for record in records if "validation_loss" in record]
     assert [record["step"] for record in validation] == [4]
     assert {"validation_information_gain", "validation_auroc", "validation_auroc_masked"} <= validation[0].keys()
-    # The windows actually scored: eval_windows (8) asks for more than this small genome holds out.
+    # The windows actually scored: eval_windows (100) asks for more than this small genome holds out.
     held_out = records[0]["windows"]["validation_windows"]
-    assert held_out < 8 and validation[0]["validation_windows"] == held_out
+    assert held_out < 100 and validation[0]["validation_windows"] == held_out
     probes = [record for record in records if "probe_mcc/tasks/gc" in record]
     assert [record["step"] for record in probes] == [0, 4]  # step 0: the random-initialisation baseline
 
@@ -347,7 +348,7 @@ def test_configs_and_command_line_overrides(tmp_path):
         ["--config", "x.yaml", "--max_steps", "7", "--fasta", "a.fa", "b.fa.gz", "--no-reverse_complement", "--learning_rate", "3e-4", "--resume"]
     ))
     assert args["resume"] == "latest" and args["max_steps"] == 7 and args["fasta"] == ["a.fa", "b.fa.gz"]
-    overridden = load_config(CONFIGS / "tiny_cpu.yaml", {k: v for k, v in args.items() if k not in ("config", "resume", "export_only", "overwrite", "debug")})
+    overridden = load_config(CONFIGS / "tiny_cpu.yaml", {name: args[name] for name in SETTINGS})
     assert (overridden.max_steps, overridden.fasta, overridden.reverse_complement, overridden.learning_rate) == (7, ["a.fa", "b.fa.gz"], False, 3e-4)
     assert overridden.window_length == tiny.window_length  # untouched settings keep the file's values
     args = vars(build_parser().parse_args(
@@ -376,6 +377,13 @@ def test_configs_and_command_line_overrides(tmp_path):
 
 
 @pytest.mark.slow
+def build_parser() -> ArgumentParser:
+    """`nucel pretrain`'s options (the same parser `accelerate launch training/train_rtd.py` reads)."""
+    parser = ArgumentParser()
+    add_arguments(parser)
+    return parser
+
+
 def test_compiled_layers_train_as_the_eager_model(tmp_path):
     eager = run_pretraining(PretrainingConfig(**small_settings(tmp_path / "eager", max_steps=3, eval_every=3, save_every=3)))
     compiled = run_pretraining(PretrainingConfig(**small_settings(tmp_path / "compiled", max_steps=3, eval_every=3, save_every=3, compile=True)))
@@ -397,8 +405,8 @@ def test_a_new_run_never_mixes_with_an_earlier_one(tmp_path, capsys):
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and "holds a run (log.jsonl, checkpoints)" in error and "--resume" in error and "--overwrite" in error
     assert (run / "log.jsonl").read_text() == '{"step": 5}\n'
-    with pytest.raises(SystemExit):
-        main([*argv, "--overwrite", "--resume"])
+    assert main([*argv, "--overwrite", "--resume"]) == 2  # one line: they contradict each other
+    assert "--overwrite starts over and --resume continues" in capsys.readouterr().err
     (run / "notes.txt").write_text("mine")
     clear_earlier_run(run, overwrite=True)
     assert sorted(path.name for path in run.iterdir()) == ["notes.txt"]  # the run's outputs only, nothing else
