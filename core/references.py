@@ -95,8 +95,9 @@ def check_reference_file(path: str | Path) -> Path:
     kind = compression(path)
     if kind == "gzip":
         raise ReferenceFileError(
-            f"{path} is compressed with plain gzip, which cannot be read by position; run `{index_command(path)}` once "
-            f"(it writes {indexed_copy_name(path).name} with its .fai and .gzi indexes) and pass that file as --reference")
+            f"{path} is compressed with plain gzip, which cannot be read by position; run `{index_command(path)}` "
+            f"once (it writes {indexed_copy_name(path).name} with its .fai and .gzi indexes) and pass that file as "
+            "--reference")
     opener = gzip.open if kind == "bgzip" else open
     with opener(path, "rb") as handle:
         first = handle.read(1)
@@ -225,7 +226,8 @@ def missing_contig_error(reference: Reference, chrom: str, source: str) -> Refer
                               f"(nor {other_spelling(chrom)!r}); {reference.missing_contig_hint(chrom)}")
 
 
-def fetch_region(reference: Reference, chrom: str, start: int | None, end: int | None, name: str, source: str) -> GenomeRegion:
+def fetch_region(reference: Reference, chrom: str, start: int | None, end: int | None, name: str,
+                 source: str) -> GenomeRegion:
     """The region `chrom`, bases start..end (0-based, end exclusive; None: the whole record) checked against the
     reference: the chromosome present (by either spelling) and the bounds inside it."""
     from nucel.core.sequences import clean_sequence
@@ -253,7 +255,8 @@ def read_bed_regions(path: str | Path, reference: Reference) -> list[GenomeRegio
     return [fetch_region(reference, bed.chrom, bed.start, bed.end, bed.name, bed.source) for bed in read_bed(path)]
 
 
-def command_regions(region: str | None, bed: str | None, reference_path: str | None) -> tuple[Reference, list[GenomeRegion]]:
+def command_regions(region: str | None, bed: str | None,
+                    reference_path: str | None) -> tuple[Reference, list[GenomeRegion]]:
     """The reference and the regions of `--region` or `--regions FILE.bed` (one of them given)."""
     if not reference_path:
         option = "--region" if region else "--regions"
@@ -270,5 +273,5 @@ def n_share(sequence: str) -> float:
 def overlapping(regions: list[GenomeRegion]) -> tuple[GenomeRegion, GenomeRegion] | None:
     """Two regions that share a base, if any (a track holds one value per base)."""
     ordered = sorted(regions, key=lambda r: (r.reference_name, r.start))
-    return next(((a, b) for a, b in zip(ordered, ordered[1:]) if a.reference_name == b.reference_name and b.start < a.end),
-                None)
+    pairs = zip(ordered, ordered[1:])
+    return next(((a, b) for a, b in pairs if a.reference_name == b.reference_name and b.start < a.end), None)

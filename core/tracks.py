@@ -37,7 +37,8 @@ def write_track(stem: str | Path, chrom_sizes: dict[str, int], entries: list[tup
         track = pyBigWig.open(str(staging), "w")
         track.addHeader(list(chrom_sizes.items()))
         if entries:
-            track.addEntries([c for c, _, _ in entries], [s for _, s, _ in entries], ends=[s + 1 for _, s, _ in entries],
+            starts = [s for _, s, _ in entries]
+            track.addEntries([c for c, _, _ in entries], starts, ends=[s + 1 for s in starts],
                              values=[float(v) for _, _, v in entries])
         track.close()
     name = stem.name.replace(" ", "_")

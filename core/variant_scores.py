@@ -82,8 +82,8 @@ def check_variant(name, chrom, position, ref, alt, context: str | None, offset, 
 
     def row(status: str, reason: str = "", reference_base: str = "") -> VariantRow:
         variant = Variant(name, chrom, position, ref, alt, context, offset, source) if status == "ok" else None
-        return VariantRow(name, chrom, position, ref, alt, status, source, variant, f"{label}: {reason}" if reason else "",
-                          reference_base)
+        message = f"{label}: {reason}" if reason else ""
+        return VariantRow(name, chrom, position, ref, alt, status, source, variant, message, reference_base)
 
     if ref == "N" and alt in BASES:
         return row("ref_is_n", "the reference allele is N")

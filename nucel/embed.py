@@ -163,7 +163,8 @@ def run(args: argparse.Namespace) -> None:
     resolve_model_folder(args.model)  # a wrong model name fails before the input is read
     if args.regions:
         regions = region_records(args)
-        summary = InputSummary(len(regions), sum(len(r.sequence) for r in regions), max(len(r.sequence) for r in regions), "")
+        lengths = [len(region.sequence) for region in regions]
+        summary = InputSummary(len(regions), sum(lengths), max(lengths), "")
     elif args.input is None:
         raise ValueError("give an input file of sequences, or --regions BED with --reference")
     else:
@@ -172,7 +173,8 @@ def run(args: argparse.Namespace) -> None:
         check_map_size(summary.records)  # before hours of inference, not after
     labels = read_labels(args.input, args.label_column, args.sequence_column, args.id_column) if args.label_column else None
     model, tokenizer = load_encoder(args.model, args.device)
-    records = with_unique_ids(iter(regions) if args.regions else iter_sequences(args.input, args.sequence_column, args.id_column))
+    inputs = iter(regions) if args.regions else iter_sequences(args.input, args.sequence_column, args.id_column)
+    records = with_unique_ids(inputs)
     pieces = embedding_stream(
         model,
         tokenizer,
@@ -204,7 +206,8 @@ def region_records(args: argparse.Namespace) -> list[SequenceRecord]:
     if args.label_column:
         raise ValueError("--label-column reads an input table; BED regions have no labels")
     _, regions = command_regions(None, args.regions, args.reference)
-    return [SequenceRecord(region.name, region.sequence, f"{args.regions} region {region.name!r}") for region in regions]
+    return [SequenceRecord(region.name, region.sequence, f"{args.regions} region {region.name!r}")
+            for region in regions]
 
 
 def check_map_options(args: argparse.Namespace) -> None:

@@ -101,10 +101,9 @@ class VcfInput:
                 shutil.copyfileobj(source, target)
         self.header_line_count = self._count_header_lines()
         self.pending: deque = deque()
-        self.records = 0
+        self.header_text = ""  # the header as htslib completes it while reading (contigs it had to add included)
         for _ in self._records():  # the validation pass
-            self.records += 1
-        self.header = self._open().header if self.records == 0 else self._validated_header
+            pass
 
     def _count_header_lines(self) -> int | None:
         """Header lines of a text VCF, so that a record's line can be named (None for BCF)."""
@@ -131,7 +130,6 @@ class VcfInput:
 
     def _records(self) -> Iterator:
         handle = self._open()
-        self._validated_header = handle.header
         if self.regions and handle.index is not None:
             chunks = (self._fetch(handle, chrom, start, end) for chrom, start, end in self.regions)
             records = (record for chunk in chunks for record in chunk)
@@ -148,6 +146,7 @@ class VcfInput:
                                "columns at least, CHROM POS ID REF ALT QUAL FILTER INFO, and POS is a whole number)"
                                ) from error
         finally:
+            self.header_text = str(handle.header)
             handle.close()
 
     @staticmethod
@@ -245,6 +244,7 @@ def table_row(path: Path, line_number: int, fields: dict, genomic: bool, id_colu
     return genome_row(reference, context, name, chrom, position, ref, alt, source)
 
 
-def read_variant_table(path: str | Path, reference_path: str | Path | None = None, strict: bool = False) -> list[VariantRow]:
+def read_variant_table(path: str | Path, reference_path: str | Path | None = None,
+                       strict: bool = False) -> list[VariantRow]:
     """All rows of a variant TSV in a list."""
     return list(table_rows(path, Reference(reference_path) if reference_path else None, strict))

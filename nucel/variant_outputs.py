@@ -27,7 +27,8 @@ OUTPUT_SUFFIXES = (".tsv", *VCF_OUTPUT_SUFFIXES)
 INFO_IDS = {"llr": "NUCEL_LLR", "embedding_distance": "NUCEL_EMBEDDING_DISTANCE"}
 SCORE_MEANINGS = {
     "llr": "ln P(alt) - ln P(ref) of the masked variant base under the generator",
-    "embedding_distance": "Euclidean distance between the mean-pooled embeddings of the reference and alternative contexts",
+    "embedding_distance": "Euclidean distance between the mean-pooled embeddings of the reference and alternative "
+                          "contexts",
 }
 
 
@@ -78,7 +79,8 @@ def annotated_line(record_text: str, rows: list[tuple[VariantRow, dict[str, floa
     fields = record_text.rstrip("\n").split("\t")
     kept = [item for item in fields[7].split(";") if item not in (".", "") and not item.startswith("NUCEL_")]
     if fields[4] not in (".", ""):  # Number=A needs alleles: a record without ALT gets no NUCEL_ fields
-        kept += [f"{INFO_IDS[name]}={','.join(formatted(scores, name) or '.' for _, scores in rows)}" for name in score_names]
+        for name in score_names:
+            kept.append(f"{INFO_IDS[name]}=" + ",".join(formatted(scores, name) or "." for _, scores in rows))
         kept.append("NUCEL_STATUS=" + ",".join(row.status for row, _ in rows))
         reference_base = next((row.reference_base for row, _ in rows if row.reference_base), "")
         if reference_base:
@@ -94,10 +96,10 @@ def write_scored_vcf(path: str | Path, vcf_input, scored: Iterable[tuple[Variant
     from pysam.libcbgzf import BGZFile
 
     kind = output_kind(path)
-    header = [line for line in str(vcf_input.header).splitlines() if not line.startswith("##INFO=<ID=NUCEL_")]
+    header = [line for line in vcf_input.header_text.splitlines() if not line.startswith("##INFO=<ID=NUCEL_")]
     header[-1:-1] = [*info_header_lines(score_names, models), f"##nucel_command={command_line}"]
     if kind == "bcf" and not any(line.startswith("##INFO=<ID=END,") for line in header):
-        # htslib's BCF writer adds INFO/END to records with symbolic alleles (<DEL>); undefined, it makes them unreadable.
+        # htslib's BCF writer adds INFO/END to records with symbolic alleles (<DEL>): undefined, they are unreadable.
         header.insert(-1, '##INFO=<ID=END,Number=1,Type=Integer,Description="End position of the variant">')
     counts = Counter()
     with atomic_file(path) as staging:
@@ -171,7 +173,8 @@ class TrackCollector:
             return []
         written = []
         for name in self.score_names:
-            entries = [(chrom, start, sum(site[name]) / len(site[name])) for (chrom, start), site in self.values.items()]
+            entries = [(chrom, start, sum(site[name]) / len(site[name]))
+                       for (chrom, start), site in self.values.items()]
             written += write_track(f"{stem}.{name}", reference.lengths, entries,
                                    f"NucEL {name} at each scored variant (mean over the ALTs of a position)")
         return written

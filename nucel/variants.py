@@ -20,7 +20,7 @@ all or mostly N (more than half) is refused; in a BED file it is skipped, and re
 import csv
 import re
 import shlex
-import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -116,15 +116,18 @@ def run_score_variants(args) -> None:
         else:
             models = {"llr": model_description(args.generator) if generator else "",
                       "embedding_distance": model_description(args.model) if model else ""}
-            command_line = shlex.join(["nucel", *sys.argv[1:]]) if sys.argv[1:] else "nucel score-variants"
+            # The command line as given to nucel (cli.main records it; not sys.argv, which may be another program's).
+            command_line = shlex.join(["nucel", "score-variants", *getattr(args, "arguments", [])])
             counts, note = write_scored_vcf(output, vcf, scored, score_names, models, command_line)
         written = tracks.write(output_stem(output), reference) if reference is not None else []
     unscored = "; rows that are not ok have no scores, and their status says why" if set(counts) - {"ok"} else ""
     track_note = f"; tracks: {', '.join(path.name for path in written)}" if written else ""
-    missing_note = (f"; chromosome(s) {', '.join(missing[:5])} not in the reference: {reference.missing_contig_hint(missing[0])}"
-                    if missing and reference is not None else "")
-    print(f"{counts['ok']} variants scored -> {output} ({status_summary(counts, reference)}{unscored}{missing_note}{note}"
-          f"{track_note})")
+    missing_note = ""
+    if missing and reference is not None:
+        missing_note = (f"; chromosome(s) {', '.join(missing[:5])} not in the reference: "
+                        f"{reference.missing_contig_hint(missing[0])}")
+    summary = status_summary(counts, reference)
+    print(f"{counts['ok']} variants scored -> {output} ({summary}{unscored}{missing_note}{note}{track_note})")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -142,7 +145,8 @@ def ism_regions(args) -> tuple[Reference | None, list[GenomeRegion], list[tuple[
     if not (args.region or args.regions):
         sequence = read_one_sequence(args.sequence, args.fasta, args.record)
         if n_share(sequence) > MOSTLY_N:
-            raise VariantError(f"the sequence is {n_share(sequence):.0%} N (or other non-ACGT codes): nothing to mutate")
+            raise VariantError(f"the sequence is {n_share(sequence):.0%} N (or other non-ACGT codes): too little DNA "
+                               "to mutate")
         return None, [GenomeRegion("sequence", "", "", 0, len(sequence), sequence)], []
     reference, regions = command_regions(args.region, args.regions, args.reference)
     statuses = []
@@ -150,8 +154,9 @@ def ism_regions(args) -> tuple[Reference | None, list[GenomeRegion], list[tuple[
         share = n_share(region.sequence)
         status = "ok" if share <= MOSTLY_N else "all_n" if share == 1 else "mostly_n"
         if status != "ok" and args.region:
-            raise VariantError(f"--region {region.name}: {share:.0%} of its {len(region.sequence):,} bases are N (or other "
-                               "non-ACGT codes), so there is too little DNA to mutate; choose a region with sequence")
+            raise VariantError(f"--region {region.name}: {share:.0%} of its {len(region.sequence):,} bases are N (or "
+                               "other non-ACGT codes), so there is too little DNA to mutate; choose a region with "
+                               "sequence")
         statuses.append((region, status))
     pair = overlapping(regions)
     if pair:
@@ -172,34 +177,42 @@ def run_ism(args) -> None:
     score_name = "llr" if generator is not None else "embedding_distance"
     several = bool(statuses)
     output = Path(args.output)
-    table = output / "ism.tsv"
-    track_entries = {track: [] for track in (*BASES, "mean")}
-    figures = []
-    with interruption_reported(table), atomic_file(table) as staging, open(staging, "w", newline="") as handle:
-        writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
-        writer.writerow(["region", "chrom", *MUTAGENESIS_COLUMNS] if several else MUTAGENESIS_COLUMNS)
-        for region in regions:
-            matrix = mutagenesis_of(region, generator, model, tokenizer, args, writer, several)
-            if reference is not None:
-                add_track_entries(track_entries, region, matrix)
-            where = f"{region.chrom}:{region.first_position}-{region.end}" if region.chrom else \
-                f"{region.first_position}-{region.end}"
+    with removed_if_left_empty(output):
+        table = output / "ism.tsv"
+        matrices = []
+        with interruption_reported(table), atomic_file(table) as staging, open(staging, "w", newline="") as handle:
+            writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
+            writer.writerow(["region", "chrom", *MUTAGENESIS_COLUMNS] if several else MUTAGENESIS_COLUMNS)
+            matrices = [mutagenesis_of(region, generator, model, tokenizer, args, writer, several)
+                        for region in regions]
+        written = [table]
+        for region, matrix in zip(regions, matrices):
+            where = f"{region.chrom + ':' if region.chrom else ''}{region.first_position}-{region.end}"
             figure = output / (f"ism.{safe_name(region.name)}.png" if several else "ism.png")
             plot_mutagenesis(matrix, region.sequence, figure, score_name, region.first_position,
                              f"in-silico mutagenesis of {where}{f' ({region.name})' if several else ''} ({score_name})")
-            figures.append(figure)
-    written = [table, *figures]
-    if reference is not None:
-        for track, entries in track_entries.items():
-            meaning = "mean over the three substitutions" if track == "mean" else f"substitution to {track}"
-            written += write_track(output / f"ism.{track}", reference.lengths, entries, f"NucEL ISM {score_name}, {meaning}")
-    if several:
-        written.append(write_region_statuses(output / "regions.tsv", statuses))
+            written.append(figure)
+        if reference is not None:
+            written += write_ism_tracks(output, reference, regions, matrices, score_name)
+        if several:
+            written.append(write_region_statuses(output / "regions.tsv", statuses))
     skipped = sum(status != "ok" for _, status in statuses)
     bases = sum(len(region.sequence) for region in regions)
     print(f"{bases} positions x 3 substitutions scored in {len(regions)} region(s)"
           f"{f' ({skipped} skipped as all or mostly N: see regions.tsv)' if skipped else ''} -> "
           f"{', '.join(str(path) for path in written[:3])}{', ...' if len(written) > 3 else ''}")
+
+
+@contextmanager
+def removed_if_left_empty(folder: Path):
+    """A folder this run creates is removed again if the run stops before writing anything into it."""
+    created = not folder.exists()
+    try:
+        yield
+    except BaseException:
+        if created and folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+        raise
 
 
 def mutagenesis_of(region: GenomeRegion, generator, model, tokenizer, args, writer, several: bool) -> np.ndarray:
@@ -215,15 +228,22 @@ def mutagenesis_of(region: GenomeRegion, generator, model, tokenizer, args, writ
     return np.concatenate(chunks)
 
 
-def add_track_entries(entries: dict[str, list], region: GenomeRegion, matrix: np.ndarray) -> None:
-    """The region's per-base values on the reference's coordinates: one track per substituted base (the TSV's
-    values, 0 at the reference base) and the mean over the three substitutions (the reference base's 0 left out)."""
-    mean = matrix.sum(axis=1) / (len(BASES) - 1)  # NaN stays NaN: N positions have no value
-    for offset in range(len(matrix)):
-        start = region.start + offset
-        for column, base in enumerate(BASES):
-            entries[base].append((region.reference_name, start, float(matrix[offset, column])))
-        entries["mean"].append((region.reference_name, start, float(mean[offset])))
+def write_ism_tracks(output: Path, reference: Reference, regions: list[GenomeRegion], matrices: list[np.ndarray],
+                     score_name: str) -> list[Path]:
+    """ism.A/C/G/T (each substitution's score: the TSV's values, 0 at the reference base) and ism.mean (the mean over
+    the three substitutions of a position) on the reference's coordinates; N positions have no value."""
+    entries = {track: [] for track in (*BASES, "mean")}
+    for region, matrix in zip(regions, matrices):
+        mean = matrix.sum(axis=1) / (len(BASES) - 1)  # the reference base's 0 left out of the mean; NaN stays NaN
+        for offset, start in enumerate(range(region.start, region.end)):
+            for column, base in enumerate(BASES):
+                entries[base].append((region.reference_name, start, float(matrix[offset, column])))
+            entries["mean"].append((region.reference_name, start, float(mean[offset])))
+    written = []
+    for track, values in entries.items():
+        meaning = "mean over the three substitutions" if track == "mean" else f"substitution to {track}"
+        written += write_track(output / f"ism.{track}", reference.lengths, values, f"NucEL ISM {score_name}, {meaning}")
+    return written
 
 
 def write_region_statuses(path: Path, statuses: list[tuple[GenomeRegion, str]]) -> Path:

@@ -39,10 +39,12 @@ def genome(tmp_path):
 
 def test_bed_lines_names_and_errors(tmp_path):
     bed = tmp_path / "regions.bed"
-    bed.write_text("track name=test\n# comment\nchr1\t0\t10\tpromoter\nchr1\t20\t30\nchr1 40 50 promoter\nchr2\t5\t9\t.\n")
+    bed.write_text("track name=test\n# comment\nchr1\t0\t10\tpromoter\nchr1\t20\t30\nchr1 40 50 promoter\n"
+                   "chr2\t5\t9\t.\n")
     regions = read_bed(bed)
     assert [(r.chrom, r.start, r.end, r.name) for r in regions] == [
-        ("chr1", 0, 10, "promoter"), ("chr1", 20, 30, "chr1:21-30"), ("chr1", 40, 50, "promoter#2"), ("chr2", 5, 9, "chr2:6-9")]
+        ("chr1", 0, 10, "promoter"), ("chr1", 20, 30, "chr1:21-30"), ("chr1", 40, 50, "promoter#2"),
+        ("chr2", 5, 9, "chr2:6-9")]
     for line, message in (("chr1\t10\t5", "line 1: start 10 is not before end 5 \\(BED is 0-based, end exclusive\\)"),
                           ("chr1\tten\t20", "line 1: start 'ten' and end '20' must be whole numbers"),
                           ("chr1\t10", "line 1: a BED line needs chrom, start and end; found 2")):
@@ -124,8 +126,18 @@ def test_duplicate_fasta_ids_are_warned_about_once_and_made_unique(models, tmp_p
     _, encoder = models
     fasta = tmp_path / "input.fa"
     fasta.write_text(">a\nACGTACGT\n>b\nACGTAC\n>a\nGGGGCCCC\n>a\nTTTTAAAA\n>b\nACGTTT\n")
-    assert cli.main(["embed", "--model", str(encoder), str(fasta), "--device", "cpu", "-o", str(tmp_path / "e.npy")]) == 0
+    output = tmp_path / "e.npy"
+    assert cli.main(["embed", "--model", str(encoder), str(fasta), "--device", "cpu", "-o", str(output)]) == 0
     assert (tmp_path / "e.ids.tsv").read_text().splitlines() == ["id", "a", "b", "a#2", "a#3", "b#2"]
     error = capsys.readouterr().err
     assert error.count("repeats an earlier record's") == 1 and "input.fa record 'a'" in error
 
+
+
+def test_unique_ids_count_on_past_names_already_taken(capsys):
+    """`predict` and `embed` share this: an id that repeats becomes ID#2, ID#3 ..., skipping one the input has."""
+    from nucel.core.sequences import SequenceRecord, with_unique_ids
+
+    records = [SequenceRecord(name, "ACGT", f"in.fa record {name!r}") for name in ("x", "x#2", "x", "y", "x")]
+    assert [record.id for record in with_unique_ids(iter(records))] == ["x", "x#2", "x#3", "y", "x#4"]
+    assert capsys.readouterr().err.count("warning:") == 1

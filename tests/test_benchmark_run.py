@@ -11,6 +11,7 @@ import torch
 
 from nucel import NucELConfig, NucELModel
 from nucel.benchmarks import run as runner
+from nucel.benchmarks import suite_results
 from nucel.benchmarks.loaders import load_task
 from nucel.core.identity import folder_identity
 from nucel.benchmarks.registry import load_suite
@@ -84,25 +85,25 @@ def test_gue_suite_average_is_the_mean_of_group_averages():
     tasks[0]["mean"] = tasks[1]["mean"] = 0.30  # two EMP tasks off the group's 0.20: EMP's average is 0.22
     assert [t["group"] for t in tasks[:2]] == ["EMP", "EMP"]
     expected = (0.70 + 0.80 + 0.60 + 0.90 + 0.50 + 0.22 + 0.40) / 7
-    average = runner.suite_average(gue, tasks)
+    average = suite_results.suite_average(gue, tasks)
     assert average["value"] == pytest.approx(expected) and average["complete"] and average["over"] == "groups"
     assert average["value"] != pytest.approx(statistics.fmean(t["mean"] for t in tasks))  # not the mean of 28 tasks
     assert average["label"].startswith("mean of the 7 group averages") and not average["tasks_missing"]
-    averages = runner.averages(gue, tasks)
+    averages = suite_results.averages(gue, tasks)
     assert averages["EMP"] == pytest.approx(0.22) and averages["suite"] == pytest.approx(expected)
 
 
 def test_partial_gue_run_says_it_is_partial():
     gue = load_suite("gue")
     tasks = [summary("tf/0", "TF-H", 0.6), summary("tf/1", "TF-H", 0.8), summary("prom/prom_core_all", "CPD", 0.5)]
-    average = runner.suite_average(gue, tasks)
+    average = suite_results.suite_average(gue, tasks)
     assert average["value"] == pytest.approx((0.7 + 0.5) / 2) and not average["complete"]
     assert average["label"].startswith("PARTIAL (2 of 7 groups, 3 of 28 tasks), not the paper's average")
     assert average["groups_present"] == ["TF-H", "CPD"] and "SSP" in average["groups_missing"]
     assert len(average["tasks_missing"]) == 25 and "virus/covid" in average["tasks_missing"]
     results = {"model": "m", "model_identity": {"sha256": "0" * 64}, "tasks": [], "caps": "none", "wall_seconds": 0,
-               "averages": runner.averages(gue, tasks), "suite_average": average, "skipped_tasks": {}}
-    table = runner.markdown_table(gue, [results])
+               "averages": suite_results.averages(gue, tasks), "suite_average": average, "skipped_tasks": {}}
+    table = suite_results.markdown_table(gue, [results])
     assert "| **suite average**: mean of the 7 group averages" in table and "| 0.600 (partial) | 0.752 |" in table
     assert "- m: PARTIAL (2 of 7 groups, 3 of 28 tasks)" in table
     assert "Missing: EMP/H3, " in table and "splice/reconstructed, tf/2, tf/3, tf/4, virus/covid." in table
@@ -113,16 +114,16 @@ def test_genomic_benchmarks_average_is_over_the_seven_human_tasks():
     human = [task.name for task in gb.averaged_tasks()]
     assert len(human) == 7 and "drosophila_enhancers_stark" not in human and "dummy_mouse_enhancers_ensembl" not in human
     tasks = [summary(task.name, task.group, 0.9 if task.group == "paper" else 0.1) for task in gb.tasks]
-    average = runner.suite_average(gb, tasks)
+    average = suite_results.suite_average(gb, tasks)
     assert average["value"] == pytest.approx(0.9) and average["complete"]
     assert average["tasks_left_out"] == ["dummy_mouse_enhancers_ensembl", "drosophila_enhancers_stark"]
-    assert runner.averages(gb, tasks) == pytest.approx({"paper": 0.9, "other": 0.1, "suite": 0.9})
+    assert suite_results.averages(gb, tasks) == pytest.approx({"paper": 0.9, "other": 0.1, "suite": 0.9})
 
 
 def test_nucleotide_transformer_average_is_over_its_18_tasks():
     nt = load_suite("nucleotide_transformer")
     tasks = [summary(task.name, task.group, index / 100) for index, task in enumerate(nt.tasks)]
-    average = runner.suite_average(nt, tasks)
+    average = suite_results.suite_average(nt, tasks)
     assert len(nt.averaged_tasks()) == 18 and average["complete"]
     assert average["value"] == pytest.approx(statistics.fmean(index / 100 for index in range(18)))
 
@@ -232,7 +233,7 @@ def test_nt_aggregates_the_folds_as_published(nt_folder, tmp_path, monkeypatch):
     """Mean over the ten folds' test MCCs, shown ± 2 sd; each fold's model selected on its own held-out fold."""
     seen = []
 
-    def fake_train_and_test(model, train, validation, test, settings):
+    def fake_train_and_test(model, train, validation, test, settings, device=None):
         assert not set(train.sequences) & set(validation.sequences)  # the random rows here are all distinct
         seen.append((settings.seed, len(train), len(validation), len(test)))
         logits = np.zeros((len(test), 2))
@@ -251,7 +252,7 @@ def test_nt_aggregates_the_folds_as_published(nt_folder, tmp_path, monkeypatch):
     assert task["sd"] == pytest.approx(statistics.stdev(expected)) and task["error_bar_sd"] == 2
     assert results["protocol"]["kind"] == "cross_validation" and results["averages"]["suite"] == pytest.approx(task["mean"])
     table = (tmp_path / "cv-cnn-baseline" / "results.md").read_text()
-    assert f"| {task['mean']:.3f} ± {2 * task['sd']:.3f} |" in table and "mean ± 2 sd" in table
+    assert f"| {task['mean']:.3f} ± {2 * task['sd']:.3f} (10) |" in table and "mean ± 2 sd" in table  # (runs)
     record = json.loads((tmp_path / "cv-cnn-baseline" / "runs" / NT_TASK / "fold3.json").read_text())
     assert record["fold"] == 3 and record["settings"]["fold_seed"] == 2024 and record["seed"] == 4
     with pytest.raises(ValueError, match="folds, not seeds"):

@@ -12,7 +12,7 @@ from nucel import cli
 from nucel.training import finetune_cli
 
 NUCEL_COMMANDS = {"pretrain", "finetune", "benchmark", "vep", "study", "embed", "predict", "score-variants", "ism",
-                  "attention", "motif-order-data", "motif-order", "release", "convert"}
+                  "attention", "index", "motif-order-data", "motif-order", "release", "convert"}
 
 
 def commands(parser):

@@ -32,6 +32,7 @@ from nucel.core.metrics import compute_metrics
 from nucel.core.identity import folder_identity, random_identity
 from nucel.cli import main as nucel_main
 from nucel.core.models import save_model_folder
+from nucel.core.records import genome_files
 from nucel.model_cards.render import METRICS, NOT_RECORDED, PROMOTER, SUITES, CardFacts, genome_description
 from nucel.modeling_nucel.modeling_nucel import NON_BASE_LOGIT_BIAS
 from nucel.modeling_nucel.configuration_nucel import BASE_IDS
@@ -41,7 +42,6 @@ from nucel.release import (
     REQUIRED_FILES,
     ReleaseError,
     build_release_folder,
-    genome_files,
     release_files,
     upload_release,
 )
@@ -336,7 +336,7 @@ def test_upload_sends_exactly_the_release_folder(releases, tmp_path):
     with mock.patch.object(HfApi, "create_repo") as create_repo, \
          mock.patch.object(HfApi, "create_branch") as create_branch, \
          mock.patch.object(HfApi, "upload_folder") as upload_folder:
-        cli("release", releases["finetuned"], "nucel-test/nucel-tiny-promoter", "--out", tmp_path / "classifier",
+        cli("release", "--model", releases["finetuned"], "--repo-id", "nucel-test/nucel-tiny-promoter", "-o", tmp_path / "classifier",
             "--label-names", *LABELS, "--base-model", "nucel-test/nucel-tiny",
             "--private", "--revision", "v1", "--commit-message", "First release")
 
@@ -355,8 +355,8 @@ def test_upload_sends_exactly_the_release_folder(releases, tmp_path):
 def test_dry_run_writes_the_folder_and_uploads_nothing(releases, tmp_path):
     forbidden = mock.Mock(side_effect=AssertionError("a dry run must not call the Hub"))
     with mock.patch.object(HfApi, "create_repo", forbidden), mock.patch.object(HfApi, "upload_folder", forbidden):
-        cli("release", releases["root"] / "pretraining", "nucel-test/nucel-tiny-generator", "--part", "generator",
-            "--out", tmp_path / "generator", "--dry-run")
+        cli("release", "--model", releases["root"] / "pretraining", "--repo-id", "nucel-test/nucel-tiny-generator", "--part", "generator",
+            "-o", tmp_path / "generator", "--dry-run")
     assert "model.safetensors" in release_files(tmp_path / "generator")
     forbidden.assert_not_called()
 
@@ -387,7 +387,7 @@ def test_token_classifier_release_and_card_facts_file(tmp_path):
     model = NucELForTokenClassification(NucELConfig.from_preset("tiny", num_labels=3))
     save_model_folder(model, tmp_path / "trained")
     (tmp_path / "facts.yaml").write_text("objective: mlm\nhardware: 1x H100\ntraining_time: 2 hours\n")
-    cli("release", tmp_path / "trained", "nucel-test/splice-sites", "--out", tmp_path / "release", "--dry-run",
+    cli("release", "--model", tmp_path / "trained", "--repo-id", "nucel-test/splice-sites", "-o", tmp_path / "release", "--dry-run",
         "--card-facts", tmp_path / "facts.yaml", "--label-names", "none", "donor", "acceptor", "--license", "mit")
     card = ModelCard.load(tmp_path / "release" / "README.md")
     assert card.data.pipeline_tag == "token-classification" and card.data.license == "mit"
@@ -412,7 +412,7 @@ def test_results_of_another_model_are_refused(releases, tmp_path):
         build_release_folder(discriminator, "nucel-test/x", tmp_path / "a", results_paths=[tmp_path / "random.json"])
     message = str(refused.value)
     own = folder_identity(discriminator)["sha256"]
-    assert other["sha256"][:16] in message and own[:16] in message and "nucel-benchmark --model" in message
+    assert other["sha256"][:16] in message and own[:16] in message and "nucel benchmark --model" in message
     assert "\n" not in message and not (tmp_path / "a").exists()
 
     # Results that record no identity prove nothing about the model.
@@ -427,7 +427,7 @@ def test_results_of_another_model_are_refused(releases, tmp_path):
         build_release_folder(releases["root"] / "promoter", "nucel-test/x", tmp_path / "c", results_paths=[releases["results_path"]])
 
     # The command line reports the refusal in one line, without a traceback, and fails.
-    code = nucel_main(["release", str(discriminator), "nucel-test/x", "--out", str(tmp_path / "d"), "--dry-run",
+    code = nucel_main(["release", "--model", str(discriminator), "--repo-id", "nucel-test/x", "-o", str(tmp_path / "d"), "--dry-run",
                        "--results", str(tmp_path / "random.json")])
     assert code != 0 and not (tmp_path / "d").exists()
 
@@ -459,7 +459,7 @@ def test_pretrained_card_states_synthetic_data_steps_recipe_and_figures(releases
         # The only rows left unrecorded are those no training output records.
         unrecorded = [line.split("|")[1].strip() for line in text.splitlines() if NOT_RECORDED in line]
         assert unrecorded == [], unrecorded  # hardware and time were given as card facts
-        assert "nucel-pretrain --config recipe.yaml" in text and "- builtin" in text
+        assert "nucel pretrain --config recipe.yaml" in text and "- builtin" in text
 
 
 def test_pretraining_data_from_a_fasta_is_named_with_its_checksum(tmp_path):
@@ -467,8 +467,8 @@ def test_pretraining_data_from_a_fasta_is_named_with_its_checksum(tmp_path):
     fasta.parent.mkdir()
     fasta.write_text(">chr2\nACGTACGTNNACGT\n")
     files = genome_files({"fasta": [str(fasta), str(tmp_path / "gone.fa")]})
-    assert files == [{"synthetic": False, "name": "chr2_piece.fa", "sha256": file_sha256(fasta)},
-                     {"synthetic": False, "name": "gone.fa", "sha256": None}]
+    assert files == [{"builtin": False, "name": "chr2_piece.fa", "sha256": file_sha256(fasta)},
+                     {"builtin": False, "name": "gone.fa", "sha256": None}]
     description = genome_description(files)
     assert f"FASTA `chr2_piece.fa` (sha256 `{file_sha256(fasta)}`)" in description
     assert "SYNTHETIC" not in description and str(tmp_path) not in description and "no checksum" in description
@@ -560,12 +560,19 @@ def test_lora_fine_tune_releases_merged_or_as_an_adapter_on_a_hub_base(releases,
 def test_a_copied_export_finds_its_run_through_pretraining_run(releases, tmp_path):
     import shutil
 
+    from nucel.core.records import PRETRAINING_RECORD
+
+    # An export carries its own record (pretraining.json) wherever it is copied...
+    carried = shutil.copytree(releases["run"] / "export" / "discriminator", tmp_path / "carried")
+    assert "**SYNTHETIC** genome" in (build_release_folder(carried, "nucel-test/x", tmp_path / "self") / "README.md").read_text()
+    # ...and one exported before the record existed finds its run only through --pretraining-run.
     copy = shutil.copytree(releases["run"] / "export" / "discriminator", tmp_path / "copied")
+    (copy / PRETRAINING_RECORD).unlink()
     alone = ModelCard.load(build_release_folder(copy, "nucel-test/x", tmp_path / "alone") / "README.md").text
     assert "SYNTHETIC" not in alone and f"| Pre-training data | {NOT_RECORDED} |" in alone  # nothing claimed
     found = build_release_folder(copy, "nucel-test/x", tmp_path / "found", pretraining_run=releases["run"])
     assert "**SYNTHETIC** genome" in (found / "README.md").read_text()
-    with pytest.raises(ReleaseError, match="not a pre-training run folder"):
+    with pytest.raises(FileNotFoundError, match="not a pre-training run folder"):  # core/records.py: a missing file
         build_release_folder(copy, "nucel-test/x", tmp_path / "wrong", pretraining_run=tmp_path)
 
 
@@ -573,12 +580,12 @@ def test_probe_scores_of_the_run_reach_the_card(releases, tmp_path):
     import shutil
 
     from nucel.model_cards.render import pretraining_figure_rows
-    from nucel.release import read_pretraining_run
+    from nucel.core.records import read_pretraining_record
 
     run = tmp_path / "run"
     shutil.copytree(releases["run"] / "checkpoints", run / "checkpoints")
     log = (releases["run"] / "log.jsonl").read_text()
     probes = [{"step": 0, "probe_mcc/promoters": 0.05}, {"step": 2, "probe_mcc/promoters": 0.31}]
     (run / "log.jsonl").write_text(log + "".join(json.dumps(record) + "\n" for record in probes))
-    rows = dict(pretraining_figure_rows(read_pretraining_run(run)))
+    rows = dict(pretraining_figure_rows(read_pretraining_record(run / "export" / "discriminator", run)))
     assert rows["Probe MCC, `promoters`"].startswith("0.3100 at step 2 (step 0: 0.0500)")

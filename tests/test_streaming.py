@@ -34,6 +34,9 @@ def encoder(folders):
     return load_encoder(folders[0], "cpu")
 
 
+VCF_HEADER = "##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
+
+
 def random_dna(length: int, seed: int) -> str:
     return "".join(np.random.default_rng(seed).choice(list("ACGT"), size=length))
 
@@ -224,8 +227,8 @@ def test_score_variants_and_ism_interrupted_leave_nothing(folders, tmp_path, mon
     _, generator = folders
     chromosome = random_dna(2000, 9)
     (tmp_path / "genome.fa").write_text(f">chr1\n{chromosome}\n")
-    lines = [f"chr1\t{p}\t.\t{chromosome[p - 1]}\t{'A' if chromosome[p - 1] != 'A' else 'C'}" for p in range(10, 1500, 7)]
-    (tmp_path / "calls.vcf").write_text("\n".join(lines) + "\n")
+    lines = [f"chr1\t{p}\t.\t{chromosome[p - 1]}\t{'A' if chromosome[p - 1] != 'A' else 'C'}\t.\t.\t." for p in range(10, 1500, 7)]
+    (tmp_path / "calls.vcf").write_text(VCF_HEADER + "\n".join(lines) + "\n")
     interrupt_on_second_batch(monkeypatch, variant_scores, "score_variants", KeyboardInterrupt())
     assert cli.main(["score-variants", "--variants", str(tmp_path / "calls.vcf"), "--reference", str(tmp_path / "genome.fa"),
                      "--generator", str(generator), "--window", "64", "--batch-size", "4", "--device", "cpu",
@@ -236,7 +239,8 @@ def test_score_variants_and_ism_interrupted_leave_nothing(folders, tmp_path, mon
     assert cli.main(["ism", "--region", "chr1:1-200", "--reference", str(tmp_path / "genome.fa"), "--generator", str(generator),
                      "--window", "64", "--batch-size", "4", "--device", "cpu", "-o", str(tmp_path / "ism")]) == 130
     assert "nucel ism: interrupted (SIGINT);" in capsys.readouterr().err
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["calls.vcf", "genome.fa"]
+    # Nothing but the inputs, and the reference's index, built on first use.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["calls.vcf", "genome.fa", "genome.fa.fai"]
 
 
 def test_score_variants_streams_in_input_order(folders, tmp_path, monkeypatch):
@@ -250,15 +254,15 @@ def test_score_variants_streams_in_input_order(folders, tmp_path, monkeypatch):
     (tmp_path / "genome.fa").write_text(f">chr1\n{chromosome}\n")
     positions = list(range(2900, 10, -37))
     lines = [f"chr1\t{p}\tv{p}\t{chromosome[p - 1]}\t{'A' if chromosome[p - 1] != 'A' else 'C'},{'T' if chromosome[p - 1] != 'T' else 'G'}"
-             for p in positions]
-    (tmp_path / "calls.vcf").write_text("\n".join(lines) + "\nchr1\t50\tindel\tAC\tA\n")
+             "\t.\t.\t." for p in positions]
+    (tmp_path / "calls.vcf").write_text(VCF_HEADER + "\n".join(lines) + "\nchr1\t50\tindel\tAC\tA\t.\t.\t.\n")
     monkeypatch.setattr(variant_scores, "READ_AHEAD_BATCHES", 2)
     assert cli.main(["score-variants", "--variants", str(tmp_path / "calls.vcf"), "--reference", str(tmp_path / "genome.fa"),
                      "--generator", str(generator), "--window", "64", "--batch-size", "5", "--device", "cpu",
                      "-o", str(tmp_path / "s.tsv")]) == 0
     rows = [line.split("\t") for line in (tmp_path / "s.tsv").read_text().splitlines()[1:]]
     assert [row[0] for row in rows] == [f"v{p}" for p in positions for _ in range(2)] + ["indel"]
-    assert rows[-1][5:] == ["not_snv", ""]
+    assert rows[-1][5:] == ["not_snv", "", ""]  # no score, no reference base (REF is not a single base)
     all_rows = read_vcf(tmp_path / "calls.vcf", tmp_path / "genome.fa")
     expected = variant_scores.log_likelihood_ratios(model, tokenizer, [r.variant for r in all_rows if r.status == "ok"], 64, progress=False)
     np.testing.assert_allclose([float(row[6]) for row in rows[:-1]], expected, rtol=1e-4, atol=1e-5)

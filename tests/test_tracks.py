@@ -90,8 +90,8 @@ def test_score_variants_tracks_are_per_position_means_on_the_references_names(ge
         lines.append(f"1\t{position}\tv{position}\t{ref}\t{alts}\t.\t.\t.")
     vcf = tmp_path / "calls.vcf"
     vcf.write_text("##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n" + "\n".join(lines) + "\n")
-    assert cli.main(["score-variants", "--variants", str(vcf), "--reference", str(reference), "--generator", str(generator),
-                     "--window", "32", "--device", "cpu", "-o", str(tmp_path / "scores.tsv")]) == 0
+    assert cli.main(["score-variants", "--variants", str(vcf), "--reference", str(reference), "--generator",
+                     str(generator), "--window", "32", "--device", "cpu", "-o", str(tmp_path / "scores.tsv")]) == 0
     with open(tmp_path / "scores.tsv", newline="") as handle:
         rows = list(csv.DictReader(handle, delimiter="\t"))
     by_position = defaultdict(list)
@@ -110,7 +110,8 @@ def test_a_track_refuses_what_a_browser_could_not_show(tmp_path):
         write_track(tmp_path / "t", sizes, [("chrZ", 1, 1.0)], "test")
     with pytest.raises(TrackError, match="two values for chr1:3"):
         write_track(tmp_path / "t", sizes, [("chr1", 2, 1.0), ("chr1", 2, 2.0)], "test")
-    written = write_track(tmp_path / "t", sizes, [("chr1", 9, 0.5), ("chr1", 2, float("nan")), ("chr1", 3, -1.0)], "test")
+    entries = [("chr1", 9, 0.5), ("chr1", 2, float("nan")), ("chr1", 3, -1.0)]
+    written = write_track(tmp_path / "t", sizes, entries, "test")
     assert [path.name for path in written] == ["t.bw", "t.bedgraph"]
     assert bedgraph_values(tmp_path / "t.bedgraph") == {("chr1", 3): -1.0, ("chr1", 9): 0.5}
     assert sorted(path.name for path in tmp_path.iterdir()) == ["t.bedgraph", "t.bw"]

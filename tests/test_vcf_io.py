@@ -6,7 +6,6 @@ import csv
 import gzip
 import random
 
-import numpy as np
 import pysam
 import pytest
 import torch
@@ -95,7 +94,8 @@ def test_an_unsorted_vcf_gives_the_scores_of_its_sorted_copy(models, genome, tmp
     assert score(["--variants", str(unsorted_vcf)], models, genome_path, tmp_path / "unsorted.tsv") == 0
     assert score(["--variants", str(sorted_vcf)], models, genome_path, tmp_path / "sorted.tsv") == 0
     unsorted_rows, sorted_rows = read_table(tmp_path / "unsorted.tsv"), read_table(tmp_path / "sorted.tsv")
-    assert list(dict.fromkeys(row["id"] for row in unsorted_rows)) == [line.split("\t")[2] for line in lines]  # input order
+    # The rows come in input order.
+    assert list(dict.fromkeys(row["id"] for row in unsorted_rows)) == [line.split("\t")[2] for line in lines]
     by_allele = {(row["id"], row["alt"]): row for row in sorted_rows}
     assert len(by_allele) == len(unsorted_rows)
     for row in unsorted_rows:
@@ -125,11 +125,13 @@ def test_the_written_vcf_keeps_every_record_with_the_scores_as_info_fields(model
     with pysam.VariantFile(str(output)) as scored, pysam.VariantFile(str(source)) as original:
         header = scored.header
         for key, number, kind in (("NUCEL_LLR", "A", "Float"), ("NUCEL_EMBEDDING_DISTANCE", "A", "Float"),
-                                  ("NUCEL_STATUS", "A", "String"), ("NUCEL_REFERENCE_BASE", 1, "String"), ("DP", 1, "Integer")):
+                                  ("NUCEL_STATUS", "A", "String"), ("NUCEL_REFERENCE_BASE", 1, "String"),
+                                  ("DP", 1, "Integer")):
             assert key in header.info and header.info[key].number == number and header.info[key].type == kind
         generator, encoder = models
         assert folder_identity(generator)["sha256"] in header.info["NUCEL_LLR"].description
         assert folder_identity(encoder)["sha256"] in header.info["NUCEL_EMBEDDING_DISTANCE"].description
+        assert f"##nucel_command=nucel score-variants --variants {source} --reference" in str(header)
         records, originals = list(scored), list(original)
     assert len(records) == len(originals) == len(lines)
     rows = iter(table)
@@ -176,8 +178,8 @@ def test_regions_restrict_an_indexed_vcf_and_a_plain_one(models, genome, tmp_pat
     pysam.tabix_index(str(indexed), preset="vcf")
     bed = tmp_path / "regions.bed"
     bed.write_text("chr1\t0\t1000\tfirst\nchr2\t99\t400\n")
-    wanted = [line.split("\t")[2] for line in lines
-              if (sort_key(line)[0] == "chr1" and sort_key(line)[1] <= 1000) or (sort_key(line)[0] == "chr2" and 100 <= sort_key(line)[1] <= 400)]
+    inside = {"chr1": range(1, 1001), "chr2": range(100, 401)}
+    wanted = [line.split("\t")[2] for line in lines if sort_key(line)[1] in inside[sort_key(line)[0]]]
     assert wanted
     for source, regions in ((indexed, "chr1:1-1000,chr2:100-400"), (plain, str(bed)), (indexed, str(bed))):
         output = tmp_path / "restricted.tsv"
@@ -202,12 +204,12 @@ def test_the_projects_brca1_table_is_variant_input(models, shared_data, tmp_path
         padded = "N" * (41_180_000 % 60) + brca1
         handle.write("".join(padded[i : i + 60] + "\n" for i in range(0, len(padded), 60)).encode())
     generator, _ = models
-    command = ["score-variants", "--variants", str(tmp_path / "brca1.tsv"), "--generator", str(generator), "--window", "64",
-               "--device", "cpu"]
+    command = ["score-variants", "--variants", str(tmp_path / "brca1.tsv"), "--generator", str(generator),
+               "--window", "64", "--device", "cpu"]
     assert cli.main([*command, "--reference", str(reference), "-o", str(tmp_path / "scores.tsv")]) == 0
     scored = read_table(tmp_path / "scores.tsv")
     assert len(scored) == 13 and {row["status"] for row in scored} == {"ok"}
-    assert scored[0]["id"] == "chr17:41197722:T:A" and scored[0]["chrom"] == "chr17" and scored[0]["position"] == "41197722"
+    assert (scored[0]["id"], scored[0]["chrom"], scored[0]["position"]) == ("chr17:41197722:T:A", "chr17", "41197722")
     assert (tmp_path / "scores.llr.bw").is_file() and (tmp_path / "scores.llr.bedgraph").is_file()
     capsys.readouterr()
     # Against the shipped slice (one record named chr17:41180001-41300000) the summary says what the reference has.
@@ -236,4 +238,4 @@ def test_a_gzipped_vcf_line_is_named_too(genome, tmp_path, capsys):
     assert cli.main(["score-variants", "--variants", str(tmp_path / "calls.vcf.gz"), "--reference", str(genome[0]),
                      "--generator", "none", "-o", str(tmp_path / "s.vcf.gz")]) == 2
     assert "calls.vcf.gz line 8: htslib cannot parse" in capsys.readouterr().err
-    assert np.array(sorted(p.name for p in tmp_path.iterdir())).tolist() == ["calls.vcf.gz", "genome.fa", "genome.fa.fai"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["calls.vcf.gz", "genome.fa", "genome.fa.fai"]
