@@ -376,7 +376,6 @@ def test_configs_and_command_line_overrides(tmp_path):
     assert load_config(CONFIGS / "nucel_93m.yaml", {"max_steps": 3}).max_steps == 3  # wins over the file's epochs
 
 
-@pytest.mark.slow
 def build_parser() -> ArgumentParser:
     """`nucel pretrain`'s options (the same parser `accelerate launch training/train_rtd.py` reads)."""
     parser = ArgumentParser()
@@ -384,6 +383,7 @@ def build_parser() -> ArgumentParser:
     return parser
 
 
+@pytest.mark.slow
 def test_compiled_layers_train_as_the_eager_model(tmp_path):
     eager = run_pretraining(PretrainingConfig(**small_settings(tmp_path / "eager", max_steps=3, eval_every=3, save_every=3)))
     compiled = run_pretraining(PretrainingConfig(**small_settings(tmp_path / "compiled", max_steps=3, eval_every=3, save_every=3, compile=True)))
