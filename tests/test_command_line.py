@@ -77,6 +77,10 @@ def test_help_shows_defaults():
     assert "(default: mean)" in embed and "(default: 1024)" in embed
     assert "(default: 3e-05)" in parsers["finetune"].format_help()
     assert "default: 'rtd'" in " ".join(parsers["pretrain"].format_help().split())  # however argparse wraps it
+    # A default of 0 is a default like any other (0 == False once hid it)
+    assert "linear warm-up steps (default: 0)" in " ".join(parsers["finetune"].format_help().split())
+    assert "fewest bases between the motifs (default: 0)" in " ".join(parsers["motif-order"].format_help().split())
+    assert "(default: 0)" not in " ".join(parsers["embed"].format_help().split())  # and an unset option shows none
 
 
 # ------------------------------------------------------------------------ the help's values are the implementation's
