@@ -9,7 +9,7 @@ TORCH := torch==2.13.0
 TORCH_INDEX ?=
 TORCH_SOURCE := $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 
-.PHONY: setup test demo transformers-tests
+.PHONY: setup lint format test demo transformers-tests
 
 setup: $(VENV)/.installed
 
@@ -40,7 +40,16 @@ $(TRANSFORMERS_TESTS)/.fetched: $(VENV)/.installed
 
 transformers-tests: $(TRANSFORMERS_TESTS)/.fetched
 
-test: setup $(TRANSFORMERS4_VENV)/.installed $(TRANSFORMERS_TESTS)/.fetched
+# Lint and format are checked as part of the tests; `make format` rewrites the code in the project's style.
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: setup
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+test: lint $(TRANSFORMERS4_VENV)/.installed $(TRANSFORMERS_TESTS)/.fetched
 	$(VENV)/bin/python -m pytest
 
 # The main job: RTD pre-training of the tiny model on the built-in genome, a few minutes on a 2-core CPU. Run again,
