@@ -297,7 +297,8 @@ def test_settings_reach_the_model_and_bad_ones_are_refused():
     settings = {"embedding_sharing": "gdes", "disallow_correct": True, "discriminator_weight": 10.0}
     model_config = build_model(load_config("tiny_cpu", settings)).config
     assert {name: getattr(model_config, name) for name in settings} == settings
-    assert build_model(load_config("tiny_cpu", {"replacement": "uniform", "embedding_sharing": "none"})).generator is None
+    uniform = load_config("tiny_cpu", {"replacement": "uniform", "embedding_sharing": "none"})
+    assert build_model(uniform).generator is None
     for overrides, message in (
         ({"embedding_sharing": "shared"}, "embedding_sharing must be one of"),
         ({"replacement": "random"}, "replacement must be one of"),

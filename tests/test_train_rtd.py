@@ -228,10 +228,19 @@ def test_mlm_objective_trains_a_discriminator_sized_encoder(tmp_path):
     assert (output_dir / "curves.png").is_file()  # every run draws its curves, MLM too
 
 
+RECIPE_LEVERS = {  # a schedule of the sampling temperature crosses the interruption too
+    "embedding_sharing": "tied", "disallow_correct": True, "generator_preset": "tiny-generator-1x16",
+    "sampling_temperature_start": 3.0, "sampling_temperature_anneal_steps": 5,
+}
+
+
 @pytest.mark.slow
-def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(tmp_path):
+@pytest.mark.parametrize(
+    "levers", [{}, RECIPE_LEVERS, {"replacement": "uniform"}], ids=["default", "levers", "uniform"]
+)
+def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(tmp_path, levers):
     # Gradient accumulation (8 = 4 × 2) and a warm-up schedule are both in play across the interruption.
-    config = PretrainingConfig(**small_settings(tmp_path, output_dir=str(tmp_path / "uninterrupted")))
+    config = PretrainingConfig(**small_settings(tmp_path, output_dir=str(tmp_path / "uninterrupted"), **levers))
     run_pretraining(config)
 
     resumed_dir = tmp_path / "resumed"
@@ -318,7 +327,8 @@ def test_two_process_cpu_launch(tmp_path):
     assert sorted(path.name for path in (output_dir / "checkpoints").iterdir()) == ["step-00000004"]
     checkpoint = output_dir / "checkpoints" / "step-00000004"
     assert (checkpoint / "random_states_0.pkl").is_file() and (checkpoint / "random_states_1.pkl").is_file()
-    assert sorted(path.name for path in (output_dir / "export").iterdir()) == ["discriminator", "generator"]
+    exported = sorted(path.name for path in (output_dir / "export").iterdir())
+    assert exported == ["discriminator", "discriminator_rtd", "generator"]
     assert result.stdout.count("exported the trained models") == 1
 
 
