@@ -14,6 +14,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "NucELConfig": "nucel.modeling_nucel",
     "NucELForPreTraining": "nucel.modeling_nucel",
+    "NucELForReplacedTokenDetection": "nucel.modeling_nucel",
     "NucELForSequenceClassification": "nucel.modeling_nucel",
     "NucELForTokenClassification": "nucel.modeling_nucel",
     "NucELGenerator": "nucel.modeling_nucel",

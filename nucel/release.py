@@ -23,7 +23,6 @@ release from it, and the file tells a PEFT user which classifier to build before
 """
 
 import argparse
-import copy
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,13 +126,8 @@ def load_release_model(source: str | Path, part: str | None = None, lora_adapter
     if isinstance(model, NucELForPreTraining):
         if part is None:
             raise ReleaseError(f"{folder} holds generator and discriminator together: choose --part {' or --part '.join(PARTS)}")
-        if part == "discriminator":
-            model = model.model
-            # The encoder's config is the pre-training config; the released encoder has no generator.
-            model.config = copy.deepcopy(model.config)
-            model.config.generator_config = None
-        else:
-            model = model.generator
+        # As pre-training exports them: shared embeddings folded into each table, no pre-training settings.
+        model = model.discriminator_for_export() if part == "discriminator" else model.generator_for_export()
     elif part is not None and (part == "generator") != isinstance(model, NucELGenerator):
         raise ReleaseError(f"{folder} holds a {type(model).__name__}, not the {part}")
     return ReleaseSource(folder, model.eval(), load_tokenizer(folder), finetune)
