@@ -3,7 +3,7 @@ variant-effect benchmark.
 
     nucel benchmark --suite gue --data ../shared/data/GUE --task tf/0 --model random:tiny --model cnn
     nucel benchmark --suite genomic_benchmarks --data ../shared/data/genomic_benchmarks --model ./nucel-93m
-    nucel vep --generator GENERATOR --model ENCODER
+    nucel vep --generator GENERATOR --model ENCODER --discriminator RUN/export/discriminator_rtd
 
 Protocols, averages and outputs: benchmarks/run.py (suites) and benchmarks/vep.py (variant effects). The options only
 are defined here, so that `--help` answers at once; torch is imported when a run starts. The defaults written for
@@ -48,12 +48,16 @@ def add_suite_arguments(parser) -> None:
 
 def add_vep_arguments(parser) -> None:
     parser.description = ("Zero-shot variant effects on BRCA1 saturation genome editing (Findlay et al. 2018): llr of "
-                          "generators, embedding distance of encoders, CADD and phyloP beside them (benchmarks/vep.py).")
+                          "generators, embedding distance of encoders, replaced probability of discriminators with "
+                          "their RTD head, CADD and phyloP beside them (benchmarks/vep.py).")
     parser.add_argument("--data", type=Path, default=REPOSITORY.parent / "shared/data/vep",
                         help="folder holding brca1_sge_findlay2018_snvs.tsv and brca1_hg19_chr17_41180001-41300000.fa")
     parser.add_argument("--generator", action="append", default=[], help="generator / masked-LM folder or Hub id: llr (repeatable)")
     parser.add_argument("--model", "--encoder", dest="model", action="append", default=[],
                         help="encoder folder or Hub id: embedding distance (repeatable)")
+    parser.add_argument("--discriminator", metavar="FOLDER", action="append", default=[],
+                        help="a discriminator exported with its RTD head, e.g. runs/x/export/discriminator_rtd: "
+                             "replaced probability (repeatable)")
     add_window(parser, 1024, "bases per window, centred on the variant")
     parser.add_argument("--reverse-complement", action="store_true", help="average each score over both strands")
     parser.add_argument("--exclude-ref-mismatches", action="store_true",

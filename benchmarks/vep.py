@@ -1,6 +1,6 @@
 """Zero-shot variant effects on real data: BRCA1 saturation genome editing (Findlay et al., Nature 2018).
 
-    nucel vep --generator GENERATOR --model ENCODER --window 256 [--reverse-complement]
+    nucel vep --generator GENERATOR --model ENCODER --discriminator DISCRIMINATOR --window 256 [--reverse-complement]
 
 Data (`--data`, default ../shared/data/vep beside the repository; its README): 3,893 SNVs of BRCA1, each with
 a measured function score (lower = more damaging) and a class FUNC / INT / LOF, and a GRCh37 FASTA slice of
@@ -14,7 +14,12 @@ Scores. Each becomes a "damage" score, higher = more damaging, for the metrics:
 - embedding distance, from an encoder (`--model`, repeatable; any NucEL folder): Euclidean distance between the
   mean-pooled final-layer embeddings of the reference window and of the same window carrying the alternative
   base (nucel.core.variant_scores.embedding_distances). Larger = more damaging.
-- `--reverse-complement` averages both over the two strands.
+- replaced probability, from a discriminator exported with its RTD head (`--discriminator`, repeatable; pre-training
+  writes it as export/discriminator_rtd): p_replaced(ALT) - p_replaced(REF), the discriminator's probability that
+  the variant's base was replaced, from one unmasked forward pass on the window carrying the alternative base minus
+  one on the reference window (nucel.core.variant_scores.replaced_probabilities). Higher = the ALT base looks more
+  like a replacement = more damaging: damage = the score.
+- `--reverse-complement` averages each over the two strands.
 - baselines from the table itself: CADD (PHRED-scaled; higher = more deleterious) and phyloP (mammalian
   conservation; higher = more conserved, taken as more damaging); and Evo 2 (1B)'s published AUROC, quoted from
   the literature, not run here.
@@ -42,7 +47,15 @@ from nucel.core.models import is_repository_id, load_encoder
 from nucel.core.sequences import read_fasta
 from nucel.core.records import read_pretraining_record
 from nucel.core.regions import REGION
-from nucel.core.variant_scores import embedding_distances, load_generator, log_likelihood_ratios, make_variant, Variant
+from nucel.core.variant_scores import (
+    Variant,
+    embedding_distances,
+    load_detector,
+    load_generator,
+    log_likelihood_ratios,
+    make_variant,
+    replaced_probabilities,
+)
 
 TABLE_NAME = "brca1_sge_findlay2018_snvs.tsv"
 FASTA_NAME = "brca1_hg19_chr17_41180001-41300000.fa"
@@ -271,7 +284,7 @@ def by_consequence(table: SgeTable, damage: np.ndarray) -> dict[str, dict]:
 @dataclass
 class Score:
     name: str
-    kind: str  # "llr", "embedding distance" or "baseline"
+    kind: str  # "llr", "embedding distance", "replaced probability" or "baseline"
     orientation: str  # how the raw score becomes damage, in words
     raw: np.ndarray
     damage: np.ndarray
@@ -332,6 +345,16 @@ def distance_score(path: str, table: SgeTable, window: int, reverse_complement: 
     return Score(f"{short_name(path)} · embedding distance", "embedding distance",
                  "damage = Euclidean distance of mean-pooled embeddings (larger is more damaging)",
                  distance, distance, model_identity(path, encoder))
+
+
+def replaced_probability_score(path: str, table: SgeTable, window: int, reverse_complement: bool, batch_size: int,
+                               device: str | None) -> Score:
+    detector, tokenizer = load_detector(path, device)
+    replaced = replaced_probabilities(detector, tokenizer, table.variants, window, batch_size,
+                                      reverse_complement_average=reverse_complement)
+    return Score(f"{short_name(path)} · replaced probability", "replaced probability",
+                 "damage = p_replaced(ALT) − p_replaced(REF) (the ALT base looking more like a replacement is more "
+                 "damaging)", replaced, replaced, model_identity(path, detector))
 
 
 def baseline_scores(table: SgeTable) -> list[Score]:

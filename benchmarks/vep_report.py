@@ -36,6 +36,7 @@ from nucel.benchmarks.vep import (
     evaluate,
     llr_score,
     load_sge_table,
+    replaced_probability_score,
 )
 
 
@@ -146,7 +147,9 @@ def write_markdown(path: Path, report: dict) -> None:
         "",
         "A zero-shot score shows only what pre-training put into a model. The llr asks how surprising the alternative "
         "base is in its window; the embedding distance, how far one base moves the mean-pooled window vector (one "
-        "base moves a mean over hundreds of bases very little, so this score is weak by construction). The "
+        "base moves a mean over hundreds of bases very little, so this score is weak by construction); the replaced "
+        "probability, how much more the discriminator takes the alternative base for a replacement than the "
+        "reference base, with nothing masked (it reads what pre-training by replaced token detection taught). The "
         "by-consequence tables say where a score works: overall AUROC rewards a score that merely tells nonsense and "
         "canonical-splice variants (nearly all LOF) from synonymous and intronic ones (nearly all functional); "
         "within missense variants (the largest group) it has to tell variants of the same kind apart. The CADD and "
@@ -226,14 +229,17 @@ def run(args: argparse.Namespace, command: str) -> dict:
             raise VepError(f"{path}: no such file; --data must be the folder with {TABLE_NAME} and {FASTA_NAME} "
                            "(../shared/data/vep beside the repository)")
     table = load_sge_table(table_path, fasta_path, args.exclude_ref_mismatches, args.max_variants)
-    for option, paths in (("--generator", args.generator), ("--model", args.model)):
+    for option, paths in (("--generator", args.generator), ("--model", args.model),
+                          ("--discriminator", args.discriminator)):
         for path in paths:
             check_model_path(path, option)
-    if args.generator or args.model:
+    if args.generator or args.model or args.discriminator:
         check_window(table, args.window)
 
-    scores = [llr_score(path, table, args.window, args.reverse_complement, args.batch_size, args.device) for path in args.generator]
-    scores += [distance_score(path, table, args.window, args.reverse_complement, args.batch_size, args.device) for path in args.model]
+    settings = (table, args.window, args.reverse_complement, args.batch_size, args.device)
+    scores = [llr_score(path, *settings) for path in args.generator]
+    scores += [distance_score(path, *settings) for path in args.model]
+    scores += [replaced_probability_score(path, *settings) for path in args.discriminator]
     scores += baseline_scores(table)
     results = evaluate(table, scores, args.bootstrap)
 

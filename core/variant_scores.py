@@ -7,10 +7,15 @@ Scores:
   same for ref and alt, so swapping them negates the score exactly.
 - `embedding_distance` (needs the discriminator/encoder): the Euclidean distance between the mean-pooled
   final-layer embeddings of the reference context and the same context carrying the alternative allele.
+- `replaced_probability` (needs the discriminator with its RTD head, as pre-training exports it in
+  export/discriminator_rtd): the discriminator's probability that the variant's base was replaced, read from one
+  forward pass on the window carrying the alternative allele minus that of one on the reference window (no
+  masking): p_replaced(ALT) - p_replaced(REF). Higher: the ALT base looks more like a replacement than the REF
+  base does in the same context, taken as more damaging. Swapping ref and alt negates it exactly.
 The context is `context_length` bases centred on the variant where the sequence allows (shifted at its ends).
 With `reverse_complement_average=True` each score is also computed on the reverse complement of that window
-(complemented alleles) and the two are averaged: the llr of the two strands' scores, the distance between the
-embeddings averaged over both strands (as `nucel embed --reverse-complement` averages them).
+(complemented alleles) and the two are averaged: the llr and the replaced probability of the two strands' scores,
+the distance between the embeddings averaged over both strands (as `nucel embed --reverse-complement` averages them).
 
 Each checked row has a `status`: `ok` (scored), `not_snv` (an indel, a symbolic or `.` allele, ALT equal to REF),
 `missing_contig` (the chromosome is not in the reference), `outside_contig` (the position is past the chromosome's
@@ -33,7 +38,7 @@ from nucel.core.windows import DEFAULT_WINDOW, base_token_ids, length_sorted_bat
 from nucel.core.embeddings import READ_AHEAD_BATCHES, embed_sequences
 from nucel.core.models import load_checked, resolve_model_folder
 from nucel.core.regions import RegionError, other_spelling
-from nucel.modeling_nucel import NucELGenerator
+from nucel.modeling_nucel import NucELForReplacedTokenDetection, NucELGenerator
 from nucel.modeling_nucel.configuration_nucel import BASE_IDS, BASES, MASK_ID
 from nucel.tokenization import TOKENS_BEFORE_BASES, load_tokenizer, reverse_complement, validate_dna, with_special_tokens
 
@@ -135,6 +140,21 @@ def load_generator(name_or_path: str, device: str | None = None):
     return load_checked(NucELGenerator, name_or_path, device), load_tokenizer(resolve_model_folder(name_or_path))
 
 
+def load_detector(name_or_path: str, device: str | None = None):
+    """The discriminator with its RTD head (`NucELForReplacedTokenDetection`) and tokenizer of a folder or Hub id.
+    A model without the head (a plain encoder such as the released NucEL-93M, a generator, a classifier) is refused:
+    transformers would give it a random head, and with it meaningless scores."""
+    try:
+        detector = load_checked(NucELForReplacedTokenDetection, name_or_path, device)
+    except ValueError as error:
+        if "has no weights for" not in str(error):
+            raise
+        raise ValueError(f"{name_or_path} has no RTD head (rtd_head, rtd_classifier), so it cannot give the "
+                         "replaced_probability score: give the discriminator that pre-training exports with its head, "
+                         "export/discriminator_rtd of a nucel pretrain run") from None
+    return detector, load_tokenizer(resolve_model_folder(name_or_path))
+
+
 @torch.inference_mode()
 def log_likelihood_ratios(generator, tokenizer, variants: list[Variant], context_length: int = DEFAULT_WINDOW,
                           batch_size: int = 32, progress: bool = True, reverse_complement_average: bool = False) -> np.ndarray:
@@ -190,28 +210,71 @@ def embedding_distances(model, tokenizer, variants: list[Variant], context_lengt
     return np.linalg.norm(reference_embeddings - embeddings[len(unique_references):], axis=1)
 
 
+@torch.inference_mode()
+def replaced_probabilities(detector, tokenizer, variants: list[Variant], context_length: int = DEFAULT_WINDOW,
+                           batch_size: int = 32, progress: bool = True, reverse_complement_average: bool = False
+                           ) -> np.ndarray:
+    """p_replaced(ALT) - p_replaced(REF) at the variant's token, per variant: the sigmoid of the RTD head's logit
+    there, from one unmasked forward pass on the window carrying the alternative allele and one on the reference
+    window. Higher: the ALT base looks more like a replacement, taken as more damaging (module docstring)."""
+    if reverse_complement_average:
+        both = [*variants, *(reverse_complement_variant(v, context_length) for v in variants)]
+        scores = replaced_probabilities(detector, tokenizer, both, context_length, batch_size, progress)
+        return (scores[: len(variants)] + scores[len(variants) :]) / 2
+    # One forward pass per distinct window: the alleles of one site (multi-allelic sites, in-silico mutagenesis)
+    # share their reference window.
+    input_row, rows, token_index, pairs = {}, [], [], []
+
+    def row_of(window: str, index: int, source: str) -> int:
+        if (window, index) not in input_row:
+            input_row[window, index] = len(rows)
+            rows.append(with_special_tokens(base_token_ids(tokenizer, window, source)))
+            token_index.append(TOKENS_BEFORE_BASES + index)  # [CLS] comes before the first base
+        return input_row[window, index]
+
+    for variant in variants:
+        window, index = variant_window(variant, context_length)
+        alternative = window[:index] + variant.alt + window[index + 1 :]
+        pairs.append((row_of(window, index, variant.source), row_of(alternative, index, variant.source)))
+
+    device = next(detector.parameters()).device
+    probability = np.empty(len(rows), np.float64)
+    batches = length_sorted_batches([len(r) for r in rows], batch_size)
+    for batch in tqdm(batches, desc="replaced probability", unit="batch", disable=not progress):
+        input_ids, attention_mask = pad_batch([rows[i] for i in batch], detector.config.pad_token_id)
+        logits = detector(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device)).logits
+        at_variant = logits[torch.arange(len(batch)), torch.tensor([token_index[i] for i in batch])]
+        probability[batch] = torch.sigmoid(at_variant.double()).cpu().numpy()
+    return np.array([probability[alternative] - probability[reference] for reference, alternative in pairs])
+
+
 def score_variants(variants, generator=None, model=None, tokenizer=None, context_length=DEFAULT_WINDOW,
-                   batch_size=32, progress=True) -> dict[str, np.ndarray]:
-    """{"llr": ..., "embedding_distance": ...} for the models given (at least one)."""
-    if generator is None and model is None:
-        raise ValueError("scoring needs a generator (llr), an encoder (embedding_distance), or both")
+                   batch_size=32, progress=True, detector=None) -> dict[str, np.ndarray]:
+    """{"llr": ..., "embedding_distance": ..., "replaced_probability": ...} for the models given (at least one)."""
+    if generator is None and model is None and detector is None:
+        raise ValueError("scoring needs a generator (llr), an encoder (embedding_distance), a discriminator with its "
+                         "RTD head (replaced_probability), or several of them")
     scores = {}
     if generator is not None:
         scores["llr"] = log_likelihood_ratios(generator, tokenizer, variants, context_length, batch_size, progress)
     if model is not None:
         scores["embedding_distance"] = embedding_distances(model, tokenizer, variants, context_length, batch_size, progress)
+    if detector is not None:
+        scores["replaced_probability"] = replaced_probabilities(detector, tokenizer, variants, context_length,
+                                                                batch_size, progress)
     return scores
 
 
 def scored_rows(rows: Iterable[VariantRow], generator=None, model=None, tokenizer=None, context_length=DEFAULT_WINDOW,
-                batch_size=32, progress=True) -> Iterator[tuple[VariantRow, dict[str, float]]]:
+                batch_size=32, progress=True, detector=None) -> Iterator[tuple[VariantRow, dict[str, float]]]:
     """Each row in input order with its scores ({} for rows that are not "ok"), scored a few batches at a time, so
     that memory does not grow with the number of variants."""
     rows = iter(rows)
     with tqdm(desc="scoring", unit="variant", unit_scale=True, disable=not progress) as bar:
         while chunk := list(islice(rows, batch_size * READ_AHEAD_BATCHES)):
             variants = [row.variant for row in chunk if row.status == "ok"]
-            scores = score_variants(variants, generator, model, tokenizer, context_length, batch_size, False) if variants else {}
+            scores = score_variants(variants, generator, model, tokenizer, context_length, batch_size, False,
+                                    detector) if variants else {}
             scored = iter(range(len(variants)))
             for row in chunk:
                 index = next(scored) if row.status == "ok" else None
@@ -224,10 +287,11 @@ def scored_rows(rows: Iterable[VariantRow], generator=None, model=None, tokenize
 
 
 def mutagenesis_chunks(sequence: str, generator=None, model=None, tokenizer=None, context_length=DEFAULT_WINDOW,
-                       batch_size=32, progress=True, first_position: int = 1) -> Iterator[np.ndarray]:
+                       batch_size=32, progress=True, first_position: int = 1, detector=None) -> Iterator[np.ndarray]:
     """The rows of `in_silico_mutagenesis`' matrix in order, a few batches of positions at a time."""
-    if (generator is None) == (model is None):
-        raise ValueError("in-silico mutagenesis scores with exactly one of: a generator (llr) or an encoder (embedding distance)")
+    if sum(given is not None for given in (generator, model, detector)) != 1:
+        raise ValueError("in-silico mutagenesis scores with exactly one of: a generator (llr), an encoder (embedding "
+                         "distance) or a discriminator with its RTD head (replaced probability)")
     sequence = validate_dna(sequence, "the mutagenesis region")
     step = max(1, batch_size * READ_AHEAD_BATCHES // (len(BASES) - 1))  # positions per chunk: three variants each
     with tqdm(total=len(sequence), desc="mutagenesis", unit="bp", unit_scale=True, disable=not progress) as bar:
@@ -242,7 +306,8 @@ def mutagenesis_chunks(sequence: str, generator=None, model=None, tokenizer=None
                     variants += [make_variant(f"{first_position + i}{ref}>{alt}", "", first_position + i, ref, alt, sequence, i,
                                               "in-silico mutagenesis") for alt in BASES if alt != ref]
             if variants:
-                scores = next(iter(score_variants(variants, generator, model, tokenizer, context_length, batch_size, False).values()))
+                scores = next(iter(score_variants(variants, generator, model, tokenizer, context_length, batch_size,
+                                                  False, detector).values()))
                 for variant, score in zip(variants, scores):
                     rows[variant.offset - start, BASES.index(variant.alt)] = score
             bar.update(end - start)
@@ -250,14 +315,15 @@ def mutagenesis_chunks(sequence: str, generator=None, model=None, tokenizer=None
 
 
 def in_silico_mutagenesis(sequence: str, generator=None, model=None, tokenizer=None, context_length=DEFAULT_WINDOW,
-                          batch_size=32, progress=True, first_position: int = 1) -> np.ndarray:
+                          batch_size=32, progress=True, first_position: int = 1, detector=None) -> np.ndarray:
     """Score every single-base substitution of `sequence`: a (length, 4) matrix, columns A, C, G, T.
 
-    With a generator the score is the llr, with an encoder (`model`) the embedding distance. The entry of each
+    With a generator the score is the llr, with an encoder (`model`) the embedding distance, with a discriminator
+    with its RTD head (`detector`) the replaced probability p_replaced(alt) - p_replaced(ref). The entry of each
     position's own base is 0 (no change); rows of positions that are not A/C/G/T (N) are NaN.
     """
-    return np.concatenate(list(mutagenesis_chunks(sequence, generator, model, tokenizer, context_length, batch_size, progress,
-                                                  first_position)))
+    return np.concatenate(list(mutagenesis_chunks(sequence, generator, model, tokenizer, context_length, batch_size,
+                                                  progress, first_position, detector)))
 
 
 # What each score means, for the colour bar (label) and the title (how to read the colours).
@@ -268,7 +334,13 @@ SCORE_LABELS = {
     "embedding_distance": ("embedding distance (Euclidean)",
                            "embedding distance: how far the substitution moves the mean embedding of its context; "
                            "0 = no change, brighter = larger change"),
+    "replaced_probability": ("p_replaced(alt) - p_replaced(ref)",
+                             "replaced probability: how much more the discriminator takes the substituted base for a "
+                             "replacement than the reference base; red > 0: more like a replacement (more damaging), "
+                             "blue < 0: less"),
 }
+# Scores that are signed differences: drawn on a diverging scale around 0.
+DIVERGING_SCORES = ("llr", "replaced_probability")
 
 
 def mutagenesis_figure(matrix: np.ndarray, sequence: str, score_name: str, first_position: int = 1, title: str = ""):
@@ -286,7 +358,7 @@ def mutagenesis_figure(matrix: np.ndarray, sequence: str, score_name: str, first
     values = np.ma.masked_invalid(matrix.T)
     colour_label, reading = SCORE_LABELS.get(score_name, (score_name, score_name))
     figure, axes = plt.subplots(figsize=(min(max(6.0, 0.12 * length + 2), 30.0), 3.2))
-    if score_name == "llr":  # diverging around 0: disfavoured (negative) in blue, favoured in red
+    if score_name in DIVERGING_SCORES:  # diverging around 0: negative in blue, positive in red
         limit = float(np.abs(matrix[scored]).max()) if scored.any() else 0.0
         colour_map, low, high = "RdBu_r", -(limit or 1.0), limit or 1.0
     else:

@@ -209,7 +209,7 @@ def pretraining_rows(run: dict) -> list[tuple[str, str]]:
         rows.append(("Windows", f"{windows['train_windows']:,} training and {windows['validation_windows']:,} validation "
                                 f"windows of up to {config['window_length']:,} bp ({config['window_overlap']:,} bp overlap; "
                                 f"the last {config['validation_fraction']:.0%} of each record held out for validation)"))
-    strand = ", on a random strand" if config["reverse_complement"] else ""
+    strand = ", on a random strand" if config.get("random_strand", config.get("reverse_complement")) else ""
     rows.append(("Crops", f"a random {config['crop_length']:,}-bp crop of a window each time it is used{strand}"))
     of_planned = f" (of {run['max_steps']:,} planned)" if run["max_steps"] and run["max_steps"] != run["steps"] else ""
     rows.append(("Steps", f"{run['steps']:,} optimizer steps{of_planned} of {config['global_batch_size']:,} crops"))

@@ -106,6 +106,8 @@ def add_predict(parser) -> None:
 def variant_model_arguments(parser) -> None:
     parser.add_argument("--generator", help="generator (masked LM) folder or Hub id: the llr score")
     parser.add_argument("--model", help="encoder folder or Hub id: the embedding_distance score")
+    parser.add_argument("--discriminator", metavar="FOLDER", help="a discriminator exported with its RTD head, e.g. "
+                        "runs/x/export/discriminator_rtd: the replaced_probability score")
     add_window(parser, DEFAULT_WINDOW, "bases of context around each variant", aliases=("--context",))
     parser.add_argument("--batch-size", type=int, default=32, help="model inputs per forward pass")
     add_device(parser)
@@ -113,14 +115,17 @@ def variant_model_arguments(parser) -> None:
 
 
 def add_score_variants(score) -> None:
-    score.description = ("Scores single-nucleotide variants: llr = log P(alt) - log P(ref) from the generator at the masked "
-        "position, and the embedding distance between the reference and alternative contexts (encoder). Input: a VCF, "
-        "VCF.gz or BCF with --reference, or a TSV (position, ref, alt and sequence or region; or chrom, pos, ref, "
-        "alt). Every output row has a status (ok, not_snv, missing_contig, outside_contig, ref_is_n, ref_mismatch) and a "
-        "summary counts them; chromosome names that differ by a 'chr' prefix are matched and reported. The output's "
-        "extension chooses its format: .tsv, or .vcf/.vcf.gz/.bcf (every input record, the scores as INFO fields "
-        "NUCEL_LLR, NUCEL_EMBEDDING_DISTANCE, NUCEL_STATUS); with a reference, each score is also written as a "
-        "bigWig + bedGraph track beside it (OUTPUT.llr.bw, ...).")
+    score.description = ("Scores single-nucleotide variants: llr = log P(alt) - log P(ref) from the generator at the "
+        "masked position, the embedding distance between the reference and alternative contexts (encoder), and the "
+        "replaced probability p_replaced(alt) - p_replaced(ref) from a discriminator's RTD head (higher: the "
+        "alternative base looks more like a replacement, more damaging). Input: a VCF, VCF.gz or BCF with --reference, "
+        "or a TSV "
+        "(position, ref, alt and sequence or region; or chrom, pos, ref, alt). Every output row has a status (ok, "
+        "not_snv, missing_contig, outside_contig, ref_is_n, ref_mismatch) and a summary counts them; chromosome names "
+        "that differ by a 'chr' prefix are matched and reported. The output's extension chooses its format: .tsv, or "
+        ".vcf/.vcf.gz/.bcf (every input record, the scores as INFO fields NUCEL_LLR, NUCEL_EMBEDDING_DISTANCE, "
+        "NUCEL_REPLACED_PROBABILITY, NUCEL_STATUS); with a reference, each score is also written as a bigWig + "
+        "bedGraph track beside it (OUTPUT.llr.bw, ...).")
     score.add_argument("--variants", required=True, help="VCF, VCF.gz or BCF; or TSV (position, ref, alt, sequence "
                        "or region; or chrom, pos, ref, alt)")
     score.add_argument("--reference", help="reference FASTA, plain or bgzip (indexed on first use; plain gzip: run "
@@ -134,11 +139,12 @@ def add_score_variants(score) -> None:
 
 
 def add_ism(ism) -> None:
-    ism.description = ("Scores every substitution of a sequence with the generator (llr) or an encoder (embedding "
-                       "distance); writes ism.tsv (position, ref, A, C, G, T) and ism.png into the output folder. With "
-                       "--region/--regions also the tracks ism.A/C/G/T (each substitution) and ism.mean (the mean over "
-                       "the three substitutions) as .bw and .bedgraph. A region more than half N is refused (--region) "
-                       "or skipped (--regions; regions.tsv says so).")
+    ism.description = ("Scores every substitution of a sequence with the generator (llr), an encoder (embedding "
+                       "distance) or a discriminator with its RTD head (replaced probability); writes ism.tsv "
+                       "(position, ref, A, C, G, T) and ism.png into the output folder. With --region/--regions also "
+                       "the tracks ism.A/C/G/T (each substitution) and ism.mean (the mean over the three "
+                       "substitutions) as .bw and .bedgraph. A region more than half N is refused (--region) or "
+                       "skipped (--regions; regions.tsv says so).")
     where = one_sequence_arguments(ism)
     where.add_argument("--region", help="CHROM:START-END (1-based, inclusive) in --reference")
     where.add_argument("--regions", metavar="BED", help="every region of a BED file (0-based, end exclusive) in "
@@ -245,11 +251,13 @@ COMMANDS = (  # name, options, summary for `nucel --help`
     ("pretrain", add_pretrain_arguments, "pre-train by replaced token detection (or MLM) on genome FASTA"),
     ("finetune", add_finetune_arguments, "fine-tune NucEL (or the CNN baseline) on labelled sequences"),
     ("benchmark", add_suite_arguments, "fine-tune and score models on GUE, Genomic Benchmarks or the NT tasks"),
-    ("vep", add_vep_arguments, "zero-shot variant effects on BRCA1 (llr, embedding distance; CADD, phyloP beside)"),
+    ("vep", add_vep_arguments,
+     "zero-shot variant effects on BRCA1 (llr, embedding distance, replaced probability; CADD, phyloP beside)"),
     ("study", add_study_arguments, "the RTD-vs-MLM pre-training study (resumable)"),
     ("embed", add_embed, "embeddings of sequences from a FASTA/CSV/TSV file, and a 2-D map of them"),
     ("predict", add_predict, "predict labels for sequences with a fine-tuned or released classifier"),
-    ("score-variants", add_score_variants, "variant-effect scores (generator llr, embedding distance) for a TSV or VCF"),
+    ("score-variants", add_score_variants,
+     "variant-effect scores (generator llr, embedding distance, replaced probability) for a TSV or VCF"),
     ("ism", add_ism, "in-silico mutagenesis of a region: every base to every other base, as a matrix and a plot"),
     ("attention", add_attention, "attention maps of a sequence (arrays + heatmap PNG) and the motif SNR per layer"),
     ("motif-order", add_motif_order, "fine-tune on the motif-order task; accuracy and motif attention SNR per layer"),

@@ -3,9 +3,10 @@
 - `.tsv` (or any other name): id, chrom, position, ref, alt, status, the scores, reference_base (the reference's
   base where it differs from REF: ref_mismatch and ref_is_n rows).
 - `.vcf`, `.vcf.gz`, `.bcf`: every input record as it was, with INFO fields added: NUCEL_LLR,
-  NUCEL_EMBEDDING_DISTANCE and NUCEL_STATUS, one value per ALT (Number=A; `.` where an allele has no score), and
-  NUCEL_REFERENCE_BASE where the reference's base differs from REF. The ##INFO lines name the model and its sha256
-  (core/identity.py). A .vcf.gz is bgzip-compressed and indexed (.tbi) when its records are sorted.
+  NUCEL_EMBEDDING_DISTANCE, NUCEL_REPLACED_PROBABILITY and NUCEL_STATUS, one value per ALT (Number=A; `.` where
+  an allele has no score), and NUCEL_REFERENCE_BASE where the reference's base differs from REF. The ##INFO lines
+  name the model and its sha256 (core/identity.py). A .vcf.gz is bgzip-compressed and indexed (.tbi) when its
+  records are sorted.
 - Tracks (bigWig + bedGraph, core/tracks.py), one per score, at each scored variant's position in the reference's
   coordinates: `scores.llr.bw`, `scores.llr.bedgraph` beside `scores.tsv`. Several ALTs at one position are
   combined by their mean (the same summary as `nucel ism`'s mean track).
@@ -24,11 +25,15 @@ from nucel.core.variant_scores import STATUSES, VariantRow
 
 VCF_OUTPUT_SUFFIXES = (".vcf", ".vcf.gz", ".bcf")
 OUTPUT_SUFFIXES = (".tsv", *VCF_OUTPUT_SUFFIXES)
-INFO_IDS = {"llr": "NUCEL_LLR", "embedding_distance": "NUCEL_EMBEDDING_DISTANCE"}
+INFO_IDS = {"llr": "NUCEL_LLR", "embedding_distance": "NUCEL_EMBEDDING_DISTANCE",
+            "replaced_probability": "NUCEL_REPLACED_PROBABILITY"}
 SCORE_MEANINGS = {
     "llr": "ln P(alt) - ln P(ref) of the masked variant base under the generator",
     "embedding_distance": "Euclidean distance between the mean-pooled embeddings of the reference and alternative "
                           "contexts",
+    "replaced_probability": "p_replaced(alt) - p_replaced(ref): the discriminator's probability that the variant "
+                            "base was replaced, in the alternative context minus in the reference context (higher: "
+                            "the alternative base looks more like a replacement, more damaging)",
 }
 
 

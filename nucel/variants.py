@@ -6,6 +6,7 @@ score-variants writes (TSV, VCF/BCF with INFO fields, tracks): nucel/variant_out
     nucel score-variants --variants calls.vcf.gz --reference genome.bgz.fa.gz --generator GEN -o scores.vcf.gz
     nucel ism --region chr1:1001-1200 --reference genome.fa --generator GEN -o ism   (ism.tsv, ism.png, tracks)
     nucel ism --regions enhancers.bed --reference genome.fa --generator GEN -o ism
+    nucel score-variants --variants v.vcf --reference genome.fa --discriminator RUN/export/discriminator_rtd -o s.tsv
 
 Every output row has a `status` (ok, not_snv, missing_contig, outside_contig, ref_is_n, ref_mismatch) and a summary
 counts them; `--strict` stops at the first row that is not `ok`. Chromosome names that differ by a `chr` prefix are
@@ -32,7 +33,14 @@ from nucel.core.models import load_encoder, resolve_model_folder
 from nucel.core.references import MOSTLY_N, GenomeRegion, Reference, command_regions, n_share, overlapping
 from nucel.core.sequences import read_one_sequence
 from nucel.core.tracks import write_track
-from nucel.core.variant_scores import VariantError, load_generator, mutagenesis_chunks, plot_mutagenesis, scored_rows
+from nucel.core.variant_scores import (
+    VariantError,
+    load_detector,
+    load_generator,
+    mutagenesis_chunks,
+    plot_mutagenesis,
+    scored_rows,
+)
 from nucel.modeling_nucel.configuration_nucel import BASES
 from nucel.variant_files import VcfInput, is_vcf, parse_regions, table_rows
 from nucel.variant_outputs import (
@@ -55,21 +63,30 @@ def mutagenesis_line(position: int, base: str, row: np.ndarray) -> list:
 # Models
 
 
+# Each model option and the score it gives, in the order of the output's columns.
+SCORE_OPTIONS = (("generator", "llr"), ("model", "embedding_distance"), ("discriminator", "replaced_probability"))
+
+
 def check_model_options(args) -> None:
-    if not (args.generator or args.model):
-        raise VariantError("give --generator (llr), --model (embedding distance) or both")
+    if not (args.generator or args.model or args.discriminator):
+        raise VariantError("give --generator (llr), --model (embedding distance), --discriminator (replaced "
+                           "probability), or several of them")
     if args.window < 1 or args.batch_size < 1:
         raise VariantError(f"--window and --batch-size must be at least 1, got {args.window} and {args.batch_size}")
 
 
 def load_models(args):
+    """(generator, encoder, detector, tokenizer), None for each model not asked for; every NucEL model shares the
+    one DNA tokenizer, so whichever loads last provides it."""
     check_model_options(args)
-    generator = model = tokenizer = None
+    generator = model = detector = tokenizer = None
     if args.generator:
         generator, tokenizer = load_generator(args.generator, args.device)
     if args.model:
         model, tokenizer = load_encoder(args.model, args.device)
-    return generator, model, tokenizer
+    if args.discriminator:
+        detector, tokenizer = load_detector(args.discriminator, args.device)
+    return generator, model, detector, tokenizer
 
 
 def model_description(name_or_path: str) -> str:
@@ -105,17 +122,18 @@ def run_score_variants(args) -> None:
     missing = sorted({row.chrom for row in rows() if row.status == "missing_contig"})
     if reference is not None:
         reference.renamed.clear()  # counted again by the scoring pass
-    generator, model, tokenizer = load_models(args)
-    score_names = [name for name, given in (("llr", generator), ("embedding_distance", model)) if given is not None]
+    generator, model, detector, tokenizer = load_models(args)
+    score_names = [name for option, name in SCORE_OPTIONS if getattr(args, option)]
     tracks = TrackCollector(score_names)
-    scored = tracks.passing(scored_rows(rows(), generator, model, tokenizer, args.window, args.batch_size))
+    scored = tracks.passing(scored_rows(rows(), generator, model, tokenizer, args.window, args.batch_size,
+                                        detector=detector))
     note = ""
     with interruption_reported(output):
         if kind == "tsv":
             counts = write_scored_table(output, scored, score_names)
         else:
-            models = {"llr": model_description(args.generator) if generator else "",
-                      "embedding_distance": model_description(args.model) if model else ""}
+            models = {name: model_description(getattr(args, option)) for option, name in SCORE_OPTIONS
+                      if getattr(args, option)}
             # The command line as given to nucel (cli.main records it; not sys.argv, which may be another program's).
             command_line = shlex.join(["nucel", "score-variants", *getattr(args, "arguments", [])])
             counts, note = write_scored_vcf(output, vcf, scored, score_names, models, command_line)
@@ -169,12 +187,13 @@ def ism_regions(args) -> tuple[Reference | None, list[GenomeRegion], list[tuple[
 
 
 def run_ism(args) -> None:
-    if args.generator and args.model:
-        raise VariantError("in-silico mutagenesis scores with one model: give --generator or --model, not both")
+    if sum(bool(getattr(args, option)) for option, _ in SCORE_OPTIONS) > 1:
+        raise VariantError("in-silico mutagenesis scores with one model: give one of --generator, --model or "
+                           "--discriminator")
     check_model_options(args)
     reference, regions, statuses = ism_regions(args)
-    generator, model, tokenizer = load_models(args)
-    score_name = "llr" if generator is not None else "embedding_distance"
+    generator, model, detector, tokenizer = load_models(args)
+    score_name = next(name for option, name in SCORE_OPTIONS if getattr(args, option))
     several = bool(statuses)
     output = Path(args.output)
     with removed_if_left_empty(output):
@@ -183,7 +202,7 @@ def run_ism(args) -> None:
         with interruption_reported(table), atomic_file(table) as staging, open(staging, "w", newline="") as handle:
             writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
             writer.writerow(["region", "chrom", *MUTAGENESIS_COLUMNS] if several else MUTAGENESIS_COLUMNS)
-            matrices = [mutagenesis_of(region, generator, model, tokenizer, args, writer, several)
+            matrices = [mutagenesis_of(region, (generator, model, detector), tokenizer, args, writer, several)
                         for region in regions]
         written = [table]
         for region, matrix in zip(regions, matrices):
@@ -215,12 +234,14 @@ def removed_if_left_empty(folder: Path):
         raise
 
 
-def mutagenesis_of(region: GenomeRegion, generator, model, tokenizer, args, writer, several: bool) -> np.ndarray:
-    """Score every substitution of one region, writing its rows as they come; returns its matrix."""
+def mutagenesis_of(region: GenomeRegion, models: tuple, tokenizer, args, writer, several: bool) -> np.ndarray:
+    """Score every substitution of one region with `models` (generator, encoder, detector: one of them given),
+    writing its rows as they come; returns its matrix."""
+    generator, model, detector = models
     chunks, done, first = [], 0, region.first_position
     prefix = [region.name, region.chrom] if several else []
     for rows in mutagenesis_chunks(region.sequence, generator, model, tokenizer, args.window, args.batch_size,
-                                   first_position=first):
+                                   first_position=first, detector=detector):
         writer.writerows(prefix + mutagenesis_line(first + done + i, region.sequence[done + i], row)
                          for i, row in enumerate(rows))
         chunks.append(rows)

@@ -245,8 +245,8 @@ def test_bad_input_is_a_clear_error_and_leaves_no_cache(tmp_path, make_input, er
 def test_crops_are_a_function_of_seed_epoch_and_index(tmp_path):
     fasta = write_fasta(tmp_path / "g.fa", {"chr": "".join(random.Random(1).choice("ACGT") for _ in range(2000))})
     genome = prepare_windows([fasta], WindowSettings(window_length=100, window_overlap=10, validation_fraction=0.0, min_window_length=50), tmp_path / "c")
-    crops = GenomeCrops(genome.train, crop_length=60, seed=7, reverse_complement=True)
-    same_again = GenomeCrops(genome.train, crop_length=60, seed=7, reverse_complement=True)
+    crops = GenomeCrops(genome.train, crop_length=60, seed=7, random_strand=True)
+    same_again = GenomeCrops(genome.train, crop_length=60, seed=7, random_strand=True)
     assert crops[(3, 5)] == same_again[(3, 5)]
     assert crops[(3, 5)] != crops[(4, 5)] or crops[(3, 6)] != crops[(4, 6)]
 
@@ -260,10 +260,10 @@ def test_crops_are_a_function_of_seed_epoch_and_index(tmp_path):
         strands.append(forward)
     assert 15 < sum(strands) < 45  # both strands drawn, about half each
 
-    no_flip = GenomeCrops(genome.train, crop_length=60, seed=7, reverse_complement=False)
+    no_flip = GenomeCrops(genome.train, crop_length=60, seed=7, random_strand=False)
     assert all(no_flip[(epoch, 2)]["sequence"] in genome.train[2]["sequence"] for epoch in range(20))
     # A window shorter than the crop is used whole (the last window of the record is 90 bp here).
-    assert GenomeCrops(genome.train, crop_length=100, seed=0, reverse_complement=False)[(0, len(genome.train) - 1)]["sequence"] == genome.train[-1]["sequence"]
+    assert GenomeCrops(genome.train, crop_length=100, seed=0, random_strand=False)[(0, len(genome.train) - 1)]["sequence"] == genome.train[-1]["sequence"]
 
 
 def test_batches_are_disjoint_across_processes_and_resume_exactly():

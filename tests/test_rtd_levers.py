@@ -15,7 +15,8 @@ from nucel.modeling_nucel import NucELConfig, NucELForPreTraining, NucELForRepla
 from nucel.modeling_nucel.configuration_nucel import BASE_IDS, CLS_ID, MASK_ID, PAD_ID, PRETRAINING_DEFAULTS, SEP_ID
 from nucel.training.masking import mask_tokens
 from nucel.training.pretraining_config import load_config
-from nucel.training.rtd_loop import build_model, export_models
+from nucel.training.rtd_loop import build_model
+from nucel.training.run_outputs import export_models
 from nucel.training.rtd_metrics import MetricTally
 
 SHARING_MODES = ("none", "tied", "gdes")

@@ -20,7 +20,8 @@ from torch import nn
 from nucel import NucELConfig, NucELModel
 from nucel.training.collator import PretrainingCollator
 from nucel.training.pretraining_config import PretrainingConfig, load_config
-from nucel.training.rtd_loop import build_model, export_models, initialise_from_checkpoints, parameter_groups, run_pretraining
+from nucel.training.rtd_loop import build_model, initialise_from_checkpoints, parameter_groups, run_pretraining
+from nucel.training.run_outputs import export_models
 from nucel.training.rtd_metrics import binary_entropy
 from nucel.core.options import ArgumentParser
 from nucel.training.train_rtd import SETTINGS, add_arguments
@@ -355,11 +356,11 @@ def test_configs_and_command_line_overrides(tmp_path):
     assert (weak.num_hidden_layers, weak.hidden_size, weak.num_attention_heads) == (1, 16, 1)
 
     args = vars(build_parser().parse_args(
-        ["--config", "x.yaml", "--max_steps", "7", "--fasta", "a.fa", "b.fa.gz", "--no-reverse_complement", "--learning_rate", "3e-4", "--resume"]
+        ["--config", "x.yaml", "--max_steps", "7", "--fasta", "a.fa", "b.fa.gz", "--no-random_strand", "--learning_rate", "3e-4", "--resume"]
     ))
     assert args["resume"] == "latest" and args["max_steps"] == 7 and args["fasta"] == ["a.fa", "b.fa.gz"]
     overridden = load_config(CONFIGS / "tiny_cpu.yaml", {name: args[name] for name in SETTINGS})
-    assert (overridden.max_steps, overridden.fasta, overridden.reverse_complement, overridden.learning_rate) == (7, ["a.fa", "b.fa.gz"], False, 3e-4)
+    assert (overridden.max_steps, overridden.fasta, overridden.random_strand, overridden.learning_rate) == (7, ["a.fa", "b.fa.gz"], False, 3e-4)
     assert overridden.window_length == tiny.window_length  # untouched settings keep the file's values
     args = vars(build_parser().parse_args(
         ["--skip_contigs", "--probe_tasks", "a/0", "b/1", "--gradient_checkpointing", "--init_from", "runs/x/export/discriminator"]
@@ -368,10 +369,10 @@ def test_configs_and_command_line_overrides(tmp_path):
     assert args["gradient_checkpointing"] is True and args["init_from"] == "runs/x/export/discriminator"
     # Every NucEL command spells options with hyphens; the YAML keys' underscore spellings above stay aliases.
     hyphens = vars(build_parser().parse_args(
-        ["--max-steps", "7", "--no-reverse-complement", "--learning-rate", "3e-4", "--skip-contigs", "--export-only"]
+        ["--max-steps", "7", "--no-random-strand", "--learning-rate", "3e-4", "--skip-contigs", "--export-only"]
     ))
-    assert {key: hyphens[key] for key in ("max_steps", "reverse_complement", "learning_rate", "skip_contigs", "export_only")} == {
-        "max_steps": 7, "reverse_complement": False, "learning_rate": 3e-4, "skip_contigs": [], "export_only": True}
+    assert {key: hyphens[key] for key in ("max_steps", "random_strand", "learning_rate", "skip_contigs", "export_only")} == {
+        "max_steps": 7, "random_strand": False, "learning_rate": 3e-4, "skip_contigs": [], "export_only": True}
 
     bad = tmp_path / "bad.yaml"
     bad.write_text("max_steps: 5\nfasta: builtin\nlearning_rte: 0.1\n")
@@ -421,3 +422,12 @@ def test_a_new_run_never_mixes_with_an_earlier_one(tmp_path, capsys):
     clear_earlier_run(run, overwrite=True)
     assert sorted(path.name for path in run.iterdir()) == ["notes.txt"]  # the run's outputs only, nothing else
     clear_earlier_run(tmp_path / "new", overwrite=False)  # nothing there: nothing to refuse
+
+
+def test_settings_are_checked_and_the_renamed_strand_setting_still_reads(tmp_path):
+    for bad in ({"max_steps": -1}, {"max_steps": 0}, {"global_batch_size": 0}, {"learning_rate": -1e-3}, {"crop_length": 0}):
+        with pytest.raises(ValueError, match="give at least 1|at least 0"):
+            load_config("tiny_cpu", bad)
+    old = tmp_path / "old.yaml"
+    old.write_text("fasta: builtin\nmax_steps: 3\nreverse_complement: false\n")  # the setting's name before random_strand
+    assert load_config(old).random_strand is False

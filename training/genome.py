@@ -253,11 +253,11 @@ class GenomeCrops(torch.utils.data.Dataset):
     same whichever process, worker or resumed run asks for them.
     """
 
-    def __init__(self, windows: datasets.Dataset, crop_length: int, seed: int, reverse_complement: bool):
+    def __init__(self, windows: datasets.Dataset, crop_length: int, seed: int, random_strand: bool):
         self.windows = windows
         self.crop_length = crop_length
         self.seed = seed
-        self.reverse_complement = reverse_complement
+        self.random_strand = random_strand
 
     def __len__(self) -> int:
         return len(self.windows)
@@ -268,7 +268,7 @@ class GenomeCrops(torch.utils.data.Dataset):
         sequence = self.windows[index]["sequence"]
         start = int(rng.integers(0, max(len(sequence) - self.crop_length, 0) + 1))
         crop = sequence[start : start + self.crop_length]
-        if self.reverse_complement and rng.random() < 0.5:
+        if self.random_strand and rng.random() < 0.5:
             crop = reverse_complement(crop)
         return {"sequence": crop, "window_index": index, "mask_seed": int(rng.integers(2**62))}
 

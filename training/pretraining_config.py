@@ -109,7 +109,7 @@ class PretrainingConfig:
     validation_fraction: float = WindowSettings.validation_fraction
     skip_contigs: list[str] = field(default_factory=lambda: list(WindowSettings.skip_contigs))  # regexes; [] keeps all
     crop_length: int = 1024
-    reverse_complement: bool = True
+    random_strand: bool = True  # each crop read from a random strand (reverse-complemented with probability 1/2)
     mask_probability: float = 0.15
     mask_token_fraction: float = 0.85  # of the selected bases, the fraction set to [MASK] ...
     random_token_fraction: float = 0.0  # ... and set to a random base (BERT's 80/10/10: 0.8 and 0.1); the rest kept
@@ -162,6 +162,15 @@ class PretrainingConfig:
             raise ValueError("no genome given: set `fasta` to FASTA files (or to 'builtin' for the synthetic demo genome)")
         if self.max_steps is None and self.epochs is None:
             raise ValueError("set max_steps or epochs (max_steps wins when both are set)")
+        counts = {name: getattr(self, name) for name in ("crop_length", "per_device_batch_size", "global_batch_size",
+                                                          "eval_windows", "keep_checkpoints", "builtin_genome_length")}
+        if self.max_steps is not None:
+            counts["max_steps"] = self.max_steps
+        if too_small := [f"{name} {value}" for name, value in counts.items() if value < 1]:
+            raise ValueError(f"{', '.join(too_small)}: give at least 1")
+        if (self.epochs is not None and self.epochs <= 0) or self.learning_rate < 0 or self.warmup_steps < 0:
+            raise ValueError(f"epochs ({self.epochs}) must be positive, learning_rate ({self.learning_rate}) and "
+                             f"warmup_steps ({self.warmup_steps}) at least 0")
         if self.crop_length > self.window_length:
             raise ValueError(f"crop_length {self.crop_length} is longer than window_length {self.window_length}")
         if self.mixed_precision not in ("no", "fp16", "bf16"):
@@ -230,12 +239,17 @@ def config_path(name: str | Path) -> Path:
     raise FileNotFoundError(f"{name}: no such config file, nor a shipped config (shipped: {shipped})")
 
 
+# Settings renamed since configs were first written: the old key still reads, for one release.
+RENAMED = {"reverse_complement": "random_strand"}  # `--reverse-complement` means strand averaging in `nucel embed`
+
+
 def load_config(path: str | Path | None, overrides: dict | None = None) -> PretrainingConfig:
     """A YAML file's settings, then the overrides (e.g. from the command line), on top of the defaults."""
     values = {}
     if path is not None:
         path = config_path(path)
         values = yaml.safe_load(path.read_text()) or {}
+        values = {RENAMED.get(key, key): value for key, value in values.items()}
         known = {setting.name for setting in fields(PretrainingConfig)}
         if unknown := sorted(set(values) - known):
             raise ValueError(f"{path}: unknown setting(s) {unknown}; known settings are {sorted(known)}")

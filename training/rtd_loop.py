@@ -21,8 +21,6 @@ Outputs under `output_dir`:
 
 import json
 import math
-import os
-import shutil
 import time
 from contextlib import nullcontext
 from dataclasses import asdict
@@ -36,15 +34,14 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel, get_scheduler
 
 from nucel.core.models import load_checked
-from nucel.core.files import write_text_atomically
-from nucel.core.models import save_model_folder
-from nucel.core.records import PRETRAINING_RECORD, RUN_LOG, pretraining_record, read_run_log
+from nucel.core.records import RUN_LOG, read_run_log
 from nucel.modeling_nucel import NucELConfig, NucELForPreTraining, NucELGenerator, NucELModel
 from nucel.tokenization import build_tokenizer
 from nucel.training.builtin_genome import write_builtin_genome
 from nucel.training.collator import PretrainingCollator
 from nucel.training.curves import summary_text, write_curves
 from nucel.training.genome import GenomeCrops, GenomeWindows, WindowBatchSampler, prepare_windows, validation_sample
+from nucel.training.run_outputs import JsonLinesLog, export_models, find_checkpoint, save_checkpoint
 from nucel.training.pretraining_config import BUILTIN, PretrainingConfig
 from nucel.training.probe import load_probe_task, probe_figures
 from nucel.training.rtd_metrics import MetricTally
@@ -194,88 +191,6 @@ def resolve_mixed_precision(requested: str, state: PartialState) -> str:
         state.print(f"mixed_precision={requested!r} ignored: running on CPU, where training stays in fp32")
         return "no"
     return requested
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Checkpoints, logs, exports
-
-
-def checkpoint_folders(output_dir: Path) -> list[Path]:
-    """Complete checkpoints, oldest first (staging folders start with a dot and are never listed)."""
-    folder = output_dir / "checkpoints"
-    return sorted(folder.glob("step-*")) if folder.is_dir() else []
-
-
-def save_checkpoint(accelerator: Accelerator, output_dir: Path, step: int, config: PretrainingConfig) -> None:
-    """`save_state` into a staging folder (every process writes its part), then one rename by the main process."""
-    final = output_dir / "checkpoints" / f"step-{step:08d}"
-    staging = final.with_name(f".{final.name}.partial")
-    if accelerator.is_main_process:
-        shutil.rmtree(staging, ignore_errors=True)
-    accelerator.wait_for_everyone()
-    accelerator.save_state(str(staging))
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        (staging / "trainer_state.json").write_text(json.dumps({"step": step, "config": asdict(config)}, indent=2) + "\n")
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(staging, final)
-        for old in checkpoint_folders(output_dir)[: -config.keep_checkpoints]:
-            shutil.rmtree(old)
-    accelerator.wait_for_everyone()
-
-
-def find_checkpoint(output_dir: Path, resume: str) -> Path:
-    """`resume` is "latest" (the newest checkpoint under output_dir) or a checkpoint folder."""
-    if resume != "latest":
-        checkpoint = Path(resume)
-        if not (checkpoint / "trainer_state.json").is_file():
-            raise FileNotFoundError(f"{checkpoint}: not a checkpoint folder (no trainer_state.json)")
-        return checkpoint
-    checkpoints = checkpoint_folders(output_dir)
-    if not checkpoints:
-        raise FileNotFoundError(f"--resume: no checkpoint under {output_dir / 'checkpoints'}")
-    return checkpoints[-1]
-
-
-class JsonLinesLog:
-    """log.jsonl, written by the main process only. A resumed run first drops the lines of steps after its
-    checkpoint, so the file tells one consistent story."""
-
-    def __init__(self, path: Path, enabled: bool, resumed_step: int | None):
-        self.path = path
-        self.enabled = enabled
-        if enabled and resumed_step is not None and path.is_file():
-            kept = [line for line in path.read_text().splitlines() if json.loads(line)["step"] <= resumed_step]
-            write_text_atomically(path, "".join(line + "\n" for line in kept))
-
-    def write(self, record: dict) -> None:
-        if self.enabled:
-            with open(self.path, "a") as handle:
-                handle.write(json.dumps(record) + "\n")
-
-
-def export_models(accelerator: Accelerator, model, config: PretrainingConfig, folder: Path) -> None:
-    """The trained networks as model folders with the tokenizer, loadable through the Auto classes, each with its
-    pre-training record (pretraining.json: recipe, data, steps, last figures; core/records.py)."""
-    if accelerator.is_main_process:
-        trained = accelerator.unwrap_model(model)
-        tokenizer = build_tokenizer()
-        run, settings = folder.parent, asdict(config)
-
-        def export(network, part: str) -> None:
-            record = pretraining_record(run, settings, part)
-            save_model_folder(network, folder / part, tokenizer, records={PRETRAINING_RECORD: record})
-
-        if config.objective == "rtd":
-            export(trained.discriminator_for_export(), "discriminator")
-            export(trained.replaced_token_detector_for_export(), "discriminator_rtd")
-            if trained.generator is not None:
-                export(trained.generator_for_export(), "generator")
-        else:
-            export(trained.model, "encoder")
-            export(trained, "masked_lm")
-        print(f"exported the trained models to {folder}")
-    accelerator.wait_for_everyone()
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -445,7 +360,7 @@ def record_figures(accelerator: Accelerator, log: JsonLinesLog, step: int, figur
 
 
 def build_train_loader(genome: GenomeWindows, config: PretrainingConfig, accelerator: Accelerator, collator, start_batch: int = 0):
-    crops = GenomeCrops(genome.train, config.crop_length, config.seed, config.reverse_complement)
+    crops = GenomeCrops(genome.train, config.crop_length, config.seed, config.random_strand)
     sampler = WindowBatchSampler(
         len(genome.train), config.per_device_batch_size, config.seed,
         accelerator.num_processes, accelerator.process_index, start_batch,
@@ -461,7 +376,7 @@ def build_train_loader(genome: GenomeWindows, config: PretrainingConfig, acceler
 def build_validation_loader(genome: GenomeWindows, config: PretrainingConfig, accelerator: Accelerator, collator):
     """The same crops of the same `eval_windows` validation windows (all of them where there are fewer) every time,
     a seeded sample spread over every record (`genome.validation_sample`), shared out between processes."""
-    crops = GenomeCrops(genome.validation, config.crop_length, config.seed, config.reverse_complement)
+    crops = GenomeCrops(genome.validation, config.crop_length, config.seed, config.random_strand)
     keys = [(0, index) for index in validation_sample(len(genome.validation), config.eval_windows, config.seed)]
     return torch.utils.data.DataLoader(
         crops, sampler=keys[accelerator.process_index :: accelerator.num_processes],
