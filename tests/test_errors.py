@@ -81,6 +81,8 @@ CASES = [
     (nucel_main, ["pretrain", "--config", "tiny_cpu", "--learning-rate", "abc"], "invalid float value: 'abc'", False),
     (nucel_main, ["pretrain", "--config", "tiny_cpu", "--fasta", "{tmp}/missing.fa", "-o", "{tmp}/run"], "missing.fa", False),
     (nucel_main, ["pretrain", "--config", "tiny_cpu", "--export-only", "-o", "{tmp}/run"], "--export-only needs --resume", False),
+    (nucel_main, ["pretrain", "--config", "tiny_cpu", "--max-steps", "-1", "-o", "{tmp}/run"], "max_steps -1: give at least 1", False),
+    (nucel_main, ["pretrain", "--config", "tiny_cpu", "--embedding-sharing", "both", "-o", "{tmp}/run"], "embedding_sharing", False),
     # Fine-tuning: labels read as a person means them
     (nucel_main, ["finetune", "--model", "random:tiny", "--train", "{tmp}/labels_bad.csv", "-o", "{tmp}/o"], "empty label", False),
     (nucel_main, ["finetune", "--model", "random:tiny", "--train", "{tmp}/no_label.csv", "-o", "{tmp}/o"], "missing column", False),
