@@ -43,3 +43,16 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory) -> tuple[Path, Path]:
+    """(generator, encoder): a tiny random generator (bases only) and encoder saved as NucEL model folders."""
+    from nucel.core.models import save_model_folder
+    from nucel.modeling_nucel import NucELConfig, NucELGenerator, NucELModel
+
+    torch.manual_seed(0)
+    root = tmp_path_factory.mktemp("tiny-models")
+    generator = NucELGenerator(NucELConfig.from_preset("tiny-generator", restrict_to_bases=True))
+    return save_model_folder(generator, root / "generator"), save_model_folder(NucELModel(NucELConfig.from_preset("tiny")),
+                                                                                root / "encoder")

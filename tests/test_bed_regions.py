@@ -7,24 +7,12 @@ import random
 
 import numpy as np
 import pytest
-import torch
 
-from nucel import NucELConfig, NucELGenerator, NucELModel, cli
+from nucel import cli
 from nucel.core.bed import read_bed
-from nucel.core.models import save_model_folder
 from nucel.core.regions import RegionError
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    torch.manual_seed(0)
-    root = tmp_path_factory.mktemp("models")
-    encoder = save_model_folder(NucELModel(NucELConfig.from_preset("tiny")), root / "encoder")
-    generator = save_model_folder(NucELGenerator(NucELConfig.from_preset("tiny-generator", restrict_to_bases=True)),
-                                  root / "generator")
-    return generator, encoder
 
 
 @pytest.fixture
@@ -56,9 +44,9 @@ def test_bed_lines_names_and_errors(tmp_path):
         read_bed(bed)
 
 
-def test_ism_over_a_bed_names_its_rows_and_figures_and_skips_all_n_regions(models, genome, tmp_path, capsys):
+def test_ism_over_a_bed_names_its_rows_and_figures_and_skips_all_n_regions(tiny_models, genome, tmp_path, capsys):
     reference, chr1 = genome
-    generator, _ = models
+    generator, _ = tiny_models
     bed = tmp_path / "regions.bed"
     bed.write_text("chr1\t10\t30\tenhancer_a\nchrN\t0\t50\tgap\nchr1\t100\t112\n")
     output = tmp_path / "ism"
@@ -91,9 +79,9 @@ def test_an_all_n_region_is_refused_in_one_line_before_the_model_loads(genome, t
     assert not (tmp_path / "ism").exists()
 
 
-def test_attention_over_a_bed_writes_one_folder_per_named_region(models, genome, tmp_path, capsys):
+def test_attention_over_a_bed_writes_one_folder_per_named_region(tiny_models, genome, tmp_path, capsys):
     reference, _ = genome
-    _, encoder = models
+    _, encoder = tiny_models
     bed = tmp_path / "regions.bed"
     bed.write_text("chr1\t0\t40\tfirst\nchr1\t200\t230\n")
     output = tmp_path / "maps"
@@ -110,9 +98,9 @@ def test_attention_over_a_bed_writes_one_folder_per_named_region(models, genome,
     assert "chromosome 'chr9' is not in the reference" in capsys.readouterr().err
 
 
-def test_embed_over_a_bed_names_its_rows(models, genome, tmp_path):
+def test_embed_over_a_bed_names_its_rows(tiny_models, genome, tmp_path):
     reference, _ = genome
-    _, encoder = models
+    _, encoder = tiny_models
     bed = tmp_path / "regions.bed"
     bed.write_text("chr1\t0\t40\tfirst\nchr1\t50\t90\nchr1\t100\t140\tfirst\n")
     output = tmp_path / "e.npy"
@@ -122,8 +110,8 @@ def test_embed_over_a_bed_names_its_rows(models, genome, tmp_path):
     assert np.load(output).shape[0] == 3
 
 
-def test_duplicate_fasta_ids_are_warned_about_once_and_made_unique(models, tmp_path, capsys):
-    _, encoder = models
+def test_duplicate_fasta_ids_are_warned_about_once_and_made_unique(tiny_models, tmp_path, capsys):
+    _, encoder = tiny_models
     fasta = tmp_path / "input.fa"
     fasta.write_text(">a\nACGTACGT\n>b\nACGTAC\n>a\nGGGGCCCC\n>a\nTTTTAAAA\n>b\nACGTTT\n")
     output = tmp_path / "e.npy"

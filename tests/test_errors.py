@@ -7,20 +7,16 @@ import torch
 from transformers import PreTrainedModel
 
 from nucel.cli import main as nucel_main
-from nucel.core.models import save_model_folder
-from nucel.modeling_nucel import NucELConfig, NucELGenerator, NucELModel
 from nucel.training.train_rtd import main as pretrain_main  # `accelerate launch training/train_rtd.py`
 
 GUE = "../shared/data/GUE"
 
 
-@pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    root = tmp_path_factory.mktemp("models")
-    torch.manual_seed(0)
-    save_model_folder(NucELModel(NucELConfig.from_preset("tiny")), root / "encoder")
-    save_model_folder(NucELGenerator(NucELConfig.from_preset("tiny-generator", restrict_to_bases=True)), root / "generator")
-    return root
+@pytest.fixture
+def models(tiny_models):
+    generator, encoder = tiny_models
+    assert generator.parent == encoder.parent
+    return encoder.parent  # {models}/encoder, {models}/generator
 
 
 @pytest.fixture

@@ -8,11 +8,9 @@ import random
 
 import pysam
 import pytest
-import torch
 
-from nucel import NucELConfig, NucELGenerator, NucELModel, cli
+from nucel import cli
 from nucel.core.identity import folder_identity
-from nucel.core.models import save_model_folder
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -20,16 +18,6 @@ HEADER = ("##fileformat=VCFv4.2\n##contig=<ID=chr1,length=3000>\n##contig=<ID=ch
           '##INFO=<ID=DP,Number=1,Type=Integer,Description="Depth">\n'
           '##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">\n'
           "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\tsample1\n")
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    torch.manual_seed(0)
-    root = tmp_path_factory.mktemp("models")
-    encoder = save_model_folder(NucELModel(NucELConfig.from_preset("tiny")), root / "encoder")
-    generator = save_model_folder(NucELGenerator(NucELConfig.from_preset("tiny-generator", restrict_to_bases=True)),
-                                  root / "generator")
-    return generator, encoder
 
 
 @pytest.fixture
@@ -74,8 +62,8 @@ def sort_key(line: str):
     return chrom, int(position)
 
 
-def score(args: list[str], models, genome_path, output, *extra) -> int:
-    generator, encoder = models
+def score(args: list[str], tiny_models, genome_path, output, *extra) -> int:
+    generator, encoder = tiny_models
     return cli.main(["score-variants", *args, "--reference", str(genome_path), "--generator", str(generator), "--model",
                      str(encoder), "--window", "64", "--batch-size", "8", "--device", "cpu", "-o", str(output), *extra])
 
@@ -85,14 +73,14 @@ def read_table(path) -> list[dict]:
         return list(csv.DictReader(handle, delimiter="\t"))
 
 
-def test_an_unsorted_vcf_gives_the_scores_of_its_sorted_copy(models, genome, tmp_path):
+def test_an_unsorted_vcf_gives_the_scores_of_its_sorted_copy(tiny_models, genome, tmp_path):
     genome_path, chromosomes = genome
     lines = vcf_lines(chromosomes)
     random.Random(1).shuffle(lines)
     unsorted_vcf = write_vcf(tmp_path / "unsorted.vcf", lines)
     sorted_vcf = write_vcf(tmp_path / "sorted.vcf", sorted(lines, key=sort_key))
-    assert score(["--variants", str(unsorted_vcf)], models, genome_path, tmp_path / "unsorted.tsv") == 0
-    assert score(["--variants", str(sorted_vcf)], models, genome_path, tmp_path / "sorted.tsv") == 0
+    assert score(["--variants", str(unsorted_vcf)], tiny_models, genome_path, tmp_path / "unsorted.tsv") == 0
+    assert score(["--variants", str(sorted_vcf)], tiny_models, genome_path, tmp_path / "sorted.tsv") == 0
     unsorted_rows, sorted_rows = read_table(tmp_path / "unsorted.tsv"), read_table(tmp_path / "sorted.tsv")
     # The rows come in input order.
     assert list(dict.fromkeys(row["id"] for row in unsorted_rows)) == [line.split("\t")[2] for line in lines]
@@ -112,13 +100,13 @@ def test_an_unsorted_vcf_gives_the_scores_of_its_sorted_copy(models, genome, tmp
 
 
 @pytest.mark.parametrize("suffix", [".vcf", ".vcf.gz", ".bcf"])
-def test_the_written_vcf_keeps_every_record_with_the_scores_as_info_fields(models, genome, tmp_path, suffix, capsys):
+def test_the_written_vcf_keeps_every_record_with_the_scores_as_info_fields(tiny_models, genome, tmp_path, suffix, capsys):
     genome_path, chromosomes = genome
     lines = sorted(vcf_lines(chromosomes, 20), key=sort_key)
     source = write_vcf(tmp_path / "calls.vcf", lines)
     output = tmp_path / f"scored{suffix}"
-    assert score(["--variants", str(source)], models, genome_path, output) == 0
-    assert score(["--variants", str(source)], models, genome_path, tmp_path / "scored.tsv", "--overwrite") == 0
+    assert score(["--variants", str(source)], tiny_models, genome_path, output) == 0
+    assert score(["--variants", str(source)], tiny_models, genome_path, tmp_path / "scored.tsv", "--overwrite") == 0
     table = read_table(tmp_path / "scored.tsv")
     capsys.readouterr()
 
@@ -128,7 +116,7 @@ def test_the_written_vcf_keeps_every_record_with_the_scores_as_info_fields(model
                                   ("NUCEL_STATUS", "A", "String"), ("NUCEL_REFERENCE_BASE", 1, "String"),
                                   ("DP", 1, "Integer")):
             assert key in header.info and header.info[key].number == number and header.info[key].type == kind
-        generator, encoder = models
+        generator, encoder = tiny_models
         assert folder_identity(generator)["sha256"] in header.info["NUCEL_LLR"].description
         assert folder_identity(encoder)["sha256"] in header.info["NUCEL_EMBEDDING_DISTANCE"].description
         assert f"##nucel_command=nucel score-variants --variants {source} --reference" in str(header)
@@ -157,11 +145,11 @@ def test_the_written_vcf_keeps_every_record_with_the_scores_as_info_fields(model
     assert not list(tmp_path.glob(".*partial*"))
 
 
-def test_an_unsorted_bgzipped_output_is_written_and_said_to_be_unindexed(models, genome, tmp_path, capsys):
+def test_an_unsorted_bgzipped_output_is_written_and_said_to_be_unindexed(tiny_models, genome, tmp_path, capsys):
     genome_path, chromosomes = genome
     lines = vcf_lines(chromosomes, 10)
     random.Random(2).shuffle(lines)
-    assert score(["--variants", str(write_vcf(tmp_path / "calls.vcf", lines))], models, genome_path,
+    assert score(["--variants", str(write_vcf(tmp_path / "calls.vcf", lines))], tiny_models, genome_path,
                  tmp_path / "scored.vcf.gz") == 0
     assert "is not indexed: its records are not sorted" in capsys.readouterr().out
     assert not (tmp_path / "scored.vcf.gz.tbi").exists()
@@ -169,7 +157,7 @@ def test_an_unsorted_bgzipped_output_is_written_and_said_to_be_unindexed(models,
         assert [record.id for record in scored] == [line.split("\t")[2] for line in lines]
 
 
-def test_regions_restrict_an_indexed_vcf_and_a_plain_one(models, genome, tmp_path):
+def test_regions_restrict_an_indexed_vcf_and_a_plain_one(tiny_models, genome, tmp_path):
     genome_path, chromosomes = genome
     lines = sorted(vcf_lines(chromosomes, 30), key=sort_key)
     plain = write_vcf(tmp_path / "calls.vcf", lines)
@@ -183,11 +171,11 @@ def test_regions_restrict_an_indexed_vcf_and_a_plain_one(models, genome, tmp_pat
     assert wanted
     for source, regions in ((indexed, "chr1:1-1000,chr2:100-400"), (plain, str(bed)), (indexed, str(bed))):
         output = tmp_path / "restricted.tsv"
-        assert score(["--variants", str(source), "--regions", regions], models, genome_path, output, "--overwrite") == 0
+        assert score(["--variants", str(source), "--regions", regions], tiny_models, genome_path, output, "--overwrite") == 0
         assert list(dict.fromkeys(row["id"] for row in read_table(output))) == wanted
 
 
-def test_the_projects_brca1_table_is_variant_input(models, shared_data, tmp_path, capsys):
+def test_the_projects_brca1_table_is_variant_input(tiny_models, shared_data, tmp_path, capsys):
     """chrom, pos, ref, alt, ... (GRCh37 chr17) against a chr17 padded with N up to the BRCA1 slice."""
     from pysam.libcbgzf import BGZFile
 
@@ -203,7 +191,7 @@ def test_the_projects_brca1_table_is_variant_input(models, shared_data, tmp_path
         handle.write(line * (41_180_000 // 60))  # 41,180,000 = 60 x 686,333 + 20
         padded = "N" * (41_180_000 % 60) + brca1
         handle.write("".join(padded[i : i + 60] + "\n" for i in range(0, len(padded), 60)).encode())
-    generator, _ = models
+    generator, _ = tiny_models
     command = ["score-variants", "--variants", str(tmp_path / "brca1.tsv"), "--generator", str(generator),
                "--window", "64", "--device", "cpu"]
     assert cli.main([*command, "--reference", str(reference), "-o", str(tmp_path / "scores.tsv")]) == 0
