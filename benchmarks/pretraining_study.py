@@ -31,8 +31,8 @@ seed 42, whole train split, test MCC over the 1,000 test rows (Trainer loop of `
     random:tiny, 1e-3, batch 64, mean, linear, 1000 steps    train loss 0.705 (200) -> 0.694 (1000), MCC 0.000
     random:tiny, 1e-3, batch 64, mean, constant, 1000 steps  train loss 0.705 (200) -> 0.694 (1000), MCC 0.000
     RTD tiny (1x16 generator, 1500 steps on chr2), 1e-3, batch 64, mean, linear, 1000 steps
-                                                             train loss 0.648 (200), 0.568 (400), 0.527 (1000); MCC 0.570
-    one-hot CNN, same settings                               train loss 0.637 (200), 0.525 (400), 0.476 (1000); MCC 0.642
+                                                  train loss 0.648 (200), 0.568 (400), 0.527 (1000); MCC 0.570
+    one-hot CNN, same settings                    train loss 0.637 (200), 0.525 (400), 0.476 (1000); MCC 0.642
 
 GUE's TF negatives match the positives' base composition (tf/0 train: A/C/G/T within 0.005 of each other; CpG 0.058
 vs 0.091 per base), so nothing is learned until local order features are: the pre-trained discriminator and the CNN
@@ -114,7 +114,6 @@ FINETUNE_RECIPE = {
 }
 
 
-
 @dataclass
 class Budget:
     sweep_steps: int = 1000
@@ -133,10 +132,19 @@ class Budget:
 
 
 QUICK = Budget(
-    sweep_steps=30, sweep_eval_every=15, pretrain_steps=40, pretrain_eval_every=20, eval_windows=32,
-    sweep=SWEEP[:3], tasks=("tf/0",), seeds=(42,),
-    finetune={**FINETUNE_RECIPE, "max_steps": 40, "eval_steps": 20, "warmup_steps": 10}, max_train_samples=512,
-    max_validation_samples=200, probe_train_examples=300, probe_test_examples=300,
+    sweep_steps=30,
+    sweep_eval_every=15,
+    pretrain_steps=40,
+    pretrain_eval_every=20,
+    eval_windows=32,
+    sweep=SWEEP[:3],
+    tasks=("tf/0",),
+    seeds=(42,),
+    finetune={**FINETUNE_RECIPE, "max_steps": 40, "eval_steps": 20, "warmup_steps": 10},
+    max_train_samples=512,
+    max_validation_samples=200,
+    probe_train_examples=300,
+    probe_test_examples=300,
 )
 
 
@@ -161,7 +169,9 @@ class Study:
         self.output = Path(args.output)
         self.fasta = [str(Path(f).resolve()) for f in args.fasta]
         self.started = time.time()
-        self.runner = JobRunner(self.work_dir, args.workers, args.threads, self.record, run_missing=not args.report_only)
+        self.runner = JobRunner(
+            self.work_dir, args.workers, args.threads, self.record, run_missing=not args.report_only
+        )
         self.results: dict[str, dict] = {}
         self.report_state = {"status": "running"}
 
@@ -173,8 +183,14 @@ class Study:
         b = self.budget
         jobs = []
         for index, (label, extra) in enumerate(b.sweep):
-            overrides = pretrain_overrides(self.fasta, self.work_dir / "sweep" / f"setting{index}", b.sweep_steps,
-                                           b.sweep_eval_every, b.eval_windows, extra)
+            overrides = pretrain_overrides(
+                self.fasta,
+                self.work_dir / "sweep" / f"setting{index}",
+                b.sweep_steps,
+                b.sweep_eval_every,
+                b.eval_windows,
+                extra,
+            )
             jobs.append((f"sweep{index}", {"kind": "pretrain", "overrides": overrides}, label, extra))
         return jobs
 
@@ -193,14 +209,30 @@ class Study:
     def pretrain_jobs(self) -> list[tuple[str, dict]]:
         b = self.budget
         _, extra = self.chosen_extra()
-        rtd = pretrain_overrides(self.fasta, self.work_dir / "pretrain" / "rtd", b.pretrain_steps, b.pretrain_eval_every, b.eval_windows, extra)
+        rtd = pretrain_overrides(
+            self.fasta,
+            self.work_dir / "pretrain" / "rtd",
+            b.pretrain_steps,
+            b.pretrain_eval_every,
+            b.eval_windows,
+            extra,
+        )
         rtd_flops = training_flops_per_step(rtd)["per_step"] * b.pretrain_steps
         mlm_base = {k: v for k, v in extra.items() if k in ("mask_probability", "mask_token_fraction")}
-        mlm = pretrain_overrides(self.fasta, self.work_dir / "pretrain" / "mlm", 1, b.pretrain_eval_every, b.eval_windows,
-                                 {"objective": "mlm", **mlm_base})
+        mlm = pretrain_overrides(
+            self.fasta,
+            self.work_dir / "pretrain" / "mlm",
+            1,
+            b.pretrain_eval_every,
+            b.eval_windows,
+            {"objective": "mlm", **mlm_base},
+        )
         mlm_steps = round(rtd_flops / training_flops_per_step(mlm)["per_step"])
         mlm.update(max_steps=mlm_steps, eval_every=max(1, round(b.pretrain_eval_every * mlm_steps / b.pretrain_steps)))
-        return [("pretrain_rtd", {"kind": "pretrain", "overrides": rtd}), ("pretrain_mlm", {"kind": "pretrain", "overrides": mlm})]
+        return [
+            ("pretrain_rtd", {"kind": "pretrain", "overrides": rtd}),
+            ("pretrain_mlm", {"kind": "pretrain", "overrides": mlm}),
+        ]
 
     def models(self) -> dict[str, str]:
         return {
@@ -215,20 +247,48 @@ class Study:
 
         b, models, suite = self.budget, self.models(), load_suite("gue")
         jobs = []
-        # Seed-major: a study stopped early has every task and arm for its first seed(s), not three seeds of a few tasks.
+        # Seed-major: a study stopped early has every task and arm for its first seed(s), not 3 seeds of a few tasks.
         seeds = {task: tuple(b.seeds or suite.task(task).seeds) for task in b.tasks}
-        for task, seed in [(task, seeds[task][i]) for i in range(max(map(len, seeds.values()))) for task in b.tasks if i < len(seeds[task])]:
+        for task, seed in [
+            (task, seeds[task][i])
+            for i in range(max(map(len, seeds.values())))
+            for task in b.tasks
+            if i < len(seeds[task])
+        ]:
             slug = f"{task.replace('/', '_')}_seed{seed}"
             for arm in ARMS:
-                jobs.append((f"finetune_{arm}_{slug}", {
-                    "kind": "finetune", "arm": arm, "model": models[arm], "task": task, "seed": seed,
-                    "data": str(Path(self.args.data).resolve()), "recipe": b.finetune,
-                    "max_train_samples": b.max_train_samples, "max_validation_samples": b.max_validation_samples}))
+                jobs.append(
+                    (
+                        f"finetune_{arm}_{slug}",
+                        {
+                            "kind": "finetune",
+                            "arm": arm,
+                            "model": models[arm],
+                            "task": task,
+                            "seed": seed,
+                            "data": str(Path(self.args.data).resolve()),
+                            "recipe": b.finetune,
+                            "max_train_samples": b.max_train_samples,
+                            "max_validation_samples": b.max_validation_samples,
+                        },
+                    )
+                )
             for arm in PROBED_ARMS:
-                jobs.append((f"probe_{arm}_{slug}", {
-                    "kind": "probe", "arm": arm, "model": models[arm], "task": task, "seed": seed,
-                    "data": str(Path(self.args.data).resolve()), "train_examples": b.probe_train_examples,
-                    "test_examples": b.probe_test_examples}))
+                jobs.append(
+                    (
+                        f"probe_{arm}_{slug}",
+                        {
+                            "kind": "probe",
+                            "arm": arm,
+                            "model": models[arm],
+                            "task": task,
+                            "seed": seed,
+                            "data": str(Path(self.args.data).resolve()),
+                            "train_examples": b.probe_train_examples,
+                            "test_examples": b.probe_test_examples,
+                        },
+                    )
+                )
         return jobs
 
     def report(self) -> dict:
@@ -236,12 +296,20 @@ class Study:
         sweep = self.sweep_rows()
         chosen = choose(sweep)
         report = {
-            "quick": self.args.quick, "status": self.report_state["status"], "command": " ".join(["nucel study", *(display_path(a) if Path(a).exists() else a for a in self.args.argv)]),
-            "written": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), "elapsed_minutes": (time.time() - self.started) / 60,
-            "job_minutes": sum(result.get("wall_seconds", 0) for result in self.results.values()) / 60, "workers": self.args.workers,
-            "fasta": [display_path(name) for name in self.fasta], "work_dir": display_path(self.work_dir), "workers": self.args.workers, "threads": self.args.threads,
+            "quick": self.args.quick,
+            "status": self.report_state["status"],
+            "command": " ".join(["nucel study", *(display_path(a) if Path(a).exists() else a for a in self.args.argv)]),
+            "written": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+            "elapsed_minutes": (time.time() - self.started) / 60,
+            "job_minutes": sum(result.get("wall_seconds", 0) for result in self.results.values()) / 60,
+            "fasta": [display_path(name) for name in self.fasta],
+            "work_dir": display_path(self.work_dir),
+            "workers": self.args.workers,
+            "threads": self.args.threads,
             "budget": {**{k: v for k, v in asdict(b).items() if k != "sweep"}, "sweep": [list(s) for s in b.sweep]},
-            "finetune_recipe": b.finetune, "sweep": sweep, "chosen": chosen["setting"] if chosen else None,
+            "finetune_recipe": b.finetune,
+            "sweep": sweep,
+            "chosen": chosen["setting"] if chosen else None,
             "acceptance_bar": {"gain_percent": ACCEPT_GAIN_PERCENT, "auroc": ACCEPT_AUROC},
         }
         windows = next((r.get("windows") for r in self.results.values() if r.get("windows")), None)
@@ -250,21 +318,32 @@ class Study:
         if chosen:
             for name, spec in self.pretrain_jobs():
                 arm = name.split("_")[1]
-                entry = {"objective": spec["overrides"].get("objective", "rtd"), "steps": spec["overrides"]["max_steps"],
-                         "flops": training_flops_per_step(spec["overrides"])["per_step"] * spec["overrides"]["max_steps"],
-                         "overrides": {k: v for k, v in spec["overrides"].items() if k not in ("fasta", "output_dir")}}
+                entry = {
+                    "objective": spec["overrides"].get("objective", "rtd"),
+                    "steps": spec["overrides"]["max_steps"],
+                    "flops": training_flops_per_step(spec["overrides"])["per_step"] * spec["overrides"]["max_steps"],
+                    "overrides": {k: v for k, v in spec["overrides"].items() if k not in ("fasta", "output_dir")},
+                }
                 if name in self.results:
                     result = self.results[name]
-                    entry.update(wall_seconds=result["wall_seconds"], validation=result["validation"],
-                                 gain_rises=rises(result["validation"], "information_gain_percent"),
-                                 auroc_rises=rises(result["validation"], "auroc"))
+                    entry.update(
+                        wall_seconds=result["wall_seconds"],
+                        validation=result["validation"],
+                        gain_rises=rises(result["validation"], "information_gain_percent"),
+                        auroc_rises=rises(result["validation"], "auroc"),
+                    )
                 pretraining[arm] = entry
         report["pretraining"] = pretraining
         rtd = pretraining.get("rtd", {})
         if rtd.get("validation"):
             end = rtd["validation"][-1]
-            report["acceptance"] = acceptance({"gain_percent_end": end.get("information_gain_percent"), "auroc_end": end.get("auroc"),
-                                               "gain_rises": rtd.get("gain_rises")})
+            report["acceptance"] = acceptance(
+                {
+                    "gain_percent_end": end.get("information_gain_percent"),
+                    "auroc_end": end.get("auroc"),
+                    "gain_rises": rtd.get("gain_rises"),
+                }
+            )
         downstream, runs = {}, []
         for name, result in self.results.items():
             kind = name.split("_")[0]
@@ -273,20 +352,43 @@ class Study:
             _, arm, *rest = name.split("_")
             spec = json.loads((self.work_dir / "jobs" / f"{name}.json").read_text())["spec"]
             downstream.setdefault(spec["task"], {}).setdefault(kind, {}).setdefault(arm, []).append(result["value"])
-            runs.append({"job": name, "task": spec["task"], "arm": arm, "kind": kind, "seed": spec["seed"], "value": result["value"],
-                         "wall_seconds": result["wall_seconds"],
-                         **({"best_step": result.get("best_step"), "steps_trained": result.get("steps_trained"),
-                             "train_history": result.get("train_history"), "metrics": result.get("metrics"),
-                             "split_sizes": result.get("split_sizes")} if kind == "finetune" else {})})
-        report["downstream"] = {task: {kind: {arm: summarise(values) for arm, values in arms.items()} for kind, arms in kinds.items()}
-                                for task, kinds in downstream.items()}
+            runs.append(
+                {
+                    "job": name,
+                    "task": spec["task"],
+                    "arm": arm,
+                    "kind": kind,
+                    "seed": spec["seed"],
+                    "value": result["value"],
+                    "wall_seconds": result["wall_seconds"],
+                    **(
+                        {
+                            "best_step": result.get("best_step"),
+                            "steps_trained": result.get("steps_trained"),
+                            "train_history": result.get("train_history"),
+                            "metrics": result.get("metrics"),
+                            "split_sizes": result.get("split_sizes"),
+                        }
+                        if kind == "finetune"
+                        else {}
+                    ),
+                }
+            )
+        report["downstream"] = {
+            task: {kind: {arm: summarise(values) for arm, values in arms.items()} for kind, arms in kinds.items()}
+            for task, kinds in downstream.items()
+        }
         # Averaged over the tasks every arm has results for, so that no arm's average covers easier tasks.
         columns = [(kind, arm) for kind, arms in (("finetune", ARMS), ("probe", PROBED_ARMS)) for arm in arms]
-        complete = [t for t, kinds in report["downstream"].items() if all(arm in kinds.get(kind, {}) for kind, arm in columns)]
+        complete = [
+            t for t, kinds in report["downstream"].items() if all(arm in kinds.get(kind, {}) for kind, arm in columns)
+        ]
         averages = {}
         for kind, arm in columns:
             if complete:
-                averages.setdefault(kind, {})[arm] = statistics.fmean(report["downstream"][t][kind][arm]["mean"] for t in complete)
+                averages.setdefault(kind, {})[arm] = statistics.fmean(
+                    report["downstream"][t][kind][arm]["mean"] for t in complete
+                )
         report["downstream_average"] = averages
         report["downstream_average_tasks"] = complete
         report["downstream_runs"] = sorted(runs, key=lambda r: r["job"])
@@ -333,8 +435,14 @@ class Study:
         self.runner.run_all(jobs)
         planned = [name for name, _, _, _ in self.sweep_jobs()] + [name for name, _ in self.pretrain_jobs() + jobs]
         finished = sum(name in self.results for name in planned)
-        self.report_state["status"] = "finished" if finished == len(planned) else (
-            f"stopped with {finished} of {len(planned)} jobs finished; run the command again to continue (finished jobs are reused)")
+        self.report_state["status"] = (
+            "finished"
+            if finished == len(planned)
+            else (
+                f"stopped with {finished} of {len(planned)} jobs finished; run the command again to continue "
+                "(finished jobs are reused)"
+            )
+        )
         self.write()
         return self.report()
 
@@ -344,9 +452,17 @@ def add_arguments(parser) -> None:
     parser.add_argument("--quick", action="store_true", help="a few minutes: tiny budgets, one task (tf/0), one seed")
     parser.add_argument("--fasta", nargs="+", default=[str(DEFAULT_FASTA)], help="pre-training genome FASTA(.gz)")
     parser.add_argument("--data", default=str(DEFAULT_GUE), help="the GUE data root")
-    parser.add_argument("-o", "--output", default=str(REPOSITORY / "benchmarks" / "results"),
-                        help="folder for pretraining_study.{md,json,png}")
-    parser.add_argument("--work-dir", default=None, help="pre-training runs, job specs, results and logs (default: runs/pretraining-study[-quick])")
+    parser.add_argument(
+        "-o",
+        "--output",
+        default=str(REPOSITORY / "benchmarks" / "results"),
+        help="folder for pretraining_study.{md,json,png}",
+    )
+    parser.add_argument(
+        "--work-dir",
+        default=None,
+        help="pre-training runs, job specs, results and logs (default: runs/pretraining-study[-quick])",
+    )
     parser.add_argument("--workers", type=int, default=2, help="jobs at a time (2 on a 2-core CPU)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per job")
     parser.add_argument("--tasks", nargs="+", help=f"GUE tasks (default: {' '.join(TASKS)})")
@@ -354,7 +470,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--sweep-steps", type=int, help="pre-training steps of each sweep setting")
     parser.add_argument("--pretrain-steps", type=int, help="RTD steps of the main run (MLM: the same FLOPs)")
     parser.add_argument("--finetune-steps", type=int, help="fine-tuning steps of every arm")
-    parser.add_argument("--report-only", action="store_true", help="rewrite the report from the finished jobs under --work-dir; run nothing")
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="rewrite the report from the finished jobs under --work-dir; run nothing",
+    )
     parser.add_argument("--job", type=Path, help=argparse.SUPPRESS)  # internal: run one job spec
     parser.set_defaults(run="nucel.benchmarks.pretraining_study:run_study")
 

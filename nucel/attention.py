@@ -1,8 +1,7 @@
 """`nucel attention`: attention maps of one sequence (arrays, heatmap) and the motif SNR per layer.
 
-What is computed: nucel/core/attention_maps.py.
+What is computed: core/attention_maps.py.
 """
-
 
 import argparse
 import json
@@ -10,13 +9,6 @@ import re
 from pathlib import Path
 
 import numpy as np
-
-from nucel.core.models import load_encoder
-from nucel.core.files import atomic_file
-from nucel.core.sequences import read_one_sequence
-
-CLIP_PERCENTILE = 99  # each heatmap's colour scale stops here, so that a few large weights do not wash out the rest
-MOTIF_COLOURS = ("red", "orange", "magenta", "cyan", "white")
 
 from nucel.core.attention_maps import (
     attention_maps,
@@ -26,9 +18,10 @@ from nucel.core.attention_maps import (
     plot_attention,
     received_attention,
 )
+from nucel.core.files import atomic_file
+from nucel.core.models import load_encoder
 from nucel.core.references import GenomeRegion, command_regions
-
-
+from nucel.core.sequences import read_one_sequence
 
 # ----------------------------------------------------------------------------------------------------------------
 # Command line
@@ -78,25 +71,46 @@ def write_maps(model, tokenizer, region: GenomeRegion, motifs: dict, layers, hea
     output.mkdir(parents=True, exist_ok=True)
     with atomic_file(output / "attention.npy") as staging, open(staging, "wb") as handle:
         np.save(handle, maps.astype(np.float32))
-    description = {"axes": ["layer", "head", "query token", "key token"], "layers": layers, "heads": head_labels,
-                   "tokens": "[CLS], then base i at index i + 1", "length_bp": len(sequence),
-                   "chrom": chrom or None, "first_position": first,
-                   "positions": f"base i is position first_position + i{' on ' + chrom if chrom else ' of the sequence'} (1-based)"}
+    description = {
+        "axes": ["layer", "head", "query token", "key token"],
+        "layers": layers,
+        "heads": head_labels,
+        "tokens": "[CLS], then base i at index i + 1",
+        "length_bp": len(sequence),
+        "chrom": chrom or None,
+        "first_position": first,
+        "positions": "base i is position first_position + i"
+        + (f" on {chrom}" if chrom else " of the sequence")
+        + " (1-based)",
+    }
     if chrom:
         description["region"] = region.name
     with atomic_file(output / "attention.json") as staging:
         staging.write_text(json.dumps(description, indent=2) + "\n")
     where = f"{chrom}:{first:,}-{first + len(sequence) - 1:,}" if chrom else f"{len(sequence):,}-bp sequence"
     heads_shown = "mean over heads" if heads is None else f"head(s) {', '.join(head_labels)}"
-    plot_attention(maps, layers, head_labels, output / "attention.png", model.config,
-                   {name: found for name, found in motifs.items() if found}, f"attention of {where}, {heads_shown}",
-                   first_position=first, chrom=chrom)
+    plot_attention(
+        maps,
+        layers,
+        head_labels,
+        output / "attention.png",
+        model.config,
+        {name: found for name, found in motifs.items() if found},
+        f"attention of {where}, {heads_shown}",
+        first_position=first,
+        chrom=chrom,
+    )
     print(f"attention of {len(layers)} layer(s) -> {output}/attention.npy, attention.png")
     if spans:
         received = received_attention(model, tokenizer, [sequence], layers, progress=False)[0]
         snr = motif_snr(received, spans)
         with atomic_file(output / "snr.tsv") as staging:
-            staging.write_text("layer\tglobal\tsnr\n" + "".join(
-                f"{layer}\t{model.config.is_global_layer(layer)}\t{value:.4f}\n" for layer, value in zip(layers, snr)))
+            staging.write_text(
+                "layer\tglobal\tsnr\n"
+                + "".join(
+                    f"{layer}\t{model.config.is_global_layer(layer)}\t{value:.4f}\n"
+                    for layer, value in zip(layers, snr)
+                )
+            )
         for layer, value in zip(layers, snr):
             print(f"layer {layer}: motif SNR {value:.3f}")
