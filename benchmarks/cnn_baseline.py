@@ -73,6 +73,9 @@ class OneHotCNN(nn.Module):
 
 def cnn_identity() -> dict:
     """The one-hot CNN baseline: its architecture (the label count is the task's; the weights follow from the seed)."""
-    architecture = {key: value for key, value in asdict(OneHotCNNConfig(num_labels=1)).items()
-                    if key not in ("num_labels", "problem_type")}
+    architecture = {
+        key: value
+        for key, value in asdict(OneHotCNNConfig(num_labels=1)).items()
+        if key not in ("num_labels", "problem_type")
+    }
     return {"kind": "cnn", "architecture": architecture, "sha256": json_sha256(architecture)}

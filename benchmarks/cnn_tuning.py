@@ -23,13 +23,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nucel.benchmarks.loaders import load_gue_task
-from nucel.core.metrics import compute_metrics
-from nucel.benchmarks.registry import load_suite
-from nucel.tokenization import build_tokenizer
 from nucel.benchmarks.cnn_baseline import OneHotCNN, OneHotCNNConfig
-from nucel.training.finetune_config import FinetuneSettings
+from nucel.benchmarks.loaders import load_gue_task
+from nucel.benchmarks.registry import load_suite
+from nucel.core.metrics import compute_metrics
+from nucel.tokenization import build_tokenizer
 from nucel.training.finetune import train_with_selection
+from nucel.training.finetune_config import FinetuneSettings
 
 TASKS = ("tf/0", "tf/1", "prom/prom_core_all", "prom/prom_300_tata")
 LEARNING_RATES = (1e-3, 3e-3)
@@ -77,9 +77,17 @@ class Curve:
 
 def settings_for(task, learning_rate: float, epochs: int) -> FinetuneSettings:
     return FinetuneSettings(
-        label_names=list(task.label_names), max_length_bp=task.max_length_bp, seed=SEED, learning_rate=learning_rate,
-        batch_size=BATCH_SIZE, epochs=epochs, lr_scheduler="constant", warmup_steps=0, weight_decay=0.01,
-        eval_steps=None, early_stopping_patience=PATIENCE,
+        label_names=list(task.label_names),
+        max_length_bp=task.max_length_bp,
+        seed=SEED,
+        learning_rate=learning_rate,
+        batch_size=BATCH_SIZE,
+        epochs=epochs,
+        lr_scheduler="constant",
+        warmup_steps=0,
+        weight_decay=0.01,
+        eval_steps=None,
+        early_stopping_patience=PATIENCE,
     )
 
 
@@ -89,11 +97,15 @@ def train_curve(task, splits: dict, learning_rate: float, epochs: int) -> Curve:
     validation = splits["validation"]
     model = RecordingCNN(OneHotCNNConfig(num_labels=task.num_labels))
     started = time.perf_counter()
-    _, summary = train_with_selection(model, build_tokenizer(), splits["train"], validation, settings_for(task, learning_rate, epochs))
+    _, summary = train_with_selection(
+        model, build_tokenizer(), splits["train"], validation, settings_for(task, learning_rate, epochs)
+    )
     logits, labels = np.concatenate(model.evaluated_logits), np.concatenate(model.evaluated_labels)
     history = summary["validation_history"]
     if len(labels) != len(history) * len(validation):
-        raise RuntimeError(f"{task.name}: {len(labels)} evaluated rows for {len(history)} evaluations of {len(validation)}")
+        raise RuntimeError(
+            f"{task.name}: {len(labels)} evaluated rows for {len(history)} evaluations of {len(validation)}"
+        )
     curve = Curve(task.name, learning_rate, seconds=time.perf_counter() - started)
     for index, entry in enumerate(history):
         rows = slice(index * len(validation), (index + 1) * len(validation))
@@ -115,32 +127,41 @@ def report(curves: list[Curve], prefix_check: tuple[Curve, Curve], command: str,
         f"Command: `{command}` ({wall_seconds / 60:.1f} min wall time, torch on one thread).",
         "",
         "The CNN (benchmarks/cnn_baseline.py) is tuned once, on GUE's dev.csv (never test.csv), with the runner's own "
-        f"training loop: AdamW, batch {BATCH_SIZE}, constant learning rate, weight decay 0.01, an evaluation at the end "
-        f"of every epoch, early stopping after {PATIENCE} epochs without a lower validation loss, the lowest-validation-"
-        f"loss checkpoint kept; seed {SEED}. Cell: validation MCC of the checkpoint that budget selects (its epoch in "
-        "brackets). A smaller budget is the first epochs of the largest one (constant learning rate, same seed and data "
-        "order), checked below.",
+        f"training loop: AdamW, batch {BATCH_SIZE}, constant learning rate, weight decay 0.01, an evaluation at the "
+        f"end of every epoch, early stopping after {PATIENCE} epochs without a lower validation loss, the "
+        f"lowest-validation-loss checkpoint kept; seed {SEED}. Cell: validation MCC of the checkpoint that budget "
+        "selects (its epoch in brackets). A smaller budget is the first epochs of the largest one (constant learning "
+        "rate, same seed and data order), checked below.",
         "",
         "| learning rate | epochs | " + " | ".join(TASKS) + " | mean |",
         "|---|---|" + "---|" * len(TASKS) + "---|",
     ]
     for rate, budget in grid:
-        picked = [next(c for c in curves if c.task == name and c.learning_rate == rate).selected(budget) for name in TASKS]
+        picked = [
+            next(c for c in curves if c.task == name and c.learning_rate == rate).selected(budget) for name in TASKS
+        ]
         scores[rate, budget] = statistics.fmean(mcc for _, mcc in picked)
         cells = [f"{mcc:.3f} ({epoch})" for epoch, mcc in picked]
         lines.append(f"| {rate:g} | {budget} | " + " | ".join(cells) + f" | {scores[rate, budget]:.3f} |")
     best_rate, best_budget = max(grid, key=lambda point: scores[point])
     lines += [
         "",
-        f"Chosen: learning rate {best_rate:g}, {best_budget} epochs (highest mean validation MCC), with batch {BATCH_SIZE}, "
-        f"constant learning rate, early stopping patience {PATIENCE} epochs: `cnn_hyperparameters` in "
+        f"Chosen: learning rate {best_rate:g}, {best_budget} epochs (highest mean validation MCC), with batch "
+        f"{BATCH_SIZE}, constant learning rate, early stopping patience {PATIENCE} epochs: `cnn_hyperparameters` in "
         "benchmarks/tasks/*.yaml (the same values for Genomic Benchmarks and NT, which were not tuned on).",
     ]
     # A task whose best checkpoint is the budget's last epoch was still improving: the budget, not the CNN, limited it.
-    limited = [c.task for c in curves if c.learning_rate == best_rate and c.selected(best_budget)[0] == best_budget == len(c.losses)]
+    limited = [
+        c.task
+        for c in curves
+        if c.learning_rate == best_rate and c.selected(best_budget)[0] == best_budget == len(c.losses)
+    ]
     if limited:
-        lines += ["", f"Still improving at the chosen budget's last epoch: {', '.join(limited)}. The grid's largest budget "
-                  "binds there; a longer budget (early stopping ends the large tasks by itself) may help small data sets."]
+        lines += [
+            "",
+            f"Still improving at the chosen budget's last epoch: {', '.join(limited)}. The grid's largest budget "
+            "binds there; a longer budget (early stopping ends the large tasks by itself) may help small data sets.",
+        ]
     lines += [
         "",
         "Validation loss / MCC after each epoch:",
@@ -149,15 +170,18 @@ def report(curves: list[Curve], prefix_check: tuple[Curve, Curve], command: str,
         "|---|---|---|---|",
     ]
     for curve in curves:
-        points = ", ".join(f"{i + 1}: {loss:.4f} / {mcc:.3f}" for i, (loss, mcc) in enumerate(zip(curve.losses, curve.mccs)))
+        points = ", ".join(
+            f"{i + 1}: {loss:.4f} / {mcc:.3f}" for i, (loss, mcc) in enumerate(zip(curve.losses, curve.mccs))
+        )
         lines.append(f"| {curve.task} | {curve.learning_rate:g} | {points} | {curve.seconds:.0f} |")
     short, long = prefix_check
-    agree = np.allclose(short.losses, long.losses[:len(short.losses)], rtol=0, atol=1e-6)
+    agree = np.allclose(short.losses, long.losses[: len(short.losses)], rtol=0, atol=1e-6)
     lines += [
         "",
-        f"Prefix check ({short.task}, learning rate {short.learning_rate:g}): a separate {len(short.losses)}-epoch run's "
-        f"validation losses {[round(x, 6) for x in short.losses]} vs the first epochs of the {max(EPOCH_BUDGETS)}-epoch run "
-        f"{[round(x, 6) for x in long.losses[:len(short.losses)]]}: {'equal' if agree else 'DIFFERENT'} (to 1e-6).",
+        f"Prefix check ({short.task}, learning rate {short.learning_rate:g}): a separate {len(short.losses)}-epoch "
+        f"run's validation losses {[round(x, 6) for x in short.losses]} vs the first epochs of the "
+        f"{max(EPOCH_BUDGETS)}-epoch run {[round(x, 6) for x in long.losses[: len(short.losses)]]}: "
+        f"{'equal' if agree else 'DIFFERENT'} (to 1e-6).",
     ]
     return "\n".join(lines) + "\n"
 
@@ -176,7 +200,10 @@ def main(argv: list[str] | None = None) -> None:
         splits = load_gue_task(args.data, task).splits
         for rate in LEARNING_RATES:
             curves.append(train_curve(task, splits, rate, max(EPOCH_BUDGETS)))
-            print(f"{name} lr {rate:g}: losses {[round(x, 4) for x in curves[-1].losses]}, MCC {[round(x, 3) for x in curves[-1].mccs]}")
+            print(
+                f"{name} lr {rate:g}: losses {[round(x, 4) for x in curves[-1].losses]}, "
+                f"MCC {[round(x, 3) for x in curves[-1].mccs]}"
+            )
     task = suite.task(PREFIX_CHECK_TASK)
     short = train_curve(task, load_gue_task(args.data, task).splits, LEARNING_RATES[0], min(EPOCH_BUDGETS))
     long = next(c for c in curves if c.task == PREFIX_CHECK_TASK and c.learning_rate == LEARNING_RATES[0])

@@ -23,7 +23,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     prefix = f"import sys; sys.path.insert(0, {args.site!r}); " if args.site else ""
-    names = subprocess.run([sys.executable, "-c", prefix + LIST_COMMANDS], capture_output=True, text=True, check=True).stdout.split()
+    names = subprocess.run(
+        [sys.executable, "-c", prefix + LIST_COMMANDS], capture_output=True, text=True, check=True
+    ).stdout.split()
     for argv in [[], *([name] for name in names)]:
         name = " ".join(["nucel", *argv, "--help"])
         code = f"{prefix}from nucel.cli import main; main({[*argv, '--help']!r})"
@@ -34,7 +36,9 @@ def main() -> None:
             seconds.append(time.perf_counter() - started)
             if "usage" not in done.stdout:
                 raise SystemExit(f"{name}: failed\n{done.stderr[-500:]}")
-        print(f"{name:32s} median {statistics.median(seconds):5.2f} s   (min {min(seconds):.2f}, max {max(seconds):.2f})")
+        print(
+            f"{name:32s} median {statistics.median(seconds):5.2f} s   (min {min(seconds):.2f}, max {max(seconds):.2f})"
+        )
 
 
 if __name__ == "__main__":

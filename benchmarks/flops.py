@@ -33,7 +33,11 @@ def head_flops(config: NucELConfig, tokens: int) -> float:
 
 def masked_lm_flops(config: NucELConfig, lengths: list[int], masked: int) -> float:
     """Forward FLOPs of an encoder with its MLM head, decoded at the masked positions."""
-    return encoder_flops(config, lengths) + head_flops(config, masked) + 2 * config.hidden_size * config.vocab_size * masked
+    return (
+        encoder_flops(config, lengths)
+        + head_flops(config, masked)
+        + 2 * config.hidden_size * config.vocab_size * masked
+    )
 
 
 def discriminator_flops(config: NucELConfig, lengths: list[int]) -> float:
@@ -51,8 +55,10 @@ def pretraining_step_flops(config) -> dict:
     crops = config.global_batch_size
     if config.objective == "rtd":
         generator = NucELConfig.from_preset(config.generator_preset or GENERATOR_FOR[config.model_preset])
-        networks = {"generator": masked_lm_flops(generator, [length], masked),
-                    "discriminator": discriminator_flops(discriminator, [length])}
+        networks = {
+            "generator": masked_lm_flops(generator, [length], masked),
+            "discriminator": discriminator_flops(discriminator, [length]),
+        }
     else:
         networks = {"encoder": masked_lm_flops(discriminator, [length], masked)}
     networks = {name: BACKWARD_FACTOR * flops * crops for name, flops in networks.items()}

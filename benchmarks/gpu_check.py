@@ -88,7 +88,10 @@ def parity(preset: str, ours_backends, reference_backends, device, autocast_dtyp
     torch.manual_seed(speed_models.SEED)
     config = NucELConfig.from_preset(preset)
     ours = NucELModel(config).to(device).train()
-    batch = {k: v.to(device) for k, v in speed_models.dna_batch(speed_models.Workload(preset, "inference", 1024, 4, "mixed")).items()}
+    batch = {
+        k: v.to(device)
+        for k, v in speed_models.dna_batch(speed_models.Workload(preset, "inference", 1024, 4, "mixed")).items()
+    }
 
     def reference(implementation):
         model = ModernBertModel(speed_models.reference_config(config, implementation)).to(device).train()
@@ -107,7 +110,14 @@ def parity(preset: str, ours_backends, reference_backends, device, autocast_dtyp
     for implementation in reference_backends:
         hidden_error, gradient_error = errors(reference(implementation))
         baseline[implementation] = (hidden_error, gradient_error)
-        rows.append({"model": "transformers ModernBERT", "backend": implementation, "hidden_error": hidden_error, "gradient_error": gradient_error})
+        rows.append(
+            {
+                "model": "transformers ModernBERT",
+                "backend": implementation,
+                "hidden_error": hidden_error,
+                "gradient_error": gradient_error,
+            }
+        )
     allowed_hidden = 2 * min(error for error, _ in baseline.values()) + 1e-3
     allowed_gradient = 2 * min(error for _, error in baseline.values()) + 1e-3
     for implementation in ours_backends:
@@ -117,11 +127,15 @@ def parity(preset: str, ours_backends, reference_backends, device, autocast_dtyp
             if compiled:
                 model.compile_layers()
             hidden_error, gradient_error = errors(model)
-            rows.append({
-                "model": "NucEL", "backend": implementation + ("+compile" if compiled else ""),
-                "hidden_error": hidden_error, "gradient_error": gradient_error,
-                "passed": hidden_error <= allowed_hidden and gradient_error <= allowed_gradient,
-            })
+            rows.append(
+                {
+                    "model": "NucEL",
+                    "backend": implementation + ("+compile" if compiled else ""),
+                    "hidden_error": hidden_error,
+                    "gradient_error": gradient_error,
+                    "passed": hidden_error <= allowed_hidden and gradient_error <= allowed_gradient,
+                }
+            )
     return rows
 
 
@@ -157,7 +171,9 @@ def speed_rows(preset, ours_backends, device, args, peak, deadline, notes) -> li
     candidates = (512, 256, 128, 64, 32, 16, 8, 4, 2, 1) if device.type == "cuda" else (2,)
     ours_batch = largest_batch(preset, device, "ours", candidates)
     both_batch = largest_batch(preset, device, "reference", [b for b in candidates if b <= (ours_batch or 0)])
-    notes.append(f"RTD step batch: {ours_batch} (largest that fits ours), {both_batch} (largest that fits the reference)")
+    notes.append(
+        f"RTD step batch: {ours_batch} (largest that fits ours), {both_batch} (largest that fits the reference)"
+    )
     lengths = {"inference": [(1024, 64 if device.type == "cuda" else 2), (8192, 8 if device.type == "cuda" else 1)]}
     lengths["rtd_step"] = [(1024, batch) for batch in dict.fromkeys([ours_batch, both_batch]) if batch]
     variants = [variant for backend in ours_backends for variant in (backend, backend + "+compile")]
@@ -183,20 +199,41 @@ def speed_rows(preset, ours_backends, device, args, peak, deadline, notes) -> li
 
 
 def report(results: dict) -> str:
-    lines = ["# NucEL on a GPU: parity and speed against transformers' ModernBERT", "",
-             f"Written by `{results['command']}` at {results['started_at']} on {results['machine']}; method in the "
-             "script's docstring.", ""]
-    lines += ["## Parity (bf16 autocast vs transformers' ModernBERT in fp32)", "",
-              "| model | backend | max abs error, hidden states | relative error, gradients | passed |", "|---|---|---:|---:|---|"]
+    lines = [
+        "# NucEL on a GPU: parity and speed against transformers' ModernBERT",
+        "",
+        f"Written by `{results['command']}` at {results['started_at']} on {results['machine']}; method in the "
+        "script's docstring.",
+        "",
+    ]
+    lines += [
+        "## Parity (bf16 autocast vs transformers' ModernBERT in fp32)",
+        "",
+        "| model | backend | max abs error, hidden states | relative error, gradients | passed |",
+        "|---|---|---:|---:|---|",
+    ]
     for row in results["parity"]:
         passed = {True: "yes", False: "**no**", None: "reference"}[row.get("passed")]
-        lines.append(f"| {row['model']} | {row['backend']} | {row['hidden_error']:.2e} | {row['gradient_error']:.2e} | {passed} |")
+        lines.append(
+            f"| {row['model']} | {row['backend']} | {row['hidden_error']:.2e} | "
+            f"{row['gradient_error']:.2e} | {passed} |"
+        )
     lines += ["", "## Speed", "", *speed_report.rows_table(results["rows"]), ""]
     if any(row.get("mfu_nominal") is not None for row in results["rows"]):
         lines += ["MFU of ours against the nominal bf16 peak:", ""]
-        lines += [f"- {row['key']}: {row['mfu_nominal']:.1%}" for row in results["rows"] if row.get("mfu_nominal") is not None]
+        lines += [
+            f"- {row['key']}: {row['mfu_nominal']:.1%}" for row in results["rows"] if row.get("mfu_nominal") is not None
+        ]
         lines.append("")
-    lines += ["## Goals", "", *[f"- {goal}" for goal in results["goals"]], "", "## Notes", "", *[f"- {note}" for note in results["notes"]]]
+    lines += [
+        "## Goals",
+        "",
+        *[f"- {goal}" for goal in results["goals"]],
+        "",
+        "## Notes",
+        "",
+        *[f"- {note}" for note in results["notes"]],
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -207,7 +244,8 @@ def goals(rows: list[dict]) -> list[str]:
     best = max(rtd, key=lambda row: row["speedup"])
     mfu = best.get("mfu_nominal") if best.get("mfu_nominal") is not None else best["ours"]["mfu"]
     return [
-        f"RTD step ≥ {GOAL_SPEEDUP}× transformers' ModernBERT: {'met' if best['speedup'] >= GOAL_SPEEDUP else 'NOT met'} "
+        f"RTD step ≥ {GOAL_SPEEDUP}× transformers' ModernBERT: "
+        f"{'met' if best['speedup'] >= GOAL_SPEEDUP else 'NOT met'} "
         f"({best['speedup']:.2f}× with {best['variant']}, batch {best['batch']})",
         f"RTD step ≥ {GOAL_MFU:.0%} MFU: {'met' if mfu >= GOAL_MFU else 'NOT met'} ({mfu:.1%}, {best['variant']})",
     ]
@@ -231,12 +269,14 @@ def main(argv=None) -> int:
     args.attn_implementation = "sdpa"  # the reference side of speed rows
     args.nominal_peak = nominal_peak(device)
     peak = speed.matmul_peak_flops(device, torch.bfloat16 if device.type == "cuda" else torch.float32)
-    machine = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU ({platform.processor() or platform.machine()})"
+    machine = (
+        torch.cuda.get_device_name() if device.type == "cuda" else f"CPU ({platform.processor() or platform.machine()})"
+    )
     results = {
         "command": "python benchmarks/gpu_check.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": f"{machine}, torch {torch.__version__}, transformers {transformers.__version__}, "
-                   f"measured matmul peak {peak / 1e9:,.0f} GFLOP/s",
+        f"measured matmul peak {peak / 1e9:,.0f} GFLOP/s",
         "notes": notes,
     }
     print("parity ...", flush=True)

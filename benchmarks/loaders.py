@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
 from nucel.benchmarks.registry import Suite, Task
 from nucel.core.files import file_sha256
 from nucel.core.tables import (
@@ -100,7 +101,9 @@ def read_labelled_file(path: str | Path, task: Task, label_column: str = "label"
 def with_carved_validation(task_data: TaskData, suite: Suite) -> TaskData:
     """A validation split carved from train where the suite's protocol says so; other protocols leave train whole."""
     if suite.protocol.kind == "carved_validation" and "train" in task_data.splits:
-        train, validation, note = carve_validation(task_data.splits["train"], suite.validation_fraction, suite.validation_seed)
+        train, validation, note = carve_validation(
+            task_data.splits["train"], suite.validation_fraction, suite.validation_seed
+        )
         task_data.splits.update(train=train, validation=validation)
         task_data.notes.append(note)
     return task_data
@@ -120,8 +123,10 @@ def fold_split(train: Split, fold: int, folds: int, seed: int) -> tuple[Split, S
     parts = cross_validation_folds(len(train), folds, seed)
     validation_rows = parts[fold]
     train_rows = np.sort(np.concatenate([part for k, part in enumerate(parts) if k != fold]))
-    note = (f"fold {fold} of {folds}: validation = {len(validation_rows)} rows of {train.source} (folds from numpy seed "
-            f"{seed}), train = the other {len(train_rows)}")
+    note = (
+        f"fold {fold} of {folds}: validation = {len(validation_rows)} rows of {train.source} (folds from numpy seed "
+        f"{seed}), train = the other {len(train_rows)}"
+    )
     return (
         train.subset(train_rows, f"{train.source} minus fold {fold} of {folds}"),
         train.subset(validation_rows, f"{train.source} fold {fold} of {folds} (seed {seed})"),
@@ -136,7 +141,9 @@ def fold_split(train: Split, fold: int, folds: int, seed: int) -> tuple[Split, S
 def load_gue_task(root: str | Path, task: Task) -> TaskData:
     folder = Path(root) / task.name
     if not folder.is_dir():
-        raise FileNotFoundError(f"{folder}: GUE task folder not found (expected <GUE root>/{task.name}/{{train,dev,test}}.csv)")
+        raise FileNotFoundError(
+            f"{folder}: GUE task folder not found (expected <GUE root>/{task.name}/{{train,dev,test}}.csv)"
+        )
     splits, notes = {}, []
     for split, filename in (("train", "train.csv"), ("validation", "dev.csv"), ("test", "test.csv")):
         path = folder / filename
@@ -157,7 +164,9 @@ def read_class_folders(folder: Path, task: Task) -> Split:
     """The Genomic Benchmarks package layout: `<folder>/<class name>/*.txt`, one sequence per file."""
     unknown = sorted(p.name for p in folder.iterdir() if p.is_dir() and p.name not in task.label_names)
     if unknown:
-        raise BenchmarkDataError(f"{folder}: class folder(s) {unknown} are not in the label set of task {task.name} {list(task.label_names)}")
+        raise BenchmarkDataError(
+            f"{folder}: class folder(s) {unknown} are not in the label set of task {task.name} {list(task.label_names)}"
+        )
     digest = hashlib.sha256()
     sequences, labels = [], []
     for label, class_name in enumerate(task.label_names):
@@ -212,7 +221,10 @@ def read_nucleotide_transformer_table(path: str | Path, suite: Suite) -> dict[st
         sequences.append(check_sequence(row[sequence_column], source))
         labels.append(label_id(row["label"], task, source))
     checksum = file_sha256(path)
-    return {name: Split(sequences, labels, f"{path} (task {name})", checksum) for name, (sequences, labels) in by_task.items()}
+    return {
+        name: Split(sequences, labels, f"{path} (task {name})", checksum)
+        for name, (sequences, labels) in by_task.items()
+    }
 
 
 def load_nucleotide_transformer_task(source: str | Path, task: Task, suite: Suite) -> TaskData:

@@ -61,13 +61,17 @@ def make_motif_order_dataset(
         raise ValueError(f"--size {size}: give at least 2 sequences (one of each class)")
     motif_a, motif_b = motif_a.upper(), motif_b.upper()
     if sorted(motif_a) != sorted(motif_b) or motif_a == motif_b:
-        raise ValueError(f"the motifs must have identical base composition and differ in order: {motif_a!r}, {motif_b!r}")
+        raise ValueError(
+            f"the motifs must have identical base composition and differ in order: {motif_a!r}, {motif_b!r}"
+        )
     if set(motif_a) - set(BASES):
         raise ValueError(f"motifs must be written in A, C, G, T: {motif_a!r}")
     if not 0 <= min_gap <= max_gap:
         raise ValueError(f"--min-gap {min_gap}, --max-gap {max_gap}: need 0 <= min-gap <= max-gap")
     if len(motif_a) + len(motif_b) + max_gap > length:
-        raise ValueError(f"length {length} cannot hold both motifs ({len(motif_a)} + {len(motif_b)} bases) {max_gap} bases apart")
+        raise ValueError(
+            f"length {length} cannot hold both motifs ({len(motif_a)} + {len(motif_b)} bases) {max_gap} bases apart"
+        )
     rng = np.random.default_rng(seed)
     labels = rng.permutation([1] * (size // 2) + [0] * (size - size // 2))
     examples = []
@@ -149,14 +153,26 @@ def run_experiment(output_dir: str | Path, settings: ExperimentSettings, device:
     output_dir = Path(output_dir)
     # Three disjoint seeds per experiment seed, one per split.
     data = {
-        name: make_motif_order_dataset(size, settings.length, settings.motif_a, settings.motif_b,
-                                       settings.min_gap, settings.max_gap, seed=settings.seed * 3 + offset)
-        for offset, (name, size) in enumerate((("train", settings.train_size), ("validation", settings.validation_size),
-                                               ("test", settings.test_size)))
+        name: make_motif_order_dataset(
+            size,
+            settings.length,
+            settings.motif_a,
+            settings.motif_b,
+            settings.min_gap,
+            settings.max_gap,
+            seed=settings.seed * 3 + offset,
+        )
+        for offset, (name, size) in enumerate(
+            (("train", settings.train_size), ("validation", settings.validation_size), ("test", settings.test_size))
+        )
     }
     finetune_settings = FinetuneSettings(
-        label_names=["0", "1"], learning_rate=settings.learning_rate, batch_size=settings.batch_size,
-        epochs=settings.epochs, warmup_steps=50, seed=settings.seed,
+        label_names=["0", "1"],
+        learning_rate=settings.learning_rate,
+        batch_size=settings.batch_size,
+        epochs=settings.epochs,
+        warmup_steps=50,
+        seed=settings.seed,
         early_stopping_patience=None,  # loss sits on a plateau for a few epochs before the task "clicks"
     )
     tokenizer = tokenizer_for(settings.model)
@@ -172,22 +188,40 @@ def run_experiment(output_dir: str | Path, settings: ExperimentSettings, device:
     layers = list(range(untrained.config.num_hidden_layers))
     snr_before = snr_per_layer(untrained.model, tokenizer, snr_sequences, snr_spans, layers, progress=False)
 
-    result = finetune(settings.model, split_of(data["train"], "train"), split_of(data["validation"], "validation"),
-                      output_dir / "model", finetune_settings, test=split_of(data["test"], "test"))
+    result = finetune(
+        settings.model,
+        split_of(data["train"], "train"),
+        split_of(data["validation"], "validation"),
+        output_dir / "model",
+        finetune_settings,
+        test=split_of(data["test"], "test"),
+    )
     model = NucELForSequenceClassification.from_pretrained(output_dir / "model").to(device).eval()
     snr_after = snr_per_layer(model.model, tokenizer, snr_sequences, snr_spans, layers, progress=False)
 
     accuracy = result.test_metrics["accuracy"]
-    plot_snr({"before fine-tuning": snr_before.tolist(), "after fine-tuning": snr_after.tolist()}, layers,
-             output_dir / "snr.png", model.config,
-             title=f"motif-order task ({settings.length} bp, gap {settings.min_gap}-{settings.max_gap}): motif attention SNR "
-                   f"per layer; test accuracy {accuracy:.3f}")
+    plot_snr(
+        {"before fine-tuning": snr_before.tolist(), "after fine-tuning": snr_after.tolist()},
+        layers,
+        output_dir / "snr.png",
+        model.config,
+        title=f"motif-order task ({settings.length} bp, gap {settings.min_gap}-{settings.max_gap}): motif attention "
+        f"SNR per layer; test accuracy {accuracy:.3f}",
+    )
     example = max((e for e in data["test"] if e.label == 1), key=lambda e: e.b_start - e.a_start)  # the widest gap
-    maps = attention_maps(model.model, tokenizer, [example.sequence], layers, progress=False)[0].mean(axis=1, keepdims=True)
-    plot_attention(maps, layers, ["mean"], output_dir / "attention.png", model.config,
-                   motif_spans(example, len(settings.motif_a)),
-                   title=f"fine-tuned model, mean over heads, one test sequence: motif A at base {example.a_start}, "
-                         f"motif B at base {example.b_start} (outlined in red)")
+    maps = attention_maps(model.model, tokenizer, [example.sequence], layers, progress=False)[0].mean(
+        axis=1, keepdims=True
+    )
+    plot_attention(
+        maps,
+        layers,
+        ["mean"],
+        output_dir / "attention.png",
+        model.config,
+        motif_spans(example, len(settings.motif_a)),
+        title=f"fine-tuned model, mean over heads, one test sequence: motif A at base {example.a_start}, "
+        f"motif B at base {example.b_start} (outlined in red)",
+    )
 
     results = {
         "settings": asdict(settings),
@@ -211,19 +245,27 @@ def results_markdown(results: dict) -> str:
     """The experiment's report, generated from results.json (the figures quoted anywhere come from here)."""
     settings = results["settings"]
     lines = [
-        "# Motif-order task", "",
+        "# Motif-order task",
+        "",
         f"`nucel motif-order` with model `{settings['model']}`, {settings['length']}-bp sequences, gap "
         f"{settings['min_gap']}-{settings['max_gap']}, motifs {settings['motif_a']} / {settings['motif_b']}; "
         f"{settings['train_size']} / {settings['validation_size']} / {settings['test_size']} train / validation / test "
         f"sequences; {settings['epochs']:g} epochs at learning rate {settings['learning_rate']:g}, batch "
         f"{settings['batch_size']}, seed {settings['seed']} ({results['steps_trained']} steps, "
-        f"{results['train_seconds']:.0f} s).", "",
-        f"Test accuracy: **{results['test_accuracy']:.3f}** (MCC {results['test_metrics'].get('mcc', float('nan')):.3f}).", "",
-        f"Motif attention SNR per layer, averaged over {results['snr_sequences']} test sequences (1 = the motifs get no more "
-        "attention than any other base):", "",
-        "| layer | kind | before fine-tuning | after fine-tuning |", "|---|---|---|---|",
+        f"{results['train_seconds']:.0f} s).",
+        "",
+        f"Test accuracy: **{results['test_accuracy']:.3f}** "
+        f"(MCC {results['test_metrics'].get('mcc', float('nan')):.3f}).",
+        "",
+        f"Motif attention SNR per layer, averaged over {results['snr_sequences']} test sequences (1 = the motifs get "
+        "no more attention than any other base):",
+        "",
+        "| layer | kind | before fine-tuning | after fine-tuning |",
+        "|---|---|---|---|",
     ]
-    for layer, before, after in zip(results["layers"], results["snr_before_finetuning"], results["snr_after_finetuning"]):
+    for layer, before, after in zip(
+        results["layers"], results["snr_before_finetuning"], results["snr_after_finetuning"]
+    ):
         kind = "global" if layer in results["global_layers"] else "local"
         lines.append(f"| {layer} | {kind} | {before:.3f} | {after:.3f} |")
     return "\n".join(lines) + "\n"
@@ -234,7 +276,9 @@ def results_markdown(results: dict) -> str:
 
 
 def run_generate(args) -> None:
-    examples = make_motif_order_dataset(args.size, args.length, args.motif_a, args.motif_b, args.min_gap, args.max_gap, args.seed)
+    examples = make_motif_order_dataset(
+        args.size, args.length, args.motif_a, args.motif_b, args.min_gap, args.max_gap, args.seed
+    )
     write_dataset(args.output, examples)
     print(f"{len(examples)} sequences ({sum(e.label for e in examples)} positive) -> {args.output}")
 
@@ -243,8 +287,14 @@ def run_experiment_command(args) -> None:
     fields = ExperimentSettings.__dataclass_fields__
     settings = ExperimentSettings(**{name: getattr(args, name) for name in fields if hasattr(args, name)})
     results = run_experiment(args.output, settings, args.device)
-    snr = ", ".join(f"layer {layer}: {before:.2f} -> {after:.2f}" for layer, before, after in zip(
-        results["layers"], results["snr_before_finetuning"], results["snr_after_finetuning"]))
-    print(f"test accuracy {results['test_accuracy']:.3f} after {results['steps_trained']} steps "
-          f"({results['train_seconds']:.0f} s); motif SNR per layer (before -> after fine-tuning): {snr}")
+    snr = ", ".join(
+        f"layer {layer}: {before:.2f} -> {after:.2f}"
+        for layer, before, after in zip(
+            results["layers"], results["snr_before_finetuning"], results["snr_after_finetuning"]
+        )
+    )
+    print(
+        f"test accuracy {results['test_accuracy']:.3f} after {results['steps_trained']} steps "
+        f"({results['train_seconds']:.0f} s); motif SNR per layer (before -> after fine-tuning): {snr}"
+    )
     print(f"written to {args.output}: {', '.join(results['files'])}")

@@ -6,8 +6,9 @@ uncertainty has three sources, all resampled: which pre-training seeds were draw
 checkpoint), which fine-tuning seeds, and which test rows. Each bootstrap replicate draws pre-training seed indices
 with replacement, then fine-tuning seeds within each, then one resample of the test rows shared by every run, and
 recomputes the metric on the resampled rows. Every draw is shared by both arms: seed i of A is paired with seed i of
-B (trained from the same data order), fine-tuning seed j with fine-tuning seed j, and the rows are the same examples. The interval is
-the 2.5th to 97.5th percentile of the replicates. A difference whose interval contains 0 is no difference.
+B (trained from the same data order), fine-tuning seed j with fine-tuning seed j, and the rows are the same examples.
+The interval is the 2.5th to 97.5th percentile of the replicates. A difference whose interval contains 0 is no
+difference.
 
 Averaged over tasks, each replicate averages its per-task differences, so the interval covers the task mean.
 """
@@ -41,12 +42,15 @@ def arm_score(runs: ArmRuns, metric: Callable, rows: np.ndarray | None = None, s
 def resampled_seeds(runs: ArmRuns, rng: np.random.Generator) -> list[tuple[int, list[int]]]:
     """One draw of pre-training seeds, and of fine-tuning seeds within each (indices, with replacement)."""
     count = len(runs.predictions)
-    return [(p, list(rng.integers(0, len(runs.predictions[p]), len(runs.predictions[p]))))
-            for p in rng.integers(0, count, count)]
+    return [
+        (p, list(rng.integers(0, len(runs.predictions[p]), len(runs.predictions[p]))))
+        for p in rng.integers(0, count, count)
+    ]
 
 
-def paired_difference(a: dict[str, ArmRuns], b: dict[str, ArmRuns], metric: Callable, replicates: int = REPLICATES,
-                      seed: int = SEED) -> dict[str, dict]:
+def paired_difference(
+    a: dict[str, ArmRuns], b: dict[str, ArmRuns], metric: Callable, replicates: int = REPLICATES, seed: int = SEED
+) -> dict[str, dict]:
     """Per task and for the mean over tasks: {"difference": A - B, "ci95": [low, high], "replicates": n}. Both arms
     need the same tasks, the same test rows per task and the same number of pre-training seeds."""
     tasks = sorted(a)
@@ -58,8 +62,10 @@ def paired_difference(a: dict[str, ArmRuns], b: dict[str, ArmRuns], metric: Call
         shape_a = [len(finetuning) for finetuning in a[task].predictions]
         shape_b = [len(finetuning) for finetuning in b[task].predictions]
         if shape_a != shape_b:
-            raise ValueError(f"{task}: the arms have {shape_a} and {shape_b} fine-tuning runs per pre-training seed; "
-                             "paired seeds need as many pre-training seeds and runs in both arms")
+            raise ValueError(
+                f"{task}: the arms have {shape_a} and {shape_b} fine-tuning runs per pre-training seed; "
+                "paired seeds need as many pre-training seeds and runs in both arms"
+            )
     observed = {task: arm_score(a[task], metric) - arm_score(b[task], metric) for task in tasks}
     rng = np.random.default_rng(seed)
     samples = {task: np.empty(replicates) for task in tasks}
@@ -67,7 +73,7 @@ def paired_difference(a: dict[str, ArmRuns], b: dict[str, ArmRuns], metric: Call
         for task in tasks:
             seeds = resampled_seeds(a[task], rng)
             rows = rng.integers(0, len(a[task].labels), len(a[task].labels))
-            samples[task][replicate] = (arm_score(a[task], metric, rows, seeds) - arm_score(b[task], metric, rows, seeds))
+            samples[task][replicate] = arm_score(a[task], metric, rows, seeds) - arm_score(b[task], metric, rows, seeds)
     result = {task: summary(observed[task], samples[task]) for task in tasks}
     result["mean"] = summary(float(np.mean(list(observed.values()))), np.mean([samples[t] for t in tasks], axis=0))
     return result

@@ -110,18 +110,29 @@ def run_child(reader_kind: str, vcf: Path, reference: Path, generator: Path, bud
         statuses[row.status] = statuses.get(row.status, 0) + 1
     seconds = time.perf_counter() - started
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kilobytes
-    print(json.dumps({"seconds": seconds, "variants": reached[0], "statuses": statuses, "peak_mib": peak_mib,
-                      "passes": reader.passes}))
+    print(
+        json.dumps(
+            {
+                "seconds": seconds,
+                "variants": reached[0],
+                "statuses": statuses,
+                "peak_mib": peak_mib,
+                "passes": reader.passes,
+            }
+        )
+    )
 
 
 def run_command_child(vcf: Path, reference: Path, generator: Path, output: Path) -> dict:
     """`nucel score-variants` itself, end to end, in a fresh process (its peak RSS from /usr/bin/time-like rusage)."""
-    code = ("import json, resource, sys, time; from nucel.cli import main; started = time.perf_counter(); "
-            f"code = main(['score-variants', '--variants', {str(vcf)!r}, '--reference', {str(reference)!r}, "
-            f"'--generator', {str(generator)!r}, '--window', '{WINDOW}', '--batch-size', '{BATCH_SIZE}', "
-            f"'--threads', '1', '--device', 'cpu', '-o', {str(output)!r}, '--overwrite']); "
-            "print(json.dumps({'seconds': time.perf_counter() - started, 'exit': code, "
-            "'peak_mib': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))")
+    code = (
+        "import json, resource, sys, time; from nucel.cli import main; started = time.perf_counter(); "
+        f"code = main(['score-variants', '--variants', {str(vcf)!r}, '--reference', {str(reference)!r}, "
+        f"'--generator', {str(generator)!r}, '--window', '{WINDOW}', '--batch-size', '{BATCH_SIZE}', "
+        f"'--threads', '1', '--device', 'cpu', '-o', {str(output)!r}, '--overwrite']); "
+        "print(json.dumps({'seconds': time.perf_counter() - started, 'exit': code, "
+        "'peak_mib': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"nucel score-variants failed:\n{done.stderr[-2000:]}")
@@ -131,12 +142,12 @@ def run_command_child(vcf: Path, reference: Path, generator: Path, output: Path)
 def build_inputs(folder: Path, count: int) -> tuple[Path, Path, Path, Path, int]:
     """The concatenated reference (bgzip + .fai/.gzi), sorted and shuffled VCFs, and a tiny generator."""
     import torch
+    from pysam.libcbgzf import BGZFile
 
     from nucel.core.models import save_model_folder
     from nucel.core.references import Reference
     from nucel.core.sequences import read_fasta
     from nucel.modeling_nucel import NucELConfig, NucELGenerator
-    from pysam.libcbgzf import BGZFile
 
     genomes = sorted(SHARED_GENOMES.rglob("*.gz"))
     if not genomes:
@@ -147,8 +158,11 @@ def build_inputs(folder: Path, count: int) -> tuple[Path, Path, Path, Path, int]
         for genome in genomes:
             for name, sequence in read_fasta(genome):
                 record = f"{genome.name.split('.')[0]}_{name.replace('|', '_')}"
-                handle.write((f">{record}\n" + "\n".join(sequence[i : i + 60] for i in range(0, len(sequence), 60))
-                              + "\n").encode())
+                handle.write(
+                    (
+                        f">{record}\n" + "\n".join(sequence[i : i + 60] for i in range(0, len(sequence), 60)) + "\n"
+                    ).encode()
+                )
                 records.append((record, len(sequence)))
     indexed = Reference(reference)  # builds .fai and .gzi
     total = sum(length for _, length in records)
@@ -165,21 +179,27 @@ def build_inputs(folder: Path, count: int) -> tuple[Path, Path, Path, Path, int]
             variants.append((record_index, offset + 1, record, base, rng.choice([b for b in "ACGT" if b != base])))
     variants.sort()
     header = "##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
-    lines = [f"{record}\t{position}\tv{i}\t{ref}\t{alt}\t.\t.\t.\n"
-             for i, (_, position, record, ref, alt) in enumerate(variants)]
+    lines = [
+        f"{record}\t{position}\tv{i}\t{ref}\t{alt}\t.\t.\t.\n"
+        for i, (_, position, record, ref, alt) in enumerate(variants)
+    ]
     sorted_vcf, shuffled_vcf = folder / "sorted.vcf", folder / "shuffled.vcf"
     sorted_vcf.write_text(header + "".join(lines))
     rng.shuffle(lines)
     shuffled_vcf.write_text(header + "".join(lines))
     torch.manual_seed(0)
-    generator = save_model_folder(NucELGenerator(NucELConfig.from_preset("tiny-generator", restrict_to_bases=True)),
-                                  folder / "generator")
+    generator = save_model_folder(
+        NucELGenerator(NucELConfig.from_preset("tiny-generator", restrict_to_bases=True)), folder / "generator"
+    )
     return reference, sorted_vcf, shuffled_vcf, generator, total
 
 
 def measure(reader: str, vcf: Path, reference: Path, generator: Path, budget: float) -> dict:
-    done = subprocess.run([sys.executable, __file__, "--child", reader, str(vcf), str(reference), str(generator),
-                           str(budget)], capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, __file__, "--child", reader, str(vcf), str(reference), str(generator), str(budget)],
+        capture_output=True,
+        text=True,
+    )
     if done.returncode != 0:
         raise SystemExit(f"{reader} run failed:\n{done.stderr[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -188,16 +208,21 @@ def measure(reader: str, vcf: Path, reference: Path, generator: Path, budget: fl
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--variants", type=int, default=10_000)
-    parser.add_argument("--old-budget", type=float, default=240.0,
-                        help="seconds the streaming reader gets on shuffled input before its time is extrapolated")
+    parser.add_argument(
+        "--old-budget",
+        type=float,
+        default=240.0,
+        help="seconds the streaming reader gets on shuffled input before its time is extrapolated",
+    )
     parser.add_argument("--report-only", action="store_true", help="rewrite the .md from the .json, measuring nothing")
     parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.report_only:
         data = json.loads((RESULTS / "reference_access.json").read_text())
         names = {"streaming": "streaming", "indexed": "indexed", "nucel_score_variants": "command"}
-        runs = {(names[reader], order): run
-                for order, readers in data["runs"].items() for reader, run in readers.items()}
+        runs = {
+            (names[reader], order): run for order, readers in data["runs"].items() for reader, run in readers.items()
+        }
         write_results(runs, data["variants"], data["reference_bp"])
         return
     if args.child:
@@ -223,33 +248,45 @@ def write_results(runs: dict, count: int, total: int) -> None:
         old, new, command = runs["streaming", order], runs["indexed", order], runs["command", order]
         complete = old["variants"] >= count
         old_seconds = old["seconds"] if complete else old["seconds"] / max(old["variants"], 1) * count
-        old_label = f"{old_seconds:,.1f}" + ("" if complete else f" (extrapolated from {old['variants']:,} variants "
-                                                                 f"in {old['seconds']:.0f} s)")
-        rows.append(f"| {order} | {old_label} | {new['seconds']:,.1f} | {old_seconds / new['seconds']:,.1f}x | "
-                    f"{old['peak_mib']:,.0f} | {new['peak_mib']:,.0f} | {old['peak_mib'] / new['peak_mib']:.2f}x | "
-                    f"{old['passes']:,} | {command['seconds']:,.1f} | {command['peak_mib']:,.0f} |")
-        data["runs"][order] = {"streaming": {**old, "seconds_for_all": old_seconds, "extrapolated": not complete},
-                               "indexed": new, "nucel_score_variants": command}
-    table = "\n".join([
-        "| order | streaming reader (s) | indexed reader (s) | time ratio | streaming peak RSS (MiB) | indexed "
-        "peak RSS (MiB) | memory ratio | streaming passes over the FASTA | `nucel score-variants` (s) "
-        "| its peak RSS (MiB) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|", *rows])
-    text = (f"# Reference access: streaming vs indexed\n\n{count:,} SNVs over {total:,} bp (the shared genomes in one "
-            f"bgzipped FASTA), scored by a tiny random-weight generator (llr, {WINDOW}-bp windows, one CPU thread), "
-            "each run in a fresh process. Generated by `benchmarks/reference_access.py`; the ratios are streaming / "
-            f"indexed.\n\n{table}\n\n"
-            "- Sorted input (the reference's record order) costs the streaming reader one pass over the FASTA and the "
-            "indexed reader one lookup per variant: the two are close, the model's time dominating.\n"
-            "- Shuffled input costs the streaming reader a pass from the start for each record behind the current "
-            "one; it is stopped after its time budget and its time for all variants extrapolated from the variants "
-            "it reached (its peak RSS is that of those variants). Its memory grows too: every variant waiting in "
-            "score-variants' read-ahead chunk holds its whole chromosome as context, so a shuffled chunk holds many "
-            "chromosomes at once; the indexed reader's context is a slice read when the variant is scored.\n"
-            "- The indexed reader is slower on shuffled input than on sorted input, most likely because each lookup "
-            "then decompresses its own BGZF block (up to 64 KiB), which sorted neighbours share.\n"
-            "- `nucel score-variants` adds the command's own costs: start-up, model loading, and the checking pass "
-            "over the VCF before the model loads.\n")
+        old_label = f"{old_seconds:,.1f}" + (
+            "" if complete else f" (extrapolated from {old['variants']:,} variants in {old['seconds']:.0f} s)"
+        )
+        rows.append(
+            f"| {order} | {old_label} | {new['seconds']:,.1f} | {old_seconds / new['seconds']:,.1f}x | "
+            f"{old['peak_mib']:,.0f} | {new['peak_mib']:,.0f} | {old['peak_mib'] / new['peak_mib']:.2f}x | "
+            f"{old['passes']:,} | {command['seconds']:,.1f} | {command['peak_mib']:,.0f} |"
+        )
+        data["runs"][order] = {
+            "streaming": {**old, "seconds_for_all": old_seconds, "extrapolated": not complete},
+            "indexed": new,
+            "nucel_score_variants": command,
+        }
+    table = "\n".join(
+        [
+            "| order | streaming reader (s) | indexed reader (s) | time ratio | streaming peak RSS (MiB) | indexed "
+            "peak RSS (MiB) | memory ratio | streaming passes over the FASTA | `nucel score-variants` (s) "
+            "| its peak RSS (MiB) |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            *rows,
+        ]
+    )
+    text = (
+        f"# Reference access: streaming vs indexed\n\n{count:,} SNVs over {total:,} bp (the shared genomes in one "
+        f"bgzipped FASTA), scored by a tiny random-weight generator (llr, {WINDOW}-bp windows, one CPU thread), "
+        "each run in a fresh process. Generated by `benchmarks/reference_access.py`; the ratios are streaming / "
+        f"indexed.\n\n{table}\n\n"
+        "- Sorted input (the reference's record order) costs the streaming reader one pass over the FASTA and the "
+        "indexed reader one lookup per variant: the two are close, the model's time dominating.\n"
+        "- Shuffled input costs the streaming reader a pass from the start for each record behind the current "
+        "one; it is stopped after its time budget and its time for all variants extrapolated from the variants "
+        "it reached (its peak RSS is that of those variants). Its memory grows too: every variant waiting in "
+        "score-variants' read-ahead chunk holds its whole chromosome as context, so a shuffled chunk holds many "
+        "chromosomes at once; the indexed reader's context is a slice read when the variant is scored.\n"
+        "- The indexed reader is slower on shuffled input than on sorted input, most likely because each lookup "
+        "then decompresses its own BGZF block (up to 64 KiB), which sorted neighbours share.\n"
+        "- `nucel score-variants` adds the command's own costs: start-up, model loading, and the checking pass "
+        "over the VCF before the model loads.\n"
+    )
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "reference_access.md").write_text(text)
     (RESULTS / "reference_access.json").write_text(json.dumps(data, indent=2) + "\n")

@@ -18,12 +18,31 @@ PROTOCOLS = ("given_validation", "carved_validation", "cross_validation")
 AVERAGES_OVER = ("groups", "tasks")
 # Every key a task's hyper-parameters may hold: all are FinetuneSettings fields, so a typo in a YAML file is an
 # error when the registry is read, not a setting silently ignored.
-HYPERPARAMETER_KEYS = frozenset({
-    "learning_rate", "batch_size", "epochs", "max_steps", "eval_steps", "warmup_steps", "weight_decay",
-    "early_stopping_patience", "lr_scheduler", "head",
-})
+HYPERPARAMETER_KEYS = frozenset(
+    {
+        "learning_rate",
+        "batch_size",
+        "epochs",
+        "max_steps",
+        "eval_steps",
+        "warmup_steps",
+        "weight_decay",
+        "early_stopping_patience",
+        "lr_scheduler",
+        "head",
+    }
+)
 # The hyper-parameters `nucel benchmark` can override for every model (`--learning-rate`, ...), and their types.
-OVERRIDABLE = ("learning_rate", "batch_size", "epochs", "max_steps", "eval_steps", "warmup_steps", "early_stopping_patience", "head")
+OVERRIDABLE = (
+    "learning_rate",
+    "batch_size",
+    "epochs",
+    "max_steps",
+    "eval_steps",
+    "warmup_steps",
+    "early_stopping_patience",
+    "head",
+)
 OPTION_TYPES = {"learning_rate": float, "epochs": float, "head": str}  # the others are integers
 
 
@@ -104,8 +123,12 @@ def read_protocol(spec: dict, path: Path, seeds: tuple[int, ...]) -> Protocol:
     protocol = Protocol(**spec)
     if protocol.kind not in PROTOCOLS:
         raise ValueError(f"{path}: protocol kind {protocol.kind!r} is not one of {PROTOCOLS}")
-    if protocol.kind == "cross_validation" and (protocol.folds is None or protocol.fold_seed is None or protocol.folds != len(seeds)):
-        raise ValueError(f"{path}: cross_validation needs folds and fold_seed, and one training seed per fold ({len(seeds)} seeds)")
+    if protocol.kind == "cross_validation" and (
+        protocol.folds is None or protocol.fold_seed is None or protocol.folds != len(seeds)
+    ):
+        raise ValueError(
+            f"{path}: cross_validation needs folds and fold_seed, and one training seed per fold ({len(seeds)} seeds)"
+        )
     return protocol
 
 
@@ -131,7 +154,9 @@ def load_suite(name: str) -> Suite:
     for entry in spec["tasks"]:
         label_names = tuple(entry.get("classes") or (str(i) for i in range(entry["num_labels"])))
         if "num_labels" in entry and entry["num_labels"] != len(label_names):
-            raise ValueError(f"{path}: task {entry['name']!r} has num_labels {entry['num_labels']} but {len(label_names)} classes")
+            raise ValueError(
+                f"{path}: task {entry['name']!r} has num_labels {entry['num_labels']} but {len(label_names)} classes"
+            )
         where = f"{path} task {entry['name']!r}"
         tasks.append(
             Task(
@@ -143,8 +168,14 @@ def load_suite(name: str) -> Suite:
                 label_names=label_names,
                 max_length_bp=entry["max_length_bp"],
                 seeds=tuple(entry.get("seeds", seeds)),
-                hyperparameters={**suite_hyperparameters, **checked_hyperparameters(entry.get("hyperparameters", {}), where)},
-                cnn_hyperparameters={**suite_cnn, **checked_hyperparameters(entry.get("cnn_hyperparameters", {}), where)},
+                hyperparameters={
+                    **suite_hyperparameters,
+                    **checked_hyperparameters(entry.get("hyperparameters", {}), where),
+                },
+                cnn_hyperparameters={
+                    **suite_cnn,
+                    **checked_hyperparameters(entry.get("cnn_hyperparameters", {}), where),
+                },
                 overlapping_splits=dict(entry.get("overlapping_splits", {})),
             )
         )

@@ -46,6 +46,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
 from nucel.benchmarks.cnn_baseline import (
     CNN_MODEL,
     CNN_NAME,
@@ -118,25 +119,39 @@ def require_one_process() -> None:
     """Every launched process would run every task and write the same files: the runner is one process."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size > 1:
-        raise ValueError(f"the benchmark runner is one process (WORLD_SIZE is {world_size}): start it with python, "
-                         "not torchrun or accelerate launch")
+        raise ValueError(
+            f"the benchmark runner is one process (WORLD_SIZE is {world_size}): start it with python, "
+            "not torchrun or accelerate launch"
+        )
 
 
-def train_and_test(model: str, train: Split, validation: Split, test: Split, settings: FinetuneSettings,
-                   device: str | None = None) -> dict:
+def train_and_test(
+    model: str, train: Split, validation: Split, test: Split, settings: FinetuneSettings, device: str | None = None
+) -> dict:
     """One fine-tuning run; returns the summary, test logits and test metrics."""
     with tempfile.TemporaryDirectory(prefix="nucel-benchmark-model-") as folder:
         if model == CNN_MODEL:
             torch.manual_seed(settings.seed)
             tokenizer = build_tokenizer()
-            network = OneHotCNN(OneHotCNNConfig(num_labels=len(settings.label_names), problem_type=settings.problem_type))
+            network = OneHotCNN(
+                OneHotCNNConfig(num_labels=len(settings.label_names), problem_type=settings.problem_type)
+            )
             network, summary = train_with_selection(network, tokenizer, train, validation, settings, device)
             logits = predict_logits(network, tokenizer, test.sequences, settings.batch_size, settings.max_length_bp)
         else:
             result = finetune(model, train, validation, Path(folder) / "model", settings, test, device)
             logits = result.test_logits
-            summary = {key: getattr(result, key) for key in
-                       ("best_validation_loss", "best_step", "steps_trained", "train_seconds", "validation_history", "train_history")}
+            summary = {
+                key: getattr(result, key)
+                for key in (
+                    "best_validation_loss",
+                    "best_step",
+                    "steps_trained",
+                    "train_seconds",
+                    "validation_history",
+                    "train_history",
+                )
+            }
     return {**summary, "test_logits": logits, "metrics": compute_metrics(settings.problem_type, test.labels, logits)}
 
 
@@ -148,7 +163,9 @@ def write_predictions(path: Path, test: Split, logits: np.ndarray, label_names: 
         writer = csv.writer(handle)
         writer.writerow(["row", "label", "prediction", *(f"probability_{name}" for name in label_names)])
         for row, (label, scores) in enumerate(zip(test.labels, probabilities)):
-            writer.writerow([row, label, int(scores.argmax()), *(repr(float(p)) for p in scores)])  # exact: metrics recompute
+            writer.writerow(
+                [row, label, int(scores.argmax()), *(repr(float(p)) for p in scores)]
+            )  # exact: metrics recompute
     staging.replace(path)
 
 
@@ -183,8 +200,9 @@ def missing_splits(suite: Suite, task_data: TaskData) -> list[str]:
     return [name for name in needed if name not in task_data.splits]
 
 
-def plan_runs(suite: Suite, task: Task, task_data: TaskData, overrides: dict, seeds: list[int] | None,
-              folds: list[int] | None) -> list[RunPlan]:
+def plan_runs(
+    suite: Suite, task: Task, task_data: TaskData, overrides: dict, seeds: list[int] | None, folds: list[int] | None
+) -> list[RunPlan]:
     """Seeded runs on fixed splits, or (NT) one run per cross-validation fold of the (capped) training set."""
     test = task_data.splits["test"]  # always whole: metrics are over the complete test split
     train = capped(task_data.splits["train"], overrides.get("max_train_samples"))
@@ -204,20 +222,35 @@ def plan_runs(suite: Suite, task: Task, task_data: TaskData, overrides: dict, se
     return plans
 
 
-def run_one(model: str, identity: dict, task: Task, plan: RunPlan, task_data: TaskData, overrides: dict, run_dir: Path,
-            device: str | None = None) -> dict:
+def run_one(
+    model: str,
+    identity: dict,
+    task: Task,
+    plan: RunPlan,
+    task_data: TaskData,
+    overrides: dict,
+    run_dir: Path,
+    device: str | None = None,
+) -> dict:
     """One run of `model`, reused from its JSON when the model (by checksum), settings and data are unchanged."""
     settings = task_settings(task, plan.seed, overrides, model)
-    settings_record = {**asdict(settings), **plan.protocol, "effective_batch_size": effective_batch_size(settings),
-                       "max_train_samples": overrides.get("max_train_samples"),
-                       "max_validation_samples": overrides.get("max_validation_samples")}
+    settings_record = {
+        **asdict(settings),
+        **plan.protocol,
+        "effective_batch_size": effective_batch_size(settings),
+        "max_train_samples": overrides.get("max_train_samples"),
+        "max_validation_samples": overrides.get("max_validation_samples"),
+    }
     data_record = split_record(task_data, plan.used)
     data_record["notes"] = task_data.notes + plan.notes
     run_path = run_dir / "runs" / task.name.replace("/", "_") / f"{plan.name}.json"
     if run_path.is_file():
         previous = json.loads(run_path.read_text())
-        if (previous.get("model_identity", {}).get("sha256") == identity["sha256"] and previous.get("settings") == settings_record
-                and previous.get("data_sha256") == data_record["data_sha256"]):
+        if (
+            previous.get("model_identity", {}).get("sha256") == identity["sha256"]
+            and previous.get("settings") == settings_record
+            and previous.get("data_sha256") == data_record["data_sha256"]
+        ):
             print(f"[{model_label(model)}] {task.name} {plan.name}: reusing {run_path}")
             return previous
     started = time.perf_counter()
@@ -226,14 +259,26 @@ def run_one(model: str, identity: dict, task: Task, plan: RunPlan, task_data: Ta
     predictions_path = run_path.with_name(f"{plan.name}_test_predictions.csv")
     write_predictions(predictions_path, plan.used["test"], outcome.pop("test_logits"), list(task.label_names))
     record = {
-        "suite": task.suite, "task": task.name, "model": model_label(model), "model_identity": identity,
-        "run": plan.name, "seed": plan.seed, **plan.protocol, "metric": task.metric, "value": outcome["metrics"][task.metric],
-        **outcome, "wall_seconds": wall_seconds, "settings": settings_record, "predictions": predictions_path.name,
+        "suite": task.suite,
+        "task": task.name,
+        "model": model_label(model),
+        "model_identity": identity,
+        "run": plan.name,
+        "seed": plan.seed,
+        **plan.protocol,
+        "metric": task.metric,
+        "value": outcome["metrics"][task.metric],
+        **outcome,
+        "wall_seconds": wall_seconds,
+        "settings": settings_record,
+        "predictions": predictions_path.name,
         **data_record,
     }
     write_json_atomically(run_path, record)
-    print(f"[{model_label(model)}] {task.name} {plan.name}: {task.metric} {record['value']:.4f} "
-          f"({outcome['steps_trained']} steps of batch {settings_record['effective_batch_size']}, {wall_seconds:.0f} s)")
+    print(
+        f"[{model_label(model)}] {task.name} {plan.name}: {task.metric} {record['value']:.4f} "
+        f"({outcome['steps_trained']} steps of batch {settings_record['effective_batch_size']}, {wall_seconds:.0f} s)"
+    )
     return record
 
 
@@ -241,15 +286,27 @@ def run_one(model: str, identity: dict, task: Task, plan: RunPlan, task_data: Ta
 # Entry points
 
 
-def run_benchmark(suite_name: str, data: str, models: list[str], task_names: list[str] | None, seeds: list[int] | None,
-                  overrides: dict, output: Path, run_name: str, threads: int | None = None,
-                  folds: list[int] | None = None, device: str | None = None) -> list[dict]:
+def run_benchmark(
+    suite_name: str,
+    data: str,
+    models: list[str],
+    task_names: list[str] | None,
+    seeds: list[int] | None,
+    overrides: dict,
+    output: Path,
+    run_name: str,
+    threads: int | None = None,
+    folds: list[int] | None = None,
+    device: str | None = None,
+) -> list[dict]:
     """Fine-tune and score every (task, seed or fold, model); returns one results dict per model."""
     require_one_process()
     suite = load_suite(suite_name)
     cross_validated = suite.protocol.kind == "cross_validation"
     if cross_validated and seeds:
-        raise ValueError(f"{suite_name} runs a {suite.protocol.folds}-fold cross-validation: choose runs with folds, not seeds")
+        raise ValueError(
+            f"{suite_name} runs a {suite.protocol.folds}-fold cross-validation: choose runs with folds, not seeds"
+        )
     if folds and not cross_validated:
         raise ValueError(f"{suite_name} has no cross-validation folds: choose runs with seeds")
     tasks = [suite.task(name) for name in task_names] if task_names else list(suite.tasks)
@@ -275,13 +332,18 @@ def run_benchmark(suite_name: str, data: str, models: list[str], task_names: lis
         runs = {model: [] for model in models}
         for plan in plans:
             for model in models:
-                runs[model].append(run_one(model, identities[model], task, plan, task_data, overrides, run_dirs[model],
-                                           device))
+                runs[model].append(
+                    run_one(model, identities[model], task, plan, task_data, overrides, run_dirs[model], device)
+                )
         for model in models:
             summaries[model].append(summarise_task(task, runs[model], suite))
-            write_results(suite, model, identities[model], summaries[model], skipped, overrides, threads, run_dirs[model])  # progress
-    all_results = [write_results(suite, model, identities[model], summaries[model], skipped, overrides, threads, run_dirs[model])
-                   for model in models]
+            write_results(
+                suite, model, identities[model], summaries[model], skipped, overrides, threads, run_dirs[model]
+            )  # progress
+    all_results = [
+        write_results(suite, model, identities[model], summaries[model], skipped, overrides, threads, run_dirs[model])
+        for model in models
+    ]
     if len(models) > 1:
         write_text_atomically(output / f"{run_name}.md", markdown_table(suite, all_results))
     return all_results
@@ -296,5 +358,9 @@ def evaluate_finetuned(suite_name: str, data: str, model_dir: str, task_names: l
         task = suite.task(name)
         test = load_task(suite, task, data).split("test")
         logits = predict_logits(model, tokenizer, test.sequences, max_length_bp=task.max_length_bp)
-        scores[name] = {"test_rows": len(test), "data_sha256": test.sha256, **compute_metrics(metadata["problem_type"], test.labels, logits)}
+        scores[name] = {
+            "test_rows": len(test),
+            "data_sha256": test.sha256,
+            **compute_metrics(metadata["problem_type"], test.labels, logits),
+        }
     return scores

@@ -56,6 +56,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
+
 from nucel.benchmarks.flops import (
     BACKWARD_FACTOR,
     discriminator_flops,
@@ -112,7 +113,9 @@ QUICK_GRID = [
 
 def run_once(model, workload: Workload, batch, optimizer, device) -> torch.Tensor:
     """One inference call or training step; returns the output compared between implementations (real tokens)."""
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+    autocast = (
+        torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+    )
     torch.manual_seed(SEED)  # the RTD step samples replacements: both implementations draw the same ones
     real = batch["attention_mask"].bool()
     if workload.task == "inference":
@@ -227,8 +230,9 @@ def model_flops(workload: Workload, config: NucELConfig, batch) -> float:
     if workload.task == "mlm_step":  # the benchmark's MLM step decodes every real token
         return BACKWARD_FACTOR * masked_lm_flops(config, lengths, real_tokens)
     masked = int((batch["labels"] != -100).sum())
-    return BACKWARD_FACTOR * (masked_lm_flops(config.generator_configuration(), lengths, masked)
-                              + discriminator_flops(config, lengths))
+    return BACKWARD_FACTOR * (
+        masked_lm_flops(config.generator_configuration(), lengths, masked) + discriminator_flops(config, lengths)
+    )
 
 
 def matmul_peak_flops(device, dtype, repeats: int = 5) -> float:
@@ -327,7 +331,9 @@ def measure(workload: Workload, args, device, peak_flops: float, run_number: int
         row["speedup"] = sides["reference"]["seconds"] / sides["ours"]["seconds"]
         if sides["ours"]["peak_mib"] is not None and sides["reference"]["peak_mib"]:
             row["memory_ratio"] = sides["ours"]["peak_mib"] / sides["reference"]["peak_mib"]
-        row["max_abs_difference"] = (first["ours"]["compared"].float() - first["reference"]["compared"].float()).abs().max().item()
+        row["max_abs_difference"] = (
+            (first["ours"]["compared"].float() - first["reference"]["compared"].float()).abs().max().item()
+        )
     return row
 
 
@@ -338,11 +344,19 @@ def parse_args(argv=None):
     parser.add_argument("--tasks", nargs="+", choices=["inference", "mlm_step", "rtd_step"], default=None)
     parser.add_argument("--lengths", nargs="+", type=int, default=None, help="keep only rows of these bp")
     parser.add_argument("--batch-kinds", nargs="+", choices=["fixed", "mixed"], default=None)
-    parser.add_argument("--variants", nargs="+", default=[DEFAULT_VARIANT],
-                        help="our side: default, sdpa, eager, flex_attention, flash_attention_2, each optionally +compile")
-    parser.add_argument("--repeats", type=int, default=None, help="measured calls per implementation (default 3; quick 1)")
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        default=[DEFAULT_VARIANT],
+        help="our side: default, sdpa, eager, flex_attention, flash_attention_2, each optionally +compile",
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=None, help="measured calls per implementation (default 3; quick 1)"
+    )
     parser.add_argument("--output", type=Path, default=None, help="results prefix (default benchmarks/results/speed)")
-    parser.add_argument("--merge", action="store_true", help="keep the rows of an existing output that this run does not redo")
+    parser.add_argument(
+        "--merge", action="store_true", help="keep the rows of an existing output that this run does not redo"
+    )
     parser.add_argument("--cpu", action="store_true", help="stay on CPU even when CUDA is available")
     parser.add_argument("--memory-limit-gib", type=float, default=16.0, help="CPU: address-space limit of this process")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
@@ -392,10 +406,13 @@ def main(argv=None) -> dict:
     for workload in workloads:
         row = measure(workload, args, device, peak, run_number=len(results["runs"]))
         results["rows"] = [old for old in results["rows"] if old["key"] != row["key"]] + [row]
-        results["rows"].sort(key=lambda r: (r["preset"], r["task"], r["batch_kind"], r["bp"], r.get("variant", DEFAULT_VARIANT)))
+        results["rows"].sort(
+            key=lambda r: (r["preset"], r["task"], r["batch_kind"], r["bp"], r.get("variant", DEFAULT_VARIANT))
+        )
         write_results(results, args.output)
         print(
-            f"{row['key']}: speed-up {fmt(row.get('speedup'), '{:.2f}')}, ours {row['ours'].get('seconds', row['ours']['status'])}"
+            f"{row['key']}: speed-up {fmt(row.get('speedup'), '{:.2f}')}, "
+            f"ours {row['ours'].get('seconds', row['ours']['status'])}"
             f" s, reference {row['reference'].get('seconds', row['reference']['status'])} s, max |Δ| "
             f"{fmt(row.get('max_abs_difference'), '{:.1e}')}",
             flush=True,

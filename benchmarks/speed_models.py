@@ -2,11 +2,19 @@
 transformers' ModernBERT (with an RTD wrapper built from ModernBERT's own blocks), plus the DNA batches they run on.
 """
 
-
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+from transformers import (
+    ModernBertConfig,
+    ModernBertForMaskedLM,
+    ModernBertModel,
+    PreTrainedModel,
+)
+from transformers.models.modernbert.modeling_modernbert import ModernBertPredictionHead
+
 from nucel.modeling_nucel import (
     NucELConfig,
     NucELForPreTraining,
@@ -17,14 +25,6 @@ from nucel.modeling_nucel.configuration_nucel import BASE_IDS, PAD_ID
 from nucel.modeling_nucel.modeling_nucel import gumbel_max_sample, mask_to_bases
 from nucel.tokenization import token_length, with_special_tokens
 from nucel.training.masking import mask_tokens
-from torch import nn
-from transformers import (
-    ModernBertConfig,
-    ModernBertForMaskedLM,
-    ModernBertModel,
-    PreTrainedModel,
-)
-from transformers.models.modernbert.modeling_modernbert import ModernBertPredictionHead
 
 NUCEL_ONLY_FIELDS = {"model_type", "transformers_version", "auto_map", "architectures", "generator_config"}
 MIXED_FRACTIONS = (1.0, 0.7, 0.45, 0.25)  # of the full length, per row: about 40 % of the batch is padding
@@ -98,8 +98,9 @@ class ReferenceRTD(nn.Module):
         return generator_loss + self.discriminator_weight * discriminator_loss, discriminator_logits
 
 
-def build_pair(preset: str, task: str, attn_implementation: str, ours_implementation: str | None = None,
-               compiled: bool = False) -> tuple[nn.Module, nn.Module, NucELConfig]:
+def build_pair(
+    preset: str, task: str, attn_implementation: str, ours_implementation: str | None = None, compiled: bool = False
+) -> tuple[nn.Module, nn.Module, NucELConfig]:
     """(ours, reference, configuration of the model whose FLOPs count), with identical weights. Ours runs
     `ours_implementation` (default: the reference's) and, with `compiled`, compiled layers."""
     torch.manual_seed(SEED)
@@ -108,7 +109,9 @@ def build_pair(preset: str, task: str, attn_implementation: str, ours_implementa
         ours, reference = NucELForPreTraining(config), ReferenceRTD(config, attn_implementation)
     else:
         config = NucELConfig.from_preset(preset)
-        ours_class, reference_class = (NucELModel, ModernBertModel) if task == "inference" else (NucELGenerator, ModernBertForMaskedLM)
+        ours_class, reference_class = (
+            (NucELModel, ModernBertModel) if task == "inference" else (NucELGenerator, ModernBertForMaskedLM)
+        )
         ours, reference = ours_class(config), reference_class(reference_config(config, attn_implementation))
     for module in reference.modules():
         if isinstance(module, PreTrainedModel):
@@ -139,5 +142,3 @@ def dna_batch(workload: Workload) -> dict[str, torch.Tensor]:
     if workload.task != "inference":
         batch["input_ids"], batch["labels"] = mask_tokens(input_ids, generator=generator)
     return batch
-
-

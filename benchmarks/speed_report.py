@@ -1,6 +1,5 @@
-"""The speed benchmark's report: `speed.md` (tables of ratios, side by side) and `speed.json`, each written atomically.
-"""
-
+"""The speed benchmark's report: `speed.md` (tables of ratios, side by side) and `speed.json`, each written
+atomically."""
 
 import json
 import os
@@ -9,6 +8,7 @@ from pathlib import Path
 
 import torch
 import transformers
+
 from nucel.benchmarks.speed_models import DEFAULT_VARIANT
 from nucel.core.files import write_text_atomically
 
@@ -50,9 +50,11 @@ def markdown_table(results: dict) -> str:
     for number, run in enumerate(results["runs"], start=1):
         machine = run["machine"]
         lines.append(
-            f"- run {number}: `{run['command']}` at {run['started_at']}: {machine['device']} ({machine['cpu_count']} cores, "
-            f"torch on {machine['torch_threads']} thread{'s' if machine['torch_threads'] != 1 else ''}), torch {machine['torch']}, transformers {machine['transformers']}, "
-            f"{machine['dtype']}, {machine['attn_implementation']}, matmul peak {machine['matmul_peak_gflops']:.0f} GFLOP/s"
+            f"- run {number}: `{run['command']}` at {run['started_at']}: {machine['device']} "
+            f"({machine['cpu_count']} cores, torch on {machine['torch_threads']} "
+            f"thread{'s' if machine['torch_threads'] != 1 else ''}), torch {machine['torch']}, "
+            f"transformers {machine['transformers']}, {machine['dtype']}, {machine['attn_implementation']}, "
+            f"matmul peak {machine['matmul_peak_gflops']:.0f} GFLOP/s"
             + (f", address-space limit {machine['memory_limit_gib']} GiB" if "memory_limit_gib" in machine else "")
         )
     return "\n".join(lines + ["", *rows_table(results["rows"])]) + "\n"
@@ -61,8 +63,9 @@ def markdown_table(results: dict) -> str:
 def rows_table(rows: list[dict]) -> list[str]:
     """The table of rows, and the out-of-memory errors under it."""
     lines = [
-        "| preset | workload | bp | batch | ours as | padding | tokens/s ours | tokens/s ref | speed-up | peak MiB ours "
-        "| peak MiB ref | MFU ours | MFU ref | max abs Δ | repeats | warm-up s | run | threads | load |",
+        "| preset | workload | bp | batch | ours as | padding | tokens/s ours | tokens/s ref | speed-up "
+        "| peak MiB ours | peak MiB ref | MFU ours | MFU ref | max abs Δ | repeats | warm-up s | run | threads "
+        "| load |",
         "|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
@@ -73,11 +76,13 @@ def rows_table(rows: list[dict]) -> list[str]:
 
         lines.append(
             f"| {row['preset']} | {row['task']} | {row['bp']} | {row['batch_kind']} ×{row['batch']} | "
-            f"{row.get('variant', DEFAULT_VARIANT)} | {row['padding_fraction']:.0%} | {side(ours, 'tokens_per_second', '{:,.0f}')} | "
+            f"{row.get('variant', DEFAULT_VARIANT)} | {row['padding_fraction']:.0%} | "
+            f"{side(ours, 'tokens_per_second', '{:,.0f}')} | "
             f"{side(reference, 'tokens_per_second', '{:,.0f}')} | {fmt(row.get('speedup'), '{:.2f}×')} | "
             f"{side(ours, 'peak_mib', '{:,.0f}')} | {side(reference, 'peak_mib', '{:,.0f}')} | "
             f"{side(ours, 'mfu', '{:.1%}')} | {side(reference, 'mfu', '{:.1%}')} | "
-            f"{fmt(row.get('max_abs_difference'), '{:.1e}')} | {row['repeats']} | {fmt(row.get('warmup_seconds'), '{:.0f}')} | "
+            f"{fmt(row.get('max_abs_difference'), '{:.1e}')} | {row['repeats']} | "
+            f"{fmt(row.get('warmup_seconds'), '{:.0f}')} | "
             f"{row['run']} | {row['threads']} | {row['load_average_1min']:.1f} |"
         )
     failures = [
@@ -98,5 +103,3 @@ def write_results(results: dict, output: Path) -> None:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-
-

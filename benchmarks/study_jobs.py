@@ -3,7 +3,6 @@ a JSON result under the work folder; a finished job is reused while its spec is 
 where it stopped. Also the training compute of a pre-training recipe (benchmarks/flops.py), for equal-FLOPs arms.
 """
 
-
 import json
 import shutil
 import subprocess
@@ -15,7 +14,6 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from nucel.core.files import REPOSITORY
-
 
 BASE_CONFIG = "tiny_cpu"  # tiny (4 × 64) discriminator, 256-bp crops, batch 16, AdamW 2e-3 with linear decay
 
@@ -36,11 +34,19 @@ def training_flops_per_step(overrides: dict) -> dict:
 # Jobs (each runs in a subprocess: `--job SPEC`)
 
 
-def pretrain_overrides(fasta: list[str], output_dir: Path, steps: int, eval_every: int, eval_windows: int, extra: dict) -> dict:
+def pretrain_overrides(
+    fasta: list[str], output_dir: Path, steps: int, eval_every: int, eval_windows: int, extra: dict
+) -> dict:
     return {
-        "fasta": fasta, "output_dir": str(output_dir), "max_steps": steps, "eval_every": eval_every,
-        "eval_windows": eval_windows, "log_every": max(1, min(50, eval_every)), "save_every": 10 ** 9,
-        "report_to": "none", **extra,
+        "fasta": fasta,
+        "output_dir": str(output_dir),
+        "max_steps": steps,
+        "eval_every": eval_every,
+        "eval_windows": eval_windows,
+        "log_every": max(1, min(50, eval_every)),
+        "save_every": 10**9,
+        "report_to": "none",
+        **extra,
     }
 
 
@@ -54,10 +60,21 @@ def run_pretrain_job(spec: dict) -> dict:
     started = time.perf_counter()
     run_pretraining(load_config(BASE_CONFIG, overrides=spec["overrides"]))
     wall = time.perf_counter() - started
-    export = output_dir / "export" / ("discriminator" if spec["overrides"].get("objective", "rtd") == "rtd" else "encoder")
+    export = (
+        output_dir / "export" / ("discriminator" if spec["overrides"].get("objective", "rtd") == "rtd" else "encoder")
+    )
     record = read_pretraining_record(export)
-    keys = ("loss", "information_gain_percent", "auroc", "auroc_masked", "average_precision", "replaced_fraction",
-            "generator_accuracy", "generator_loss", "discriminator_loss")
+    keys = (
+        "loss",
+        "information_gain_percent",
+        "auroc",
+        "auroc_masked",
+        "average_precision",
+        "replaced_fraction",
+        "generator_accuracy",
+        "generator_loss",
+        "discriminator_loss",
+    )
     series = [{"step": r["step"], **{k: r[k] for k in keys if k in r}} for r in record["validation_series"]]
     return {"wall_seconds": wall, "validation": series, "windows": record["windows"], "export": str(export)}
 
@@ -98,8 +115,14 @@ def run_finetune_job(spec: dict) -> dict:
     settings = replace(task_settings(task, spec["seed"], runner_keys), **runner_keys, **others)
     started = time.perf_counter()
     outcome = train_and_test(spec["model"], used["train"], used["validation"], used["test"], settings)
-    return {"value": outcome["metrics"][task.metric], "metric": task.metric, "wall_seconds": time.perf_counter() - started,
-            **outcome, "settings": asdict(settings), **split_record(data, used)}
+    return {
+        "value": outcome["metrics"][task.metric],
+        "metric": task.metric,
+        "wall_seconds": time.perf_counter() - started,
+        **outcome,
+        "settings": asdict(settings),
+        **split_record(data, used),
+    }
 
 
 def run_probe_job(spec: dict) -> dict:
@@ -119,8 +142,13 @@ def run_probe_job(spec: dict) -> dict:
         encoder = load_checked(NucELModel, spec["model"], device="cpu")
     started = time.perf_counter()
     result = probe_task(encoder, build_tokenizer(), task)
-    return {"value": result.mcc, "metric": "mcc", "wall_seconds": time.perf_counter() - started,
-            "train_examples": len(task.train.labels), "test_examples": len(task.test.labels)}
+    return {
+        "value": result.mcc,
+        "metric": "mcc",
+        "wall_seconds": time.perf_counter() - started,
+        "train_examples": len(task.train.labels),
+        "test_examples": len(task.test.labels),
+    }
 
 
 JOB_KINDS = {"pretrain": run_pretrain_job, "finetune": run_finetune_job, "probe": run_probe_job}
@@ -169,8 +197,12 @@ class JobRunner:
             log_path.parent.mkdir(parents=True, exist_ok=True)
             started = time.perf_counter()
             with open(log_path, "w") as log:
-                code = subprocess.call([sys.executable, "-m", "nucel.cli", "study", "--job", str(spec_path)],
-                                       stdout=log, stderr=subprocess.STDOUT, cwd=str(REPOSITORY))
+                code = subprocess.call(
+                    [sys.executable, "-m", "nucel.cli", "study", "--job", str(spec_path)],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    cwd=str(REPOSITORY),
+                )
             if code != 0:
                 print(f"[study] job {name} failed (exit {code}); its log: {log_path}", flush=True)
                 return None
@@ -186,5 +218,3 @@ class JobRunner:
         with ThreadPoolExecutor(self.workers) as pool:
             results = list(pool.map(lambda job: self.run(*job), jobs))
         return {name: result for (name, _), result in zip(jobs, results)}
-
-

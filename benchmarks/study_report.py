@@ -2,14 +2,11 @@
 over seeds, `pretraining_study.md` and `pretraining_study.png`.
 """
 
-
 import json
 import math
 import os
 import statistics
 from pathlib import Path
-
-
 
 from nucel.benchmarks.study_jobs import BASE_CONFIG
 
@@ -39,13 +36,19 @@ def sweep_row(label: str, extra: dict, result: dict, flops: dict) -> dict:
     series = result["validation"]
     end = series[-1] if series else {}
     return {
-        "setting": label, "overrides": extra, "steps": series[-1]["step"] if series else None,
-        "wall_seconds": result["wall_seconds"], "flops": flops["per_step"] * (series[-1]["step"] if series else 0),
+        "setting": label,
+        "overrides": extra,
+        "steps": series[-1]["step"] if series else None,
+        "wall_seconds": result["wall_seconds"],
+        "flops": flops["per_step"] * (series[-1]["step"] if series else 0),
         "gain_percent_first": series[0].get("information_gain_percent") if series else None,
-        "gain_percent_end": end.get("information_gain_percent"), "auroc_first": series[0].get("auroc") if series else None,
-        "auroc_end": end.get("auroc"), "replaced_fraction_end": end.get("replaced_fraction"),
+        "gain_percent_end": end.get("information_gain_percent"),
+        "auroc_first": series[0].get("auroc") if series else None,
+        "auroc_end": end.get("auroc"),
+        "replaced_fraction_end": end.get("replaced_fraction"),
         "generator_accuracy_end": end.get("generator_accuracy"),
-        "gain_rises": rises(series, "information_gain_percent"), "auroc_rises": rises(series, "auroc"),
+        "gain_rises": rises(series, "information_gain_percent"),
+        "auroc_rises": rises(series, "auroc"),
         "validation": series,
     }
 
@@ -59,7 +62,8 @@ def acceptance(row: dict | None) -> dict:
     if not row or row.get("gain_percent_end") is None:
         return {"met": False, "reason": "not run yet"}
     checks = {
-        f"validation information gain ≥ {ACCEPT_GAIN_PERCENT} % at the end": row["gain_percent_end"] >= ACCEPT_GAIN_PERCENT,
+        f"validation information gain ≥ {ACCEPT_GAIN_PERCENT} % at the end": row["gain_percent_end"]
+        >= ACCEPT_GAIN_PERCENT,
         "validation information gain rises over training": bool(row["gain_rises"]),
         f"validation AUROC ≥ {ACCEPT_AUROC} at the end": row["auroc_end"] >= ACCEPT_AUROC,
     }
@@ -67,7 +71,11 @@ def acceptance(row: dict | None) -> dict:
 
 
 def summarise(values: list[float]) -> dict:
-    return {"mean": statistics.fmean(values), "sd": statistics.stdev(values) if len(values) > 1 else None, "n": len(values)}
+    return {
+        "mean": statistics.fmean(values),
+        "sd": statistics.stdev(values) if len(values) > 1 else None,
+        "n": len(values),
+    }
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -81,21 +89,23 @@ def fmt(value, digits: int = 3) -> str:
 def markdown(report: dict) -> str:
     budget = report["budget"]
     lines = [
-        "# Pre-training study: RTD vs MLM at equal compute, random init and the one-hot CNN" + (" (QUICK MODE)" if report["quick"] else ""),
+        "# Pre-training study: RTD vs MLM at equal compute, random init and the one-hot CNN"
+        + (" (QUICK MODE)" if report["quick"] else ""),
         "",
-        f"Status: **{report['status']}** (written {report['written']}; {report['elapsed_minutes']:.1f} min in this invocation; "
-        f"the finished jobs ran {report['job_minutes']:.0f} min in all, {report['workers']} at a time). "
+        f"Status: **{report['status']}** (written {report['written']}; {report['elapsed_minutes']:.1f} min in this "
+        f"invocation; the finished jobs ran {report['job_minutes']:.0f} min in all, {report['workers']} at a time). "
         f"Command: `{report['command']}`.",
         "",
         f"Pre-training data: {', '.join(report['fasta'])} — real human DNA (GRCh38 chr2:1-2,333,275; the paper's "
-        f"human-only setting, at a CPU-sized slice), windows: {report.get('windows') or '–'}. Discriminator `{DISCRIMINATOR_PRESET}` "
-        f"(4 × 64), the `{BASE_CONFIG}` recipe (256-bp crops, batch 16, AdamW 2e-3, 50 warm-up steps, linear decay).",
-        f"Training FLOPs: 6 × non-embedding weights + 12 × layers × length × width per token, for every network trained "
-        f"(the generator included); CPU: {os.cpu_count()} cores, {report['workers']} job(s) at a time, "
+        f"human-only setting, at a CPU-sized slice), windows: {report.get('windows') or '–'}. Discriminator "
+        f"`{DISCRIMINATOR_PRESET}` (4 × 64), the `{BASE_CONFIG}` recipe (256-bp crops, batch 16, AdamW 2e-3, 50 "
+        f"warm-up steps, linear decay).",
+        f"Training FLOPs: 6 × non-embedding weights + 12 × layers × length × width per token, for every network "
+        f"trained (the generator included); CPU: {os.cpu_count()} cores, {report['workers']} job(s) at a time, "
         f"{report['threads']} torch thread(s) each.",
         "",
-        f"## 1. Generator-strength sweep ({budget['sweep_steps']} steps each; validation every {budget['sweep_eval_every']} steps, "
-        f"{budget['eval_windows']} held-out windows)",
+        f"## 1. Generator-strength sweep ({budget['sweep_steps']} steps each; validation every "
+        f"{budget['sweep_eval_every']} steps, {budget['eval_windows']} held-out windows)",
         "",
         "| setting | overrides | steps | wall (min) | train FLOPs | val info gain % (first → end) | rises | "
         "val AUROC (first → end) | rises | replaced p | generator acc. |",
@@ -103,7 +113,8 @@ def markdown(report: dict) -> str:
     ]
     for row in report["sweep"]:
         lines.append(
-            f"| {row['setting']} | `{json.dumps(row['overrides'])}` | {row['steps']} | {row['wall_seconds'] / 60:.1f} | "
+            f"| {row['setting']} | `{json.dumps(row['overrides'])}` | {row['steps']} | "
+            f"{row['wall_seconds'] / 60:.1f} | "
             f"{row['flops']:.2e} | {fmt(row['gain_percent_first'], 2)} → **{fmt(row['gain_percent_end'], 2)}** | "
             f"{row['gain_rises']} | {fmt(row['auroc_first'])} → **{fmt(row['auroc_end'])}** | {row['auroc_rises']} | "
             f"{fmt(row['replaced_fraction_end'])} | {fmt(row['generator_accuracy_end'])} |"
@@ -113,8 +124,11 @@ def markdown(report: dict) -> str:
     lines += [f"## 2. Pre-training at equal compute ({budget['pretrain_steps']} RTD steps)", ""]
     pre = report.get("pretraining", {})
     if pre:
-        lines += ["| arm | objective | steps | train FLOPs | wall (min) | val info gain % | rises | val AUROC | val loss | val generator/MLM acc. |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
+        lines += [
+            "| arm | objective | steps | train FLOPs | wall (min) | val info gain % | rises | val AUROC | val loss "
+            "| val generator/MLM acc. |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
         for arm in ("rtd", "mlm"):
             if arm not in pre:
                 continue
@@ -123,45 +137,70 @@ def markdown(report: dict) -> str:
             lines.append(
                 f"| {ARM_LABELS[arm]} | {entry['objective']} | {entry['steps']} | {entry['flops']:.2e} | "
                 f"{fmt(entry.get('wall_seconds', 0) / 60, 1)} | {fmt(end.get('information_gain_percent'), 2)} | "
-                f"{entry.get('gain_rises', '–')} | {fmt(end.get('auroc'))} | {fmt(end.get('loss'))} | {fmt(end.get('generator_accuracy'))} |"
+                f"{entry.get('gain_rises', '–')} | {fmt(end.get('auroc'))} | {fmt(end.get('loss'))} | "
+                f"{fmt(end.get('generator_accuracy'))} |"
             )
         verdict = report.get("acceptance", {})
         state = "pending (the RTD run has not finished)" if not verdict else "met" if verdict["met"] else "NOT met"
         lines += ["", f"Acceptance (the chosen recipe's RTD run, validation at the end): **{state}**"]
         lines += [f"- {name}: {'yes' if ok else 'no'}" for name, ok in verdict.get("checks", {}).items()]
         if "rtd" in pre and pre["rtd"].get("validation"):
-            lines += ["", "RTD validation curve: " + ", ".join(
-                f"step {p['step']}: gain {fmt(p.get('information_gain_percent'), 2)} %, AUROC {fmt(p.get('auroc'))}"
-                for p in pre["rtd"]["validation"])]
+            lines += [
+                "",
+                "RTD validation curve: "
+                + ", ".join(
+                    f"step {p['step']}: gain {fmt(p.get('information_gain_percent'), 2)} %, AUROC {fmt(p.get('auroc'))}"
+                    for p in pre["rtd"]["validation"]
+                ),
+            ]
     else:
         lines.append("Not run yet.")
     recipe = report["finetune_recipe"]
     lines += [
-        "", "## 3. Downstream (GUE human tasks)", "",
-        f"Fine-tuning, every arm: AdamW {recipe['learning_rate']}, batch {recipe['batch_size']}, {recipe['warmup_steps']} "
-        f"warm-up steps, schedule {recipe.get('lr_scheduler', 'linear')}, {recipe['max_steps']} steps, validation every {recipe['eval_steps']} steps, "
-        f"{recipe['pooling']} pooling, {recipe.get('head', 'modernbert')} head (NucEL arms), early stopping {recipe['early_stopping_patience']}; the benchmark runner's protocol "
-        f"(registry seeds and splits, best checkpoint by validation loss, metrics over the whole test split). Training rows "
-        f"capped at {budget['max_train_samples'] or 'none (all)'}, validation rows at {budget['max_validation_samples']}. "
+        "",
+        "## 3. Downstream (GUE human tasks)",
+        "",
+        f"Fine-tuning, every arm: AdamW {recipe['learning_rate']}, batch {recipe['batch_size']}, "
+        f"{recipe['warmup_steps']} warm-up steps, schedule {recipe.get('lr_scheduler', 'linear')}, "
+        f"{recipe['max_steps']} steps, validation every {recipe['eval_steps']} steps, {recipe['pooling']} pooling, "
+        f"{recipe.get('head', 'modernbert')} head (NucEL arms), early stopping {recipe['early_stopping_patience']}; "
+        f"the benchmark runner's protocol (registry seeds and splits, best checkpoint by validation loss, metrics over "
+        f"the whole test split). Training rows capped at {budget['max_train_samples'] or 'none (all)'}, validation "
+        f"rows at {budget['max_validation_samples']}. "
         f"Linear probe: logistic regression on frozen mean-pooled embeddings, {budget['probe_train_examples']} train / "
         f"{budget['probe_test_examples']} test examples drawn per seed. MCC, mean ± sd (n seeds).",
         "",
     ]
     columns = [(arm, "finetune") for arm in ARMS] + [(arm, "probe") for arm in PROBED_ARMS]
-    lines.append("| task | " + " | ".join(f"{ARM_LABELS[arm]} {'fine-tuned' if kind == 'finetune' else 'probe'}" for arm, kind in columns) + " |")
+    lines.append(
+        "| task | "
+        + " | ".join(f"{ARM_LABELS[arm]} {'fine-tuned' if kind == 'finetune' else 'probe'}" for arm, kind in columns)
+        + " |"
+    )
     lines.append("|---|" + "---|" * len(columns))
     downstream = report.get("downstream", {})
     for task in budget["tasks"]:
         cells = []
         for arm, kind in columns:
             entry = downstream.get(task, {}).get(kind, {}).get(arm)
-            cells.append(("–" if not entry else f"{entry['mean']:.3f} (n = 1)" if entry["sd"] is None
-                          else f"{entry['mean']:.3f} ± {entry['sd']:.3f} ({entry['n']})"))
+            cells.append(
+                (
+                    "–"
+                    if not entry
+                    else f"{entry['mean']:.3f} (n = 1)"
+                    if entry["sd"] is None
+                    else f"{entry['mean']:.3f} ± {entry['sd']:.3f} ({entry['n']})"
+                )
+            )
         lines.append(f"| {task} | " + " | ".join(cells) + " |")
     averages = report.get("downstream_average", {})
     if averages:
         cells = [fmt(averages.get(kind, {}).get(arm)) for arm, kind in columns]
-        lines.append(f"| **average ({len(report['downstream_average_tasks'])} tasks with every arm)** | " + " | ".join(cells) + " |")
+        lines.append(
+            f"| **average ({len(report['downstream_average_tasks'])} tasks with every arm)** | "
+            + " | ".join(cells)
+            + " |"
+        )
     lines += ["", "Every job's spec and result: `" + report["work_dir"] + "/jobs/`; figure: pretraining_study.png."]
     return "\n".join(lines) + "\n"
 
@@ -192,13 +231,17 @@ def plot(report: dict, path: Path) -> None:
     for i, (arm, kind) in enumerate(columns):
         means = [downstream[task].get(kind, {}).get(arm, {}).get("mean", float("nan")) for task in tasks]
         sds = [downstream[task].get(kind, {}).get(arm, {}).get("sd", 0.0) for task in tasks]
-        axes[2].bar([t + i * width for t in range(len(tasks))], means, width, yerr=sds,
-                    label=f"{arm} {'ft' if kind == 'finetune' else 'probe'}", hatch="" if kind == "finetune" else "//")
+        axes[2].bar(
+            [t + i * width for t in range(len(tasks))],
+            means,
+            width,
+            yerr=sds,
+            label=f"{arm} {'ft' if kind == 'finetune' else 'probe'}",
+            hatch="" if kind == "finetune" else "//",
+        )
     axes[2].set_xticks([t + 0.4 - width / 2 for t in range(len(tasks))], tasks, rotation=30, fontsize=7)
     axes[2].set(title="downstream test MCC (mean ± sd over seeds)")
     axes[2].legend(fontsize=6, ncol=2)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
-
-

@@ -9,8 +9,8 @@ before anything is scored: a mismatch is an error, or, with `--exclude-ref-misma
 
 Scores. Each becomes a "damage" score, higher = more damaging, for the metrics:
 - llr, from a generator / masked LM (`--generator`, repeatable): log P(alt) - log P(ref) at the masked site of a
-  `--window`-base window centred on the variant (nucel.core.variant_scores.log_likelihood_ratios). A more negative llr is
-  more damaging: damage = -llr.
+  `--window`-base window centred on the variant (nucel.core.variant_scores.log_likelihood_ratios). A more negative
+  llr is more damaging: damage = -llr.
 - embedding distance, from an encoder (`--model`, repeatable; any NucEL folder): Euclidean distance between the
   mean-pooled final-layer embeddings of the reference window and of the same window carrying the alternative
   base (nucel.core.variant_scores.embedding_distances). Larger = more damaging.
@@ -44,9 +44,9 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from nucel.core.files import display_path
 from nucel.core.identity import folder_identity
 from nucel.core.models import is_repository_id, load_encoder
-from nucel.core.sequences import read_fasta
 from nucel.core.records import read_pretraining_record
 from nucel.core.regions import REGION
+from nucel.core.sequences import read_fasta
 from nucel.core.variant_scores import (
     Variant,
     embedding_distances,
@@ -65,17 +65,25 @@ CLASSES = ("FUNC", "INT", "LOF")
 POSITIVE_CLASS = "LOF"
 # The table's consequence values under plain names; a value not listed keeps its own name, lower-cased.
 CONSEQUENCE_NAMES = {
-    "Missense": "missense", "Synonymous": "synonymous", "Nonsense": "nonsense", "Canonical splice": "canonical splice",
-    "Splice region": "splice region", "Intronic": "intronic", "5' UTR": "5' UTR",
+    "Missense": "missense",
+    "Synonymous": "synonymous",
+    "Nonsense": "nonsense",
+    "Canonical splice": "canonical splice",
+    "Splice region": "splice region",
+    "Intronic": "intronic",
+    "5' UTR": "5' UTR",
 }
 BASELINES = (  # (name, column, what "higher" means)
     ("CADD", "cadd", "higher CADD (PHRED) = more deleterious"),
     ("phyloP (mammal)", "phylop_mammal", "higher phyloP = more conserved, taken as more damaging"),
 )
 LITERATURE = (
-    {"name": "Evo 2 (1B base)", "auroc": 0.73,
-     "source": "quoted from the literature, not run by us: the Evo 2 BRCA1 notebook (ArcInstitute/evo2, "
-               "notebooks/brca1), evo2_1b_base, 8,192-bp windows, LOF vs FUNC + INT"},
+    {
+        "name": "Evo 2 (1B base)",
+        "auroc": 0.73,
+        "source": "quoted from the literature, not run by us: the Evo 2 BRCA1 notebook (ArcInstitute/evo2, "
+        "notebooks/brca1), evo2_1b_base, 8,192-bp windows, LOF vs FUNC + INT",
+    },
 )
 BOOTSTRAP_SEED = 0
 SMALL_MODEL_PARAMETERS = 10_000_000  # below this the report adds what a model of that size cannot be expected to show
@@ -115,8 +123,10 @@ def read_reference_slice(path: Path) -> tuple[str, int, str]:
     name, sequence = records[0]
     match = REGION.match(name)
     if not match or match["start"] is None:
-        raise VepError(f"{path}: the record is named {name!r}; name it CHROM:START-END (1-based, inclusive) so that "
-                       "table positions can be placed in it")
+        raise VepError(
+            f"{path}: the record is named {name!r}; name it CHROM:START-END (1-based, inclusive) so that "
+            "table positions can be placed in it"
+        )
     start, end = int(match["start"].replace(",", "")), int(match["end"].replace(",", ""))
     if end - start + 1 != len(sequence):
         raise VepError(f"{path}: record {name} should hold {end - start + 1} bases but holds {len(sequence)}")
@@ -140,8 +150,9 @@ def evenly_spaced(count: int, keep: int | None) -> list[int]:
     return sorted({round(i * (count - 1) / max(keep - 1, 1)) for i in range(keep)})
 
 
-def load_sge_table(table_path: Path, fasta_path: Path, exclude_ref_mismatches: bool = False,
-                   max_variants: int | None = None) -> SgeTable:
+def load_sge_table(
+    table_path: Path, fasta_path: Path, exclude_ref_mismatches: bool = False, max_variants: int | None = None
+) -> SgeTable:
     """Read the SNV table and check every row's REF against the FASTA (see the module docstring)."""
     chrom, first, sequence = read_reference_slice(fasta_path)
     if not Path(table_path).is_file():
@@ -173,11 +184,15 @@ def load_sge_table(table_path: Path, fasta_path: Path, exclude_ref_mismatches: b
             raise VepError(f"{source}: {chrom}:{position} is outside the FASTA ({chrom}:{first}-{last})")
         ref, found = row["ref"].strip().upper(), sequence[index]
         if ref != found:
-            message = (f"{source}: REF mismatch at {chrom}:{position} (1-based; FASTA index {index}): the table has "
-                       f"{ref}, the FASTA has {found}")
+            message = (
+                f"{source}: REF mismatch at {chrom}:{position} (1-based; FASTA index {index}): the table has "
+                f"{ref}, the FASTA has {found}"
+            )
             if not exclude_ref_mismatches:
-                raise VepError(f"{message}; check that both use the same genome build, or pass --exclude-ref-mismatches "
-                               "to count and skip such rows")
+                raise VepError(
+                    f"{message}; check that both use the same genome build, or pass --exclude-ref-mismatches "
+                    "to count and skip such rows"
+                )
             excluded.append(message)
             continue
         if row["class"] not in CLASSES:
@@ -190,9 +205,19 @@ def load_sge_table(table_path: Path, fasta_path: Path, exclude_ref_mismatches: b
         for _, column, _ in BASELINES:
             baselines[column].append(number(row[column], column, source, missing_ok=True))
     if not variants:
-        raise VepError(f"{table_path}: every row was excluded for a REF mismatch; the table and FASTA do not belong together")
-    return SgeTable(variants, np.array(scores), classes, consequences,
-                    {column: np.array(values) for column, values in baselines.items()}, first, len(rows), excluded)
+        raise VepError(
+            f"{table_path}: every row was excluded for a REF mismatch; the table and FASTA do not belong together"
+        )
+    return SgeTable(
+        variants,
+        np.array(scores),
+        classes,
+        consequences,
+        {column: np.array(values) for column, values in baselines.items()},
+        first,
+        len(rows),
+        excluded,
+    )
 
 
 def check_window(table: SgeTable, window: int) -> None:
@@ -203,8 +228,10 @@ def check_window(table: SgeTable, window: int) -> None:
         start = variant.offset - window // 2
         if start < 0 or start + window > len(variant.context):
             room = 2 * min(variant.offset, len(variant.context) - 1 - variant.offset)
-            raise VepError(f"--window {window} does not fit centred around {variant.name} ({variant.source}) in the "
-                           f"FASTA; use --window {room} or less")
+            raise VepError(
+                f"--window {window} does not fit centred around {variant.name} ({variant.source}) in the "
+                f"FASTA; use --window {room} or less"
+            )
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -234,7 +261,9 @@ def binary_metrics(is_lof: np.ndarray, damage: np.ndarray, function_score: np.nd
     }
 
 
-def bootstrap_auroc(is_lof: np.ndarray, damage: np.ndarray, repeats: int, seed: int = BOOTSTRAP_SEED) -> list[float] | None:
+def bootstrap_auroc(
+    is_lof: np.ndarray, damage: np.ndarray, repeats: int, seed: int = BOOTSTRAP_SEED
+) -> list[float] | None:
     """95 % percentile interval of AUROC over variants resampled with replacement (fixed seed)."""
     keep = np.isfinite(damage)
     labels, damage = is_lof[keep], damage[keep]
@@ -261,8 +290,10 @@ def site_parts(table: SgeTable, llr: np.ndarray) -> tuple[np.ndarray, np.ndarray
 def llr_parts_auroc(table: SgeTable, llr: np.ndarray) -> dict:
     """AUROC (damage = minus each part) of the site part and of the within-site part of an llr."""
     site_mean, deviation = site_parts(table, llr)
-    return {"site": binary_metrics(table.is_lof, -site_mean, table.function_score)["auroc"],
-            "within_site": binary_metrics(table.is_lof, -deviation, table.function_score)["auroc"]}
+    return {
+        "site": binary_metrics(table.is_lof, -site_mean, table.function_score)["auroc"],
+        "within_site": binary_metrics(table.is_lof, -deviation, table.function_score)["auroc"],
+    }
 
 
 def consequence_groups(consequences: list[str]) -> dict[str, np.ndarray]:
@@ -273,8 +304,10 @@ def consequence_groups(consequences: list[str]) -> dict[str, np.ndarray]:
 
 
 def by_consequence(table: SgeTable, damage: np.ndarray) -> dict[str, dict]:
-    return {name: binary_metrics(table.is_lof[rows], damage[rows], table.function_score[rows])
-            for name, rows in consequence_groups(table.consequences).items()}
+    return {
+        name: binary_metrics(table.is_lof[rows], damage[rows], table.function_score[rows])
+        for name, rows in consequence_groups(table.consequences).items()
+    }
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -310,8 +343,13 @@ def training_record(folder: Path) -> dict | None:
     if record is None:
         return None
     windows = record.get("windows") or {}
-    return {"run": record["run"], "planned_steps": record["max_steps"], "last_logged_step": record["steps"],
-            "genome_bases": windows.get("bases"), "train_windows": windows.get("train_windows")}
+    return {
+        "run": record["run"],
+        "planned_steps": record["max_steps"],
+        "last_logged_step": record["steps"],
+        "genome_bases": windows.get("bases"),
+        "train_windows": windows.get("train_windows"),
+    }
 
 
 def model_identity(path: str, model) -> dict:
@@ -330,48 +368,85 @@ def model_identity(path: str, model) -> dict:
     }
 
 
-def llr_score(path: str, table: SgeTable, window: int, reverse_complement: bool, batch_size: int, device: str | None) -> Score:
+def llr_score(
+    path: str, table: SgeTable, window: int, reverse_complement: bool, batch_size: int, device: str | None
+) -> Score:
     generator, tokenizer = load_generator(path, device)
-    llr = log_likelihood_ratios(generator, tokenizer, table.variants, window, batch_size,
-                                reverse_complement_average=reverse_complement)
-    return Score(f"{short_name(path)} · llr", "llr", "damage = -llr (a more negative llr is more damaging)",
-                 llr, -llr, model_identity(path, generator))
+    llr = log_likelihood_ratios(
+        generator, tokenizer, table.variants, window, batch_size, reverse_complement_average=reverse_complement
+    )
+    return Score(
+        f"{short_name(path)} · llr",
+        "llr",
+        "damage = -llr (a more negative llr is more damaging)",
+        llr,
+        -llr,
+        model_identity(path, generator),
+    )
 
 
-def distance_score(path: str, table: SgeTable, window: int, reverse_complement: bool, batch_size: int, device: str | None) -> Score:
+def distance_score(
+    path: str, table: SgeTable, window: int, reverse_complement: bool, batch_size: int, device: str | None
+) -> Score:
     encoder, tokenizer = load_encoder(path, device)
-    distance = embedding_distances(encoder, tokenizer, table.variants, window, batch_size,
-                                   reverse_complement_average=reverse_complement)
-    return Score(f"{short_name(path)} · embedding distance", "embedding distance",
-                 "damage = Euclidean distance of mean-pooled embeddings (larger is more damaging)",
-                 distance, distance, model_identity(path, encoder))
+    distance = embedding_distances(
+        encoder, tokenizer, table.variants, window, batch_size, reverse_complement_average=reverse_complement
+    )
+    return Score(
+        f"{short_name(path)} · embedding distance",
+        "embedding distance",
+        "damage = Euclidean distance of mean-pooled embeddings (larger is more damaging)",
+        distance,
+        distance,
+        model_identity(path, encoder),
+    )
 
 
-def replaced_probability_score(path: str, table: SgeTable, window: int, reverse_complement: bool, batch_size: int,
-                               device: str | None) -> Score:
+def replaced_probability_score(
+    path: str, table: SgeTable, window: int, reverse_complement: bool, batch_size: int, device: str | None
+) -> Score:
     detector, tokenizer = load_detector(path, device)
-    replaced = replaced_probabilities(detector, tokenizer, table.variants, window, batch_size,
-                                      reverse_complement_average=reverse_complement)
-    return Score(f"{short_name(path)} · replaced probability", "replaced probability",
-                 "damage = p_replaced(ALT) − p_replaced(REF) (the ALT base looking more like a replacement is more "
-                 "damaging)", replaced, replaced, model_identity(path, detector))
+    replaced = replaced_probabilities(
+        detector, tokenizer, table.variants, window, batch_size, reverse_complement_average=reverse_complement
+    )
+    return Score(
+        f"{short_name(path)} · replaced probability",
+        "replaced probability",
+        "damage = p_replaced(ALT) − p_replaced(REF) (the ALT base looking more like a replacement is more damaging)",
+        replaced,
+        replaced,
+        model_identity(path, detector),
+    )
 
 
 def baseline_scores(table: SgeTable) -> list[Score]:
-    return [Score(name, "baseline", f"damage = {column}: {meaning}", table.baselines[column], table.baselines[column],
-                  {"path": f"the table's `{column}` column (Findlay et al. 2018, Supplementary Table 1)"})
-            for name, column, meaning in BASELINES]
+    return [
+        Score(
+            name,
+            "baseline",
+            f"damage = {column}: {meaning}",
+            table.baselines[column],
+            table.baselines[column],
+            {"path": f"the table's `{column}` column (Findlay et al. 2018, Supplementary Table 1)"},
+        )
+        for name, column, meaning in BASELINES
+    ]
 
 
 def evaluate(table: SgeTable, scores: list[Score], bootstrap: int) -> list[dict]:
-    return [{
-        "name": score.name, "kind": score.kind, "orientation": score.orientation,
-        "overall": binary_metrics(table.is_lof, score.damage, table.function_score),
-        "auroc_95ci": bootstrap_auroc(table.is_lof, score.damage, bootstrap),
-        "by_consequence": by_consequence(table, score.damage),
-        **({"llr_parts_auroc": llr_parts_auroc(table, score.raw)} if score.kind == "llr" else {}),
-        "provenance": score.provenance,
-    } for score in scores]
+    return [
+        {
+            "name": score.name,
+            "kind": score.kind,
+            "orientation": score.orientation,
+            "overall": binary_metrics(table.is_lof, score.damage, table.function_score),
+            "auroc_95ci": bootstrap_auroc(table.is_lof, score.damage, bootstrap),
+            "by_consequence": by_consequence(table, score.damage),
+            **({"llr_parts_auroc": llr_parts_auroc(table, score.raw)} if score.kind == "llr" else {}),
+            "provenance": score.provenance,
+        }
+        for score in scores
+    ]
 
 
 # ----------------------------------------------------------------------------------------------------------------

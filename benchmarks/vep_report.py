@@ -3,7 +3,6 @@ what they show), .json (every figure, the data's checksums, the models' identiti
 distributions). What is scored and how: benchmarks/vep.py.
 """
 
-
 import argparse
 import time
 from datetime import datetime, timezone
@@ -12,10 +11,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from sklearn.metrics import precision_recall_curve, roc_curve
-
-from nucel.core.plots import pyplot, save_figure
-from nucel.core.files import display_path, file_sha256
-from nucel.core.files import atomic_file, write_json_atomically
 
 from nucel.benchmarks.vep import (
     BOOTSTRAP_SEED,
@@ -38,6 +33,8 @@ from nucel.benchmarks.vep import (
     load_sge_table,
     replaced_probability_score,
 )
+from nucel.core.files import atomic_file, display_path, file_sha256, write_json_atomically
+from nucel.core.plots import pyplot, save_figure
 
 
 def fmt(value, digits: int = 3) -> str:
@@ -58,8 +55,11 @@ def training_text(training: dict | None) -> str:
     if not training:
         return "–"
     bases = training.get("genome_bases")
-    return (f"{training.get('last_logged_step')} steps (planned {training.get('planned_steps')}) on "
-            f"{bases:,} bases" if bases else f"{training.get('last_logged_step')} steps") + f" (run {training['run']})"
+    return (
+        f"{training.get('last_logged_step')} steps (planned {training.get('planned_steps')}) on {bases:,} bases"
+        if bases
+        else f"{training.get('last_logged_step')} steps"
+    ) + f" (run {training['run']})"
 
 
 def write_markdown(path: Path, report: dict) -> None:
@@ -103,27 +103,45 @@ def write_markdown(path: Path, report: dict) -> None:
     for result in results:
         overall, interval = result["overall"], result["auroc_95ci"]
         ci = f" [{interval[0]:.3f}, {interval[1]:.3f}]" if interval else ""
-        lines.append(f"| {result['name']} | {result['kind']} | {result['orientation']} | {fmt(overall['auroc'])}{ci} | "
-                     f"{fmt(overall['auprc'])} | {fmt(overall['spearman'])} | {overall['n']:,} |")
+        lines.append(
+            f"| {result['name']} | {result['kind']} | {result['orientation']} | {fmt(overall['auroc'])}{ci} | "
+            f"{fmt(overall['auprc'])} | {fmt(overall['spearman'])} | {overall['n']:,} |"
+        )
     for anchor in report["literature"]:
         lines.append(f"| {anchor['name']} | literature | {anchor['source']} | {fmt(anchor['auroc'], 2)} | – | – | – |")
 
     llrs = [result for result in results if "llr_parts_auroc" in result]
     if llrs:
-        lines += ["", "llr in two parts (they add up to the llr): the site part is the mean llr over the alternatives "
-                  "at the variant's position, mostly how surely the model predicts the reference base there (sure = "
-                  "damaging); the within-site part says which alternative at a position the model finds least likely. "
-                  "AUROC of each, damage = minus the part:", "",
-                  "| score | AUROC, llr | AUROC, site part | AUROC, within-site part |", "|---|---|---|---|"]
+        lines += [
+            "",
+            "llr in two parts (they add up to the llr): the site part is the mean llr over the alternatives "
+            "at the variant's position, mostly how surely the model predicts the reference base there (sure = "
+            "damaging); the within-site part says which alternative at a position the model finds least likely. "
+            "AUROC of each, damage = minus the part:",
+            "",
+            "| score | AUROC, llr | AUROC, site part | AUROC, within-site part |",
+            "|---|---|---|---|",
+        ]
         for result in llrs:
             parts = result["llr_parts_auroc"]
-            lines.append(f"| {result['name']} | {fmt(result['overall']['auroc'])} | {fmt(parts['site'])} | "
-                         f"{fmt(parts['within_site'])} |")
+            lines.append(
+                f"| {result['name']} | {fmt(result['overall']['auroc'])} | {fmt(parts['site'])} | "
+                f"{fmt(parts['within_site'])} |"
+            )
     first = results[0]["by_consequence"] if results else {}
     header = " | ".join(f"{name} (n={first[name]['n']:,}, LOF {first[name]['n_lof']:,})" for name in groups)
-    lines += ["", "## By consequence", "",
-              "Groups are the table's `consequence` values; they partition the variants. – = undefined (one class only).", ""]
-    for metric, title in (("auroc", "AUROC"), ("auprc", "AUPRC"), ("spearman", "Spearman ρ (function score vs −damage)")):
+    lines += [
+        "",
+        "## By consequence",
+        "",
+        "Groups are the table's `consequence` values; they partition the variants. – = undefined (one class only).",
+        "",
+    ]
+    for metric, title in (
+        ("auroc", "AUROC"),
+        ("auprc", "AUPRC"),
+        ("spearman", "Spearman ρ (function score vs −damage)"),
+    ):
         lines += [f"### {title}", "", f"| score | all | {header} |", "|---|---" + "|---" * len(groups) + "|"]
         for result in results:
             cells = " | ".join(fmt(result["by_consequence"][name][metric]) for name in groups)
@@ -132,17 +150,26 @@ def write_markdown(path: Path, report: dict) -> None:
 
     models = [result for result in results if result["kind"] != "baseline"]
     if models:
-        lines += ["## Models", "", "| score | folder | class | layers × hidden | parameters | identity (sha256 of weights, config, tokenizer) | training |",
-                  "|---|---|---|---|---|---|---|"]
+        lines += [
+            "## Models",
+            "",
+            "| score | folder | class | layers × hidden | parameters "
+            "| identity (sha256 of weights, config, tokenizer) | training |",
+            "|---|---|---|---|---|---|---|",
+        ]
     for result in models:
         p = result["provenance"]
         checksum = f"{p['sha256'][:16]}…" if p["sha256"] else "–"
-        lines.append(f"| {result['name']} | `{p['path']}` | {p['class']} | {p['layers']} × {p['hidden_size']} | "
-                     f"{p['parameters']:,} | {checksum} | {training_text(p['training'])} |")
+        lines.append(
+            f"| {result['name']} | `{p['path']}` | {p['class']} | {p['layers']} × {p['hidden_size']} | "
+            f"{p['parameters']:,} | {checksum} | {training_text(p['training'])} |"
+        )
     lines += ["", "## What these numbers can and cannot show", ""]
     for result in results:
-        lines.append(f"- {result['name']}: AUROC {fmt(result['overall']['auroc'])}, "
-                     f"{verdict(result['overall']['auroc'], result['auroc_95ci'])}.")
+        lines.append(
+            f"- {result['name']}: AUROC {fmt(result['overall']['auroc'])}, "
+            f"{verdict(result['overall']['auroc'], result['auroc_95ci'])}."
+        )
     lines += [
         "",
         "A zero-shot score shows only what pre-training put into a model. The llr asks how surprising the alternative "
@@ -190,7 +217,14 @@ def plot(path: Path, table: SgeTable, scores: list[Score], results: list[dict]) 
         for name in CLASSES:
             values = score.raw[finite & (classes == name)]
             if len(values):
-                axes.hist(values, bins=bins, density=True, histtype="step", color=colours[name], label=f"{name} ({len(values)})")
+                axes.hist(
+                    values,
+                    bins=bins,
+                    density=True,
+                    histtype="step",
+                    color=colours[name],
+                    label=f"{name} ({len(values)})",
+                )
         axes.set_title(f"{score.name}\nAUROC {fmt(result['overall']['auroc'])}", fontsize=8)
         axes.set_xlabel(score.kind if score.kind != "baseline" else score.name, fontsize=8)
         axes.tick_params(labelsize=7)
@@ -226,11 +260,16 @@ def run(args: argparse.Namespace, command: str) -> dict:
     table_path, fasta_path = args.data / TABLE_NAME, args.data / FASTA_NAME
     for path in (table_path, fasta_path):
         if not path.is_file():
-            raise VepError(f"{path}: no such file; --data must be the folder with {TABLE_NAME} and {FASTA_NAME} "
-                           "(../shared/data/vep beside the repository)")
+            raise VepError(
+                f"{path}: no such file; --data must be the folder with {TABLE_NAME} and {FASTA_NAME} "
+                "(../shared/data/vep beside the repository)"
+            )
     table = load_sge_table(table_path, fasta_path, args.exclude_ref_mismatches, args.max_variants)
-    for option, paths in (("--generator", args.generator), ("--model", args.model),
-                          ("--discriminator", args.discriminator)):
+    for option, paths in (
+        ("--generator", args.generator),
+        ("--model", args.model),
+        ("--discriminator", args.discriminator),
+    ):
         for path in paths:
             check_model_path(path, option)
     if args.generator or args.model or args.discriminator:
@@ -248,16 +287,25 @@ def run(args: argparse.Namespace, command: str) -> dict:
         "written": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
         "minutes": (time.perf_counter() - started) / 60,
         "settings": {
-            "window": args.window, "reverse_complement": args.reverse_complement, "max_variants": args.max_variants,
-            "bootstrap": args.bootstrap, "batch_size": args.batch_size,
+            "window": args.window,
+            "reverse_complement": args.reverse_complement,
+            "max_variants": args.max_variants,
+            "bootstrap": args.bootstrap,
+            "batch_size": args.batch_size,
             "device": args.device or ("cuda" if torch.cuda.is_available() else "cpu"),
             "torch_threads": torch.get_num_threads(),
         },
         "data": {
-            "table": display_path(table_path), "table_sha256": file_sha256(table_path),
-            "fasta": display_path(fasta_path), "fasta_sha256": file_sha256(fasta_path), "fasta_first_position": table.first_position,
-            "variants": len(table.variants), "classes": {name: table.classes.count(name) for name in CLASSES},
-            "positive_class": POSITIVE_CLASS, "ref_checked": table.ref_checked, "ref_excluded": table.excluded,
+            "table": display_path(table_path),
+            "table_sha256": file_sha256(table_path),
+            "fasta": display_path(fasta_path),
+            "fasta_sha256": file_sha256(fasta_path),
+            "fasta_first_position": table.first_position,
+            "variants": len(table.variants),
+            "classes": {name: table.classes.count(name) for name in CLASSES},
+            "positive_class": POSITIVE_CLASS,
+            "ref_checked": table.ref_checked,
+            "ref_excluded": table.excluded,
         },
         "results": results,
         "literature": list(LITERATURE),
@@ -270,6 +318,8 @@ def run(args: argparse.Namespace, command: str) -> dict:
 
 def report_scores(report: dict, output: Path) -> None:
     for result in report["results"]:
-        print(f"{result['name']}: AUROC {fmt(result['overall']['auroc'])}, AUPRC {fmt(result['overall']['auprc'])}, "
-              f"Spearman {fmt(result['overall']['spearman'])}")
+        print(
+            f"{result['name']}: AUROC {fmt(result['overall']['auroc'])}, AUPRC {fmt(result['overall']['auprc'])}, "
+            f"Spearman {fmt(result['overall']['spearman'])}"
+        )
     print(f"written {output / OUTPUT_NAME}.md, .json, .png")

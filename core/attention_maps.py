@@ -65,7 +65,8 @@ def check_attention_memory(config, tokens: int, rows: int = 1, available: int | 
     per_token_pair = attention_memory_bytes(config, 1, rows)
     longest = int((available / per_token_pair) ** 0.5) - TOKENS_BEFORE_BASES - TOKENS_AFTER_BASES
     raise ValueError(
-        f"attention maps of {tokens - TOKENS_BEFORE_BASES - TOKENS_AFTER_BASES:,} bp need about {needed / 2**30:.1f} GiB "
+        f"attention maps of {tokens - TOKENS_BEFORE_BASES - TOKENS_AFTER_BASES:,} bp need about "
+        f"{needed / 2**30:.1f} GiB "
         f"({config.num_hidden_layers} layers × {config.num_attention_heads} heads × {tokens:,}² weights, float32, held "
         f"at once by the eager path) and {available / 2**30:.1f} GiB is available: give at most {max(longest, 0):,} bp "
         "(a shorter --sequence or --region), or a machine with more memory"
@@ -82,14 +83,23 @@ def attention_batches(model, tokenizer, sequences: list[str], batch_size: int = 
         check_attention_memory(model.config, max(len(rows[i]) for i in batch), len(batch))
     for batch in tqdm(batches, desc="attention", unit="batch", disable=not progress):
         input_ids, attention_mask = pad_batch([rows[i] for i in batch], model.config.pad_token_id)
-        outputs = model(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device), output_attentions=True)
+        outputs = model(
+            input_ids=input_ids.to(device), attention_mask=attention_mask.to(device), output_attentions=True
+        )
         for row, index in enumerate(batch):
             length = len(rows[index])
             yield index, [layer[row, :, :length, :length].float().cpu() for layer in outputs.attentions]
 
 
-def attention_maps(model, tokenizer, sequences: list[str], layers: list[int] | None = None, heads: list[int] | None = None,
-                   batch_size: int = 8, progress: bool = True) -> list[np.ndarray]:
+def attention_maps(
+    model,
+    tokenizer,
+    sequences: list[str],
+    layers: list[int] | None = None,
+    heads: list[int] | None = None,
+    batch_size: int = 8,
+    progress: bool = True,
+) -> list[np.ndarray]:
     """Per sequence, an array (layers, heads, tokens, tokens) for the chosen layers and heads (default: all)."""
     layers = list(range(model.config.num_hidden_layers)) if layers is None else layers
     heads = list(range(model.config.num_attention_heads)) if heads is None else heads
@@ -107,7 +117,9 @@ def check_indices(indices: list[int], count: int, what: str) -> None:
         raise ValueError(f"{what} {bad[0]} does not exist: this model has {what}s 0..{count - 1}")
 
 
-def received_attention(model, tokenizer, sequences: list[str], layers: list[int], batch_size: int = 8, progress: bool = True) -> list[np.ndarray]:
+def received_attention(
+    model, tokenizer, sequences: list[str], layers: list[int], batch_size: int = 8, progress: bool = True
+) -> list[np.ndarray]:
     """Per sequence, an array (layers, tokens): attention received by each key, mean over heads and queries."""
     received = [None] * len(sequences)
     for index, attentions in attention_batches(model, tokenizer, sequences, batch_size, progress):
@@ -127,8 +139,15 @@ def motif_snr(received: np.ndarray, motif_spans: list[tuple[int, int]]) -> np.nd
     return on_bases[:, is_motif].mean(axis=1) / on_bases[:, ~is_motif].mean(axis=1)
 
 
-def snr_per_layer(model, tokenizer, sequences: list[str], motif_spans: list[list[tuple[int, int]]], layers: list[int] | None = None,
-                  batch_size: int = 8, progress: bool = True) -> np.ndarray:
+def snr_per_layer(
+    model,
+    tokenizer,
+    sequences: list[str],
+    motif_spans: list[list[tuple[int, int]]],
+    layers: list[int] | None = None,
+    batch_size: int = 8,
+    progress: bool = True,
+) -> np.ndarray:
     """Mean over sequences of `motif_snr`, one value per layer (default: the global layers)."""
     layers = global_layers(model.config) if layers is None else layers
     received = received_attention(model, tokenizer, sequences, layers, batch_size, progress)
@@ -155,9 +174,16 @@ def position_label(axis_name: str, chrom: str) -> str:
     return f"{axis_name}: position on {chrom} (bp)" if chrom else f"{axis_name}: position in the sequence (bp)"
 
 
-def attention_figure(maps: np.ndarray, layers: list[int], head_labels: list[str], config=None,
-                     motif_spans: list[tuple[int, int]] | dict[str, list[tuple[int, int]]] = (), title: str = "",
-                     first_position: int = 1, chrom: str = ""):
+def attention_figure(
+    maps: np.ndarray,
+    layers: list[int],
+    head_labels: list[str],
+    config=None,
+    motif_spans: list[tuple[int, int]] | dict[str, list[tuple[int, int]]] = (),
+    title: str = "",
+    first_position: int = 1,
+    chrom: str = "",
+):
     """Heatmaps of `maps` (layers, heads, tokens, tokens), bases only: one panel per layer and head, four a row.
 
     Axes are base-pair positions: base i of the sequence is `first_position + i` (on `chrom`, when given). Motif
@@ -169,7 +195,11 @@ def attention_figure(maps: np.ndarray, layers: list[int], head_labels: list[str]
 
     plt = pyplot()
     motifs = motif_spans if isinstance(motif_spans, dict) else ({"motif": list(motif_spans)} if motif_spans else {})
-    bases = maps[..., TOKENS_BEFORE_BASES : maps.shape[-2] - TOKENS_AFTER_BASES, TOKENS_BEFORE_BASES : maps.shape[-1] - TOKENS_AFTER_BASES]
+    bases = maps[
+        ...,
+        TOKENS_BEFORE_BASES : maps.shape[-2] - TOKENS_AFTER_BASES,
+        TOKENS_BEFORE_BASES : maps.shape[-1] - TOKENS_AFTER_BASES,
+    ]
     first, last = first_position, first_position + bases.shape[-1] - 1
     extent = (first - 0.5, last + 0.5, last + 0.5, first - 0.5)  # pixel i is centred on its base's coordinate
     coordinate = FuncFormatter(lambda value, _: f"{int(round(value)):,}")
@@ -177,7 +207,7 @@ def attention_figure(maps: np.ndarray, layers: list[int], head_labels: list[str]
     columns = min(4, len(panels))
     rows = -(-len(panels) // columns)
     figure, axes = plt.subplots(rows, columns, figsize=(3.9 * columns, 3.5 * rows + 0.9), squeeze=False)
-    for axis in axes.flat[len(panels):]:
+    for axis in axes.flat[len(panels) :]:
         axis.axis("off")
     for axis, (layer, head, panel) in zip(axes.flat, panels):
         clip = max(float(np.percentile(panel, CLIP_PERCENTILE)), 1e-6)
@@ -195,12 +225,17 @@ def attention_figure(maps: np.ndarray, layers: list[int], head_labels: list[str]
             ticks.set_major_formatter(coordinate)
         axis.tick_params(labelsize=7)
         colour_bar = figure.colorbar(image, ax=axis, fraction=0.046, pad=0.04, extend="max")
-        colour_bar.set_label(f"attention weight (fraction of the query's attention)\nclipped at the {CLIP_PERCENTILE}th "
-                             f"percentile, {clip:.3g}", fontsize=7)
+        colour_bar.set_label(
+            f"attention weight (fraction of the query's attention)\nclipped at the {CLIP_PERCENTILE}th "
+            f"percentile, {clip:.3g}",
+            fontsize=7,
+        )
         colour_bar.ax.tick_params(labelsize=6)
     if motifs:
-        handles = [Patch(fill=False, edgecolor=colour, label=f"{name}: {len(spans)} occurrence(s), outlined as key and query")
-                   for colour, (name, spans) in zip(MOTIF_COLOURS * len(motifs), motifs.items())]
+        handles = [
+            Patch(fill=False, edgecolor=colour, label=f"{name}: {len(spans)} occurrence(s), outlined as key and query")
+            for colour, (name, spans) in zip(MOTIF_COLOURS * len(motifs), motifs.items())
+        ]
         figure.legend(handles=handles, loc="lower center", ncol=min(len(handles), 3), fontsize=8, frameon=False)
     note = "row = a query base's attention over the key bases; [CLS] row and column not shown"
     figure.suptitle(f"{title}\n{note}" if title else note, fontsize=9, wrap=True)
@@ -208,9 +243,17 @@ def attention_figure(maps: np.ndarray, layers: list[int], head_labels: list[str]
     return figure
 
 
-def plot_attention(maps: np.ndarray, layers: list[int], head_labels: list[str], path: str | Path, config=None,
-                   motif_spans: list[tuple[int, int]] | dict[str, list[tuple[int, int]]] = (), title: str = "",
-                   first_position: int = 1, chrom: str = "") -> None:
+def plot_attention(
+    maps: np.ndarray,
+    layers: list[int],
+    head_labels: list[str],
+    path: str | Path,
+    config=None,
+    motif_spans: list[tuple[int, int]] | dict[str, list[tuple[int, int]]] = (),
+    title: str = "",
+    first_position: int = 1,
+    chrom: str = "",
+) -> None:
     """`attention_figure` saved as a PNG at `path`."""
     save_figure(attention_figure(maps, layers, head_labels, config, motif_spans, title, first_position, chrom), path)
 
@@ -231,5 +274,3 @@ def plot_snr(series: dict[str, list[float]], layers: list[int], path: str | Path
     axis.legend(fontsize=7, loc="lower right")
     figure.tight_layout()
     save_figure(figure, path)
-
-

@@ -41,8 +41,10 @@ def read_bed(path: str | Path) -> list[BedRegion]:
                 raise RegionError(f"{source}: a BED line needs chrom, start and end; found {len(fields)} column(s)")
             chrom, start_text, end_text = (field.strip() for field in fields[:3])
             if not (start_text.isdigit() and end_text.isdigit()):
-                raise RegionError(f"{source}: start {start_text!r} and end {end_text!r} must be whole numbers "
-                                  "(BED is 0-based, end exclusive)")
+                raise RegionError(
+                    f"{source}: start {start_text!r} and end {end_text!r} must be whole numbers "
+                    "(BED is 0-based, end exclusive)"
+                )
             start, end = int(start_text), int(end_text)
             if start >= end:
                 raise RegionError(f"{source}: start {start} is not before end {end} (BED is 0-based, end exclusive)")

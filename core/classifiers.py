@@ -2,7 +2,6 @@
 (full, frozen, LoRA, released, Hub id), and its raw outputs.
 """
 
-
 import json
 import statistics
 from dataclasses import dataclass
@@ -11,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nucel.core.records import FINETUNE_METADATA, read_record
 from nucel.core.models import default_device, load_checked, quiet_loading, resolve_model_folder
+from nucel.core.records import FINETUNE_METADATA, read_record
 from nucel.modeling_nucel import NucELConfig, NucELForSequenceClassification
 from nucel.tokenization import load_tokenizer, token_length
 
@@ -63,10 +62,14 @@ def adapter_base(model_dir: Path, metadata: dict) -> Path:
     except FileNotFoundError as error:
         # An adapter release (`nucel release --lora-adapter`) always names a Hub id; a fine-tune folder may name the
         # local folder it was trained from.
-        advice = (f"download it with `hf download {base}` (with the Hub reachable), then run again"
-                  if metadata.get("base_model_source", "hub") == "hub"
-                  else "it was a local folder where the adapter was trained: put it back there, then run again")
-        raise FileNotFoundError(f"{model_dir}: cannot load the base model of this LoRA adapter, {error}; {advice}") from None
+        advice = (
+            f"download it with `hf download {base}` (with the Hub reachable), then run again"
+            if metadata.get("base_model_source", "hub") == "hub"
+            else "it was a local folder where the adapter was trained: put it back there, then run again"
+        )
+        raise FileNotFoundError(
+            f"{model_dir}: cannot load the base model of this LoRA adapter, {error}; {advice}"
+        ) from None
 
 
 def load_finetuned(model_dir: str | Path):
@@ -83,8 +86,13 @@ def load_finetuned(model_dir: str | Path):
             from peft import PeftModel
 
             # Folders written before the head was a setting have no "head": theirs was ModernBERT's.
-            base = classifier_on(str(adapter_base(model_dir, metadata)), metadata["label_names"], metadata["problem_type"],
-                                 metadata["pooling"], metadata.get("head", "modernbert"))
+            base = classifier_on(
+                str(adapter_base(model_dir, metadata)),
+                metadata["label_names"],
+                metadata["problem_type"],
+                metadata["pooling"],
+                metadata.get("head", "modernbert"),
+            )
             # An adapter folder has no config.json of its own: the record goes on the rebuilt config, so that a
             # merged release (`nucel release`) writes it into its config.json.
             if (lengths := recorded_lengths(metadata)) is not None:
@@ -120,12 +128,20 @@ def load_classifier(name_or_path: str | Path, device: str | None = None) -> Clas
     folder = resolve_model_folder(name_or_path)
     if (folder / FINETUNE_METADATA).is_file():
         model, tokenizer, metadata = load_finetuned(folder)
-        return Classifier(model.to(default_device(device)), tokenizer, metadata["label_names"], metadata["problem_type"],
-                          recorded_lengths(metadata), str(name_or_path))
+        return Classifier(
+            model.to(default_device(device)),
+            tokenizer,
+            metadata["label_names"],
+            metadata["problem_type"],
+            recorded_lengths(metadata),
+            str(name_or_path),
+        )
     if (folder / ADAPTER_CONFIG).is_file():
         # Adapter releases written before `nucel release` recorded the classifier beside the adapter.
-        raise FileNotFoundError(f"{name_or_path}: a LoRA adapter without {FINETUNE_METADATA} (its base model, labels and head); "
-                                "release it again with the current `nucel release --lora-adapter`, or release the merged model")
+        raise FileNotFoundError(
+            f"{name_or_path}: a LoRA adapter without {FINETUNE_METADATA} (its base model, labels and head); "
+            "release it again with the current `nucel release --lora-adapter`, or release the merged model"
+        )
     if not (folder / "config.json").is_file():
         raise FileNotFoundError(f"{name_or_path}: no config.json here; not a model folder")
     model = load_checked(NucELForSequenceClassification, folder, device)
@@ -133,11 +149,15 @@ def load_classifier(name_or_path: str | Path, device: str | None = None) -> Clas
     label_names = [str(config.id2label[i]) for i in range(config.num_labels)]
     # transformers' own rule when problem_type is unset: one output is a regression, several are classes.
     problem_type = config.problem_type or ("regression" if config.num_labels == 1 else "single_label_classification")
-    return Classifier(model, load_tokenizer(folder), label_names, problem_type, folder_training_lengths(folder), str(name_or_path))
+    return Classifier(
+        model, load_tokenizer(folder), label_names, problem_type, folder_training_lengths(folder), str(name_or_path)
+    )
 
 
 @torch.inference_mode()
-def predict_logits(model, tokenizer, sequences: list[str], batch_size: int = 32, max_length_bp: int | None = None) -> np.ndarray:
+def predict_logits(
+    model, tokenizer, sequences: list[str], batch_size: int = 32, max_length_bp: int | None = None
+) -> np.ndarray:
     """Raw outputs (n, num_labels) for `sequences`, in order; longer sequences are cut to `max_length_bp`."""
     model.eval()
     device = next(model.parameters()).device
@@ -152,5 +172,3 @@ def predict_logits(model, tokenizer, sequences: list[str], batch_size: int = 32,
         ).to(device)
         outputs.append(model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float().cpu())
     return torch.cat(outputs).numpy()
-
-

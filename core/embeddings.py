@@ -21,8 +21,8 @@ What the numbers are:
 Memory does not grow with the input: records are read one at a time, windows are read a few batches ahead
 (per-base: one batch), sorted by length (longest first) and batched so that padding stays small, and results are
 written out as soon as they are complete, in input order: per-base rows of a long record while the record is
-still being embedded, a pooled vector (a running sum or maximum: no per-base array) when its record ends. The output appears under
-its name only when complete (written beside it and renamed).
+still being embedded, a pooled vector (a running sum or maximum: no per-base array) when its record ends. The output
+appears under its name only when complete (written beside it and renamed).
 """
 
 import heapq
@@ -129,7 +129,9 @@ class _RecordEmbedding:
         return piece
 
 
-def _record_windows(state: _RecordEmbedding, tokenizer, window: int, overlap: int, both_strands: bool) -> Iterator[_Window]:
+def _record_windows(
+    state: _RecordEmbedding, tokenizer, window: int, overlap: int, both_strands: bool
+) -> Iterator[_Window]:
     """The model inputs of one record, both strands interleaved in forward-position order (the reverse strand's
     windows last one first), so that per-base rows of both strands arrive together and can be handed on."""
     sequence, length = state.sequence, len(state.sequence)
@@ -167,7 +169,9 @@ def embedding_stream(
     if batch_size < 1:
         raise ValueError(f"batch size must be at least 1, got {batch_size} (--batch-size)")
     strands = [False, True] if reverse_complement_average else [False]
-    return _stream(model, tokenizer, records, pooling, layer, strands, window, overlap, batch_size, progress, total_bases)
+    return _stream(
+        model, tokenizer, records, pooling, layer, strands, window, overlap, batch_size, progress, total_bases
+    )
 
 
 def _stream(model, tokenizer, records, pooling, layer, strands, window, overlap, batch_size, progress, total_bases):
@@ -216,9 +220,23 @@ def embed_sequences(
     returns per-base embeddings, a list with one (sequence length, hidden size) array per sequence.
     `sources` (e.g. "file line 3") name the records in error messages.
     """
-    records = (SequenceRecord(str(i), sequence, sources[i] if sources else f"sequence {i + 1}") for i, sequence in enumerate(sequences))
-    stream = embedding_stream(model, tokenizer, records, pooling, layer, reverse_complement_average, window, overlap, batch_size,
-                              progress, sum(len(s) for s in sequences))
+    records = (
+        SequenceRecord(str(i), sequence, sources[i] if sources else f"sequence {i + 1}")
+        for i, sequence in enumerate(sequences)
+    )
+    stream = embedding_stream(
+        model,
+        tokenizer,
+        records,
+        pooling,
+        layer,
+        reverse_complement_average,
+        window,
+        overlap,
+        batch_size,
+        progress,
+        sum(len(s) for s in sequences),
+    )
     embeddings, parts = [], []
     for piece in stream:
         parts.append(piece.vectors)

@@ -73,5 +73,6 @@ def interruption_reported(output: str | Path):
     except Interrupted:
         raise
     except KeyboardInterrupt:
-        raise Interrupted(f"{output} was not written and no partial file is left; run the command again to start "
-                          "over") from None
+        raise Interrupted(
+            f"{output} was not written and no partial file is left; run the command again to start over"
+        ) from None

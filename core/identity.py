@@ -34,7 +34,8 @@ def folder_identity(folder: str | Path, source: str | None = None) -> dict:
     """sha256 of every weights file and of config.json / tokenizer.json of a checkpoint folder."""
     folder = Path(folder)
     names = sorted(
-        path.name for path in folder.iterdir()
+        path.name
+        for path in folder.iterdir()
         if path.is_file() and path.name.endswith(WEIGHT_SUFFIXES) and path.name not in NOT_WEIGHTS
     )
     if not names:

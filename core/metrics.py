@@ -30,7 +30,9 @@ def classification_metrics(labels, probabilities) -> dict:
     return {
         "mcc": float(matthews_corrcoef(labels, predictions)),
         "accuracy": float(accuracy_score(labels, predictions)),
-        "f1_macro": float(f1_score(labels, predictions, average="macro", labels=range(probabilities.shape[1]), zero_division=0)),
+        "f1_macro": float(
+            f1_score(labels, predictions, average="macro", labels=range(probabilities.shape[1]), zero_division=0)
+        ),
         "auroc": auroc(labels, probabilities),
     }
 
@@ -55,7 +57,9 @@ def multilabel_metrics(labels, probabilities, threshold: float = 0.5) -> dict:
     return {
         "f1_macro": float(f1_score(labels, predictions, average="macro", zero_division=0)),
         "subset_accuracy": float(accuracy_score(labels, predictions)),
-        "auroc": float(roc_auc_score(labels[:, scorable], probabilities[:, scorable], average="macro")) if scorable else None,
+        "auroc": float(roc_auc_score(labels[:, scorable], probabilities[:, scorable], average="macro"))
+        if scorable
+        else None,
     }
 
 

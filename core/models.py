@@ -10,8 +10,8 @@ from pathlib import Path
 import torch
 from transformers.utils import logging as transformers_logging
 
-from nucel.modeling_nucel import NucELModel
 from nucel.core.files import atomic_folder
+from nucel.modeling_nucel import NucELModel
 from nucel.tokenization import build_tokenizer, load_tokenizer, save_tokenizer
 
 # What a model folder needs from a Hub repository (weights, configs, tokenizer, code); never its other files.
@@ -21,7 +21,7 @@ HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
 
 
 def is_repository_id(name: str) -> bool:
-    """"owner/name": what a user's repository (a release, a fine-tune's base) is called on the Hub."""
+    """ "owner/name": what a user's repository (a release, a fine-tune's base) is called on the Hub."""
     return bool(HUB_ID.fullmatch(name)) and name.count("/") == 1
 
 
@@ -42,13 +42,17 @@ def default_device(device: str | None = None) -> str:
         return "cuda" if torch.cuda.is_available() else "cpu"
     match = DEVICE.fullmatch(device)
     if match is None:
-        raise ValueError(f"--device {device}: not a device; give cpu, cuda, cuda:N or mps (this machine has: "
-                         f"{', '.join(available_devices())})")
+        raise ValueError(
+            f"--device {device}: not a device; give cpu, cuda, cuda:N or mps (this machine has: "
+            f"{', '.join(available_devices())})"
+        )
     kind, index = match[1], int(match[2][1:]) if match[2] else 0
     usable = {"cpu": True, "cuda": index < torch.cuda.device_count(), "mps": torch.backends.mps.is_available()}[kind]
     if not usable:
-        raise ValueError(f"--device {device}: this torch cannot use it (built without it, or no such device); this "
-                         f"machine has: {', '.join(available_devices())}")
+        raise ValueError(
+            f"--device {device}: this torch cannot use it (built without it, or no such device); this "
+            f"machine has: {', '.join(available_devices())}"
+        )
     return device
 
 
@@ -59,7 +63,9 @@ def resolve_model_folder(name_or_path: str | Path) -> Path:
     if path.is_dir():
         return path
     if path.exists():
-        raise NotADirectoryError(f"{path} is a file; a model is a folder (config.json, model.safetensors, ...) or a Hub id")
+        raise NotADirectoryError(
+            f"{path} is a file; a model is a folder (config.json, model.safetensors, ...) or a Hub id"
+        )
     name = str(name_or_path)
     reason = ""
     if HUB_ID.fullmatch(name):
@@ -69,8 +75,11 @@ def resolve_model_folder(name_or_path: str | Path) -> Path:
         try:
             return Path(snapshot_download(name, allow_patterns=MODEL_FILES))
         except (HFValidationError, OSError) as error:  # not on the Hub, not in the cache, or no connection
-            reason = (" (not in the local Hugging Face cache, and HF_HUB_OFFLINE=1 keeps the Hub off)" if constants.HF_HUB_OFFLINE
-                      else f" (the Hub has no such repository, or it cannot be reached: {type(error).__name__})")
+            reason = (
+                " (not in the local Hugging Face cache, and HF_HUB_OFFLINE=1 keeps the Hub off)"
+                if constants.HF_HUB_OFFLINE
+                else f" (the Hub has no such repository, or it cannot be reached: {type(error).__name__})"
+            )
     raise FileNotFoundError(f"{name}: no such model folder or Hub id{reason}")
 
 

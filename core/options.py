@@ -49,11 +49,21 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 # The shared options
 
 
-def add_output(parser, kind: str, help: str, required: bool = True, default=None, aliases: tuple[str, ...] = ()) -> None:
+def add_output(
+    parser, kind: str, help: str, required: bool = True, default=None, aliases: tuple[str, ...] = ()
+) -> None:
     """`-o/--output`: `kind` "file" or "folder". A folder output is refused when it exists and is not empty, a file
     output when it exists, unless `--overwrite` (`refuse_existing_outputs`). `aliases`: earlier spellings."""
-    parser.add_argument("-o", "--output", *aliases, dest="output", required=required and default is None, default=default,
-                        type=Path, help=help)
+    parser.add_argument(
+        "-o",
+        "--output",
+        *aliases,
+        dest="output",
+        required=required and default is None,
+        default=default,
+        type=Path,
+        help=help,
+    )
     parser.add_argument("--overwrite", action="store_true", help=f"replace an existing output {kind}")
     parser.set_defaults(output_kind=kind)
 
@@ -70,13 +80,17 @@ def check_output(path: Path, kind: str, overwrite: bool, option: str = "-o/--out
         if path.is_file():
             raise NotADirectoryError(f"{option} {path}: is a file; give a folder name")
         if not overwrite and path.is_dir() and any(path.iterdir()):
-            raise FileExistsError(f"{option} {path}: the folder exists and is not empty; pass --overwrite to replace "
-                                  "its contents, or choose another folder")
+            raise FileExistsError(
+                f"{option} {path}: the folder exists and is not empty; pass --overwrite to replace "
+                "its contents, or choose another folder"
+            )
     else:
         if path.is_dir():
             raise IsADirectoryError(f"{option} {path}: is a directory; {option} names the file to write")
         if not overwrite and path.exists():
-            raise FileExistsError(f"{option} {path}: the file exists; pass --overwrite to replace it, or choose another name")
+            raise FileExistsError(
+                f"{option} {path}: the file exists; pass --overwrite to replace it, or choose another name"
+            )
 
 
 def add_model(parser, help: str = "NucEL model folder or Hub id", required: bool = True, **options) -> None:
@@ -87,7 +101,9 @@ def add_device(parser) -> None:
     parser.add_argument("--device", help=DEVICE_HELP)
 
 
-def add_threads(parser, help: str = "torch CPU threads (default: torch's choice; 1 is fastest on a busy shared CPU)") -> None:
+def add_threads(
+    parser, help: str = "torch CPU threads (default: torch's choice; 1 is fastest on a busy shared CPU)"
+) -> None:
     parser.add_argument("--threads", "--torch-threads", dest="threads", type=int, help=help)
 
 
@@ -111,7 +127,9 @@ def one_sequence_arguments(parser):
 
 def table_arguments(parser) -> None:
     parser.add_argument("--sequence-column", help="sequence column of a CSV/TSV (default: 'sequence' or 'seq')")
-    parser.add_argument("--id-column", help="id column of a CSV/TSV (default: 'id', 'name' or 'sequence_id', else the row number)")
+    parser.add_argument(
+        "--id-column", help="id column of a CSV/TSV (default: 'id', 'name' or 'sequence_id', else the row number)"
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -144,8 +162,14 @@ def plain_type(hint):
     return hint, False
 
 
-def settings_options(parser, settings_class, names=None, defaults_from_class: bool = True, choices: dict | None = None,
-                     skip: tuple[str, ...] = ()) -> list[str]:
+def settings_options(
+    parser,
+    settings_class,
+    names=None,
+    defaults_from_class: bool = True,
+    choices: dict | None = None,
+    skip: tuple[str, ...] = (),
+) -> list[str]:
     """One `--name` option per field of `settings_class` (or of `names`), typed from its annotation, its help the
     field's comment. `defaults_from_class=False` leaves every default None (a config file fills what the command line
     leaves out). Returns the fields' names."""
@@ -161,15 +185,18 @@ def settings_options(parser, settings_class, names=None, defaults_from_class: bo
         if not defaults_from_class and default is not None:
             help = f"{help} (default: {default!r})" if help else f"default: {default!r}"
         options = dict(dest=field.name, default=default if defaults_from_class else None, help=help or None)
-        spellings = (f"--{field.name.replace('_', '-')}", f"--{field.name}") if "_" in field.name else (f"--{field.name}",)
+        spellings = (
+            (f"--{field.name.replace('_', '-')}", f"--{field.name}") if "_" in field.name else (f"--{field.name}",)
+        )
         if kind is bool:
             parser.add_argument(*spellings, action=argparse.BooleanOptionalAction, **options)
         elif many:  # `--skip-contigs` alone gives [], which turns the filter off
             parser.add_argument(*spellings, nargs="*", type=kind, **options)
         else:
             allowed = (choices or {}).get(field.name)
-            parser.add_argument(*spellings, type=kind, choices=allowed, metavar=None if allowed else kind.__name__.upper(),
-                                **options)
+            parser.add_argument(
+                *spellings, type=kind, choices=allowed, metavar=None if allowed else kind.__name__.upper(), **options
+            )
         added.append(field.name)
     return added
 

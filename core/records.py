@@ -30,8 +30,10 @@ def read_record(path: Path) -> dict:
     something else). Records written before formats were numbered count as format 0."""
     record = json.loads(Path(path).read_text())
     if record.get("format", 0) > RECORD_FORMAT:
-        raise ValueError(f"{path}: record format {record['format']} is newer than this package reads ({RECORD_FORMAT}); "
-                         "upgrade nucel")
+        raise ValueError(
+            f"{path}: record format {record['format']} is newer than this package reads ({RECORD_FORMAT}); "
+            "upgrade nucel"
+        )
     return record
 
 
@@ -70,9 +72,16 @@ def probe_scores(records: list[dict]) -> dict:
 
 def validation_series(records: list[dict]) -> list[dict]:
     """The figures of every validation, `validation_` prefix removed: [{"step": s, "loss": ..., ...}, ...]."""
-    return [{"step": record["step"], **{key.removeprefix("validation_"): value for key, value in record.items()
-                                        if key.startswith("validation_")}}
-            for record in records if "validation_loss" in record]
+    return [
+        {
+            "step": record["step"],
+            **{
+                key.removeprefix("validation_"): value for key, value in record.items() if key.startswith("validation_")
+            },
+        }
+        for record in records
+        if "validation_loss" in record
+    ]
 
 
 def public_recipe(config: dict) -> dict:
@@ -92,6 +101,7 @@ def pretraining_record(run: Path, config: dict, part: str) -> dict:
     records = read_run_log(run)
     training = [record for record in records if "loss" in record]
     series = validation_series(records)
+    ood = validation_series(records, "ood_validation_")
     start = next((record for record in records if "windows" in record), {})
     return {
         "format": RECORD_FORMAT,
@@ -106,6 +116,8 @@ def pretraining_record(run: Path, config: dict, part: str) -> dict:
         "steps": training[-1]["step"] if training else 0,
         "validation": series[-1] if series else None,
         "validation_series": series,
+        "ood_validation": ood[-1] if ood else None,
+        "ood_validation_series": ood,
         "probes": probe_scores(records),
     }
 
@@ -135,6 +147,8 @@ def read_pretraining_record(folder: str | Path, run: str | Path | None = None) -
     if run is None:
         return None
     if not (run / RUN_LOG).is_file():
-        raise FileNotFoundError(f"{run} is not a pre-training run folder: it has no {RUN_LOG} (written by nucel pretrain)")
+        raise FileNotFoundError(
+            f"{run} is not a pre-training run folder: it has no {RUN_LOG} (written by nucel pretrain)"
+        )
     config = legacy_config(run)
     return pretraining_record(run, config or {}, folder.name) | ({} if config else {"recipe": None, "data": []})

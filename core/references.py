@@ -31,7 +31,7 @@ class ReferenceFileError(RegionError):
 
 
 def compression(path: Path) -> str:
-    """"bgzip", "gzip" or "plain", from the file's first bytes: BGZF is gzip with a `BC` extra field (SAM spec 4.1)."""
+    """ "bgzip", "gzip" or "plain", from the file's first bytes: BGZF is gzip with a `BC` extra field (SAM spec 4.1)."""
     with open(path, "rb") as handle:
         head = handle.read(18)
     if head[:2] != b"\x1f\x8b":
@@ -77,7 +77,8 @@ def build_indexes(path: Path) -> None:
     except pysam.SamtoolsError as error:
         raise ReferenceFileError(
             f"{path}: htslib cannot index it as FASTA (is every line of a record, but its last, the same length?); "
-            f"`nucel index {path}` writes an indexable copy") from error
+            f"`nucel index {path}` writes an indexable copy"
+        ) from error
     finally:
         for leftover in staged:
             leftover.unlink(missing_ok=True)
@@ -97,7 +98,8 @@ def check_reference_file(path: str | Path) -> Path:
         raise ReferenceFileError(
             f"{path} is compressed with plain gzip, which cannot be read by position; run `{index_command(path)}` "
             f"once (it writes {indexed_copy_name(path).name} with its .fai and .gzi indexes) and pass that file as "
-            "--reference")
+            "--reference"
+        )
     opener = gzip.open if kind == "bgzip" else open
     with opener(path, "rb") as handle:
         first = handle.read(1)
@@ -109,8 +111,10 @@ def check_reference_file(path: str | Path) -> Path:
         return path
     if not os.access(path.parent, os.W_OK):
         missing = ", ".join(index.name for index in indexes)
-        raise ReferenceFileError(f"{path}: its index ({missing}) is missing or older than the FASTA, and its folder is "
-                                 f"not writable; run `{index_command(path)}` once and pass that file as --reference")
+        raise ReferenceFileError(
+            f"{path}: its index ({missing}) is missing or older than the FASTA, and its folder is "
+            f"not writable; run `{index_command(path)}` once and pass that file as --reference"
+        )
     build_indexes(path)
     return path
 
@@ -159,8 +163,10 @@ class Reference:
         shown = ", ".join(names[:NAMES_SHOWN]) + (f", ... ({len(names):,} in all)" if len(names) > NAMES_SHOWN else "")
         slices = [name for name in names if name.startswith((f"{chrom}:", f"{other_spelling(chrom)}:"))]
         if slices:  # e.g. the BRCA1 reference's one record `chr17:41180001-41300000`
-            return (f"the reference has {shown}; {slices[0]!r} looks like a slice of {chrom} whose positions start at "
-                    "1: use a reference of the whole chromosome, or positions relative to the slice")
+            return (
+                f"the reference has {shown}; {slices[0]!r} looks like a slice of {chrom} whose positions start at "
+                "1: use a reference of the whole chromosome, or positions relative to the slice"
+            )
         nearest = difflib.get_close_matches(chrom, names, n=1, cutoff=0.5)
         return f"the reference has {shown}" + (f"; nearest name: {nearest[0]!r}" if nearest else "")
 
@@ -222,12 +228,15 @@ class GenomeRegion:
 
 
 def missing_contig_error(reference: Reference, chrom: str, source: str) -> ReferenceFileError:
-    return ReferenceFileError(f"{source}: chromosome {chrom!r} is not in the reference {reference.path} "
-                              f"(nor {other_spelling(chrom)!r}); {reference.missing_contig_hint(chrom)}")
+    return ReferenceFileError(
+        f"{source}: chromosome {chrom!r} is not in the reference {reference.path} "
+        f"(nor {other_spelling(chrom)!r}); {reference.missing_contig_hint(chrom)}"
+    )
 
 
-def fetch_region(reference: Reference, chrom: str, start: int | None, end: int | None, name: str,
-                 source: str) -> GenomeRegion:
+def fetch_region(
+    reference: Reference, chrom: str, start: int | None, end: int | None, name: str, source: str
+) -> GenomeRegion:
     """The region `chrom`, bases start..end (0-based, end exclusive; None: the whole record) checked against the
     reference: the chromosome present (by either spelling) and the bounds inside it."""
     from nucel.core.sequences import clean_sequence
@@ -255,8 +264,9 @@ def read_bed_regions(path: str | Path, reference: Reference) -> list[GenomeRegio
     return [fetch_region(reference, bed.chrom, bed.start, bed.end, bed.name, bed.source) for bed in read_bed(path)]
 
 
-def command_regions(region: str | None, bed: str | None,
-                    reference_path: str | None) -> tuple[Reference, list[GenomeRegion]]:
+def command_regions(
+    region: str | None, bed: str | None, reference_path: str | None
+) -> tuple[Reference, list[GenomeRegion]]:
     """The reference and the regions of `--region` or `--regions FILE.bed` (one of them given)."""
     if not reference_path:
         option = "--region" if region else "--regions"

@@ -59,7 +59,9 @@ def read_fasta(path: str | Path, validate: bool = True) -> Iterator[tuple[str, s
                         raise FastaError(f"{path} line {line_number}: header '>' without a record name")
                     continue
                 if name is None:
-                    raise FastaError(f"{path} line {line_number}: expected a '>' header before sequence data; is this a FASTA file?")
+                    raise FastaError(
+                        f"{path} line {line_number}: expected a '>' header before sequence data; is this a FASTA file?"
+                    )
                 if validate and (bad := NOT_IUPAC.search(line)):
                     raise FastaError(
                         f"{path} line {line_number} column {bad.start() + 1}: invalid character {bad.group()!r} "
@@ -79,7 +81,6 @@ def _finish(path: Path, name: str, chunks: list[str], header_line: int) -> tuple
     if not chunks:
         raise FastaError(f"{path} line {header_line}: record {name!r} has no sequence")
     return name, "".join(chunks)
-
 
 
 @dataclass(frozen=True)
@@ -111,7 +112,9 @@ def clean_sequence(sequence: str, source: str | None = None) -> str:
     return validate_dna(sequence, source)
 
 
-def iter_sequences(path: str | Path, sequence_column: str | None = None, id_column: str | None = None) -> Iterator[SequenceRecord]:
+def iter_sequences(
+    path: str | Path, sequence_column: str | None = None, id_column: str | None = None
+) -> Iterator[SequenceRecord]:
     """Records from a FASTA, CSV or TSV file, read lazily. Table files need a header; the sequence column defaults
     to "sequence" or "seq", the id column to "id"/"name"/"sequence_id" and else the line number."""
     path = Path(path)
@@ -122,7 +125,9 @@ def iter_sequences(path: str | Path, sequence_column: str | None = None, id_colu
     columns, rows = table_rows(path)
     sequence_column = sequence_column or next((c for c in SEQUENCE_COLUMNS if c in columns), None)
     if sequence_column not in columns:
-        raise ValueError(f"{path}: no sequence column (looked for {sequence_column or SEQUENCE_COLUMNS}; header is {columns})")
+        raise ValueError(
+            f"{path}: no sequence column (looked for {sequence_column or SEQUENCE_COLUMNS}; header is {columns})"
+        )
     id_column = id_column or next((c for c in ID_COLUMNS if c in columns), None)
     if id_column is not None and id_column not in columns:
         raise ValueError(f"{path}: no id column {id_column!r} (header is {columns}); check --id-column")
@@ -174,8 +179,11 @@ def with_unique_ids(records: Iterator[SequenceRecord]) -> Iterator[SequenceRecor
             yield record
             continue
         if not warned:
-            print(f"warning: {record.source}: the id {record.id!r} repeats an earlier record's; repeated ids are "
-                  f"written as {record.id}#2, {record.id}#3, ... (this warning is shown once)", file=sys.stderr)
+            print(
+                f"warning: {record.source}: the id {record.id!r} repeats an earlier record's; repeated ids are "
+                f"written as {record.id}#2, {record.id}#3, ... (this warning is shown once)",
+                file=sys.stderr,
+            )
             warned = True
         count = seen[record.id]
         while f"{record.id}#{count + 1}" in seen:

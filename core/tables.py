@@ -31,7 +31,12 @@ class Split:
         return len(self.sequences)
 
     def subset(self, indices, source: str) -> "Split":
-        return replace(self, sequences=[self.sequences[i] for i in indices], labels=[self.labels[i] for i in indices], source=source)
+        return replace(
+            self,
+            sequences=[self.sequences[i] for i in indices],
+            labels=[self.labels[i] for i in indices],
+            source=source,
+        )
 
 
 def delimiter_of(path: Path) -> str:
@@ -105,7 +110,10 @@ def carve_validation(train: Split, fraction: float, seed: int) -> tuple[Split, S
         raise TableError(f"{train.source}: {len(train)} rows are too few to carve a {fraction:.0%} validation split")
     order = np.random.default_rng(seed).permutation(len(train))
     validation_rows, train_rows = sorted(order[:count]), sorted(order[count:])
-    note = f"validation = {count} rows carved from {train.source} ({fraction:.0%}, numpy seed {seed}); train keeps {len(train_rows)}"
+    note = (
+        f"validation = {count} rows carved from {train.source} ({fraction:.0%}, numpy seed {seed}); "
+        f"train keeps {len(train_rows)}"
+    )
     return (
         train.subset(train_rows, f"{train.source} minus carved validation"),
         train.subset(validation_rows, f"{train.source} carved validation (seed {seed})"),

@@ -18,8 +18,9 @@ class TrackError(ValueError):
     """A track that cannot be written as given (a chromosome the reference lacks, two values for one base)."""
 
 
-def write_track(stem: str | Path, chrom_sizes: dict[str, int], entries: list[tuple[str, int, float]],
-                description: str) -> list[Path]:
+def write_track(
+    stem: str | Path, chrom_sizes: dict[str, int], entries: list[tuple[str, int, float]], description: str
+) -> list[Path]:
     """`stem`.bw and `stem`.bedgraph from per-base `entries`; NaN values are left out (no data). Returns the paths."""
     import pyBigWig
 
@@ -38,8 +39,12 @@ def write_track(stem: str | Path, chrom_sizes: dict[str, int], entries: list[tup
         track.addHeader(list(chrom_sizes.items()))
         if entries:
             starts = [s for _, s, _ in entries]
-            track.addEntries([c for c, _, _ in entries], starts, ends=[s + 1 for s in starts],
-                             values=[float(v) for _, _, v in entries])
+            track.addEntries(
+                [c for c, _, _ in entries],
+                starts,
+                ends=[s + 1 for s in starts],
+                values=[float(v) for _, _, v in entries],
+            )
         track.close()
     name = stem.name.replace(" ", "_")
     with atomic_file(bedgraph) as staging, open(staging, "w") as handle:

@@ -23,7 +23,6 @@ end, or outside the row's region), `ref_is_n` (REF is N, or the reference has N 
 `ref_mismatch` (REF is not the reference base; soft-masked lowercase matches).
 """
 
-
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from itertools import islice
@@ -33,14 +32,21 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from nucel.core.plots import pyplot, save_figure
-from nucel.core.windows import DEFAULT_WINDOW, base_token_ids, length_sorted_batches, pad_batch
 from nucel.core.embeddings import READ_AHEAD_BATCHES, embed_sequences
 from nucel.core.models import load_checked, resolve_model_folder
+from nucel.core.plots import pyplot, save_figure
 from nucel.core.regions import RegionError, other_spelling
+from nucel.core.windows import DEFAULT_WINDOW, base_token_ids, length_sorted_batches, pad_batch
 from nucel.modeling_nucel import NucELForReplacedTokenDetection, NucELGenerator
 from nucel.modeling_nucel.configuration_nucel import BASE_IDS, BASES, MASK_ID
-from nucel.tokenization import TOKENS_BEFORE_BASES, load_tokenizer, reverse_complement, validate_dna, with_special_tokens
+from nucel.tokenization import (
+    TOKENS_BEFORE_BASES,
+    load_tokenizer,
+    reverse_complement,
+    validate_dna,
+    with_special_tokens,
+)
+
 
 class VariantError(RegionError):
     """A variant that cannot be scored as given; the message names the variant and where it came from."""
@@ -101,7 +107,9 @@ def check_variant(name, chrom, position, ref, alt, context: str | None, offset, 
         return row("missing_contig", f"chromosome {chrom!r} is not in the reference (nor {other_spelling(chrom)!r})")
     if not 0 <= offset < len(context):
         first = position - offset
-        return row("outside_contig", f"position {position} is outside the sequence ({first}..{first + len(context) - 1})")
+        return row(
+            "outside_contig", f"position {position} is outside the sequence ({first}..{first + len(context) - 1})"
+        )
     found = context[offset].upper()
     if found != ref:
         reason = f"reference allele {ref} does not match the sequence, which has {found} at position {position}"
@@ -127,8 +135,16 @@ def reverse_complement_variant(variant: Variant, length: int) -> Variant:
     """The same variant read on the other strand: its window of `length` bases reverse-complemented, alleles
     complemented. Its own window of `length` bases is that whole reverse-complemented window."""
     window, index = variant_window(variant, length)
-    return Variant(variant.name, variant.chrom, variant.position, reverse_complement(variant.ref),
-                   reverse_complement(variant.alt), reverse_complement(window), len(window) - 1 - index, variant.source)
+    return Variant(
+        variant.name,
+        variant.chrom,
+        variant.position,
+        reverse_complement(variant.ref),
+        reverse_complement(variant.alt),
+        reverse_complement(window),
+        len(window) - 1 - index,
+        variant.source,
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -149,15 +165,24 @@ def load_detector(name_or_path: str, device: str | None = None):
     except ValueError as error:
         if "has no weights for" not in str(error):
             raise
-        raise ValueError(f"{name_or_path} has no RTD head (rtd_head, rtd_classifier), so it cannot give the "
-                         "replaced_probability score: give the discriminator that pre-training exports with its head, "
-                         "export/discriminator_rtd of a nucel pretrain run") from None
+        raise ValueError(
+            f"{name_or_path} has no RTD head (rtd_head, rtd_classifier), so it cannot give the "
+            "replaced_probability score: give the discriminator that pre-training exports with its head, "
+            "export/discriminator_rtd of a nucel pretrain run"
+        ) from None
     return detector, load_tokenizer(resolve_model_folder(name_or_path))
 
 
 @torch.inference_mode()
-def log_likelihood_ratios(generator, tokenizer, variants: list[Variant], context_length: int = DEFAULT_WINDOW,
-                          batch_size: int = 32, progress: bool = True, reverse_complement_average: bool = False) -> np.ndarray:
+def log_likelihood_ratios(
+    generator,
+    tokenizer,
+    variants: list[Variant],
+    context_length: int = DEFAULT_WINDOW,
+    batch_size: int = 32,
+    progress: bool = True,
+    reverse_complement_average: bool = False,
+) -> np.ndarray:
     """log P(alt) - log P(ref) at the masked variant position, per variant (see the module docstring)."""
     if reverse_complement_average:
         both = [*variants, *(reverse_complement_variant(v, context_length) for v in variants)]
@@ -177,21 +202,35 @@ def log_likelihood_ratios(generator, tokenizer, variants: list[Variant], context
 
     device = next(generator.parameters()).device
     base_log_probs = np.empty((len(rows), len(BASES)), np.float64)
-    for batch in tqdm(length_sorted_batches([len(r) for r in rows], batch_size), desc="llr", unit="batch", disable=not progress):
+    for batch in tqdm(
+        length_sorted_batches([len(r) for r in rows], batch_size), desc="llr", unit="batch", disable=not progress
+    ):
         input_ids, attention_mask = pad_batch([rows[i] for i in batch], generator.config.pad_token_id)
-        hidden = generator.model(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device)).last_hidden_state
+        hidden = generator.model(
+            input_ids=input_ids.to(device), attention_mask=attention_mask.to(device)
+        ).last_hidden_state
         at_mask = hidden[torch.arange(len(batch)), torch.tensor([masked_index[i] for i in batch])]
         logits = generator.logits(at_mask)[:, list(BASE_IDS)].double()
         base_log_probs[batch] = torch.log_softmax(logits, dim=-1).cpu().numpy()
 
     column = {base: i for i, base in enumerate(BASES)}
-    return np.array([
-        base_log_probs[row, column[v.alt]] - base_log_probs[row, column[v.ref]] for v, row in zip(variants, variant_rows)
-    ])
+    return np.array(
+        [
+            base_log_probs[row, column[v.alt]] - base_log_probs[row, column[v.ref]]
+            for v, row in zip(variants, variant_rows)
+        ]
+    )
 
 
-def embedding_distances(model, tokenizer, variants: list[Variant], context_length: int = DEFAULT_WINDOW,
-                        batch_size: int = 32, progress: bool = True, reverse_complement_average: bool = False) -> np.ndarray:
+def embedding_distances(
+    model,
+    tokenizer,
+    variants: list[Variant],
+    context_length: int = DEFAULT_WINDOW,
+    batch_size: int = 32,
+    progress: bool = True,
+    reverse_complement_average: bool = False,
+) -> np.ndarray:
     """Euclidean distance between mean-pooled embeddings of the reference and alternative contexts."""
     references, alternatives = [], []
     for variant in variants:
@@ -201,19 +240,31 @@ def embedding_distances(model, tokenizer, variants: list[Variant], context_lengt
     unique_references = sorted(set(references))
     # Every window already fits in `context_length`: none is split, so the overlap plays no part.
     embeddings = embed_sequences(
-        model, tokenizer, unique_references + alternatives, pooling="mean",
-        window=context_length, overlap=0, batch_size=batch_size, progress=progress,
+        model,
+        tokenizer,
+        unique_references + alternatives,
+        pooling="mean",
+        window=context_length,
+        overlap=0,
+        batch_size=batch_size,
+        progress=progress,
         reverse_complement_average=reverse_complement_average,
     )
     reference_row = {window: i for i, window in enumerate(unique_references)}
     reference_embeddings = embeddings[[reference_row[w] for w in references]]
-    return np.linalg.norm(reference_embeddings - embeddings[len(unique_references):], axis=1)
+    return np.linalg.norm(reference_embeddings - embeddings[len(unique_references) :], axis=1)
 
 
 @torch.inference_mode()
-def replaced_probabilities(detector, tokenizer, variants: list[Variant], context_length: int = DEFAULT_WINDOW,
-                           batch_size: int = 32, progress: bool = True, reverse_complement_average: bool = False
-                           ) -> np.ndarray:
+def replaced_probabilities(
+    detector,
+    tokenizer,
+    variants: list[Variant],
+    context_length: int = DEFAULT_WINDOW,
+    batch_size: int = 32,
+    progress: bool = True,
+    reverse_complement_average: bool = False,
+) -> np.ndarray:
     """p_replaced(ALT) - p_replaced(REF) at the variant's token, per variant: the sigmoid of the RTD head's logit
     there, from one unmasked forward pass on the window carrying the alternative allele and one on the reference
     window. Higher: the ALT base looks more like a replacement, taken as more damaging (module docstring)."""
@@ -248,33 +299,57 @@ def replaced_probabilities(detector, tokenizer, variants: list[Variant], context
     return np.array([probability[alternative] - probability[reference] for reference, alternative in pairs])
 
 
-def score_variants(variants, generator=None, model=None, tokenizer=None, context_length=DEFAULT_WINDOW,
-                   batch_size=32, progress=True, detector=None) -> dict[str, np.ndarray]:
+def score_variants(
+    variants,
+    generator=None,
+    model=None,
+    tokenizer=None,
+    context_length=DEFAULT_WINDOW,
+    batch_size=32,
+    progress=True,
+    detector=None,
+) -> dict[str, np.ndarray]:
     """{"llr": ..., "embedding_distance": ..., "replaced_probability": ...} for the models given (at least one)."""
     if generator is None and model is None and detector is None:
-        raise ValueError("scoring needs a generator (llr), an encoder (embedding_distance), a discriminator with its "
-                         "RTD head (replaced_probability), or several of them")
+        raise ValueError(
+            "scoring needs a generator (llr), an encoder (embedding_distance), a discriminator with its "
+            "RTD head (replaced_probability), or several of them"
+        )
     scores = {}
     if generator is not None:
         scores["llr"] = log_likelihood_ratios(generator, tokenizer, variants, context_length, batch_size, progress)
     if model is not None:
-        scores["embedding_distance"] = embedding_distances(model, tokenizer, variants, context_length, batch_size, progress)
+        scores["embedding_distance"] = embedding_distances(
+            model, tokenizer, variants, context_length, batch_size, progress
+        )
     if detector is not None:
-        scores["replaced_probability"] = replaced_probabilities(detector, tokenizer, variants, context_length,
-                                                                batch_size, progress)
+        scores["replaced_probability"] = replaced_probabilities(
+            detector, tokenizer, variants, context_length, batch_size, progress
+        )
     return scores
 
 
-def scored_rows(rows: Iterable[VariantRow], generator=None, model=None, tokenizer=None, context_length=DEFAULT_WINDOW,
-                batch_size=32, progress=True, detector=None) -> Iterator[tuple[VariantRow, dict[str, float]]]:
+def scored_rows(
+    rows: Iterable[VariantRow],
+    generator=None,
+    model=None,
+    tokenizer=None,
+    context_length=DEFAULT_WINDOW,
+    batch_size=32,
+    progress=True,
+    detector=None,
+) -> Iterator[tuple[VariantRow, dict[str, float]]]:
     """Each row in input order with its scores ({} for rows that are not "ok"), scored a few batches at a time, so
     that memory does not grow with the number of variants."""
     rows = iter(rows)
     with tqdm(desc="scoring", unit="variant", unit_scale=True, disable=not progress) as bar:
         while chunk := list(islice(rows, batch_size * READ_AHEAD_BATCHES)):
             variants = [row.variant for row in chunk if row.status == "ok"]
-            scores = score_variants(variants, generator, model, tokenizer, context_length, batch_size, False,
-                                    detector) if variants else {}
+            scores = (
+                score_variants(variants, generator, model, tokenizer, context_length, batch_size, False, detector)
+                if variants
+                else {}
+            )
             scored = iter(range(len(variants)))
             for row in chunk:
                 index = next(scored) if row.status == "ok" else None
@@ -286,12 +361,23 @@ def scored_rows(rows: Iterable[VariantRow], generator=None, model=None, tokenize
 # In-silico mutagenesis
 
 
-def mutagenesis_chunks(sequence: str, generator=None, model=None, tokenizer=None, context_length=DEFAULT_WINDOW,
-                       batch_size=32, progress=True, first_position: int = 1, detector=None) -> Iterator[np.ndarray]:
+def mutagenesis_chunks(
+    sequence: str,
+    generator=None,
+    model=None,
+    tokenizer=None,
+    context_length=DEFAULT_WINDOW,
+    batch_size=32,
+    progress=True,
+    first_position: int = 1,
+    detector=None,
+) -> Iterator[np.ndarray]:
     """The rows of `in_silico_mutagenesis`' matrix in order, a few batches of positions at a time."""
     if sum(given is not None for given in (generator, model, detector)) != 1:
-        raise ValueError("in-silico mutagenesis scores with exactly one of: a generator (llr), an encoder (embedding "
-                         "distance) or a discriminator with its RTD head (replaced probability)")
+        raise ValueError(
+            "in-silico mutagenesis scores with exactly one of: a generator (llr), an encoder (embedding "
+            "distance) or a discriminator with its RTD head (replaced probability)"
+        )
     sequence = validate_dna(sequence, "the mutagenesis region")
     step = max(1, batch_size * READ_AHEAD_BATCHES // (len(BASES) - 1))  # positions per chunk: three variants each
     with tqdm(total=len(sequence), desc="mutagenesis", unit="bp", unit_scale=True, disable=not progress) as bar:
@@ -303,41 +389,78 @@ def mutagenesis_chunks(sequence: str, generator=None, model=None, tokenizer=None
                 ref = sequence[i]
                 if ref in BASES:
                     rows[i - start, BASES.index(ref)] = 0.0
-                    variants += [make_variant(f"{first_position + i}{ref}>{alt}", "", first_position + i, ref, alt, sequence, i,
-                                              "in-silico mutagenesis") for alt in BASES if alt != ref]
+                    variants += [
+                        make_variant(
+                            f"{first_position + i}{ref}>{alt}",
+                            "",
+                            first_position + i,
+                            ref,
+                            alt,
+                            sequence,
+                            i,
+                            "in-silico mutagenesis",
+                        )
+                        for alt in BASES
+                        if alt != ref
+                    ]
             if variants:
-                scores = next(iter(score_variants(variants, generator, model, tokenizer, context_length, batch_size,
-                                                  False, detector).values()))
+                scores = next(
+                    iter(
+                        score_variants(
+                            variants, generator, model, tokenizer, context_length, batch_size, False, detector
+                        ).values()
+                    )
+                )
                 for variant, score in zip(variants, scores):
                     rows[variant.offset - start, BASES.index(variant.alt)] = score
             bar.update(end - start)
             yield rows
 
 
-def in_silico_mutagenesis(sequence: str, generator=None, model=None, tokenizer=None, context_length=DEFAULT_WINDOW,
-                          batch_size=32, progress=True, first_position: int = 1, detector=None) -> np.ndarray:
+def in_silico_mutagenesis(
+    sequence: str,
+    generator=None,
+    model=None,
+    tokenizer=None,
+    context_length=DEFAULT_WINDOW,
+    batch_size=32,
+    progress=True,
+    first_position: int = 1,
+    detector=None,
+) -> np.ndarray:
     """Score every single-base substitution of `sequence`: a (length, 4) matrix, columns A, C, G, T.
 
     With a generator the score is the llr, with an encoder (`model`) the embedding distance, with a discriminator
     with its RTD head (`detector`) the replaced probability p_replaced(alt) - p_replaced(ref). The entry of each
     position's own base is 0 (no change); rows of positions that are not A/C/G/T (N) are NaN.
     """
-    return np.concatenate(list(mutagenesis_chunks(sequence, generator, model, tokenizer, context_length, batch_size,
-                                                  progress, first_position, detector)))
+    return np.concatenate(
+        list(
+            mutagenesis_chunks(
+                sequence, generator, model, tokenizer, context_length, batch_size, progress, first_position, detector
+            )
+        )
+    )
 
 
 # What each score means, for the colour bar (label) and the title (how to read the colours).
 SCORE_LABELS = {
-    "llr": ("llr = ln P(alt) - ln P(ref)",
-            "llr: the generator's log-likelihood ratio of the substituted base at the masked position; "
-            "blue < 0: less likely than the reference base, red > 0: more likely"),
-    "embedding_distance": ("embedding distance (Euclidean)",
-                           "embedding distance: how far the substitution moves the mean embedding of its context; "
-                           "0 = no change, brighter = larger change"),
-    "replaced_probability": ("p_replaced(alt) - p_replaced(ref)",
-                             "replaced probability: how much more the discriminator takes the substituted base for a "
-                             "replacement than the reference base; red > 0: more like a replacement (more damaging), "
-                             "blue < 0: less"),
+    "llr": (
+        "llr = ln P(alt) - ln P(ref)",
+        "llr: the generator's log-likelihood ratio of the substituted base at the masked position; "
+        "blue < 0: less likely than the reference base, red > 0: more likely",
+    ),
+    "embedding_distance": (
+        "embedding distance (Euclidean)",
+        "embedding distance: how far the substitution moves the mean embedding of its context; "
+        "0 = no change, brighter = larger change",
+    ),
+    "replaced_probability": (
+        "p_replaced(alt) - p_replaced(ref)",
+        "replaced probability: how much more the discriminator takes the substituted base for a "
+        "replacement than the reference base; red > 0: more like a replacement (more damaging), "
+        "blue < 0: less",
+    ),
 }
 # Scores that are signed differences: drawn on a diverging scale around 0.
 DIVERGING_SCORES = ("llr", "replaced_probability")
@@ -364,15 +487,33 @@ def mutagenesis_figure(matrix: np.ndarray, sequence: str, score_name: str, first
     else:
         colour_map, low = "viridis", 0.0
         high = (float(matrix[scored].max()) if scored.any() else 0.0) or 1.0
-    image = axes.imshow(values, aspect="auto", cmap=plt.get_cmap(colour_map).with_extremes(bad="lightgrey"),
-                        vmin=low, vmax=high, interpolation="nearest")
+    image = axes.imshow(
+        values,
+        aspect="auto",
+        cmap=plt.get_cmap(colour_map).with_extremes(bad="lightgrey"),
+        vmin=low,
+        vmax=high,
+        interpolation="nearest",
+    )
     references = [(i, BASES.index(base)) for i, base in enumerate(sequence.upper()) if base in BASES]
-    handles = [axes.scatter([i for i, _ in references], [row for _, row in references], s=4, c="black",
-                            label="reference base (score 0 by definition)")]
+    handles = [
+        axes.scatter(
+            [i for i, _ in references],
+            [row for _, row in references],
+            s=4,
+            c="black",
+            label="reference base (score 0 by definition)",
+        )
+    ]
     unscored = [i for i, base in enumerate(sequence.upper()) if base not in BASES]
     if unscored:
-        handles.append(Patch(facecolor="lightgrey", edgecolor="none",
-                             label=f"not scored: {len(unscored)} position(s) that are N or another non-ACGT code"))
+        handles.append(
+            Patch(
+                facecolor="lightgrey",
+                edgecolor="none",
+                label=f"not scored: {len(unscored)} position(s) that are N or another non-ACGT code",
+            )
+        )
     axes.set_yticks(range(len(BASES)), BASES)
     axes.set_ylabel("substituted base")
     step = max(1, length // 20)
@@ -385,6 +526,8 @@ def mutagenesis_figure(matrix: np.ndarray, sequence: str, score_name: str, first
     return figure
 
 
-def plot_mutagenesis(matrix: np.ndarray, sequence: str, path: str | Path, score_name: str, first_position: int = 1, title: str = "") -> None:
+def plot_mutagenesis(
+    matrix: np.ndarray, sequence: str, path: str | Path, score_name: str, first_position: int = 1, title: str = ""
+) -> None:
     """`mutagenesis_figure` saved as a PNG at `path`."""
     save_figure(mutagenesis_figure(matrix, sequence, score_name, first_position, title), path)

@@ -26,13 +26,17 @@ def base_token_ids(tokenizer, sequence: str, source: str | None = None) -> list[
     # sequences longer than the tokenizer's maximum ("... will result in indexing errors") would mislead.
     ids = tokenizer(sequence, add_special_tokens=False, verbose=False)["input_ids"]
     if len(ids) != len(sequence):
-        raise ValueError(f"the tokenizer gave {len(ids)} tokens for {len(sequence)} bases; a NucEL tokenizer gives one per base")
+        raise ValueError(
+            f"the tokenizer gave {len(ids)} tokens for {len(sequence)} bases; a NucEL tokenizer gives one per base"
+        )
     return ids
 
 
 def check_windows(window: int, overlap: int) -> None:
     if window < 1 or not 0 <= overlap < window:
-        raise ValueError(f"need window >= 1 and 0 <= overlap < window, got window={window}, overlap={overlap} (--window, --overlap)")
+        raise ValueError(
+            f"need window >= 1 and 0 <= overlap < window, got window={window}, overlap={overlap} (--window, --overlap)"
+        )
 
 
 def window_plan(length: int, window: int, overlap: int, backwards: bool = False) -> Iterator[tuple[int, int, int, int]]:
@@ -76,7 +80,9 @@ def pad_batch(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.T
     return input_ids, attention_mask
 
 
-def batches_by_length(items: Iterable, batch_size: int, length: Callable, read_ahead: int | None = None) -> Iterator[list]:
+def batches_by_length(
+    items: Iterable, batch_size: int, length: Callable, read_ahead: int | None = None
+) -> Iterator[list]:
     """Batches of items of similar `length`, from a stream read `read_ahead` items at a time (None: all at once).
     Each read is sorted longest first (an out-of-memory shows up at once); the sort is stable, so items of equal
     length keep their order, and the windows of one long record stay in sequence order."""
@@ -97,6 +103,8 @@ def encode_batch(model, token_rows: list[list[int]], layer: int | None) -> np.nd
     """Hidden states (batch, longest row, hidden) as float32 numpy; the batch's tensors are freed on return."""
     device = next(model.parameters()).device
     input_ids, attention_mask = pad_batch(token_rows, model.config.pad_token_id)
-    outputs = model(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device), output_hidden_states=layer is not None)
+    outputs = model(
+        input_ids=input_ids.to(device), attention_mask=attention_mask.to(device), output_hidden_states=layer is not None
+    )
     hidden = outputs.last_hidden_state if layer is None else outputs.hidden_states[layer]
     return hidden.float().cpu().numpy()

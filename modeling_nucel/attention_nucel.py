@@ -53,7 +53,9 @@ def run_flex_attention(query, key, value, block_mask):
     model that is itself being compiled, the plain function, which the outer compilation traces."""
     global _compiled_flex_attention
     if flex_attention is None:
-        raise ImportError(f"attn_implementation='flex_attention' needs torch >= 2.5 (this is torch {torch.__version__})")
+        raise ImportError(
+            f"attn_implementation='flex_attention' needs torch >= 2.5 (this is torch {torch.__version__})"
+        )
     if torch.compiler.is_compiling():
         return flex_attention(query, key, value, block_mask=block_mask)
     if _compiled_flex_attention is None:
@@ -78,8 +80,12 @@ def flex_block_mask(sequence_ids: torch.Tensor, positions: torch.Tensor, cu_seql
     lowest = torch.div(cu_seqlens[first_sequence], FLEX_BLOCK, rounding_mode="floor")
     highest = torch.div(cu_seqlens[last_sequence + 1] - 1, FLEX_BLOCK, rounding_mode="floor")
     if window is not None:
-        lowest = torch.maximum(lowest, torch.div((first_token - window).clamp(min=0), FLEX_BLOCK, rounding_mode="floor"))
-        highest = torch.minimum(highest, torch.div((last_token + window).clamp(max=tokens - 1), FLEX_BLOCK, rounding_mode="floor"))
+        lowest = torch.maximum(
+            lowest, torch.div((first_token - window).clamp(min=0), FLEX_BLOCK, rounding_mode="floor")
+        )
+        highest = torch.minimum(
+            highest, torch.div((last_token + window).clamp(max=tokens - 1), FLEX_BLOCK, rounding_mode="floor")
+        )
     candidates = lowest[:, None] + torch.arange(int((highest - lowest).max()) + 1, device=sequence_ids.device)
     visited = candidates <= highest[:, None]
     candidates = candidates.clamp(max=blocks - 1)
@@ -89,7 +95,9 @@ def flex_block_mask(sequence_ids: torch.Tensor, positions: torch.Tensor, cu_seql
     first_position, last_position = positions[first_token], positions[last_token]
     full = visited & single[:, None] & single[candidates] & (first_sequence[:, None] == first_sequence[candidates])
     if window is not None:
-        reach = torch.maximum(last_position[:, None] - first_position[candidates], last_position[candidates] - first_position[:, None])
+        reach = torch.maximum(
+            last_position[:, None] - first_position[candidates], last_position[candidates] - first_position[:, None]
+        )
         full &= reach <= window
 
     def tiles(selected):  # (count, indices) per query tile, selected tiles first, one column per key tile
@@ -109,8 +117,13 @@ def flex_block_mask(sequence_ids: torch.Tensor, positions: torch.Tensor, cu_seql
     partial_count, partial_indices = tiles(visited & ~full)
     full_count, full_indices = tiles(full)
     return BlockMask.from_kv_blocks(
-        partial_count, partial_indices, full_count, full_indices,
-        BLOCK_SIZE=FLEX_BLOCK, mask_mod=mask_mod, seq_lengths=(tokens, tokens),
+        partial_count,
+        partial_indices,
+        full_count,
+        full_indices,
+        BLOCK_SIZE=FLEX_BLOCK,
+        mask_mod=mask_mod,
+        seq_lengths=(tokens, tokens),
     )
 
 
@@ -179,7 +192,9 @@ class UnpaddedLayout:
     _cache: dict = field(default_factory=dict)  # masks and indices, built on first use and reused by every layer
 
     @classmethod
-    def build(cls, attention_mask, position_ids, batch: int, length: int, device, config, dtype=torch.float32) -> "UnpaddedLayout":
+    def build(
+        cls, attention_mask, position_ids, batch: int, length: int, device, config, dtype=torch.float32
+    ) -> "UnpaddedLayout":
         columns = torch.arange(length, device=device).expand(batch, length)
         if attention_mask is None or bool(attention_mask.all()):
             real_index = None
@@ -219,7 +234,10 @@ class UnpaddedLayout:
         the SDPA band mask is built in the dtype attention runs in (autocast's, where it is on)."""
         if implementation == "flex_attention":
             for window in (None, self.window):
-                self.flex_mask(window, cache_key=(self.batch, self.length, window, str(self.positions.device)) if uniform_rows else None)
+                self.flex_mask(
+                    window,
+                    cache_key=(self.batch, self.length, window, str(self.positions.device)) if uniform_rows else None,
+                )
         elif implementation == "sdpa":
             device_type = self.positions.device.type
             self.band_mask(torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else dtype)
@@ -263,25 +281,39 @@ class UnpaddedLayout:
         if implementation == "flex_attention":
             if not (query.requires_grad and query.device.type == "cpu"):
                 return self.flex(query, key, value, window, dropout), None
-            warn_once("FlexAttention has no backward pass on CPU: attention that needs gradients runs on the "
-                      "SDPA path there (same outputs); flex_attention trains on CUDA.")
+            warn_once(
+                "FlexAttention has no backward pass on CPU: attention that needs gradients runs on the "
+                "SDPA path there (same outputs); flex_attention trains on CUDA."
+            )
         if window is not None:
             return self.banded_attention(query, key, value, dropout), None
         return self.sequence_attention(query, key, value, dropout), None
 
     def flash_attention(self, query, key, value, window: int | None, dropout: float):
         if flash_attn_varlen_func is None:
-            raise ImportError("attn_implementation='flash_attention_2' needs the flash-attn package (pip install flash-attn)")
+            raise ImportError(
+                "attn_implementation='flash_attention_2' needs the flash-attn package (pip install flash-attn)"
+            )
         # flash-attn computes in fp16/bf16 only: fp32 activations (fp32 weights) run in autocast's dtype.
         dtype = query.dtype
         if dtype not in (torch.float16, torch.bfloat16):
             if not torch.is_autocast_enabled(query.device.type):
-                raise ValueError("flash_attention_2 runs in float16/bfloat16: load the model in bf16, run it under "
-                                 "torch.autocast, or choose attn_implementation='sdpa' or 'flex_attention'")
+                raise ValueError(
+                    "flash_attention_2 runs in float16/bfloat16: load the model in bf16, run it under "
+                    "torch.autocast, or choose attn_implementation='sdpa' or 'flex_attention'"
+                )
             dtype = torch.get_autocast_dtype(query.device.type)
-        query, key, value = (tensor.transpose(0, 1).to(dtype).contiguous() for tensor in (query, key, value))  # (tokens, heads, head_dim)
+        query, key, value = (
+            tensor.transpose(0, 1).to(dtype).contiguous() for tensor in (query, key, value)
+        )  # (tokens, heads, head_dim)
         return flash_attn_varlen_func(
-            query, key, value, self.cu_seqlens, self.cu_seqlens, self.max_length, self.max_length,
+            query,
+            key,
+            value,
+            self.cu_seqlens,
+            self.cu_seqlens,
+            self.max_length,
+            self.max_length,
             dropout_p=dropout,
             window_size=(window, window) if window is not None else (-1, -1),
         )
@@ -325,12 +357,15 @@ class UnpaddedLayout:
                 tokens = tokens.new_zeros(heads, sequences * slots, head_dim).index_copy(1, index, tokens)
             return tokens.view(heads, sequences, slots, head_dim).transpose(0, 1)
 
-        output = F.scaled_dot_product_attention(to_batch(query), to_batch(key), to_batch(value), attn_mask=mask, dropout_p=dropout)
+        output = F.scaled_dot_product_attention(
+            to_batch(query), to_batch(key), to_batch(value), attn_mask=mask, dropout_p=dropout
+        )
         output = output.transpose(1, 2).reshape(sequences * slots, heads, head_dim)
         return output if index is None else output[index]
 
     def sequence_batch_index(self):
-        """Where each token sits in the (sequences, max_length) batch, and the (sequences, 1, 1, max_length) key mask."""
+        """Where each token sits in the (sequences, max_length) batch, and the (sequences, 1, 1, max_length) key
+        mask."""
         if "sequence_batch" not in self._cache:
             offsets = torch.arange(self.tokens, device=self.positions.device) - self.cu_seqlens[self.sequence_ids]
             index = self.sequence_ids * self.max_length + offsets
@@ -353,8 +388,11 @@ class UnpaddedLayout:
         tail = blocks * block - self.tokens
         queries = F.pad(query, (0, 0, 0, tail)).view(heads, blocks, block, head_dim).transpose(0, 1)
         output = F.scaled_dot_product_attention(
-            queries, self.neighbourhoods(key, dim=1).transpose(0, 1), self.neighbourhoods(value, dim=1).transpose(0, 1),
-            attn_mask=self.band_mask(query.dtype), dropout_p=dropout,
+            queries,
+            self.neighbourhoods(key, dim=1).transpose(0, 1),
+            self.neighbourhoods(value, dim=1).transpose(0, 1),
+            attn_mask=self.band_mask(query.dtype),
+            dropout_p=dropout,
         )
         return output.transpose(1, 2).reshape(blocks * block, heads, head_dim)[: self.tokens]
 
@@ -391,7 +429,9 @@ class UnpaddedLayout:
             key_position = self.neighbourhoods(positions, dim=0)[:, None, :]
             allowed = (query_sequence == key_sequence) & ((query_position - key_position).abs() <= self.window)
             allowed |= query_sequence < 0
-            blocked = torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill_(~allowed, float("-inf"))
+            blocked = torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill_(
+                ~allowed, float("-inf")
+            )
             self._cache["band", dtype] = blocked[:, None]
         return self._cache["band", dtype]
 
@@ -408,7 +448,9 @@ class PaddedLayout:
     length: int
     global_mask: torch.Tensor | None  # (batch, 1, length, length); None: every token sees every token
     local_mask: torch.Tensor  # (batch or 1, 1, length, length)
-    rotary: dict = field(default_factory=dict)  # "global" / "local" -> (cos, sin), each (batch or 1, 1, length, head_dim / 2)
+    rotary: dict = field(
+        default_factory=dict
+    )  # "global" / "local" -> (cos, sin), each (batch or 1, 1, length, head_dim / 2)
 
     @classmethod
     def build(cls, attention_mask, position_ids, batch: int, length: int, device, config, dtype=None) -> "PaddedLayout":
@@ -451,7 +493,9 @@ class PaddedLayout:
         and the weights (batch, heads, length, length); SDPA (the exported model's path) returns no weights."""
         mask = self.global_mask if window is None else self.local_mask
         if implementation != "eager":
-            return F.scaled_dot_product_attention(query, key, value, attn_mask=mask, dropout_p=dropout).transpose(1, 2), None
+            return F.scaled_dot_product_attention(query, key, value, attn_mask=mask, dropout_p=dropout).transpose(
+                1, 2
+            ), None
         scores = torch.matmul(query, key.transpose(-1, -2)) / math.sqrt(query.shape[-1])
         if mask is not None:
             scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)

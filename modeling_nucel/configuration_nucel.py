@@ -65,7 +65,13 @@ EMBEDDING_SHARING = ("none", "tied", "gdes")
 REPLACEMENTS = ("generator", "uniform")
 
 # Fields only NucEL's configs carry (native ModernBERT configs, the released NucEL-93M's included, have none).
-NUCEL_ONLY_FIELDS = {"restrict_to_bases", "generator_config", "base_token_ids", "classifier_head", *PRETRAINING_DEFAULTS}
+NUCEL_ONLY_FIELDS = {
+    "restrict_to_bases",
+    "generator_config",
+    "base_token_ids",
+    "classifier_head",
+    *PRETRAINING_DEFAULTS,
+}
 
 
 def global_attention_period(layer_types: list[str]) -> int:
@@ -167,8 +173,8 @@ class NucELConfig(PretrainedConfig):
             global_rope_theta, local_rope_theta = rope_bases(rope_parameters)
         if tuple(base_token_ids) != BASE_IDS:
             raise ValueError(
-                f"this checkpoint's bases A, C, G, T have ids {list(base_token_ids)}, this NucEL's have {list(BASE_IDS)}; "
-                "convert the checkpoint with `nucel convert migrate` first"
+                f"this checkpoint's bases A, C, G, T have ids {list(base_token_ids)}, this NucEL's have "
+                f"{list(BASE_IDS)}; convert the checkpoint with `nucel convert migrate` first"
             )
         pretraining = {name: kwargs.pop(name, default) for name, default in PRETRAINING_DEFAULTS.items()}
         if generator_config is not None:
@@ -176,7 +182,9 @@ class NucELConfig(PretrainedConfig):
             for name, value in pretraining.items():
                 setattr(self, name, value)
         if hidden_size % num_attention_heads:
-            raise ValueError(f"hidden_size {hidden_size} is not a multiple of num_attention_heads {num_attention_heads}")
+            raise ValueError(
+                f"hidden_size {hidden_size} is not a multiple of num_attention_heads {num_attention_heads}"
+            )
         if local_attention % 2:
             raise ValueError(f"local_attention must be even (a window of ±local_attention/2), got {local_attention}")
         if classifier_pooling not in ("cls", "mean"):
@@ -214,7 +222,9 @@ class NucELConfig(PretrainedConfig):
         self.classifier_activation = classifier_activation
         self.classifier_head = classifier_head
         self.restrict_to_bases = restrict_to_bases
-        self.generator_config = generator_config.to_dict() if isinstance(generator_config, PretrainedConfig) else generator_config
+        self.generator_config = (
+            generator_config.to_dict() if isinstance(generator_config, PretrainedConfig) else generator_config
+        )
         self.base_token_ids = list(base_token_ids)
         super().__init__(
             pad_token_id=pad_token_id,
@@ -230,8 +240,8 @@ class NucELConfig(PretrainedConfig):
         one (it has NucEL's own fields but no `base_token_ids`), whose embedding rows would be read as other tokens."""
         if "base_token_ids" not in config_dict and NUCEL_ONLY_FIELDS & set(config_dict):
             raise ValueError(
-                f"this NucEL checkpoint was saved with the old token ids (A, C, G, T = {list(LEGACY_BASE_IDS)}); NucEL now "
-                f"uses the released NucEL-93M's ({list(BASE_IDS)}). Migrate the folder once: "
+                f"this NucEL checkpoint was saved with the old token ids (A, C, G, T = {list(LEGACY_BASE_IDS)}); NucEL "
+                f"now uses the released NucEL-93M's ({list(BASE_IDS)}). Migrate the folder once: "
                 "`nucel convert migrate OLD_FOLDER NEW_FOLDER`"
             )
         return super().from_dict(config_dict, **kwargs)
@@ -295,7 +305,9 @@ def network_configuration(values: dict) -> NucELConfig:
 def check_pretraining_settings(settings: dict) -> None:
     """One-line errors for pre-training settings (PRETRAINING_DEFAULTS' names) no NucELForPreTraining trains with."""
     discriminator_weight, sampling_temperature, sampling_top_k = (
-        settings["discriminator_weight"], settings["sampling_temperature"], settings["sampling_top_k"]
+        settings["discriminator_weight"],
+        settings["sampling_temperature"],
+        settings["sampling_top_k"],
     )
     embedding_sharing, replacement = settings["embedding_sharing"], settings["replacement"]
     if discriminator_weight < 0:
@@ -303,10 +315,14 @@ def check_pretraining_settings(settings: dict) -> None:
     if sampling_temperature <= 0:
         raise ValueError(f"sampling_temperature must be positive, got {sampling_temperature}")
     if sampling_top_k is not None and not 1 <= sampling_top_k <= len(BASES):
-        raise ValueError(f"sampling_top_k must be between 1 and {len(BASES)} (or None for all bases), got {sampling_top_k}")
+        raise ValueError(
+            f"sampling_top_k must be between 1 and {len(BASES)} (or None for all bases), got {sampling_top_k}"
+        )
     if embedding_sharing not in EMBEDDING_SHARING:
         raise ValueError(f"embedding_sharing must be one of {EMBEDDING_SHARING}, got {embedding_sharing!r}")
     if replacement not in REPLACEMENTS:
         raise ValueError(f"replacement must be one of {REPLACEMENTS}, got {replacement!r}")
     if replacement == "uniform" and embedding_sharing != "none":
-        raise ValueError("replacement 'uniform' runs no generator, whose embedding could be shared: embedding_sharing none")
+        raise ValueError(
+            "replacement 'uniform' runs no generator, whose embedding could be shared: embedding_sharing none"
+        )

@@ -25,7 +25,12 @@ from torch.utils.checkpoint import checkpoint
 from transformers import PreTrainedModel
 from transformers.activations import ACT2FN
 from transformers.modeling_layers import GradientCheckpointingLayer
-from transformers.modeling_outputs import BaseModelOutput, MaskedLMOutput, SequenceClassifierOutput, TokenClassifierOutput
+from transformers.modeling_outputs import (
+    BaseModelOutput,
+    MaskedLMOutput,
+    SequenceClassifierOutput,
+    TokenClassifierOutput,
+)
 from transformers.utils import ModelOutput, logging
 
 from .attention_nucel import PaddedLayout, UnpaddedLayout, apply_rotary
@@ -85,7 +90,8 @@ class NucELAttention(nn.Module):
         """hidden_states: `layout.token_shape` + (hidden,), or any shape that reshapes to it."""
         shape = hidden_states.shape
         qkv = self.Wqkv(hidden_states.reshape(*layout.token_shape, shape[-1]))
-        # (3, [batch,] heads, tokens, head_dim): rotating queries and keys together lays each head's tokens out contiguously
+        # (3, [batch,] heads, tokens, head_dim): rotating queries and keys together lays each head's tokens out
+        # contiguously
         qkv = qkv.unflatten(-1, (3, self.num_heads, self.head_dim)).movedim(-3, 0).transpose(-2, -3)
         implementation = "eager" if output_attentions else self.config._attn_implementation
         if torch.is_grad_enabled() and layout.recompute_in_backward(self.window, implementation):
@@ -241,7 +247,9 @@ class NucELModel(NucELPreTrainedModel):
     def set_input_embeddings(self, value):
         self.embeddings.tok_embeddings = value
 
-    def attention_context(self, attention_mask, batch: int, length: int, device, position_ids=None, padded: bool = False):
+    def attention_context(
+        self, attention_mask, batch: int, length: int, device, position_ids=None, padded: bool = False
+    ):
         """Where the real tokens are and how they attend, built once per forward pass for every layer.
 
         Unpadded (SDPA, flex, flash-attn 2): the layers see only the real tokens, as one (tokens, hidden) stream.
@@ -300,7 +308,9 @@ class NucELModel(NucELPreTrainedModel):
 
         if not return_dict:
             return tuple(v for v in (hidden_states, all_hidden_states, all_attentions) if v is not None)
-        return BaseModelOutput(last_hidden_state=hidden_states, hidden_states=all_hidden_states, attentions=all_attentions)
+        return BaseModelOutput(
+            last_hidden_state=hidden_states, hidden_states=all_hidden_states, attentions=all_attentions
+        )
 
 
 def mask_to_bases(logits: torch.Tensor) -> torch.Tensor:
@@ -381,7 +391,9 @@ class NucELGenerator(NucELPreTrainedModel):
         if not return_dict:
             rest = tuple(v for v in (outputs.hidden_states, outputs.attentions) if v is not None)
             return ((loss,) if loss is not None else ()) + (logits,) + rest
-        return MaskedLMOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions)
+        return MaskedLMOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -511,7 +523,13 @@ class NucELForPreTraining(NucELPreTrainedModel):
         return None, None
 
     def forward(
-        self, input_ids, labels, attention_mask=None, return_dict=None, position_ids=None, sampling_temperature=None,
+        self,
+        input_ids,
+        labels,
+        attention_mask=None,
+        return_dict=None,
+        position_ids=None,
+        sampling_temperature=None,
         **kwargs,
     ):
         """`position_ids` (optional): packed rows, see `NucELModel.forward`. `sampling_temperature` (optional):
@@ -529,7 +547,8 @@ class NucELForPreTraining(NucELPreTrainedModel):
         else:
             generator_hidden = self.generator.model(
                 **embed_with(generator_table, input_ids, self.config.pad_token_id),
-                attention_mask=attention_mask, position_ids=position_ids,
+                attention_mask=attention_mask,
+                position_ids=position_ids,
             ).last_hidden_state
             # The MLM head runs on masked positions only: the other 85% of its work would be thrown away.
             generator_logits = self.generator.logits(generator_hidden[masked_positions])
@@ -546,7 +565,8 @@ class NucELForPreTraining(NucELPreTrainedModel):
 
         discriminator_hidden = self.model(
             **embed_with(discriminator_table, discriminator_input_ids, self.config.pad_token_id),
-            attention_mask=attention_mask, position_ids=position_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
         ).last_hidden_state
         discriminator_logits = self.rtd_classifier(self.rtd_head(discriminator_hidden)).squeeze(-1)
         # Only bases can be replaced: specials, [UNK] and padding would teach nothing but "never replaced".

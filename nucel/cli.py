@@ -53,13 +53,19 @@ LONG_INPUTS, AGGREGATIONS = ("window", "refuse"), ("mean", "max")  # nucel/predi
 
 
 def add_embed(parser) -> None:
-    parser.description = ("Per-sequence (pooled) or per-base embeddings from a NucEL encoder, written as .npy (+ .ids.tsv) or "
+    parser.description = (
+        "Per-sequence (pooled) or per-base embeddings from a NucEL encoder, written as .npy (+ .ids.tsv) or "
         ".parquet. Records are streamed: memory does not grow with the input (a whole genome is fine). With --map, "
-        "also a 2-D map (PCA or t-SNE) of the per-sequence embeddings, coloured by --label-column.")
+        "also a 2-D map (PCA or t-SNE) of the per-sequence embeddings, coloured by --label-column."
+    )
     add_model(parser, "NucEL model folder or Hub id (encoder, generator, classifier or pre-training checkpoint)")
     parser.add_argument("input", nargs="?", help="FASTA(.gz), CSV or TSV with a 'sequence' column (or --regions)")
-    parser.add_argument("--regions", metavar="BED", help="embed these regions of --reference instead of an input file: "
-                        "one row per region, named by the BED's name column (BED is 0-based, end exclusive)")
+    parser.add_argument(
+        "--regions",
+        metavar="BED",
+        help="embed these regions of --reference instead of an input file: "
+        "one row per region, named by the BED's name column (BED is 0-based, end exclusive)",
+    )
     parser.add_argument("--reference", help="reference FASTA (plain, or bgzip with .fai/.gzi), for --regions")
     add_output(parser, "file", "output file: .npy (with .ids.tsv beside it) or .parquet")
     how = parser.add_mutually_exclusive_group()
@@ -70,7 +76,9 @@ def add_embed(parser) -> None:
     add_window(parser, DEFAULT_WINDOW, "longest piece the model sees, in bases")
     parser.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP, help="overlap of consecutive windows, in bases")
     parser.add_argument("--batch-size", type=int, default=16, help="windows per forward pass")
-    parser.add_argument("--dtype", choices=("float32", "float16"), default="float32", help="stored precision of the vectors")
+    parser.add_argument(
+        "--dtype", choices=("float32", "float16"), default="float32", help="stored precision of the vectors"
+    )
     table_arguments(parser)
     picture = parser.add_argument_group("2-D map (per-sequence embeddings only)")
     picture.add_argument("--map", metavar="PNG", help="also draw the embeddings in two dimensions into this PNG")
@@ -82,20 +90,32 @@ def add_embed(parser) -> None:
 
 
 def add_predict(parser) -> None:
-    parser.description = ("Labels and class probabilities of a NucEL classifier: a nucel finetune folder (full, frozen or LoRA), "
-        "a released folder (also an adapter-only LoRA release) or a Hub id (from the local cache with HF_HUB_OFFLINE=1).\n\n"
+    parser.description = (
+        "Labels and class probabilities of a NucEL classifier: a nucel finetune folder (full, frozen or LoRA), "
+        "a released folder (also an adapter-only LoRA release) or a Hub id (from the local cache with "
+        "HF_HUB_OFFLINE=1).\n\n"
         "An input longer than the classifier's longest training sequence (recorded by nucel finetune) is cut into "
-        "windows whose probabilities are combined (--aggregate), or refused (--long-inputs refuse); the `windows` column "
-        "says how many windows each prediction used. Inputs are streamed; the output appears only when complete.")
+        "windows whose probabilities are combined (--aggregate), or refused (--long-inputs refuse); the `windows` "
+        "column "
+        "says how many windows each prediction used. Inputs are streamed; the output appears only when complete."
+    )
     add_model(parser, "a classifier: a nucel finetune folder, a released folder or a Hub id")
     parser.add_argument("input", help="FASTA(.gz), CSV or TSV file of sequences")
     add_output(parser, "file", "predictions file (.csv, or .tsv for tab-separated)")
-    parser.add_argument("--long-inputs", choices=LONG_INPUTS, default="window",
-                        help="inputs longer than the classifier's training sequences: cut into windows, or refuse")
+    parser.add_argument(
+        "--long-inputs",
+        choices=LONG_INPUTS,
+        default="window",
+        help="inputs longer than the classifier's training sequences: cut into windows, or refuse",
+    )
     add_window(parser, None, f"window length in bp (default: the longest training sequence, else {DEFAULT_WINDOW})")
     parser.add_argument("--stride", type=int, help="bp between window starts (default: half the window)")
-    parser.add_argument("--aggregate", choices=AGGREGATIONS, default="mean",
-                        help="combine the windows' probabilities per class by their mean or their maximum")
+    parser.add_argument(
+        "--aggregate",
+        choices=AGGREGATIONS,
+        default="mean",
+        help="combine the windows' probabilities per class by their mean or their maximum",
+    )
     parser.add_argument("--batch-size", type=int, default=32, help="windows per forward pass")
     table_arguments(parser)
     add_device(parser)
@@ -106,8 +126,12 @@ def add_predict(parser) -> None:
 def variant_model_arguments(parser) -> None:
     parser.add_argument("--generator", help="generator (masked LM) folder or Hub id: the llr score")
     parser.add_argument("--model", help="encoder folder or Hub id: the embedding_distance score")
-    parser.add_argument("--discriminator", metavar="FOLDER", help="a discriminator exported with its RTD head, e.g. "
-                        "runs/x/export/discriminator_rtd: the replaced_probability score")
+    parser.add_argument(
+        "--discriminator",
+        metavar="FOLDER",
+        help="a discriminator exported with its RTD head, e.g. "
+        "runs/x/export/discriminator_rtd: the replaced_probability score",
+    )
     add_window(parser, DEFAULT_WINDOW, "bases of context around each variant", aliases=("--context",))
     parser.add_argument("--batch-size", type=int, default=32, help="model inputs per forward pass")
     add_device(parser)
@@ -115,7 +139,8 @@ def variant_model_arguments(parser) -> None:
 
 
 def add_score_variants(score) -> None:
-    score.description = ("Scores single-nucleotide variants: llr = log P(alt) - log P(ref) from the generator at the "
+    score.description = (
+        "Scores single-nucleotide variants: llr = log P(alt) - log P(ref) from the generator at the "
         "masked position, the embedding distance between the reference and alternative contexts (encoder), and the "
         "replaced probability p_replaced(alt) - p_replaced(ref) from a discriminator's RTD head (higher: the "
         "alternative base looks more like a replacement, more damaging). Input: a VCF, VCF.gz or BCF with --reference, "
@@ -125,30 +150,50 @@ def add_score_variants(score) -> None:
         "that differ by a 'chr' prefix are matched and reported. The output's extension chooses its format: .tsv, or "
         ".vcf/.vcf.gz/.bcf (every input record, the scores as INFO fields NUCEL_LLR, NUCEL_EMBEDDING_DISTANCE, "
         "NUCEL_REPLACED_PROBABILITY, NUCEL_STATUS); with a reference, each score is also written as a bigWig + "
-        "bedGraph track beside it (OUTPUT.llr.bw, ...).")
-    score.add_argument("--variants", required=True, help="VCF, VCF.gz or BCF; or TSV (position, ref, alt, sequence "
-                       "or region; or chrom, pos, ref, alt)")
-    score.add_argument("--reference", help="reference FASTA, plain or bgzip (indexed on first use; plain gzip: run "
-                       "`nucel index` once), for a VCF or genomic TSV rows")
-    score.add_argument("--regions", help="only the VCF records in CHROM:START-END[,...] (1-based, inclusive) or in a "
-                       "BED file; read by the VCF's index (.tbi/.csi) where it has one")
+        "bedGraph track beside it (OUTPUT.llr.bw, ...)."
+    )
+    score.add_argument(
+        "--variants",
+        required=True,
+        help="VCF, VCF.gz or BCF; or TSV (position, ref, alt, sequence or region; or chrom, pos, ref, alt)",
+    )
+    score.add_argument(
+        "--reference",
+        help="reference FASTA, plain or bgzip (indexed on first use; plain gzip: run "
+        "`nucel index` once), for a VCF or genomic TSV rows",
+    )
+    score.add_argument(
+        "--regions",
+        help="only the VCF records in CHROM:START-END[,...] (1-based, inclusive) or in a "
+        "BED file; read by the VCF's index (.tbi/.csi) where it has one",
+    )
     variant_model_arguments(score)
-    score.add_argument("--strict", action="store_true", help="stop at the first row that is not 'ok' (default: give it a status and go on)")
+    score.add_argument(
+        "--strict",
+        action="store_true",
+        help="stop at the first row that is not 'ok' (default: give it a status and go on)",
+    )
     add_output(score, "file", "output: .tsv, .vcf, .vcf.gz (bgzipped, indexed when sorted) or .bcf")
     score.set_defaults(run="nucel.variants:run_score_variants")
 
 
 def add_ism(ism) -> None:
-    ism.description = ("Scores every substitution of a sequence with the generator (llr), an encoder (embedding "
-                       "distance) or a discriminator with its RTD head (replaced probability); writes ism.tsv "
-                       "(position, ref, A, C, G, T) and ism.png into the output folder. With --region/--regions also "
-                       "the tracks ism.A/C/G/T (each substitution) and ism.mean (the mean over the three "
-                       "substitutions) as .bw and .bedgraph. A region more than half N is refused (--region) or "
-                       "skipped (--regions; regions.tsv says so).")
+    ism.description = (
+        "Scores every substitution of a sequence with the generator (llr), an encoder (embedding "
+        "distance) or a discriminator with its RTD head (replaced probability); writes ism.tsv "
+        "(position, ref, A, C, G, T) and ism.png into the output folder. With --region/--regions also "
+        "the tracks ism.A/C/G/T (each substitution) and ism.mean (the mean over the three "
+        "substitutions) as .bw and .bedgraph. A region more than half N is refused (--region) or "
+        "skipped (--regions; regions.tsv says so)."
+    )
     where = one_sequence_arguments(ism)
     where.add_argument("--region", help="CHROM:START-END (1-based, inclusive) in --reference")
-    where.add_argument("--regions", metavar="BED", help="every region of a BED file (0-based, end exclusive) in "
-                       "--reference; named by its name column, else chrom:start-end")
+    where.add_argument(
+        "--regions",
+        metavar="BED",
+        help="every region of a BED file (0-based, end exclusive) in "
+        "--reference; named by its name column, else chrom:start-end",
+    )
     ism.add_argument("--reference", help="reference FASTA (plain, or bgzip with .fai/.gzi), for --region/--regions")
     variant_model_arguments(ism)
     add_output(ism, "folder", "folder for ism.tsv, the figures and the tracks")
@@ -156,29 +201,48 @@ def add_ism(ism) -> None:
 
 
 def add_attention(parser) -> None:
-    parser.description = ("Attention maps of a NucEL encoder (eager attention), saved as attention.npy + attention.json and "
+    parser.description = (
+        "Attention maps of a NucEL encoder (eager attention), saved as attention.npy + attention.json and "
         "drawn as attention.png on base-pair axes (genomic coordinates with --region); with --motif, the motif "
         "signal-to-noise ratio of every layer (snr.tsv): the attention the motif positions receive over that of the "
-        "other bases.")
+        "other bases."
+    )
     add_model(parser)
     where = one_sequence_arguments(parser)
-    where.add_argument("--region", help="CHROM:START-END (1-based, inclusive) in --reference; the axes show its coordinates")
-    where.add_argument("--regions", metavar="BED", help="every region of a BED file (0-based, end exclusive) in "
-                       "--reference: one subfolder of maps per region, named by the BED's name column")
+    where.add_argument(
+        "--region", help="CHROM:START-END (1-based, inclusive) in --reference; the axes show its coordinates"
+    )
+    where.add_argument(
+        "--regions",
+        metavar="BED",
+        help="every region of a BED file (0-based, end exclusive) in "
+        "--reference: one subfolder of maps per region, named by the BED's name column",
+    )
     parser.add_argument("--reference", help="reference FASTA (plain, or bgzip with .fai/.gzi), for --region/--regions")
     parser.add_argument("--layers", help="comma-separated layer indices (default: the global layers)")
     parser.add_argument("--heads", help="comma-separated head indices (default: the mean over all heads)")
-    parser.add_argument("--motif", action="append", default=[], help="motif sequence whose positions are marked and scored (SNR); repeatable")
-    add_output(parser, "folder", "folder for attention.npy, attention.json, attention.png (and snr.tsv)",
-               aliases=("--output-dir",))
+    parser.add_argument(
+        "--motif",
+        action="append",
+        default=[],
+        help="motif sequence whose positions are marked and scored (SNR); repeatable",
+    )
+    add_output(
+        parser,
+        "folder",
+        "folder for attention.npy, attention.json, attention.png (and snr.tsv)",
+        aliases=("--output-dir",),
+    )
     add_device(parser)
     add_threads(parser)
     parser.set_defaults(run="nucel.attention:run")
 
 
 def add_motif_order_data(data) -> None:
-    data.description = ("Sequences that hold motif A and motif B once each (same bases, another order) in random "
-        "background: label 1 when A comes first. Columns: sequence, label, a_start, b_start.")
+    data.description = (
+        "Sequences that hold motif A and motif B once each (same bases, another order) in random "
+        "background: label 1 when A comes first. Columns: sequence, label, a_start, b_start."
+    )
     add_output(data, "file", "output CSV (sequence, label, a_start, b_start)")
     data.add_argument("--size", type=int, default=2000, help="number of sequences")
     settings_options(data, ExperimentSettings, names=ExperimentSettings.data_fields())
@@ -186,9 +250,11 @@ def add_motif_order_data(data) -> None:
 
 
 def add_motif_order(experiment) -> None:
-    experiment.description = ("The paper's motif-order experiment: fine-tunes a model on the task, reports test accuracy and the "
+    experiment.description = (
+        "The paper's motif-order experiment: fine-tunes a model on the task, reports test accuracy and the "
         "motif signal-to-noise ratio of attention in every layer before and after fine-tuning; writes results.json, "
-        "snr.png, attention.png and the fine-tuned model folder.")
+        "snr.png, attention.png and the fine-tuned model folder."
+    )
     add_output(experiment, "folder", "folder for the results and the fine-tuned model", aliases=("--output-dir",))
     settings_options(experiment, ExperimentSettings)
     add_device(experiment)
@@ -197,22 +263,43 @@ def add_motif_order(experiment) -> None:
 
 
 def add_release(parser) -> None:
-    parser.description = ("Writes a release folder (weights, config, model code, tokenizer, model card with the facts the "
-        "run recorded) and uploads it. Token: HF_TOKEN or `hf auth login`; it is never written into the folder.")
+    parser.description = (
+        "Writes a release folder (weights, config, model code, tokenizer, model card with the facts the "
+        "run recorded) and uploads it. Token: HF_TOKEN or `hf auth login`; it is never written into the folder."
+    )
     add_model(parser, "training output: a NucEL model folder (pre-training export or fine-tuned)", type=Path)
     parser.add_argument("--repo-id", required=True, help="Hub repository, owner/name")
-    parser.add_argument("--part", choices=("discriminator", "generator"), help="for a pre-training model: which half to release")
-    add_output(parser, "folder", "where to write the release folder (default: releases/<owner>--<name>)", required=False,
-               aliases=("--out",))
+    parser.add_argument(
+        "--part", choices=("discriminator", "generator"), help="for a pre-training model: which half to release"
+    )
+    add_output(
+        parser,
+        "folder",
+        "where to write the release folder (default: releases/<owner>--<name>)",
+        required=False,
+        aliases=("--out",),
+    )
     parser.add_argument("--card-facts", type=Path, help="YAML with hardware, training_time, task, ... for the card")
-    parser.add_argument("--results", type=Path, nargs="+", default=[],
-                        help="nucel benchmark results.json file(s) of this very model (checked by model identity) for the model-index")
-    parser.add_argument("--pretraining-run", type=Path,
-                        help="the nucel pretrain output folder the model came from, for a folder exported before models recorded their own pretraining.json (default: the run it sits in)")
+    parser.add_argument(
+        "--results",
+        type=Path,
+        nargs="+",
+        default=[],
+        help="nucel benchmark results.json file(s) of this very model (checked by model identity) for the model-index",
+    )
+    parser.add_argument(
+        "--pretraining-run",
+        type=Path,
+        help="the nucel pretrain output folder the model came from, for a folder exported before models recorded "
+        "their own pretraining.json (default: the run it sits in)",
+    )
     parser.add_argument("--label-names", nargs="+", help="classifier label names, in label-id order")
     parser.add_argument("--base-model", help="Hub id of the pre-trained model a fine-tune started from")
-    parser.add_argument("--lora-adapter", action="store_true",
-                        help="for a LoRA fine-tune: release the adapter alone (needs --base-model) instead of the merged model")
+    parser.add_argument(
+        "--lora-adapter",
+        action="store_true",
+        help="for a LoRA fine-tune: release the adapter alone (needs --base-model) instead of the merged model",
+    )
     parser.add_argument("--license", help="license id for the card (default: apache-2.0)")
     parser.add_argument("--dry-run", action="store_true", help="write the folder, upload nothing")
     parser.add_argument("--private", action="store_true", help="create the repository private")
@@ -222,9 +309,11 @@ def add_release(parser) -> None:
 
 
 def add_index(parser) -> None:
-    parser.description = ("Writes a bgzip-compressed copy of a reference FASTA (plain, gzip or bgzip) with its .fai "
+    parser.description = (
+        "Writes a bgzip-compressed copy of a reference FASTA (plain, gzip or bgzip) with its .fai "
         "and .gzi indexes, so that score-variants, ism and attention read it by position. Needed once for a FASTA "
-        "compressed with plain gzip, which cannot be read by position.")
+        "compressed with plain gzip, which cannot be read by position."
+    )
     parser.add_argument("reference", help="FASTA file: plain, gzip or bgzip")
     add_output(parser, "file", "the indexed copy (default: beside the input, NAME.bgz.fa.gz)", required=False)
     parser.set_defaults(run="nucel.index:run")
@@ -234,11 +323,24 @@ def add_convert(parser) -> None:
     parser.description = "nucel convert import|export|migrate SOURCE -o OUT"
     directions = parser.add_subparsers(dest="direction", required=True, metavar="DIRECTION")
     for direction, help, source, out in (
-        ("import", "ModernBERT folder on the released vocabulary -> dual-mode NucEL folder",
-         "folder with config.json and the ModernBERT weights (e.g. a download of FreakingPotato/NucEL)", "NucEL folder to write"),
-        ("export", "NucEL folder -> native ModernBERT folder (no remote code)", "NucEL model folder", "native ModernBERT folder to write"),
-        ("migrate", "NucEL folder saved with the old ids (A, C, G, T = 7-10) -> the released ids (11-14)",
-         "NucEL folder saved before the vocabulary change", "NucEL folder to write"),
+        (
+            "import",
+            "ModernBERT folder on the released vocabulary -> dual-mode NucEL folder",
+            "folder with config.json and the ModernBERT weights (e.g. a download of FreakingPotato/NucEL)",
+            "NucEL folder to write",
+        ),
+        (
+            "export",
+            "NucEL folder -> native ModernBERT folder (no remote code)",
+            "NucEL model folder",
+            "native ModernBERT folder to write",
+        ),
+        (
+            "migrate",
+            "NucEL folder saved with the old ids (A, C, G, T = 7-10) -> the released ids (11-14)",
+            "NucEL folder saved before the vocabulary change",
+            "NucEL folder to write",
+        ),
     ):
         converter = directions.add_parser(direction, help=help, description=help, formatter_class=HelpFormatter)
         converter.add_argument("source", type=Path, help=source)
@@ -251,26 +353,37 @@ COMMANDS = (  # name, options, summary for `nucel --help`
     ("pretrain", add_pretrain_arguments, "pre-train by replaced token detection (or MLM) on genome FASTA"),
     ("finetune", add_finetune_arguments, "fine-tune NucEL (or the CNN baseline) on labelled sequences"),
     ("benchmark", add_suite_arguments, "fine-tune and score models on GUE, Genomic Benchmarks or the NT tasks"),
-    ("vep", add_vep_arguments,
-     "zero-shot variant effects on BRCA1 (llr, embedding distance, replaced probability; CADD, phyloP beside)"),
+    (
+        "vep",
+        add_vep_arguments,
+        "zero-shot variant effects on BRCA1 (llr, embedding distance, replaced probability; CADD, phyloP beside)",
+    ),
     ("study", add_study_arguments, "the RTD-vs-MLM pre-training study (resumable)"),
     ("embed", add_embed, "embeddings of sequences from a FASTA/CSV/TSV file, and a 2-D map of them"),
     ("predict", add_predict, "predict labels for sequences with a fine-tuned or released classifier"),
-    ("score-variants", add_score_variants,
-     "variant-effect scores (generator llr, embedding distance, replaced probability) for a TSV or VCF"),
+    (
+        "score-variants",
+        add_score_variants,
+        "variant-effect scores (generator llr, embedding distance, replaced probability) for a TSV or VCF",
+    ),
     ("ism", add_ism, "in-silico mutagenesis of a region: every base to every other base, as a matrix and a plot"),
     ("attention", add_attention, "attention maps of a sequence (arrays + heatmap PNG) and the motif SNR per layer"),
     ("motif-order", add_motif_order, "fine-tune on the motif-order task; accuracy and motif attention SNR per layer"),
     ("motif-order-data", add_motif_order_data, "generate the synthetic motif-order data set (CSV)"),
     ("index", add_index, "bgzip and index a reference FASTA so that it can be read by position"),
     ("release", add_release, "assemble a Hub repository folder (weights, config, code, tokenizer, card) and upload it"),
-    ("convert", add_convert, "import a ModernBERT checkpoint (e.g. the released NucEL-93M), export native ModernBERT, "
-                             "migrate old ids"),
+    (
+        "convert",
+        add_convert,
+        "import a ModernBERT checkpoint (e.g. the released NucEL-93M), export native ModernBERT, migrate old ids",
+    ),
 )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = ArgumentParser(prog="nucel", description=__doc__.split("\n\nThis module")[0], formatter_class=HelpFormatter)
+    parser = ArgumentParser(
+        prog="nucel", description=__doc__.split("\n\nThis module")[0], formatter_class=HelpFormatter
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, add_arguments, summary in COMMANDS:
         command = commands.add_parser(name, help=summary, formatter_class=HelpFormatter)  # an ArgumentParser too
@@ -300,7 +413,9 @@ def alias(command: str):
     return run
 
 
-pretrain_alias, finetune_alias, benchmark_alias, study_alias = map(alias, ("pretrain", "finetune", "benchmark", "study"))
+pretrain_alias, finetune_alias, benchmark_alias, study_alias = map(
+    alias, ("pretrain", "finetune", "benchmark", "study")
+)
 
 if __name__ == "__main__":
     sys.exit(main())

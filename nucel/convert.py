@@ -1,7 +1,7 @@
 """Moving checkpoints between NucEL and native ModernBERT, and from NucEL's old token ids to the released ones.
 
-Parameter names and token ids are the same on both sides (docs/design.md, "Decision: ModernBERT-compatible weights"), so no conversion touches a weight
-value except `migrate`, which moves embedding rows:
+Parameter names and token ids are the same on both sides (docs/design.md, "Decision: ModernBERT-compatible weights"), so
+no conversion touches a weight value except `migrate`, which moves embedding rows:
 
     nucel convert import SOURCE OUT    # a ModernBERT folder on the released vocabulary (FreakingPotato/NucEL, or any
                                        # ModernBERT trained on it) -> dual-mode NucEL folder, bit-identical weights
@@ -29,8 +29,8 @@ from nucel.modeling_nucel import (
     NucELModel,
 )
 from nucel.modeling_nucel.configuration_nucel import (
-    BASES,
     BASE_IDS,
+    BASES,
     LEGACY_BASE_IDS,
     NUCEL_ONLY_FIELDS,
     SPECIAL_TOKENS,
@@ -42,7 +42,13 @@ from nucel.tokenization import build_tokenizer, load_tokenizer, save_tokenizer
 
 NUCEL_CLASSES = {
     cls.__name__: cls
-    for cls in (NucELModel, NucELGenerator, NucELForSequenceClassification, NucELForTokenClassification, NucELForPreTraining)
+    for cls in (
+        NucELModel,
+        NucELGenerator,
+        NucELForSequenceClassification,
+        NucELForTokenClassification,
+        NucELForPreTraining,
+    )
 }
 NATIVE_FOR_NUCEL = {
     "NucELModel": "ModernBertModel",
@@ -56,11 +62,15 @@ NUCEL_FOR_NATIVE = {native: nucel for nucel, native in NATIVE_FOR_NUCEL.items()}
 SAVE_TIME_FIELDS = ("architectures", "auto_map", "model_type", "transformers_version", "_name_or_path")
 # Our tokenizer ships with every converted folder, so the config's token ids are its ids. They decide no
 # computation (the released config may still hold ModernBERT's English defaults, e.g. sep_token_id 50282).
-TOKEN_ID_FIELDS = {f"{name}_token_id": VOCAB.index(f"[{name.upper()}]") for name in ("pad", "unk", "cls", "sep", "mask", "bos", "eos")}
+TOKEN_ID_FIELDS = {
+    f"{name}_token_id": VOCAB.index(f"[{name.upper()}]") for name in ("pad", "unk", "cls", "sep", "mask", "bos", "eos")
+}
 
 # Embedding (and MLM decoder) rows of a folder saved with the old ids: old row LEGACY_ROW_OF[i] becomes row i.
 # The old layout was specials 0-6, A C G T 7-10, reserved 11-26; the bases swap places with four reserved rows.
-LEGACY_ROW_OF = list(range(len(SPECIAL_TOKENS))) + [11, 12, 13, 14] + list(LEGACY_BASE_IDS) + list(range(15, VOCAB_SIZE))
+LEGACY_ROW_OF = (
+    list(range(len(SPECIAL_TOKENS))) + [11, 12, 13, 14] + list(LEGACY_BASE_IDS) + list(range(15, VOCAB_SIZE))
+)
 VOCABULARY_ROWS = ("tok_embeddings.weight", "decoder.weight", "decoder.bias")
 
 
@@ -87,7 +97,11 @@ def load_nucel_model(folder: str | Path):
     folder = Path(folder)
     architecture = architecture_of(folder)
     if architecture not in NUCEL_CLASSES:
-        hint = " (a native ModernBERT folder: import it first with `nucel convert import`)" if architecture in NUCEL_FOR_NATIVE else ""
+        hint = (
+            " (a native ModernBERT folder: import it first with `nucel convert import`)"
+            if architecture in NUCEL_FOR_NATIVE
+            else ""
+        )
         raise ConversionError(f"{folder} holds a {architecture}, not a NucEL model{hint}")
     return NUCEL_CLASSES[architecture].from_pretrained(folder).eval()
 
@@ -167,9 +181,13 @@ def migrate_legacy_folder(source: str | Path, out: str | Path) -> Path:
     source = Path(source)
     config = read_config_json(source)
     if "base_token_ids" in config:
-        raise ConversionError(f"{source} already uses the released token ids {config['base_token_ids']}: nothing to migrate")
+        raise ConversionError(
+            f"{source} already uses the released token ids {config['base_token_ids']}: nothing to migrate"
+        )
     if not NUCEL_ONLY_FIELDS & set(config):
-        raise ConversionError(f"{source} is not a NucEL folder (a native ModernBERT folder imports with `nucel convert import`)")
+        raise ConversionError(
+            f"{source} is not a NucEL folder (a native ModernBERT folder imports with `nucel convert import`)"
+        )
     weights_file = source / "model.safetensors"
     if not weights_file.is_file():
         raise ConversionError(f"{source}: {weights_file.name} is missing")
@@ -189,7 +207,9 @@ def migrate_legacy_folder(source: str | Path, out: str | Path) -> Path:
     missing, unexpected = model.load_state_dict(state, strict=False)
     # Tied weights (a generator's decoder, if tied) may be stored once; anything else missing is an error.
     if unexpected or [name for name in missing if not name.endswith("decoder.weight")]:
-        raise ConversionError(f"{source}: weights do not match a {architecture} (missing {missing}, unexpected {unexpected})")
+        raise ConversionError(
+            f"{source}: weights do not match a {architecture} (missing {missing}, unexpected {unexpected})"
+        )
     return save_model_folder(model.eval(), out, tokenizer=build_tokenizer())
 
 
@@ -212,7 +232,10 @@ def export_modernbert(source: str | Path, out: str | Path) -> Path:
     model = load_nucel_model(source)
     name = type(model).__name__
     if name not in NATIVE_FOR_NUCEL:
-        raise ConversionError(f"{source} holds a {name}; export one of {sorted(NATIVE_FOR_NUCEL)} (release the parts of a pre-training model separately)")
+        raise ConversionError(
+            f"{source} holds a {name}; export one of {sorted(NATIVE_FOR_NUCEL)} "
+            "(release the parts of a pre-training model separately)"
+        )
     if isinstance(model, NucELGenerator):
         fold_base_restriction(model)
     architecture = NATIVE_FOR_NUCEL[name]

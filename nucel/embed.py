@@ -59,7 +59,11 @@ class NpyRowWriter:
 
     def _write_header(self) -> int:
         self.handle.seek(0)
-        header = {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False, "shape": (self.rows, self.width)}
+        header = {
+            "descr": np.lib.format.dtype_to_descr(self.dtype),
+            "fortran_order": False,
+            "shape": (self.rows, self.width),
+        }
         np.lib.format.write_array_header_1_0(self.handle, header)
         return self.handle.tell()
 
@@ -76,7 +80,9 @@ class NpyRowWriter:
         self.handle.seek(end)
 
 
-def write_embedding_stream(path: str | Path, pieces: Iterable[EmbeddingPiece], width: int, per_base: bool, dtype=np.float32) -> tuple[list[Path], int]:
+def write_embedding_stream(
+    path: str | Path, pieces: Iterable[EmbeddingPiece], width: int, per_base: bool, dtype=np.float32
+) -> tuple[list[Path], int]:
     """Write embeddings as they come (pieces in input order); returns (files written, records written).
 
     - `.npy`: pooled -> (sequences, hidden) with `<name>.ids.tsv` (column `id`, one line per row);
@@ -100,7 +106,9 @@ def write_embedding_stream(path: str | Path, pieces: Iterable[EmbeddingPiece], w
                 for piece in pieces:
                     rows.write(piece.vectors)
                     if piece.last:
-                        table.write(f"{piece.record.id}\t{start}\t{rows.rows}\n" if per_base else f"{piece.record.id}\n")
+                        table.write(
+                            f"{piece.record.id}\t{start}\t{rows.rows}\n" if per_base else f"{piece.record.id}\n"
+                        )
                         start, records = rows.rows, records + 1
                 rows.finish()
         return [path, ids_path(path)], records
@@ -116,9 +124,13 @@ def write_embedding_stream(path: str | Path, pieces: Iterable[EmbeddingPiece], w
     buffered_rows = 0
 
     def row_group(parts: list) -> pa.Table:
-        data = {"id": pa.array([record_id for record_id, _, _, vectors in parts for _ in range(len(vectors))], pa.string())}
+        data = {
+            "id": pa.array([record_id for record_id, _, _, vectors in parts for _ in range(len(vectors))], pa.string())
+        }
         if per_base:
-            data["offset"] = pa.array(np.concatenate([np.arange(start, start + len(vectors)) for _, start, _, vectors in parts]))
+            data["offset"] = pa.array(
+                np.concatenate([np.arange(start, start + len(vectors)) for _, start, _, vectors in parts])
+            )
             data["base"] = pa.array([base for _, _, bases, _ in parts for base in bases], pa.string())
         values = np.concatenate([vectors for _, _, _, vectors in parts]).ravel()
         data["embedding"] = pa.FixedSizeListArray.from_arrays(pa.array(values, value_type), width)
@@ -140,14 +152,18 @@ def write_embedding_stream(path: str | Path, pieces: Iterable[EmbeddingPiece], w
     return [path], records
 
 
-def write_embeddings(path: str | Path, ids: list[str], embeddings, sequences: list[str] | None = None, dtype=np.float32) -> list[Path]:
+def write_embeddings(
+    path: str | Path, ids: list[str], embeddings, sequences: list[str] | None = None, dtype=np.float32
+) -> list[Path]:
     """Write in-memory embeddings (`embed_sequences`' result: an array pooled, a list of arrays per-base) in the
     layout of `write_embedding_stream`; per-base Parquet needs the `sequences` (for the `base` column)."""
     per_base = isinstance(embeddings, list)
     if per_base and Path(path).suffix == ".parquet" and sequences is None:
         raise ValueError("per-base parquet output needs the sequences (for the `base` column)")
     clean = [clean_sequence(s) for s in sequences] if sequences is not None else [""] * len(ids)
-    pieces = (EmbeddingPiece(SequenceRecord(i, s, ""), s, 0, np.asarray(e), True) for i, s, e in zip(ids, clean, embeddings))
+    pieces = (
+        EmbeddingPiece(SequenceRecord(i, s, ""), s, 0, np.asarray(e), True) for i, s, e in zip(ids, clean, embeddings)
+    )
     width = embeddings[0].shape[-1] if per_base else np.asarray(embeddings).shape[1]
     return write_embedding_stream(path, pieces, width, per_base, dtype)[0]
 
@@ -171,7 +187,9 @@ def run(args: argparse.Namespace) -> None:
         summary = scan_sequences(args.input, args.sequence_column, args.id_column)
     if args.map:
         check_map_size(summary.records)  # before hours of inference, not after
-    labels = read_labels(args.input, args.label_column, args.sequence_column, args.id_column) if args.label_column else None
+    labels = (
+        read_labels(args.input, args.label_column, args.sequence_column, args.id_column) if args.label_column else None
+    )
     model, tokenizer = load_encoder(args.model, args.device)
     inputs = iter(regions) if args.regions else iter_sequences(args.input, args.sequence_column, args.id_column)
     records = with_unique_ids(inputs)
@@ -191,11 +209,20 @@ def run(args: argparse.Namespace) -> None:
         pooled = []  # the per-sequence vectors, for the map: sequences x hidden, small beside the input
         pieces = kept(pieces, pooled)
     with interruption_reported(output):
-        written, count = write_embedding_stream(output, pieces, model.config.hidden_size, args.per_base, OUTPUT_DTYPES[args.dtype])
+        written, count = write_embedding_stream(
+            output, pieces, model.config.hidden_size, args.per_base, OUTPUT_DTYPES[args.dtype]
+        )
         if args.map:
-            written.append(write_embedding_map(np.stack(pooled), labels, Path(args.map), args.map_method,
-                                               title=f"{Path(args.input or args.regions).name}, {args.pooling} pooling",
-                                               label_name=args.label_column or "label"))
+            written.append(
+                write_embedding_map(
+                    np.stack(pooled),
+                    labels,
+                    Path(args.map),
+                    args.map_method,
+                    title=f"{Path(args.input or args.regions).name}, {args.pooling} pooling",
+                    label_name=args.label_column or "label",
+                )
+            )
     print(f"{count} sequences embedded ({summary.bases:,} bp) -> {', '.join(map(str, written))}")
 
 
@@ -206,8 +233,9 @@ def region_records(args: argparse.Namespace) -> list[SequenceRecord]:
     if args.label_column:
         raise ValueError("--label-column reads an input table; BED regions have no labels")
     _, regions = command_regions(None, args.regions, args.reference)
-    return [SequenceRecord(region.name, region.sequence, f"{args.regions} region {region.name!r}")
-            for region in regions]
+    return [
+        SequenceRecord(region.name, region.sequence, f"{args.regions} region {region.name!r}") for region in regions
+    ]
 
 
 def check_map_options(args: argparse.Namespace) -> None:

@@ -17,8 +17,8 @@ from sklearn.decomposition import PCA
 from sklearn.manifold import TSNE
 
 from nucel.core.plots import pyplot, save_figure
-from nucel.core.tables import table_rows
 from nucel.core.sequences import is_fasta, iter_sequences
+from nucel.core.tables import table_rows
 
 MAP_METHODS = ("pca", "tsne")
 MAX_CATEGORIES = 20  # more colours than this cannot be told apart
@@ -42,8 +42,10 @@ def project(embeddings: np.ndarray, method: str, seed: int = 0) -> np.ndarray:
         raise ValueError(f"map method must be one of {MAP_METHODS}, got {method!r} (--map-method)")
     embeddings = np.asarray(embeddings, dtype=np.float64)  # float16 outputs are fitted in full precision
     if embeddings.ndim != 2:
-        raise ValueError(f"a map needs one vector per sequence, an (n, dim) array, got shape {embeddings.shape}: "
-                         "map pooled embeddings, not per-base ones")
+        raise ValueError(
+            f"a map needs one vector per sequence, an (n, dim) array, got shape {embeddings.shape}: "
+            "map pooled embeddings, not per-base ones"
+        )
     check_map_size(len(embeddings))
     if method == "pca":
         return PCA(n_components=2, random_state=seed).fit_transform(embeddings)
@@ -61,8 +63,9 @@ def axis_labels(method: str, embeddings: np.ndarray, points: np.ndarray) -> list
     return [f"PC{axis + 1} ({100 * share:.1f} % of variance)" for axis, share in enumerate(shares)]
 
 
-def read_labels(path: str | Path, label_column: str, sequence_column: str | None = None,
-                id_column: str | None = None) -> list[str]:
+def read_labels(
+    path: str | Path, label_column: str, sequence_column: str | None = None, id_column: str | None = None
+) -> list[str]:
     """The `label_column` cell of each record of a CSV/TSV file, one per record `iter_sequences` reads, in its
     order (so one per embedding). Empty cells are "(none)"."""
     path = Path(path)
@@ -96,21 +99,40 @@ def draw_categories(axis, points: np.ndarray, labels: list[str], size: float, la
     colours = pyplot().get_cmap("tab10" if len(shown) <= 10 else "tab20")
     style = {"s": size, "alpha": 0.8, "linewidths": 0}
     rest = ~np.isin(labels, shown)
-    other = (axis.scatter(points[rest, 0], points[rest, 1], color="lightgrey",
-                          label=f"{OTHER} ({rest.sum():,} in {len(counts) - len(shown)} labels)", **style)
-             if rest.any() else None)
+    other = (
+        axis.scatter(
+            points[rest, 0],
+            points[rest, 1],
+            color="lightgrey",
+            label=f"{OTHER} ({rest.sum():,} in {len(counts) - len(shown)} labels)",
+            **style,
+        )
+        if rest.any()
+        else None
+    )
     handles = []
     for index, label in enumerate(shown):
         chosen = labels == label
-        handles.append(axis.scatter(points[chosen, 0], points[chosen, 1], color=colours(index),
-                                    label=f"{label} ({chosen.sum():,})", **style))
+        handles.append(
+            axis.scatter(
+                points[chosen, 0], points[chosen, 1], color=colours(index), label=f"{label} ({chosen.sum():,})", **style
+            )
+        )
     # Outside the axes, so that no point is hidden; legend markers at a readable size whatever the points' size.
-    axis.legend(handles=handles + ([other] if other else []), title=label_name, loc="upper left",
-                bbox_to_anchor=(1.01, 1), fontsize=8, frameon=False, markerscale=max(1.0, (30 / size) ** 0.5))
+    axis.legend(
+        handles=handles + ([other] if other else []),
+        title=label_name,
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1),
+        fontsize=8,
+        frameon=False,
+        markerscale=max(1.0, (30 / size) ** 0.5),
+    )
 
 
-def map_figure(points: np.ndarray, labels: list[str] | None, axis_names: list[str], title: str = "",
-               label_name: str = "label"):
+def map_figure(
+    points: np.ndarray, labels: list[str] | None, axis_names: list[str], title: str = "", label_name: str = "label"
+):
     """The scatter plot of `points` (n, 2) coloured by `labels` (one per point; None: one colour). Categories get
     a legend titled `label_name`; many distinct numbers a colour bar labelled `label_name`."""
     plt = pyplot()
@@ -130,19 +152,32 @@ def map_figure(points: np.ndarray, labels: list[str] | None, axis_names: list[st
     return figure
 
 
-def write_embedding_map(embeddings: np.ndarray, labels: list[str] | None, output: Path, method: str = "pca",
-                        title: str = "", label_name: str = "label") -> Path:
+def write_embedding_map(
+    embeddings: np.ndarray,
+    labels: list[str] | None,
+    output: Path,
+    method: str = "pca",
+    title: str = "",
+    label_name: str = "label",
+) -> Path:
     """Project `embeddings` (n, dim) with `method`, draw them coloured by `labels` (one per row, or None) and write
     the PNG `output` atomically. `label_name` titles the legend or colour bar (the label column's name)."""
     output = Path(output)
     check_map_output(output)
     embeddings = np.asarray(embeddings)
     if labels is not None and len(labels) != len(embeddings):
-        raise ValueError(f"{len(labels)} labels for {len(embeddings)} embedded sequences; "
-                         "the label column needs one value per embedded sequence")
+        raise ValueError(
+            f"{len(labels)} labels for {len(embeddings)} embedded sequences; "
+            "the label column needs one value per embedded sequence"
+        )
     points = project(embeddings, method)
     name = "PCA" if method == "pca" else "t-SNE"
-    figure = map_figure(points, labels, axis_labels(method, embeddings, points),
-                        title or f"{name} of {len(points):,} sequence embeddings", label_name)
+    figure = map_figure(
+        points,
+        labels,
+        axis_labels(method, embeddings, points),
+        title or f"{name} of {len(points):,} sequence embeddings",
+        label_name,
+    )
     save_figure(figure, output)
     return output

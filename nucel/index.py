@@ -51,8 +51,9 @@ def run(args: argparse.Namespace) -> None:
     if not os.access(target.parent if target.parent.exists() else Path.cwd(), os.W_OK):
         raise ReferenceFileError(f"{target.parent} is not writable; give -o WRITABLE_FOLDER/{target.name}")
     if target.exists() and not args.overwrite:
-        raise FileExistsError(f"-o/--output {target}: the file exists; pass --overwrite to replace it, or choose "
-                              "another name")
+        raise FileExistsError(
+            f"-o/--output {target}: the file exists; pass --overwrite to replace it, or choose another name"
+        )
     records, bases = write_indexed_copy(source, target)
     Reference(target).close()  # what score-variants, ism and attention will open: checked now
     print(f"{records:,} records ({bases:,} bp) -> {target} (+ .fai, .gzi); pass it as --reference")

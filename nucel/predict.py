@@ -35,18 +35,17 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from nucel.core.metrics import sigmoid, softmax
-from nucel.core.windows import DEFAULT_WINDOW, base_token_ids, batches_by_length, pad_batch, window_count, window_plan
+from nucel.core.classifiers import Classifier, load_classifier
 from nucel.core.embeddings import READ_AHEAD_BATCHES
 from nucel.core.errors import interruption_reported
 from nucel.core.files import atomic_file
-from nucel.core.sequences import clean_sequence, iter_sequences, scan_sequences, SequenceRecord, with_unique_ids
-from nucel.core.classifiers import Classifier, load_classifier
+from nucel.core.metrics import sigmoid, softmax
+from nucel.core.sequences import SequenceRecord, clean_sequence, iter_sequences, scan_sequences, with_unique_ids
+from nucel.core.windows import DEFAULT_WINDOW, base_token_ids, batches_by_length, pad_batch, window_count, window_plan
 from nucel.tokenization import with_special_tokens
 
 LONG_INPUTS = ("window", "refuse")
 AGGREGATIONS = ("mean", "max")
-
 
 
 def scores_from_logits(logits: np.ndarray, problem_type: str) -> np.ndarray:
@@ -94,11 +93,19 @@ class LengthPolicy:
         if self.aggregate not in AGGREGATIONS:
             raise ValueError(f"--aggregate must be one of {AGGREGATIONS}, got {self.aggregate!r}")
         if self.window < 1 or not 1 <= self.stride <= self.window:
-            raise ValueError(f"need --window >= 1 and 1 <= --stride <= --window, got window {self.window}, stride {self.stride}")
+            raise ValueError(
+                f"need --window >= 1 and 1 <= --stride <= --window, got window {self.window}, stride {self.stride}"
+            )
 
     @classmethod
-    def for_lengths(cls, trained: dict | None, long_inputs: str = "window", aggregate: str = "mean",
-                    window: int | None = None, stride: int | None = None) -> "LengthPolicy":
+    def for_lengths(
+        cls,
+        trained: dict | None,
+        long_inputs: str = "window",
+        aggregate: str = "mean",
+        window: int | None = None,
+        stride: int | None = None,
+    ) -> "LengthPolicy":
         """The window is the longest training sequence (`trained`, a classifier's record) unless `window` is given."""
         length = window or (trained["max_bp"] if trained else DEFAULT_WINDOW)
         return cls(length, stride or max(1, length // 2), long_inputs, aggregate, trained, window is not None)
@@ -108,11 +115,20 @@ class LengthPolicy:
         return f"{self.window:,}-bp windows {self.stride:,} bp apart, {how} of their scores"
 
     def refusal(self, source: str, length: int, model_name: str) -> str:
-        known = (f"trained on {self.trained['min_bp']:,}-{self.trained['max_bp']:,} bp sequences" if self.trained
-                 else f"without a record of its training lengths (assumed at most {self.window:,} bp)")
-        limit = f"the {self.window:,}-bp --window" if self.chosen else f"the {self.window:,} bp classifier {model_name} knows"
-        return (f"{source}: {length:,} bp is longer than {limit} ({known}); "
-                f"--long-inputs window predicts from {self.describe()}, or cut the input yourself")
+        known = (
+            f"trained on {self.trained['min_bp']:,}-{self.trained['max_bp']:,} bp sequences"
+            if self.trained
+            else f"without a record of its training lengths (assumed at most {self.window:,} bp)"
+        )
+        limit = (
+            f"the {self.window:,}-bp --window"
+            if self.chosen
+            else f"the {self.window:,} bp classifier {model_name} knows"
+        )
+        return (
+            f"{source}: {length:,} bp is longer than {limit} ({known}); "
+            f"--long-inputs window predicts from {self.describe()}, or cut the input yourself"
+        )
 
 
 @dataclass(frozen=True)
@@ -135,12 +151,20 @@ class _RecordPrediction:
         self.windows_left -= 1
 
     def result(self) -> Prediction:
-        return Prediction(self.record, self.total / self.windows if self.aggregate == "mean" else self.total, self.windows)
+        return Prediction(
+            self.record, self.total / self.windows if self.aggregate == "mean" else self.total, self.windows
+        )
 
 
 @torch.inference_mode()
-def prediction_stream(classifier: Classifier, records: Iterable[SequenceRecord], policy: LengthPolicy, batch_size: int = 32,
-                      progress: bool = True, total_bases: int | None = None) -> Iterator[Prediction]:
+def prediction_stream(
+    classifier: Classifier,
+    records: Iterable[SequenceRecord],
+    policy: LengthPolicy,
+    batch_size: int = 32,
+    progress: bool = True,
+    total_bases: int | None = None,
+) -> Iterator[Prediction]:
     """Predictions for `records` (read lazily), in input order, each from its windows (see `LengthPolicy`)."""
     if batch_size < 1:
         raise ValueError(f"batch size must be at least 1, got {batch_size} (--batch-size)")
@@ -156,13 +180,24 @@ def prediction_stream(classifier: Classifier, records: Iterable[SequenceRecord],
             state = _RecordPrediction(record, window_count(len(sequence), policy.window, overlap), policy.aggregate)
             unfinished.append(state)
             for start, end, keep_start, keep_end in window_plan(len(sequence), policy.window, overlap):
-                yield state, with_special_tokens(base_token_ids(classifier.tokenizer, sequence[start:end], record.source)), keep_end - keep_start
+                yield (
+                    state,
+                    with_special_tokens(base_token_ids(classifier.tokenizer, sequence[start:end], record.source)),
+                    keep_end - keep_start,
+                )
 
     pad_id = model.config.pad_token_id
     with tqdm(total=total_bases, desc="predicting", unit="bp", unit_scale=True, disable=not progress) as bar:
-        for batch in batches_by_length(windows(), batch_size, lambda item: len(item[1]), batch_size * READ_AHEAD_BATCHES):
+        for batch in batches_by_length(
+            windows(), batch_size, lambda item: len(item[1]), batch_size * READ_AHEAD_BATCHES
+        ):
             input_ids, attention_mask = pad_batch([ids for _, ids, _ in batch], pad_id)
-            logits = model(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device)).logits.float().cpu().numpy()
+            logits = (
+                model(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device))
+                .logits.float()
+                .cpu()
+                .numpy()
+            )
             for (state, _, bases), scores in zip(batch, scores_from_logits(logits, classifier.problem_type)):
                 state.add(scores)
                 bar.update(bases)
@@ -195,8 +230,11 @@ def predict_file(
     if summary.longest > policy.window and policy.long_inputs == "refuse":
         raise ValueError(policy.refusal(summary.longest_source, summary.longest, str(model)))
     if summary.longest > policy.window and policy.trained is None and not policy.chosen:
-        print(f"nucel predict: {model} does not record the lengths it was trained on; inputs longer than "
-              f"{policy.window:,} bp are cut into {policy.describe()} (--window to choose)", file=sys.stderr)
+        print(
+            f"nucel predict: {model} does not record the lengths it was trained on; inputs longer than "
+            f"{policy.window:,} bp are cut into {policy.describe()} (--window to choose)",
+            file=sys.stderr,
+        )
     records = with_unique_ids(iter_sequences(input_path, sequence_column, id_column))
     predictions = prediction_stream(classifier, records, policy, batch_size, progress, summary.bases)
     delimiter = "\t" if output_path.suffix.lower() in (".tsv", ".txt") else ","
@@ -205,12 +243,20 @@ def predict_file(
         writer = csv.writer(handle, delimiter=delimiter)
         writer.writerow(["id", *prediction_columns(classifier.problem_type, classifier.label_names), "windows"])
         for prediction in predictions:
-            writer.writerow([prediction.record.id, *prediction_row(prediction.scores, classifier.problem_type, classifier.label_names),
-                             prediction.windows])
+            writer.writerow(
+                [
+                    prediction.record.id,
+                    *prediction_row(prediction.scores, classifier.problem_type, classifier.label_names),
+                    prediction.windows,
+                ]
+            )
             windowed += prediction.windows > 1
     if windowed:
-        print(f"nucel predict: {windowed} of {summary.records} inputs are longer than {policy.window:,} bp and were predicted "
-              f"from {policy.describe()} (the windows column gives the count)", file=sys.stderr)
+        print(
+            f"nucel predict: {windowed} of {summary.records} inputs are longer than {policy.window:,} bp and were "
+            f"predicted from {policy.describe()} (the windows column gives the count)",
+            file=sys.stderr,
+        )
     return output_path
 
 
@@ -220,6 +266,17 @@ def predict_file(
 
 def run_from_args(args: argparse.Namespace) -> None:
     with interruption_reported(args.output):
-        path = predict_file(args.model, args.input, args.output, args.batch_size, args.sequence_column, args.id_column,
-                            args.long_inputs, args.aggregate, args.window, args.stride, args.device)
+        path = predict_file(
+            args.model,
+            args.input,
+            args.output,
+            args.batch_size,
+            args.sequence_column,
+            args.id_column,
+            args.long_inputs,
+            args.aggregate,
+            args.window,
+            args.stride,
+            args.device,
+        )
     print(f"predictions written to {path}")

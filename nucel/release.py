@@ -4,9 +4,9 @@
 
 `build_release_folder` rebuilds the repository folder from the model itself instead of copying the training
 output, so the folder holds exactly `model.safetensors`, `config.json` (model_type "modernbert" plus the complete
-auto_map: dual mode, docs/design.md "Decision: dual-mode folders"), the code files, the tokenizer files and the `README.md` model card.
-Optimizer and scheduler state, RNG state, trainer state, logs, caches and tokens that sit in a training output
-can therefore never reach the Hub. `upload_release` pushes exactly that folder.
+auto_map: dual mode, docs/design.md "Decision: dual-mode folders"), the code files, the tokenizer files and the
+`README.md` model card. Optimizer and scheduler state, RNG state, trainer state, logs, caches and tokens that sit in a
+training output can therefore never reach the Hub. `upload_release` pushes exactly that folder.
 
 The card states only what the training outputs record, so it cannot claim what did not happen:
 - a pre-trained model's data, steps, recipe and validation figures come from its pre-training run (the
@@ -30,11 +30,12 @@ from pathlib import Path
 from huggingface_hub import HfApi
 
 from nucel import modeling_nucel
+from nucel.convert import fold_base_restriction, load_nucel_model
+from nucel.core.classifiers import ADAPTER_CONFIG, TRAINING_LENGTHS, load_finetuned, recorded_lengths
+from nucel.core.files import atomic_folder, write_json_atomically
 from nucel.core.identity import folder_identity
 from nucel.core.models import is_repository_id
 from nucel.core.options import check_output
-from nucel.convert import fold_base_restriction, load_nucel_model
-from nucel.core.files import atomic_folder, write_json_atomically
 from nucel.core.records import FINETUNE_METADATA, PRETRAINING_RECORD, read_pretraining_record, read_record
 from nucel.model_cards.render import METRICS, SUITES, CardFacts, render_model_card
 from nucel.modeling_nucel import (
@@ -45,7 +46,6 @@ from nucel.modeling_nucel import (
     NucELModel,
 )
 from nucel.tokenization import load_tokenizer, save_tokenizer
-from nucel.core.classifiers import ADAPTER_CONFIG, TRAINING_LENGTHS, load_finetuned, recorded_lengths
 
 ARTEFACTS = {
     NucELModel: "encoder",
@@ -56,20 +56,46 @@ ARTEFACTS = {
 PARTS = ("discriminator", "generator")
 
 REQUIRED_FILES = frozenset(
-    {"config.json", "model.safetensors", "configuration_nucel.py", "modeling_nucel.py", "tokenizer.json", "tokenizer_config.json", "README.md"}
+    {
+        "config.json",
+        "model.safetensors",
+        "configuration_nucel.py",
+        "modeling_nucel.py",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "README.md",
+    }
 )
 # The Hub-facing code files (save_pretrained copies the model file and the files it imports relatively); transformers
 # 4.x also writes special_tokens_map.json. Nothing else belongs in a release.
-CODE_FILES = frozenset(path.name for path in Path(modeling_nucel.__file__).parent.glob("*.py") if path.name != "__init__.py")
+CODE_FILES = frozenset(
+    path.name for path in Path(modeling_nucel.__file__).parent.glob("*.py") if path.name != "__init__.py"
+)
 RELEASE_FILES = REQUIRED_FILES | CODE_FILES | {"special_tokens_map.json", PRETRAINING_RECORD}
 # A LoRA adapter release: PEFT's two files, the classifier's record (public part), the tokenizer and the card.
 ADAPTER_REQUIRED_FILES = frozenset(
-    {ADAPTER_CONFIG, "adapter_model.safetensors", FINETUNE_METADATA, "tokenizer.json", "tokenizer_config.json", "README.md"}
+    {
+        ADAPTER_CONFIG,
+        "adapter_model.safetensors",
+        FINETUNE_METADATA,
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "README.md",
+    }
 )
 # What an adapter release's finetune.json keeps of the fine-tune's besides the base, labels and lengths: the head's
 # layout and the LoRA recipe. Data sources, the local base's path and identity stay on the training machine (the
 # card names the data files and their checksums).
-PUBLIC_FINETUNE_KEYS = ("problem_type", "pooling", "head", "method", "lora_rank", "lora_alpha", "lora_dropout", "max_length_bp")
+PUBLIC_FINETUNE_KEYS = (
+    "problem_type",
+    "pooling",
+    "head",
+    "method",
+    "lora_rank",
+    "lora_alpha",
+    "lora_dropout",
+    "max_length_bp",
+)
 ADAPTER_RELEASE_FILES = ADAPTER_REQUIRED_FILES | {"special_tokens_map.json"}
 
 # transformers records how a tokenizer was loaded in its saved config: true only on the machine that saved it.
@@ -114,9 +140,17 @@ def load_release_model(source: str | Path, part: str | None = None, lora_adapter
         if part is not None:
             raise ReleaseError(f"{folder} is a LoRA fine-tune, not a pre-training model: leave out --part")
         if finetune is None:
-            raise ReleaseError(f"{folder} holds a LoRA adapter without {FINETUNE_METADATA}: not written by nucel finetune")
-        if not lora_adapter and not Path(finetune["base_model"]).is_dir() and not is_repository_id(finetune["base_model"]):
-            raise ReleaseError(f"{folder}: its base model {finetune['base_model']} is gone; the adapter cannot be merged into it")
+            raise ReleaseError(
+                f"{folder} holds a LoRA adapter without {FINETUNE_METADATA}: not written by nucel finetune"
+            )
+        if (
+            not lora_adapter
+            and not Path(finetune["base_model"]).is_dir()
+            and not is_repository_id(finetune["base_model"])
+        ):
+            raise ReleaseError(
+                f"{folder}: its base model {finetune['base_model']} is gone; the adapter cannot be merged into it"
+            )
         peft_model, tokenizer, _ = load_finetuned(folder)
         model = peft_model if lora_adapter else peft_model.merge_and_unload()
         return ReleaseSource(folder, model.eval(), tokenizer, finetune)
@@ -125,7 +159,9 @@ def load_release_model(source: str | Path, part: str | None = None, lora_adapter
     model = load_nucel_model(folder)
     if isinstance(model, NucELForPreTraining):
         if part is None:
-            raise ReleaseError(f"{folder} holds generator and discriminator together: choose --part {' or --part '.join(PARTS)}")
+            raise ReleaseError(
+                f"{folder} holds generator and discriminator together: choose --part {' or --part '.join(PARTS)}"
+            )
         # As pre-training exports them: shared embeddings folded into each table, no pre-training settings.
         model = model.discriminator_for_export() if part == "discriminator" else model.generator_for_export()
     elif part is not None and (part == "generator") != isinstance(model, NucELGenerator):
@@ -169,11 +205,15 @@ def read_results(path: str | Path) -> dict:
         if missing:
             raise ReleaseError(f"{path}: tasks[{index}] lacks {missing}")
         if task["metric"] not in METRICS:
-            raise ReleaseError(f"{path}: tasks[{index}] ({task['task']}) has metric {task['metric']!r}, not one of {sorted(METRICS)}")
+            raise ReleaseError(
+                f"{path}: tasks[{index}] ({task['task']}) has metric {task['metric']!r}, not one of {sorted(METRICS)}"
+            )
     return results
 
 
-def check_results_belong(results: dict, path: Path, released: Path, identities: list[str], base_identity: str | None) -> None:
+def check_results_belong(
+    results: dict, path: Path, released: Path, identities: list[str], base_identity: str | None
+) -> None:
     """Refuse results whose recorded model identity is not the released model's (its source folder's, or the
     release folder's: the same weights, config and tokenizer benchmarked from the Hub)."""
     recorded = (results.get("model_identity") or {}).get("sha256")
@@ -217,8 +257,12 @@ def write_adapter_config(folder: Path, base_model: str) -> None:
 def write_adapter_finetune_metadata(folder: Path, finetune: dict, base_model: str, label_names: list[str]) -> None:
     """The public finetune.json of an adapter release: what `load_finetuned` needs to rebuild the classifier on the
     base model's Hub id (label names as released: `--label-names` may have renamed them)."""
-    public = {"base_model": base_model, "base_model_source": "hub", "label_names": label_names,
-              **{key: finetune[key] for key in PUBLIC_FINETUNE_KEYS if key in finetune}}
+    public = {
+        "base_model": base_model,
+        "base_model_source": "hub",
+        "label_names": label_names,
+        **{key: finetune[key] for key in PUBLIC_FINETUNE_KEYS if key in finetune},
+    }
     public.setdefault("head", "modernbert")  # folders written before the head was a setting had ModernBERT's
     if (lengths := recorded_lengths(finetune)) is not None:
         public[TRAINING_LENGTHS] = lengths
@@ -250,7 +294,9 @@ def release_files(folder: str | Path) -> list[str]:
     """The files of a release folder, after checking it holds exactly what a release may hold."""
     folder = Path(folder)
     names = sorted(entry.name for entry in folder.iterdir())
-    allowed, required = (ADAPTER_RELEASE_FILES, ADAPTER_REQUIRED_FILES) if ADAPTER_CONFIG in names else (RELEASE_FILES, REQUIRED_FILES)
+    allowed, required = (
+        (ADAPTER_RELEASE_FILES, ADAPTER_REQUIRED_FILES) if ADAPTER_CONFIG in names else (RELEASE_FILES, REQUIRED_FILES)
+    )
     unexpected = [name for name in names if name not in allowed or not (folder / name).is_file()]
     if unexpected:
         raise ReleaseError(f"{folder} holds {unexpected}, which a release must not contain")
@@ -265,8 +311,12 @@ def base_model_of(finetune: dict | None, facts: CardFacts) -> str | None:
     was a Hub id (a local folder or a random initialisation has none)."""
     if facts.base_model:
         return facts.base_model
-    if finetune and finetune.get("base_model_source", "hub") == "hub" and is_repository_id(finetune["base_model"]) \
-            and not Path(finetune["base_model"]).exists():
+    if (
+        finetune
+        and finetune.get("base_model_source", "hub") == "hub"
+        and is_repository_id(finetune["base_model"])
+        and not Path(finetune["base_model"]).exists()
+    ):
         return finetune["base_model"]
     return None
 
@@ -311,8 +361,10 @@ def build_release_folder(
         base_folder = Path(released.finetune["base_model"])
         pretraining = read_pretraining_record(base_folder) if base_folder.is_dir() else None
     if facts.objective and pretraining and pretraining["objective"] and pretraining["objective"] != facts.objective:
-        raise ReleaseError(f"the card facts say objective {facts.objective!r}, but the model was pre-trained with "
-                           f"{pretraining['objective']!r}")
+        raise ReleaseError(
+            f"the card facts say objective {facts.objective!r}, but the model was pre-trained with "
+            f"{pretraining['objective']!r}"
+        )
 
     results = [read_results(path) for path in results_paths]
     parameters, encoder_parameters = parameter_counts(model)
@@ -329,7 +381,9 @@ def build_release_folder(
         if lora_adapter:
             write_adapter_config(staging, base_model)
             labels = model.get_base_model().config.id2label
-            write_adapter_finetune_metadata(staging, released.finetune, base_model, [labels[i] for i in range(len(labels))])
+            write_adapter_finetune_metadata(
+                staging, released.finetune, base_model, [labels[i] for i in range(len(labels))]
+            )
         if results:
             # The source folder (what `nucel benchmark --model SOURCE` identifies) and the release folder (what a
             # benchmark of the published Hub repository identifies) are the released model's identities.
@@ -405,8 +459,15 @@ def run(args: argparse.Namespace) -> None:
     out = args.output or Path("releases") / args.repo_id.replace("/", "--")
     check_output(out, "folder", args.overwrite)  # the default folder too (the command line checks a given one)
     folder = build_release_folder(
-        args.model, args.repo_id, out, part=args.part, facts=facts, results_paths=args.results,
-        label_names=args.label_names, pretraining_run=args.pretraining_run, lora_adapter=args.lora_adapter,
+        args.model,
+        args.repo_id,
+        out,
+        part=args.part,
+        facts=facts,
+        results_paths=args.results,
+        label_names=args.label_names,
+        pretraining_run=args.pretraining_run,
+        lora_adapter=args.lora_adapter,
     )
     print(f"release folder {folder}: {', '.join(release_files(folder))}")
     if args.dry_run:

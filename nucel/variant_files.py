@@ -72,8 +72,9 @@ def chromosome_view(reference: Reference, chrom: str, bounds: tuple[int, int] | 
     return reference.view(found, start, end)
 
 
-def genome_row(reference: Reference, context, name: str, chrom: str, position: int, ref: str, alt: str,
-               source: str) -> VariantRow:
+def genome_row(
+    reference: Reference, context, name: str, chrom: str, position: int, ref: str, alt: str, source: str
+) -> VariantRow:
     """A variant at a 1-based chromosome position checked in `context` (`chromosome_view`); a missing chromosome's
     reason names what the reference has instead."""
     offset = position - 1 - (context.start if context is not None else 0)
@@ -112,7 +113,7 @@ class VcfInput:
         with open(self.path, "rb") as handle:
             gzipped = handle.read(2) == b"\x1f\x8b"
         count = 0
-        with (gzip.open(self.path, "rt", errors="replace") if gzipped else open(self.path, errors="replace")) as handle:
+        with gzip.open(self.path, "rt", errors="replace") if gzipped else open(self.path, errors="replace") as handle:
             for line in handle:
                 if not line.startswith("#"):
                     break
@@ -125,8 +126,10 @@ class VcfInput:
         try:
             return pysam.VariantFile(str(self.readable))
         except (ValueError, OSError, NotImplementedError) as error:
-            raise VariantError(f"{self.path}: not a VCF or BCF that htslib can read (a VCF starts with a "
-                               "##fileformat=VCFv4.x line and has a #CHROM header line)") from error
+            raise VariantError(
+                f"{self.path}: not a VCF or BCF that htslib can read (a VCF starts with a "
+                "##fileformat=VCFv4.x line and has a #CHROM header line)"
+            ) from error
 
     def _records(self) -> Iterator:
         handle = self._open()
@@ -140,11 +143,15 @@ class VcfInput:
             for number, record in enumerate(records, start=1):
                 yield record
         except OSError as error:
-            where = f"line {self.header_line_count + number + 1}" if self.header_line_count is not None else \
-                f"record {number + 1}"
-            raise VariantError(f"{self.path} {where}: htslib cannot parse this record (a VCF line has 8 tab-separated "
-                               "columns at least, CHROM POS ID REF ALT QUAL FILTER INFO, and POS is a whole number)"
-                               ) from error
+            where = (
+                f"line {self.header_line_count + number + 1}"
+                if self.header_line_count is not None
+                else f"record {number + 1}"
+            )
+            raise VariantError(
+                f"{self.path} {where}: htslib cannot parse this record (a VCF line has 8 tab-separated "
+                "columns at least, CHROM POS ID REF ALT QUAL FILTER INFO, and POS is a whole number)"
+            ) from error
         finally:
             self.header_text = str(handle.header)
             handle.close()
@@ -159,8 +166,10 @@ class VcfInput:
     def _inside_regions(self, record) -> bool:
         if not self.regions:
             return True
-        return any(record.chrom == chrom and start < record.pos and (end is None or record.pos - 1 < end)
-                   for chrom, start, end in self.regions)
+        return any(
+            record.chrom == chrom and start < record.pos and (end is None or record.pos - 1 < end)
+            for chrom, start, end in self.regions
+        )
 
     def source(self, number: int, record) -> str:
         if self.header_line_count is not None and not self.regions:
@@ -200,8 +209,10 @@ def table_rows(path: str | Path, reference: Reference | None = None, strict: boo
         genomic = all(column in columns for column in GENOMIC_TABLE_COLUMNS)
         missing = [c for c in ("position", "ref", "alt") if c not in columns]
         if not genomic and (missing or not {"sequence", "region"} & set(columns)):
-            raise VariantError(f"{path}: needs columns position, ref, alt and sequence or region, or chrom, pos, ref, "
-                               f"alt; the header is {columns}")
+            raise VariantError(
+                f"{path}: needs columns position, ref, alt and sequence or region, or chrom, pos, ref, "
+                f"alt; the header is {columns}"
+            )
         if genomic and reference is None:
             raise VariantError(f"{path}: a table of chrom, pos, ref, alt needs the reference FASTA (--reference)")
         id_column = next((column for column in ID_COLUMNS if column in columns), None)
@@ -216,8 +227,9 @@ def table_rows(path: str | Path, reference: Reference | None = None, strict: boo
         raise VariantError(f"{path}: no variants")
 
 
-def table_row(path: Path, line_number: int, fields: dict, genomic: bool, id_column: str | None,
-              reference: Reference | None) -> VariantRow:
+def table_row(
+    path: Path, line_number: int, fields: dict, genomic: bool, id_column: str | None, reference: Reference | None
+) -> VariantRow:
     source = f"{path} line {line_number}"
     position_text = (fields["pos" if genomic else "position"] or "").strip()
     ref, alt = fields["ref"] or "", fields["alt"] or ""
@@ -244,7 +256,8 @@ def table_row(path: Path, line_number: int, fields: dict, genomic: bool, id_colu
     return genome_row(reference, context, name, chrom, position, ref, alt, source)
 
 
-def read_variant_table(path: str | Path, reference_path: str | Path | None = None,
-                       strict: bool = False) -> list[VariantRow]:
+def read_variant_table(
+    path: str | Path, reference_path: str | Path | None = None, strict: bool = False
+) -> list[VariantRow]:
     """All rows of a variant TSV in a list."""
     return list(table_rows(path, Reference(reference_path) if reference_path else None, strict))

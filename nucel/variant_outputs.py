@@ -25,20 +25,23 @@ from nucel.core.variant_scores import STATUSES, VariantRow
 
 VCF_OUTPUT_SUFFIXES = (".vcf", ".vcf.gz", ".bcf")
 OUTPUT_SUFFIXES = (".tsv", *VCF_OUTPUT_SUFFIXES)
-INFO_IDS = {"llr": "NUCEL_LLR", "embedding_distance": "NUCEL_EMBEDDING_DISTANCE",
-            "replaced_probability": "NUCEL_REPLACED_PROBABILITY"}
+INFO_IDS = {
+    "llr": "NUCEL_LLR",
+    "embedding_distance": "NUCEL_EMBEDDING_DISTANCE",
+    "replaced_probability": "NUCEL_REPLACED_PROBABILITY",
+}
 SCORE_MEANINGS = {
     "llr": "ln P(alt) - ln P(ref) of the masked variant base under the generator",
     "embedding_distance": "Euclidean distance between the mean-pooled embeddings of the reference and alternative "
-                          "contexts",
+    "contexts",
     "replaced_probability": "p_replaced(alt) - p_replaced(ref): the discriminator's probability that the variant "
-                            "base was replaced, in the alternative context minus in the reference context (higher: "
-                            "the alternative base looks more like a replacement, more damaging)",
+    "base was replaced, in the alternative context minus in the reference context (higher: "
+    "the alternative base looks more like a replacement, more damaging)",
 }
 
 
 def output_kind(path: str | Path) -> str:
-    """"vcf", "vcf.gz" or "bcf" by the output's extension; "tsv" for any other name."""
+    """ "vcf", "vcf.gz" or "bcf" by the output's extension; "tsv" for any other name."""
     name = str(path).lower()
     return next((suffix[1:] for suffix in VCF_OUTPUT_SUFFIXES if name.endswith(suffix)), "tsv")
 
@@ -54,28 +57,46 @@ def formatted(scores: dict[str, float], name: str) -> str:
     return f"{scores[name]:.6g}" if name in scores else ""
 
 
-def write_scored_table(path: str | Path, scored: Iterable[tuple[VariantRow, dict[str, float]]],
-                       score_names: list[str]) -> Counter:
+def write_scored_table(
+    path: str | Path, scored: Iterable[tuple[VariantRow, dict[str, float]]], score_names: list[str]
+) -> Counter:
     """Write the rows as they come (TSV); returns rows per status."""
     counts = Counter()
     with atomic_file(path) as staging, open(staging, "w", newline="") as handle:
         writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
         writer.writerow(["id", "chrom", "position", "ref", "alt", "status", *score_names, "reference_base"])
         for row, scores in scored:
-            writer.writerow([row.name, row.chrom, row.position, row.ref, row.alt, row.status,
-                             *(formatted(scores, name) for name in score_names), row.reference_base])
+            writer.writerow(
+                [
+                    row.name,
+                    row.chrom,
+                    row.position,
+                    row.ref,
+                    row.alt,
+                    row.status,
+                    *(formatted(scores, name) for name in score_names),
+                    row.reference_base,
+                ]
+            )
             counts[row.status] += 1
     return counts
 
 
 def info_header_lines(score_names: list[str], models: dict[str, str]) -> list[str]:
     """The ##INFO lines of the scores; `models`: score name -> "model NAME sha256 HASH" (no double quotes)."""
-    lines = [f'##INFO=<ID={INFO_IDS[name]},Number=A,Type=Float,Description="NucEL {name}: {SCORE_MEANINGS[name]}; '
-             f'{models[name]}">' for name in score_names]
-    lines.append('##INFO=<ID=NUCEL_STATUS,Number=A,Type=String,Description="NucEL status of each ALT: '
-                 f'{", ".join(STATUSES)} (only ok alleles have scores)">')
-    lines.append('##INFO=<ID=NUCEL_REFERENCE_BASE,Number=1,Type=String,Description="The reference genome base at POS '
-                 'where it differs from REF (NucEL status ref_mismatch or ref_is_n)">')
+    lines = [
+        f'##INFO=<ID={INFO_IDS[name]},Number=A,Type=Float,Description="NucEL {name}: {SCORE_MEANINGS[name]}; '
+        f'{models[name]}">'
+        for name in score_names
+    ]
+    lines.append(
+        '##INFO=<ID=NUCEL_STATUS,Number=A,Type=String,Description="NucEL status of each ALT: '
+        f'{", ".join(STATUSES)} (only ok alleles have scores)">'
+    )
+    lines.append(
+        '##INFO=<ID=NUCEL_REFERENCE_BASE,Number=1,Type=String,Description="The reference genome base at POS '
+        'where it differs from REF (NucEL status ref_mismatch or ref_is_n)">'
+    )
     return lines
 
 
@@ -94,8 +115,14 @@ def annotated_line(record_text: str, rows: list[tuple[VariantRow, dict[str, floa
     return "\t".join(fields) + "\n"
 
 
-def write_scored_vcf(path: str | Path, vcf_input, scored: Iterable[tuple[VariantRow, dict[str, float]]],
-                     score_names: list[str], models: dict[str, str], command_line: str) -> tuple[Counter, str]:
+def write_scored_vcf(
+    path: str | Path,
+    vcf_input,
+    scored: Iterable[tuple[VariantRow, dict[str, float]]],
+    score_names: list[str],
+    models: dict[str, str],
+    command_line: str,
+) -> tuple[Counter, str]:
     """Every input record with its scores as INFO fields (see the module docstring); returns rows per status and a
     note on the index. `vcf_input`: the nucel.variant_files.VcfInput whose `rows(keep_records=True)` feed `scored`."""
     from pysam.libcbgzf import BGZFile
@@ -110,7 +137,7 @@ def write_scored_vcf(path: str | Path, vcf_input, scored: Iterable[tuple[Variant
     with atomic_file(path) as staging:
         text_path = staging.with_name(staging.name + ".vcf") if kind == "bcf" else staging
         try:
-            with (BGZFile(str(text_path), "wb") if kind == "vcf.gz" else open(text_path, "wb")) as handle:
+            with BGZFile(str(text_path), "wb") if kind == "vcf.gz" else open(text_path, "wb") as handle:
                 handle.write(("\n".join(header) + "\n").encode())
                 waiting = []
                 for row, scores in scored:
@@ -150,8 +177,10 @@ def index_vcf(staging: Path, final: Path) -> str:
     except OSError:
         staged_index.unlink(missing_ok=True)
         index.unlink(missing_ok=True)  # an index of an earlier output would no longer match
-        return (f"; {final} is not indexed: its records are not sorted by position (`bcftools sort` sorts it, "
-                "`tabix -p vcf` then indexes it)")
+        return (
+            f"; {final} is not indexed: its records are not sorted by position (`bcftools sort` sorts it, "
+            "`tabix -p vcf` then indexes it)"
+        )
     ordinary_permissions(staged_index)
     os.replace(staged_index, index)
     return f"; indexed: {index}"
@@ -178,10 +207,15 @@ class TrackCollector:
             return []
         written = []
         for name in self.score_names:
-            entries = [(chrom, start, sum(site[name]) / len(site[name]))
-                       for (chrom, start), site in self.values.items()]
-            written += write_track(f"{stem}.{name}", reference.lengths, entries,
-                                   f"NucEL {name} at each scored variant (mean over the ALTs of a position)")
+            entries = [
+                (chrom, start, sum(site[name]) / len(site[name])) for (chrom, start), site in self.values.items()
+            ]
+            written += write_track(
+                f"{stem}.{name}",
+                reference.lengths,
+                entries,
+                f"NucEL {name} at each scored variant (mean over the ALTs of a position)",
+            )
         return written
 
 
@@ -191,6 +225,8 @@ def status_summary(counts: Counter, reference: Reference | None) -> str:
     if reference is not None and reference.renamed:
         pairs = reference.renamed.most_common()
         shown = ", ".join(f"{asked} -> {found} ({lines:,} lines)" for (asked, found), lines in pairs[:5])
-        summary += (f"; chromosome names matched to the reference's across the chr prefix: {shown}"
-                    f"{', ...' if len(pairs) > 5 else ''}")
+        summary += (
+            f"; chromosome names matched to the reference's across the chr prefix: {shown}"
+            f"{', ...' if len(pairs) > 5 else ''}"
+        )
     return summary

@@ -69,8 +69,10 @@ SCORE_OPTIONS = (("generator", "llr"), ("model", "embedding_distance"), ("discri
 
 def check_model_options(args) -> None:
     if not (args.generator or args.model or args.discriminator):
-        raise VariantError("give --generator (llr), --model (embedding distance), --discriminator (replaced "
-                           "probability), or several of them")
+        raise VariantError(
+            "give --generator (llr), --model (embedding distance), --discriminator (replaced "
+            "probability), or several of them"
+        )
     if args.window < 1 or args.batch_size < 1:
         raise VariantError(f"--window and --batch-size must be at least 1, got {args.window} and {args.batch_size}")
 
@@ -90,7 +92,7 @@ def load_models(args):
 
 
 def model_description(name_or_path: str) -> str:
-    """"model NAME sha256 HASH" for a VCF header: the hash of the weights, config and tokenizer files."""
+    """ "model NAME sha256 HASH" for a VCF header: the hash of the weights, config and tokenizer files."""
     folder = resolve_model_folder(name_or_path)
     return f"model {name_or_path} sha256 {folder_identity(folder)['sha256']}".replace('"', "'")
 
@@ -118,6 +120,7 @@ def run_score_variants(args) -> None:
 
         def rows():
             return table_rows(args.variants, reference, args.strict)
+
     # Every row is checked now (--strict stops at the first that is not ok), before the models load.
     missing = sorted({row.chrom for row in rows() if row.status == "missing_contig"})
     if reference is not None:
@@ -125,15 +128,19 @@ def run_score_variants(args) -> None:
     generator, model, detector, tokenizer = load_models(args)
     score_names = [name for option, name in SCORE_OPTIONS if getattr(args, option)]
     tracks = TrackCollector(score_names)
-    scored = tracks.passing(scored_rows(rows(), generator, model, tokenizer, args.window, args.batch_size,
-                                        detector=detector))
+    scored = tracks.passing(
+        scored_rows(rows(), generator, model, tokenizer, args.window, args.batch_size, detector=detector)
+    )
     note = ""
     with interruption_reported(output):
         if kind == "tsv":
             counts = write_scored_table(output, scored, score_names)
         else:
-            models = {name: model_description(getattr(args, option)) for option, name in SCORE_OPTIONS
-                      if getattr(args, option)}
+            models = {
+                name: model_description(getattr(args, option))
+                for option, name in SCORE_OPTIONS
+                if getattr(args, option)
+            }
             # The command line as given to nucel (cli.main records it; not sys.argv, which may be another program's).
             command_line = shlex.join(["nucel", "score-variants", *getattr(args, "arguments", [])])
             counts, note = write_scored_vcf(output, vcf, scored, score_names, models, command_line)
@@ -142,8 +149,10 @@ def run_score_variants(args) -> None:
     track_note = f"; tracks: {', '.join(path.name for path in written)}" if written else ""
     missing_note = ""
     if missing and reference is not None:
-        missing_note = (f"; chromosome(s) {', '.join(missing[:5])} not in the reference: "
-                        f"{reference.missing_contig_hint(missing[0])}")
+        missing_note = (
+            f"; chromosome(s) {', '.join(missing[:5])} not in the reference: "
+            f"{reference.missing_contig_hint(missing[0])}"
+        )
     summary = status_summary(counts, reference)
     print(f"{counts['ok']} variants scored -> {output} ({summary}{unscored}{missing_note}{note}{track_note})")
 
@@ -163,8 +172,9 @@ def ism_regions(args) -> tuple[Reference | None, list[GenomeRegion], list[tuple[
     if not (args.region or args.regions):
         sequence = read_one_sequence(args.sequence, args.fasta, args.record)
         if n_share(sequence) > MOSTLY_N:
-            raise VariantError(f"the sequence is {n_share(sequence):.0%} N (or other non-ACGT codes): too little DNA "
-                               "to mutate")
+            raise VariantError(
+                f"the sequence is {n_share(sequence):.0%} N (or other non-ACGT codes): too little DNA to mutate"
+            )
         return None, [GenomeRegion("sequence", "", "", 0, len(sequence), sequence)], []
     reference, regions = command_regions(args.region, args.regions, args.reference)
     statuses = []
@@ -172,14 +182,18 @@ def ism_regions(args) -> tuple[Reference | None, list[GenomeRegion], list[tuple[
         share = n_share(region.sequence)
         status = "ok" if share <= MOSTLY_N else "all_n" if share == 1 else "mostly_n"
         if status != "ok" and args.region:
-            raise VariantError(f"--region {region.name}: {share:.0%} of its {len(region.sequence):,} bases are N (or "
-                               "other non-ACGT codes), so there is too little DNA to mutate; choose a region with "
-                               "sequence")
+            raise VariantError(
+                f"--region {region.name}: {share:.0%} of its {len(region.sequence):,} bases are N (or "
+                "other non-ACGT codes), so there is too little DNA to mutate; choose a region with "
+                "sequence"
+            )
         statuses.append((region, status))
     pair = overlapping(regions)
     if pair:
-        raise VariantError(f"{args.regions}: regions {pair[0].name!r} and {pair[1].name!r} overlap; a track holds one "
-                           "value per base: merge them (e.g. bedtools merge) or list them apart")
+        raise VariantError(
+            f"{args.regions}: regions {pair[0].name!r} and {pair[1].name!r} overlap; a track holds one "
+            "value per base: merge them (e.g. bedtools merge) or list them apart"
+        )
     scored = [region for region, status in statuses if status == "ok"]
     if not scored:
         raise VariantError(f"{args.regions}: every region is all or mostly N; nothing to mutate")
@@ -188,8 +202,9 @@ def ism_regions(args) -> tuple[Reference | None, list[GenomeRegion], list[tuple[
 
 def run_ism(args) -> None:
     if sum(bool(getattr(args, option)) for option, _ in SCORE_OPTIONS) > 1:
-        raise VariantError("in-silico mutagenesis scores with one model: give one of --generator, --model or "
-                           "--discriminator")
+        raise VariantError(
+            "in-silico mutagenesis scores with one model: give one of --generator, --model or --discriminator"
+        )
     check_model_options(args)
     reference, regions, statuses = ism_regions(args)
     generator, model, detector, tokenizer = load_models(args)
@@ -202,14 +217,22 @@ def run_ism(args) -> None:
         with interruption_reported(table), atomic_file(table) as staging, open(staging, "w", newline="") as handle:
             writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
             writer.writerow(["region", "chrom", *MUTAGENESIS_COLUMNS] if several else MUTAGENESIS_COLUMNS)
-            matrices = [mutagenesis_of(region, (generator, model, detector), tokenizer, args, writer, several)
-                        for region in regions]
+            matrices = [
+                mutagenesis_of(region, (generator, model, detector), tokenizer, args, writer, several)
+                for region in regions
+            ]
         written = [table]
         for region, matrix in zip(regions, matrices):
             where = f"{region.chrom + ':' if region.chrom else ''}{region.first_position}-{region.end}"
             figure = output / (f"ism.{safe_name(region.name)}.png" if several else "ism.png")
-            plot_mutagenesis(matrix, region.sequence, figure, score_name, region.first_position,
-                             f"in-silico mutagenesis of {where}{f' ({region.name})' if several else ''} ({score_name})")
+            plot_mutagenesis(
+                matrix,
+                region.sequence,
+                figure,
+                score_name,
+                region.first_position,
+                f"in-silico mutagenesis of {where}{f' ({region.name})' if several else ''} ({score_name})",
+            )
             written.append(figure)
         if reference is not None:
             written += write_ism_tracks(output, reference, regions, matrices, score_name)
@@ -217,9 +240,11 @@ def run_ism(args) -> None:
             written.append(write_region_statuses(output / "regions.tsv", statuses))
     skipped = sum(status != "ok" for _, status in statuses)
     bases = sum(len(region.sequence) for region in regions)
-    print(f"{bases} positions x 3 substitutions scored in {len(regions)} region(s)"
-          f"{f' ({skipped} skipped as all or mostly N: see regions.tsv)' if skipped else ''} -> "
-          f"{', '.join(str(path) for path in written[:3])}{', ...' if len(written) > 3 else ''}")
+    print(
+        f"{bases} positions x 3 substitutions scored in {len(regions)} region(s)"
+        f"{f' ({skipped} skipped as all or mostly N: see regions.tsv)' if skipped else ''} -> "
+        f"{', '.join(str(path) for path in written[:3])}{', ...' if len(written) > 3 else ''}"
+    )
 
 
 @contextmanager
@@ -240,17 +265,27 @@ def mutagenesis_of(region: GenomeRegion, models: tuple, tokenizer, args, writer,
     generator, model, detector = models
     chunks, done, first = [], 0, region.first_position
     prefix = [region.name, region.chrom] if several else []
-    for rows in mutagenesis_chunks(region.sequence, generator, model, tokenizer, args.window, args.batch_size,
-                                   first_position=first, detector=detector):
-        writer.writerows(prefix + mutagenesis_line(first + done + i, region.sequence[done + i], row)
-                         for i, row in enumerate(rows))
+    for rows in mutagenesis_chunks(
+        region.sequence,
+        generator,
+        model,
+        tokenizer,
+        args.window,
+        args.batch_size,
+        first_position=first,
+        detector=detector,
+    ):
+        writer.writerows(
+            prefix + mutagenesis_line(first + done + i, region.sequence[done + i], row) for i, row in enumerate(rows)
+        )
         chunks.append(rows)
         done += len(rows)
     return np.concatenate(chunks)
 
 
-def write_ism_tracks(output: Path, reference: Reference, regions: list[GenomeRegion], matrices: list[np.ndarray],
-                     score_name: str) -> list[Path]:
+def write_ism_tracks(
+    output: Path, reference: Reference, regions: list[GenomeRegion], matrices: list[np.ndarray], score_name: str
+) -> list[Path]:
     """ism.A/C/G/T (each substitution's score: the TSV's values, 0 at the reference base) and ism.mean (the mean over
     the three substitutions of a position) on the reference's coordinates; N positions have no value."""
     entries = {track: [] for track in (*BASES, "mean")}
@@ -269,7 +304,11 @@ def write_ism_tracks(output: Path, reference: Reference, regions: list[GenomeReg
 
 def write_region_statuses(path: Path, statuses: list[tuple[GenomeRegion, str]]) -> Path:
     with atomic_file(path) as staging:
-        staging.write_text("region\tchrom\tstart\tend\tstatus\tn_share\n" + "".join(
-            f"{region.name}\t{region.chrom}\t{region.start}\t{region.end}\t{status}\t{n_share(region.sequence):.3f}\n"
-            for region, status in statuses))
+        staging.write_text(
+            "region\tchrom\tstart\tend\tstatus\tn_share\n"
+            + "".join(
+                f"{region.name}\t{region.chrom}\t{region.start}\t{region.end}\t{status}\t{n_share(region.sequence):.3f}\n"
+                for region, status in statuses
+            )
+        )
     return path

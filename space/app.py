@@ -4,7 +4,8 @@ The Hub's serverless widgets run only native ModernBERT; this app runs each rele
 (`trust_remote_code=True`), so the generator's base restriction and everything else NucEL adds apply. It needs only
 the packages in requirements.txt, not the nucel package. Models are Hub ids or local release folders:
 
-    python space/app.py --generator owner/nucel-93m-generator --encoder owner/nucel-93m --classifier owner/nucel-promoter
+    python space/app.py --generator owner/nucel-93m-generator --encoder owner/nucel-93m \\
+        --classifier owner/nucel-promoter
     NUCEL_GENERATOR=... NUCEL_ENCODER=... NUCEL_CLASSIFIER=... python app.py     # on a Space: set these variables
 
 Each tab appears only when its model is given. The functions behind the tabs are API endpoints too
@@ -76,7 +77,9 @@ class NucELServer:
 
 def build_demo(server: NucELServer) -> gr.Blocks:
     with gr.Blocks(title="NucEL") as demo:
-        gr.Markdown("# NucEL: a single-nucleotide DNA language model\nPaste DNA (A, C, G, T; N and lowercase are accepted).")
+        gr.Markdown(
+            "# NucEL: a single-nucleotide DNA language model\nPaste DNA (A, C, G, T; N and lowercase are accepted)."
+        )
         if server.fill_mask_pipeline is not None:
             with gr.Tab("Fill a masked base"):
                 masked = gr.Textbox(label=f"Sequence with one {MASK}", value=EXAMPLE[:35] + MASK + EXAMPLE[36:])
@@ -99,12 +102,16 @@ def build_demo(server: NucELServer) -> gr.Blocks:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     for role, variable in MODEL_VARIABLES.items():
-        parser.add_argument(f"--{role}", default=os.environ.get(variable), help=f"Hub id or release folder (default: ${variable})")
+        parser.add_argument(
+            f"--{role}", default=os.environ.get(variable), help=f"Hub id or release folder (default: ${variable})"
+        )
     parser.add_argument("--host", default="0.0.0.0", help="address to listen on (a Space needs 0.0.0.0)")
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", 7860)))
     args = parser.parse_args(argv)
     if not (args.generator or args.encoder or args.classifier):
-        parser.error(f"give at least one model: --generator/--encoder/--classifier or {', '.join(MODEL_VARIABLES.values())}")
+        parser.error(
+            f"give at least one model: --generator/--encoder/--classifier or {', '.join(MODEL_VARIABLES.values())}"
+        )
     server = NucELServer(generator=args.generator, encoder=args.encoder, classifier=args.classifier)
     build_demo(server).launch(server_name=args.host, server_port=args.port)
 

@@ -19,7 +19,9 @@ SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 def shared_data() -> Path:
     """../shared/data (real benchmark data and genomes); tests that need it skip where it is absent."""
     if not SHARED_DATA.is_dir():
-        pytest.skip(f"real data folder {SHARED_DATA} is absent (it sits beside the project on developer machines and CI)")
+        pytest.skip(
+            f"real data folder {SHARED_DATA} is absent (it sits beside the project on developer machines and CI)"
+        )
     return SHARED_DATA
 
 
@@ -54,5 +56,6 @@ def tiny_models(tmp_path_factory) -> tuple[Path, Path]:
     torch.manual_seed(0)
     root = tmp_path_factory.mktemp("tiny-models")
     generator = NucELGenerator(NucELConfig.from_preset("tiny-generator", restrict_to_bases=True))
-    return save_model_folder(generator, root / "generator"), save_model_folder(NucELModel(NucELConfig.from_preset("tiny")),
-                                                                                root / "encoder")
+    return save_model_folder(generator, root / "generator"), save_model_folder(
+        NucELModel(NucELConfig.from_preset("tiny")), root / "encoder"
+    )

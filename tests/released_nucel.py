@@ -5,7 +5,8 @@ embedding has 27 rows, and the author's slow tokenizer (`NucEL_Tokenizer`, k=1: 
 `tokenizer_config.json`, remote code). Facts used here, and where they come from:
 - vocabulary: specials [PAD] [UNK] [CLS] [SEP] [MASK] [BOS] [EOS] at 0-6; the tokenizer first numbers A, C, G, T
   7-10 and then re-numbers them 11-14 (its k-mer list, for k=1, is the four bases again); 16 reserved tokens follow
-  at 15-30, of which the model's 27 rows hold 15-26 (docs/design.md, "The vocabulary: the released model's ids"; the [27, 512] embedding matrix).
+  at 15-30, of which the model's 27 rows hold 15-26 (docs/design.md, "The vocabulary: the released model's ids";
+  the [27, 512] embedding matrix).
 - tokenization: the text is upper-cased and stripped, `[CLS]` is prepended, each character becomes its base or
   [UNK]; no `[SEP]` is added (the slow tokenizer adds its `[CLS]` inside `_tokenize`, and
   `build_inputs_with_special_tokens` adds nothing).
@@ -105,7 +106,9 @@ def write_release_replica(folder: Path, seed: int = 0, **config_overrides) -> Pa
     dropped norm or epsilon shows, and queries and keys scaled up so that attention (and with it RoPE) is as
     peaked as in a trained model rather than near-uniform."""
     config_values = {**RELEASE_CONFIG, **config_overrides}
-    native_fields = {k: v for k, v in config_values.items() if k not in ("architectures", "model_type", "transformers_version")}
+    native_fields = {
+        k: v for k, v in config_values.items() if k not in ("architectures", "model_type", "transformers_version")
+    }
     torch.manual_seed(seed)
     model = ModernBertModel(ModernBertConfig(**native_fields)).eval()
     with torch.no_grad():
@@ -117,9 +120,17 @@ def write_release_replica(folder: Path, seed: int = 0, **config_overrides) -> Pa
     model.save_pretrained(folder)
     (folder / "config.json").write_text(json.dumps(config_values, indent=2))
     (folder / "vocab.json").write_text(json.dumps(released_vocab(), indent=2))
-    (folder / "tokenizer_config.json").write_text(json.dumps({
-        "k": 1, "model_max_length": 1025, "padding_side": "right", "tokenizer_class": "NucEL_Tokenizer",
-        "auto_map": {"AutoTokenizer": ["tokenizer.NucEL_Tokenizer", None]},
-        **{f"{name}_token": f"[{name.upper()}]" for name in ("pad", "unk", "sep", "cls", "mask", "bos", "eos")},
-    }, indent=2))
+    (folder / "tokenizer_config.json").write_text(
+        json.dumps(
+            {
+                "k": 1,
+                "model_max_length": 1025,
+                "padding_side": "right",
+                "tokenizer_class": "NucEL_Tokenizer",
+                "auto_map": {"AutoTokenizer": ["tokenizer.NucEL_Tokenizer", None]},
+                **{f"{name}_token": f"[{name.upper()}]" for name in ("pad", "unk", "sep", "cls", "mask", "bos", "eos")},
+            },
+            indent=2,
+        )
+    )
     return folder

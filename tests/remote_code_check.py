@@ -86,7 +86,13 @@ assert set(scores) == set("ACGT"), scores
 wanted = expected["fill_mask_probabilities"]
 check_close("pipeline fill-mask", torch.tensor([scores[b] for b in "ACGT"]), wanted)
 
-classify = pipeline("text-classification", model=folder("classifier"), trust_remote_code=True, top_k=None)([sequence])[0]
+classify = pipeline("text-classification", model=folder("classifier"), trust_remote_code=True, top_k=None)([sequence])[
+    0
+]
 scores = {candidate["label"]: candidate["score"] for candidate in classify}
-check_close("pipeline text-classification", torch.tensor([scores["non-promoter"], scores["promoter"]]), expected["classifier_probabilities"])
+check_close(
+    "pipeline text-classification",
+    torch.tensor([scores["non-promoter"], scores["promoter"]]),
+    expected["classifier_probabilities"],
+)
 print("ALL OK")

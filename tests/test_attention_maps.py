@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from nucel import NucELConfig, NucELModel
+from nucel.cli import main
 from nucel.core.attention_maps import (
     attention_figure,
     attention_maps,
@@ -19,10 +20,8 @@ from nucel.core.attention_maps import (
     plot_snr,
     received_attention,
 )
+from nucel.core.models import load_encoder, save_model_folder
 from nucel.core.plots import pyplot
-from nucel.cli import main
-from nucel.core.models import load_encoder
-from nucel.core.models import save_model_folder
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +98,24 @@ def test_plots_are_png(tmp_path):
 def test_attention_command(encoder_folder, tmp_path, capsys):
     sequence = random_dna(60, 5)[:20] + "TATAAT" + random_dna(60, 6)[:40]
     output = tmp_path / "maps"
-    assert main(["attention", "--model", str(encoder_folder), "--sequence", sequence, "--motif", "TATAAT", "-o", str(output), "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "attention",
+                "--model",
+                str(encoder_folder),
+                "--sequence",
+                sequence,
+                "--motif",
+                "TATAAT",
+                "-o",
+                str(output),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     array = np.load(output / "attention.npy")
     assert array.shape == (2, 1, 67, 67)  # the global layers 0 and 3, the mean over heads
     description = json.loads((output / "attention.json").read_text())
@@ -117,13 +133,24 @@ def colour_bars(figure) -> list:
 def test_attention_figure_has_bp_axes_labelled_colour_bars_and_a_motif_legend():
     # 1 layer, 2 heads, [CLS] + 30 bases; the bases start at chr7:1,000,001.
     maps = np.random.default_rng(0).dirichlet(np.ones(31), size=(1, 2, 31))
-    figure = attention_figure(maps, [3], ["0", "1"], NucELConfig.from_preset("tiny"),
-                              {"TATAAT": [(4, 10)], "CAAT": [(20, 24)]}, "test", first_position=1_000_001, chrom="chr7")
+    figure = attention_figure(
+        maps,
+        [3],
+        ["0", "1"],
+        NucELConfig.from_preset("tiny"),
+        {"TATAAT": [(4, 10)], "CAAT": [(20, 24)]},
+        "test",
+        first_position=1_000_001,
+        chrom="chr7",
+    )
     try:
         panels = [axis for axis in figure.axes if axis.get_label() != "<colorbar>" and axis.images]
         assert len(panels) == 2
         for axis in panels:
-            assert axis.get_xlabel() == "key: position on chr7 (bp)" and axis.get_ylabel() == "query: position on chr7 (bp)"
+            assert (
+                axis.get_xlabel() == "key: position on chr7 (bp)"
+                and axis.get_ylabel() == "query: position on chr7 (bp)"
+            )
             # The image covers the bases only ([CLS] dropped), centred on their coordinates.
             image = axis.images[0]
             assert image.get_array().shape == (30, 30)
@@ -138,7 +165,9 @@ def test_attention_figure_has_bp_axes_labelled_colour_bars_and_a_motif_legend():
             assert "clipped at the 99th percentile" in label and f"{axis.images[0].norm.vmax:.3g}" in label
         legend = figure.legends[0]
         assert [text.get_text() for text in legend.get_texts()] == [
-            "TATAAT: 1 occurrence(s), outlined as key and query", "CAAT: 1 occurrence(s), outlined as key and query"]
+            "TATAAT: 1 occurrence(s), outlined as key and query",
+            "CAAT: 1 occurrence(s), outlined as key and query",
+        ]
         assert "[CLS] row and column not shown" in figure._suptitle.get_text()
     finally:
         pyplot().close(figure)
@@ -163,12 +192,32 @@ def test_attention_command_with_a_region_labels_genomic_coordinates(encoder_fold
     output = tmp_path / "maps"
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
-        assert main(["attention", "--model", str(encoder_folder), "--region", "chr7:101-160", "--reference", str(reference),
-                     "--motif", chromosome[110:116], "-o", str(output), "--device", "cpu"]) == 0
+        assert (
+            main(
+                [
+                    "attention",
+                    "--model",
+                    str(encoder_folder),
+                    "--region",
+                    "chr7:101-160",
+                    "--reference",
+                    str(reference),
+                    "--motif",
+                    chromosome[110:116],
+                    "-o",
+                    str(output),
+                    "--device",
+                    "cpu",
+                ]
+            )
+            == 0
+        )
     description = json.loads((output / "attention.json").read_text())
     assert description["chrom"] == "chr7" and description["first_position"] == 101 and description["length_bp"] == 60
     assert np.load(output / "attention.npy").shape == (2, 1, 61, 61)
-    assert main(["attention", "--model", str(encoder_folder), "--region", "chr7:101-160", "-o", str(tmp_path / "x")]) != 0  # no --reference
+    assert (
+        main(["attention", "--model", str(encoder_folder), "--region", "chr7:101-160", "-o", str(tmp_path / "x")]) != 0
+    )  # no --reference
 
 
 def test_maps_that_would_not_fit_are_refused_before_any_work():
@@ -180,8 +229,11 @@ def test_maps_that_would_not_fit_are_refused_before_any_work():
     config = NucELConfig.from_preset("tiny")
     tokens = 12_001
     assert attention_memory_bytes(config, tokens) == (2 * 4 + 2) * 4 * tokens**2 * 4
-    with pytest.raises(ValueError, match=r"attention maps of 12,000 bp need about 21\.5 GiB .* and 8\.0 GiB is "
-                                         r"available: give at most 7,326 bp"):
+    with pytest.raises(
+        ValueError,
+        match=r"attention maps of 12,000 bp need about 21\.5 GiB .* and 8\.0 GiB is "
+        r"available: give at most 7,326 bp",
+    ):
         check_attention_memory(config, tokens, available=8 << 30)
     check_attention_memory(config, 7_326 + 1, available=8 << 30)  # the length it names fits ([CLS] + bases) ...
     with pytest.raises(ValueError):

@@ -102,7 +102,9 @@ def test_unpadded_path_equals_padded_path_on_real_tokens():
 def packed_row(lengths):
     """The sequences of `dna_batch(lengths)` concatenated in one row, positions restarting at each."""
     input_ids, attention_mask = dna_batch(lengths)
-    packed = pack_batch({"input_ids": input_ids, "attention_mask": attention_mask}, max_tokens=sum(map(token_length, lengths)))
+    packed = pack_batch(
+        {"input_ids": input_ids, "attention_mask": attention_mask}, max_tokens=sum(map(token_length, lengths))
+    )
     return input_ids, attention_mask, packed
 
 
@@ -113,7 +115,9 @@ def test_packed_sequences_do_not_see_each_other(attn_implementation):
     input_ids, attention_mask, packed = packed_row(LENGTHS)
     assert packed["input_ids"].shape == (1, sum(map(token_length, LENGTHS)))
     with torch.no_grad():
-        together = ours(packed["input_ids"], attention_mask=packed["attention_mask"], position_ids=packed["position_ids"])
+        together = ours(
+            packed["input_ids"], attention_mask=packed["attention_mask"], position_ids=packed["position_ids"]
+        )
         start = 0
         for row, length in enumerate(LENGTHS):
             alone = reference(input_ids[row : row + 1, : token_length(length)]).last_hidden_state[0]
@@ -125,7 +129,9 @@ def test_packed_sequences_do_not_see_each_other(attn_implementation):
     changed = packed["input_ids"].clone()
     changed[0, 1:10] = BASE_IDS[0]
     with torch.no_grad():
-        after = ours(changed, attention_mask=packed["attention_mask"], position_ids=packed["position_ids"]).last_hidden_state
+        after = ours(
+            changed, attention_mask=packed["attention_mask"], position_ids=packed["position_ids"]
+        ).last_hidden_state
     first = token_length(LENGTHS[0])
     assert (after[0, first:] == together.last_hidden_state[0, first:]).all()
     assert not torch.equal(after[0, :first], together.last_hidden_state[0, :first])
@@ -144,7 +150,9 @@ def test_packing_collator_fills_rows_and_keeps_labels_aligned():
     real = packed["attention_mask"].bool()
     assert sorted(packed["input_ids"][real].tolist()) == sorted(masked[attention_mask.bool()].tolist())
     starts = (packed["position_ids"] == 0) & real
-    assert starts.sum() == 5 and (packed["input_ids"][starts] == CLS_ID).all(), "each sequence starts at position 0 with [CLS]"
+    assert starts.sum() == 5 and (packed["input_ids"][starts] == CLS_ID).all(), (
+        "each sequence starts at position 0 with [CLS]"
+    )
     with pytest.raises(ValueError, match="does not fit"):
         pack_batch(padded, max_tokens=50)
 
@@ -161,7 +169,10 @@ def test_packed_pretraining_step_equals_the_padded_one():
     torch.manual_seed(2)
     from_packed = model(**packed)
     # The masked positions come in the same order, so the generator draws the same replacements.
-    assert torch.equal(from_padded.discriminator_input_ids[attention_mask.bool()], from_packed.discriminator_input_ids[packed["attention_mask"].bool()])
+    assert torch.equal(
+        from_padded.discriminator_input_ids[attention_mask.bool()],
+        from_packed.discriminator_input_ids[packed["attention_mask"].bool()],
+    )
     assert (from_padded.generator_loss - from_packed.generator_loss).abs() <= 1e-5
     assert (from_padded.discriminator_loss - from_packed.discriminator_loss).abs() <= 1e-5
 
@@ -170,7 +181,9 @@ def test_generator_accepts_packed_rows():
     model = tiny_model(NucELGenerator)
     input_ids, attention_mask, packed = packed_row([50, 20])
     with torch.no_grad():
-        logits = model(packed["input_ids"], attention_mask=packed["attention_mask"], position_ids=packed["position_ids"]).logits
+        logits = model(
+            packed["input_ids"], attention_mask=packed["attention_mask"], position_ids=packed["position_ids"]
+        ).logits
         alone = model(input_ids[1:, : token_length(20)]).logits[0]
     second = token_length(50)  # where the second sequence starts in the packed row
     assert (logits[0, second : second + token_length(20)] - alone).abs().max() <= 1e-5

@@ -51,7 +51,15 @@ def write_table(path, header, rows, delimiter=","):
 def test_registry_lists_every_task_with_its_protocol():
     gue, gb, nt = load_suite("gue"), load_suite("genomic_benchmarks"), load_suite("nucleotide_transformer")
     assert len(gue.tasks) == 28 and len(gb.tasks) == 9 and len(nt.tasks) == 18
-    assert Counter(task.group for task in gue.tasks) == {"EMP": 10, "TF-M": 5, "PD": 3, "CPD": 3, "SSP": 1, "TF-H": 5, "CVC": 1}
+    assert Counter(task.group for task in gue.tasks) == {
+        "EMP": 10,
+        "TF-M": 5,
+        "PD": 3,
+        "CPD": 3,
+        "SSP": 1,
+        "TF-H": 5,
+        "CVC": 1,
+    }
     assert sum(task.group == "paper" for task in gb.tasks) == 7
     assert (len(gue.seeds), len(gb.seeds), len(nt.seeds)) == (3, 5, 10)
     assert gue.task("virus/covid").metric == "f1_macro" and gue.task("virus/covid").num_labels == 9
@@ -115,7 +123,9 @@ def test_genomic_benchmarks_folder_per_class_layout(shared_data, tmp_path):
     """The package's own layout (<split>/<class>/<n>.txt) reads to the same rows as the flattened TSV."""
     suite = load_suite("genomic_benchmarks")
     task = suite.task("human_ensembl_regulatory")
-    flat = read_labelled_file(shared_data / "genomic_benchmarks/_subsampled_from_ai4h/human_ensembl_regulatory/train_subsample.tsv", task)
+    flat = read_labelled_file(
+        shared_data / "genomic_benchmarks/_subsampled_from_ai4h/human_ensembl_regulatory/train_subsample.tsv", task
+    )
     assert len(flat) == 1500 and Counter(flat.labels) == {0: 500, 1: 500, 2: 500}
     picked = [i for label in range(3) for i in [j for j, y in enumerate(flat.labels) if y == label][:20]]
     for split in ("train", "test"):
@@ -152,17 +162,25 @@ def test_registry_rejects_an_unknown_hyperparameter(monkeypatch, tmp_path):
     import nucel.benchmarks.registry as registry
 
     original = (registry.TASKS_FOLDER / "gue.yaml").read_text()
-    text = original.replace("  early_stopping_patience: 3", "  early_stoping_patience: 3", 1)  # the CNN's (GUE's LMs: 5)
+    text = original.replace(
+        "  early_stopping_patience: 3", "  early_stoping_patience: 3", 1
+    )  # the CNN's (GUE's LMs: 5)
     assert text != original
     (tmp_path / "gue.yaml").write_text(text)
     monkeypatch.setattr(registry, "TASKS_FOLDER", tmp_path)
-    with pytest.raises(ValueError, match=r"cnn_hyperparameters: unknown hyper-parameter\(s\) \['early_stoping_patience'\]"):
+    with pytest.raises(
+        ValueError, match=r"cnn_hyperparameters: unknown hyper-parameter\(s\) \['early_stoping_patience'\]"
+    ):
         load_suite("gue")
 
 
 def test_each_suite_states_its_protocol_and_the_cnn_its_own_settings():
     gue, gb, nt = load_suite("gue"), load_suite("genomic_benchmarks"), load_suite("nucleotide_transformer")
-    assert (gue.protocol.kind, gb.protocol.kind, nt.protocol.kind) == ("given_validation", "carved_validation", "cross_validation")
+    assert (gue.protocol.kind, gb.protocol.kind, nt.protocol.kind) == (
+        "given_validation",
+        "carved_validation",
+        "cross_validation",
+    )
     assert "Caduceus" in gb.protocol.description and gb.validation_fraction == 0.1 and len(gb.seeds) == 5
     assert nt.protocol.folds == 10 and nt.protocol.error_bar_sd == 2 and nt.validation_fraction is None
     for suite in (gue, gb, nt):
@@ -229,12 +247,18 @@ def test_nucleotide_transformer_folder_layouts(shared_data, tmp_path):
     pq.write_table(table, tmp_path / "per_task" / task.name / "train.parquet")
     (tmp_path / "all_tasks").mkdir()
     for split in ("train", "test"):
-        write_table(tmp_path / "all_tasks" / f"{split}.tsv", ["sequence", "name", "label", "task"],
-                    [[r["sequence"], r["name"], r["label"], r["task"]] for r in rows], delimiter="\t")
+        write_table(
+            tmp_path / "all_tasks" / f"{split}.tsv",
+            ["sequence", "name", "label", "task"],
+            [[r["sequence"], r["name"], r["label"], r["task"]] for r in rows],
+            delimiter="\t",
+        )
     from_parquet = load_nucleotide_transformer_task(tmp_path / "per_task", task, suite)
     from_tsv = load_nucleotide_transformer_task(tmp_path / "all_tasks", task, suite)
     assert from_parquet.splits["train"].sequences == from_tsv.splits["train"].sequences
-    assert from_parquet.splits["train"].labels == from_tsv.splits["train"].labels and "validation" not in from_tsv.splits
+    assert (
+        from_parquet.splits["train"].labels == from_tsv.splits["train"].labels and "validation" not in from_tsv.splits
+    )
     assert len(from_tsv.splits["test"]) == len(mine) == 91
 
 
@@ -261,7 +285,9 @@ def test_empty_split_is_an_error(tmp_path, gue):
 
 
 def test_non_dna_sequence_names_file_line_and_character(tmp_path, gue):
-    path = write_table(tmp_path / "test.tsv", ["seq", "label"], [["ACGT", 0], ["ACGT", 1], ["ACGTJACGT", 1]], delimiter="\t")
+    path = write_table(
+        tmp_path / "test.tsv", ["seq", "label"], [["ACGT", 0], ["ACGT", 1], ["ACGTJACGT", 1]], delimiter="\t"
+    )
     with pytest.raises(InvalidDNAError, match=r"'J' at position 5 in .*test\.tsv line 4"):
         read_labelled_file(path, gue.task("tf/0"))
 

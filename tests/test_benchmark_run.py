@@ -13,8 +13,8 @@ from nucel import NucELConfig, NucELModel
 from nucel.benchmarks import run as runner
 from nucel.benchmarks import suite_results
 from nucel.benchmarks.loaders import load_task
-from nucel.core.identity import folder_identity
 from nucel.benchmarks.registry import load_suite
+from nucel.core.identity import folder_identity
 from nucel.core.models import save_model_folder
 
 NT_TASK = "promoter_tata"
@@ -62,8 +62,15 @@ def nt_folder(tmp_path):
     return root
 
 
-QUICK = dict(max_steps=2, eval_steps=1, batch_size=8, learning_rate=1e-3, warmup_steps=0, epochs=None,
-             early_stopping_patience=None)
+QUICK = dict(
+    max_steps=2,
+    eval_steps=1,
+    batch_size=8,
+    learning_rate=1e-3,
+    warmup_steps=0,
+    epochs=None,
+    early_stopping_patience=None,
+)
 
 
 # ------------------------------------------------------------------------------------------------ averages
@@ -101,8 +108,16 @@ def test_partial_gue_run_says_it_is_partial():
     assert average["label"].startswith("PARTIAL (2 of 7 groups, 3 of 28 tasks), not the paper's average")
     assert average["groups_present"] == ["TF-H", "CPD"] and "SSP" in average["groups_missing"]
     assert len(average["tasks_missing"]) == 25 and "virus/covid" in average["tasks_missing"]
-    results = {"model": "m", "model_identity": {"sha256": "0" * 64}, "tasks": [], "caps": "none", "wall_seconds": 0,
-               "averages": suite_results.averages(gue, tasks), "suite_average": average, "skipped_tasks": {}}
+    results = {
+        "model": "m",
+        "model_identity": {"sha256": "0" * 64},
+        "tasks": [],
+        "caps": "none",
+        "wall_seconds": 0,
+        "averages": suite_results.averages(gue, tasks),
+        "suite_average": average,
+        "skipped_tasks": {},
+    }
     table = suite_results.markdown_table(gue, [results])
     assert "| **suite average**: mean of the 7 group averages" in table and "| 0.600 (partial) | 0.752 |" in table
     assert "- m: PARTIAL (2 of 7 groups, 3 of 28 tasks)" in table
@@ -112,7 +127,9 @@ def test_partial_gue_run_says_it_is_partial():
 def test_genomic_benchmarks_average_is_over_the_seven_human_tasks():
     gb = load_suite("genomic_benchmarks")
     human = [task.name for task in gb.averaged_tasks()]
-    assert len(human) == 7 and "drosophila_enhancers_stark" not in human and "dummy_mouse_enhancers_ensembl" not in human
+    assert (
+        len(human) == 7 and "drosophila_enhancers_stark" not in human and "dummy_mouse_enhancers_ensembl" not in human
+    )
     tasks = [summary(task.name, task.group, 0.9 if task.group == "paper" else 0.1) for task in gb.tasks]
     average = suite_results.suite_average(gb, tasks)
     assert average["value"] == pytest.approx(0.9) and average["complete"]
@@ -136,7 +153,10 @@ def test_cnn_trains_with_its_own_settings_and_language_models_with_the_paper_hea
     cnn = runner.task_settings(task, 42, {}, runner.CNN_MODEL)
     language_model = runner.task_settings(task, 42, {}, "random:tiny")
     assert cnn.learning_rate == task.cnn_hyperparameters["learning_rate"] != language_model.learning_rate == 3e-5
-    assert cnn.batch_size == task.cnn_hyperparameters["batch_size"] and cnn.lr_scheduler == task.cnn_hyperparameters["lr_scheduler"]
+    assert (
+        cnn.batch_size == task.cnn_hyperparameters["batch_size"]
+        and cnn.lr_scheduler == task.cnn_hyperparameters["lr_scheduler"]
+    )
     assert language_model.head == "linear" and language_model.epochs == 3 and language_model.batch_size == 32
     overridden = runner.task_settings(task, 42, {"learning_rate": 0.01, "max_train_samples": 5}, runner.CNN_MODEL)
     assert overridden.learning_rate == 0.01 and runner.effective_batch_size(overridden) == cnn.batch_size
@@ -176,7 +196,9 @@ def test_a_different_model_in_a_folder_of_the_same_name_is_trained_not_reused(gu
     folders = sorted(path.name for path in output.iterdir() if path.is_dir())
     assert folders == sorted(f"reuse-discriminator-{sha[:8]}" for sha in identities)  # never one shared folder
     for sha in identities:
-        run_record = json.loads((output / f"reuse-discriminator-{sha[:8]}" / "runs" / "prom_prom_core_tata" / "seed7.json").read_text())
+        run_record = json.loads(
+            (output / f"reuse-discriminator-{sha[:8]}" / "runs" / "prom_prom_core_tata" / "seed7.json").read_text()
+        )
         on_disk = json.loads((output / f"reuse-discriminator-{sha[:8]}" / "results.json").read_text())
         assert run_record["model_identity"]["sha256"] == on_disk["model_identity"]["sha256"] == sha
         assert set(run_record["model_identity"]["files"]) == {"model.safetensors", "config.json", "tokenizer.json"}
@@ -218,7 +240,10 @@ def test_nt_runs_are_the_ten_folds_of_the_training_set(nt_folder):
     held_out = []
     for plan in plans:
         fold_train, validation = plan.used["train"], plan.used["validation"]
-        assert not set(fold_train.sequences) & set(validation.sequences) and len(fold_train) + len(validation) == len(train) == 53
+        assert (
+            not set(fold_train.sequences) & set(validation.sequences)
+            and len(fold_train) + len(validation) == len(train) == 53
+        )
         assert sorted(fold_train.sequences + validation.sequences) == sorted(train.sequences)
         assert plan.used["test"] is task_data.splits["test"]
         held_out += validation.sequences
@@ -237,20 +262,33 @@ def test_nt_aggregates_the_folds_as_published(nt_folder, tmp_path, monkeypatch):
         assert not set(train.sequences) & set(validation.sequences)  # the random rows here are all distinct
         seen.append((settings.seed, len(train), len(validation), len(test)))
         logits = np.zeros((len(test), 2))
-        return {"best_validation_loss": 0.5, "best_step": 1, "steps_trained": 1, "train_seconds": 0.0,
-                "validation_history": [], "train_history": [], "test_logits": logits,
-                "metrics": {"mcc": settings.seed / 100, "accuracy": 0.5, "f1_macro": 0.5, "auroc": None}}
+        return {
+            "best_validation_loss": 0.5,
+            "best_step": 1,
+            "steps_trained": 1,
+            "train_seconds": 0.0,
+            "validation_history": [],
+            "train_history": [],
+            "test_logits": logits,
+            "metrics": {"mcc": settings.seed / 100, "accuracy": 0.5, "f1_macro": 0.5, "auroc": None},
+        }
 
     monkeypatch.setattr(runner, "train_and_test", fake_train_and_test)
-    (results,) = runner.run_benchmark("nucleotide_transformer", str(nt_folder), ["cnn"], [NT_TASK], None, {}, tmp_path, "cv")
+    (results,) = runner.run_benchmark(
+        "nucleotide_transformer", str(nt_folder), ["cnn"], [NT_TASK], None, {}, tmp_path, "cv"
+    )
     (task,) = results["tasks"]
     expected = [seed / 100 for seed in range(1, 11)]
     assert [seed for seed, *_ in seen] == list(range(1, 11))
-    assert all(train_rows + validation_rows == 53 and test_rows == 20 for _, train_rows, validation_rows, test_rows in seen)
+    assert all(
+        train_rows + validation_rows == 53 and test_rows == 20 for _, train_rows, validation_rows, test_rows in seen
+    )
     assert task["runs"] == [f"fold{k}" for k in range(10)] and task["folds"] == list(range(10))
     assert task["values"] == expected and task["mean"] == pytest.approx(statistics.fmean(expected))
     assert task["sd"] == pytest.approx(statistics.stdev(expected)) and task["error_bar_sd"] == 2
-    assert results["protocol"]["kind"] == "cross_validation" and results["averages"]["suite"] == pytest.approx(task["mean"])
+    assert results["protocol"]["kind"] == "cross_validation" and results["averages"]["suite"] == pytest.approx(
+        task["mean"]
+    )
     table = (tmp_path / "cv-cnn-baseline" / "results.md").read_text()
     assert f"| {task['mean']:.3f} ± {2 * task['sd']:.3f} (10) |" in table and "mean ± 2 sd" in table  # (runs)
     record = json.loads((tmp_path / "cv-cnn-baseline" / "runs" / NT_TASK / "fold3.json").read_text())
@@ -261,8 +299,9 @@ def test_nt_aggregates_the_folds_as_published(nt_folder, tmp_path, monkeypatch):
 
 def test_nt_fold_trains_the_cnn_and_selects_on_its_held_out_fold(nt_folder, tmp_path):
     """One real fold, CNN for two steps: the record names the fold, its sizes, and a selected checkpoint."""
-    (results,) = runner.run_benchmark("nucleotide_transformer", str(nt_folder), ["cnn"], [NT_TASK], None, QUICK, tmp_path,
-                                      "cv-real", folds=[2])
+    (results,) = runner.run_benchmark(
+        "nucleotide_transformer", str(nt_folder), ["cnn"], [NT_TASK], None, QUICK, tmp_path, "cv-real", folds=[2]
+    )
     (task,) = results["tasks"]
     record = json.loads((tmp_path / "cv-real-cnn-baseline" / "runs" / NT_TASK / "fold2.json").read_text())
     assert task["runs"] == ["fold2"] and record["split_sizes"] == {"train": 47, "validation": 6, "test": 20}

@@ -11,8 +11,23 @@ import pytest
 from nucel import cli
 from nucel.training import finetune_cli
 
-NUCEL_COMMANDS = {"pretrain", "finetune", "benchmark", "vep", "study", "embed", "predict", "score-variants", "ism",
-                  "attention", "index", "motif-order-data", "motif-order", "release", "convert"}
+NUCEL_COMMANDS = {
+    "pretrain",
+    "finetune",
+    "benchmark",
+    "vep",
+    "study",
+    "embed",
+    "predict",
+    "score-variants",
+    "ism",
+    "attention",
+    "index",
+    "motif-order-data",
+    "motif-order",
+    "release",
+    "convert",
+}
 
 
 def commands(parser):
@@ -58,13 +73,16 @@ for module, function, argv, _ in json.loads(sys.argv[1]):
             getattr(importlib.import_module(module), function)([*argv, "--help"])
         except SystemExit as stop:
             code = stop.code
-    report.append({"code": code, "out": out.getvalue(), "heavy": [m for m in ("torch", "transformers", "numpy") if m in sys.modules]})
+    report.append({"code": code, "out": out.getvalue(), \
+"heavy": [m for m in ("torch", "transformers", "numpy") if m in sys.modules]})
 print(json.dumps(report))
 """
 
 
 def test_every_help_answers_without_importing_torch():
-    result = subprocess.run([sys.executable, "-c", HELP_SCRIPT, json.dumps(HELP_RUNS)], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", HELP_SCRIPT, json.dumps(HELP_RUNS)], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     for (module, function, argv, usage), run in zip(HELP_RUNS, json.loads(result.stdout)):
         assert run["code"] == 0 and run["out"].startswith(usage), (module, function, argv, run["out"][:200])
@@ -122,14 +140,20 @@ def test_finetune_and_benchmark_choices_and_defaults_are_the_implementations():
     defaults = {field.name: field.default for field in dataclasses.fields(FinetuneSettings)}
     for name in finetune_cli.SETTINGS:
         assert option(parser, name).default == defaults[name], name
-    assert option(parser, "pooling").default == defaults["pooling"] and option(parser, "method").default == defaults["method"]
+    assert (
+        option(parser, "pooling").default == defaults["pooling"]
+        and option(parser, "method").default == defaults["method"]
+    )
     assert tuple(option(parser, "--problem-type").choices) == PROBLEM_TYPES
     assert tuple(option(parser, "--method").choices) == METHODS
     assert tuple(option(parser, "--head").choices) == CLASSIFIER_HEADS
     assert tuple(option(parsers["benchmark"], "--head").choices) == CLASSIFIER_HEADS
     variant_effects = parsers["vep"]
     assert option(variant_effects, "--window").default == DEFAULT_WINDOW
-    assert vep.TABLE_NAME in option(variant_effects, "--data").help and vep.FASTA_NAME in option(variant_effects, "--data").help
+    assert (
+        vep.TABLE_NAME in option(variant_effects, "--data").help
+        and vep.FASTA_NAME in option(variant_effects, "--data").help
+    )
 
 
 # ------------------------------------------------------------------------------------------------ --overwrite
@@ -158,7 +182,15 @@ def test_an_existing_output_folder_is_replaced_only_with_overwrite(tmp_path, cap
 def test_a_file_where_an_output_folder_belongs_is_refused(tmp_path, capsys):
     (tmp_path / "train.csv").write_text("sequence,label\nACGT,0\nTTTT,1\n")
     (tmp_path / "model").write_text("a file")
-    argv = ["finetune", "--model", "random:tiny", "--train", str(tmp_path / "train.csv"), "--output", str(tmp_path / "model")]
+    argv = [
+        "finetune",
+        "--model",
+        "random:tiny",
+        "--train",
+        str(tmp_path / "train.csv"),
+        "--output",
+        str(tmp_path / "model"),
+    ]
     assert cli.main(argv) == 2
     assert "--output" in capsys.readouterr().err and (tmp_path / "model").read_text() == "a file"
 
@@ -167,8 +199,18 @@ def test_a_file_where_an_output_folder_belongs_is_refused(tmp_path, capsys):
 def test_folder_commands_refuse_a_full_folder_before_any_work(program, tmp_path, capsys):
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "kept.txt").write_text("x")
-    argv = {"attention": ["attention", "--model", str(tmp_path / "no-such-model"), "--sequence", "ACGT", "-o", str(tmp_path / "out")],
-            "motif-order": ["motif-order", "-o", str(tmp_path / "out")]}[program]
+    argv = {
+        "attention": [
+            "attention",
+            "--model",
+            str(tmp_path / "no-such-model"),
+            "--sequence",
+            "ACGT",
+            "-o",
+            str(tmp_path / "out"),
+        ],
+        "motif-order": ["motif-order", "-o", str(tmp_path / "out")],
+    }[program]
     assert cli.main(argv) == 2
     assert "--overwrite" in capsys.readouterr().err
 
@@ -186,5 +228,7 @@ def test_release_refuses_its_default_folder_when_it_holds_an_earlier_release(tmp
     capsys.readouterr()
     assert cli.main(["release", "--model", str(source), "--repo-id", "owner/nucel-tiny", "--dry-run"]) == 2
     assert "--output releases/owner--nucel-tiny: the folder exists" in capsys.readouterr().err
-    assert cli.main(["release", "--model", str(source), "--repo-id", "owner/nucel-tiny", "--dry-run", "--overwrite"]) == 0
+    assert (
+        cli.main(["release", "--model", str(source), "--repo-id", "owner/nucel-tiny", "--dry-run", "--overwrite"]) == 0
+    )
     assert (earlier / "config.json").is_file() and "the earlier release" not in (earlier / "README.md").read_text()

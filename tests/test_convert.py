@@ -28,10 +28,19 @@ TINY = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=4, num_atte
 # Longer than the local window (±64), with lowercase and N, padded in a batch.
 DNA = ["ACGTTGCA" * 20 + "acgtn" * 4, "GGATCCNNATTA" * 9]
 
+
 def native_config(vocab_size, **overrides):
     return ModernBertConfig(
-        vocab_size=vocab_size, pad_token_id=0, cls_token_id=2, sep_token_id=3, bos_token_id=5, eos_token_id=6,
-        local_attention=128, global_attn_every_n_layers=3, **TINY, **overrides,
+        vocab_size=vocab_size,
+        pad_token_id=0,
+        cls_token_id=2,
+        sep_token_id=3,
+        bos_token_id=5,
+        eos_token_id=6,
+        local_attention=128,
+        global_attn_every_n_layers=3,
+        **TINY,
+        **overrides,
     )
 
 
@@ -48,8 +57,12 @@ def test_import_classifier_keeps_labels_and_logits(tmp_path, tokenizer):
     config = native_config(27, num_labels=2, id2label={0: "background", 1: "promoter"}, classifier_pooling="mean")
     original = randomise_norms(ModernBertForSequenceClassification(config).eval())
     original.save_pretrained(tmp_path / "native")
-    converted = NucELForSequenceClassification.from_pretrained(import_modernbert(tmp_path / "native", tmp_path / "nucel"))
-    assert converted.config.id2label == {0: "background", 1: "promoter"} and converted.config.classifier_pooling == "mean"
+    converted = NucELForSequenceClassification.from_pretrained(
+        import_modernbert(tmp_path / "native", tmp_path / "nucel")
+    )
+    assert (
+        converted.config.id2label == {0: "background", 1: "promoter"} and converted.config.classifier_pooling == "mean"
+    )
     batch = tokenizer(DNA, return_tensors="pt", padding=True)
     with torch.no_grad():
         assert torch.allclose(original(**batch).logits, converted(**batch).logits, atol=1e-5)
@@ -61,7 +74,9 @@ def test_import_refuses_another_vocabulary(tmp_path):
         import_modernbert(tmp_path / "odd", tmp_path / "nucel")
     # 27 rows, but a slow tokenizer that numbers the bases differently.
     ModernBertModel(native_config(27)).save_pretrained(tmp_path / "other-ids")
-    (tmp_path / "other-ids" / "vocab.json").write_text(json.dumps({**{t: i for i, t in enumerate(SPECIAL_TOKENS)}, "A": 7, "C": 8, "G": 9, "T": 10}))
+    (tmp_path / "other-ids" / "vocab.json").write_text(
+        json.dumps({**{t: i for i, t in enumerate(SPECIAL_TOKENS)}, "A": 7, "C": 8, "G": 9, "T": 10})
+    )
     with pytest.raises(ConversionError, match="differ from the released NucEL vocabulary"):
         import_modernbert(tmp_path / "other-ids", tmp_path / "nucel")
 
@@ -86,8 +101,16 @@ def write_legacy_folder(model, folder: Path) -> Path:
             fields.pop(name, None)
     (folder / "config.json").write_text(json.dumps(config))
     state = load_file(folder / "model.safetensors")
-    save_file({name: old_layout(value) if name.endswith(("tok_embeddings.weight", "decoder.weight", "decoder.bias")) else value
-               for name, value in state.items()}, folder / "model.safetensors", metadata={"format": "pt"})
+    save_file(
+        {
+            name: old_layout(value)
+            if name.endswith(("tok_embeddings.weight", "decoder.weight", "decoder.bias"))
+            else value
+            for name, value in state.items()
+        },
+        folder / "model.safetensors",
+        metadata={"format": "pt"},
+    )
     return folder
 
 
@@ -123,7 +146,9 @@ def test_migration_moves_rows_and_keeps_outputs(tmp_path, tokenizer, kind):
     if kind == "encoder":  # the old folder read as it was meant (native ModernBERT, old ids) = the migrated one
         batch = tokenizer(DNA, return_tensors="pt", padding=True)
         with torch.no_grad():
-            before = ModernBertModel.from_pretrained(legacy)(old_ids(batch["input_ids"]), attention_mask=batch["attention_mask"])
+            before = ModernBertModel.from_pretrained(legacy)(
+                old_ids(batch["input_ids"]), attention_mask=batch["attention_mask"]
+            )
             after = migrated(**batch)
         real = batch["attention_mask"].bool()
         torch.testing.assert_close(before.last_hidden_state[real], after.last_hidden_state[real], atol=1e-5, rtol=0)
@@ -141,7 +166,9 @@ def test_export_is_native_modernbert_and_round_trips(tmp_path, tokenizer, kind):
         model = NucELGenerator(NucELConfig.from_preset("tiny", restrict_to_bases=True))
         auto_class, native_class = AutoModelForMaskedLM, ModernBertForMaskedLM
     else:
-        model = NucELForSequenceClassification(NucELConfig.from_preset("tiny", num_labels=3, id2label={0: "a", 1: "b", 2: "c"}))
+        model = NucELForSequenceClassification(
+            NucELConfig.from_preset("tiny", num_labels=3, id2label={0: "a", 1: "b", 2: "c"})
+        )
         auto_class, native_class = AutoModelForSequenceClassification, ModernBertForSequenceClassification
     model = randomise_norms(model).eval()
     save_model_folder(model, tmp_path / "nucel")
@@ -198,19 +225,31 @@ print(json.dumps(torch.nan_to_num(logits, neginf=-1e30).tolist()))
 
 @pytest.mark.slow
 def test_exported_folder_means_the_same_under_transformers_4_57(tmp_path, tokenizer):
-    python = Path(os.environ.get("NUCEL_TRANSFORMERS4_PYTHON", Path(__file__).resolve().parents[1] / ".venv-tf4" / "bin" / "python"))
+    python = Path(
+        os.environ.get(
+            "NUCEL_TRANSFORMERS4_PYTHON", Path(__file__).resolve().parents[1] / ".venv-tf4" / "bin" / "python"
+        )
+    )
     if not python.exists():
         pytest.skip(f"no transformers 4.57 environment at {python} (`make test` creates it)")
     # Non-default attention period and RoPE base: 4.x reads only the legacy spelling, and would silently use
     # its defaults (3, 160000) if the export lacked it.
-    model = randomise_norms(NucELGenerator(NucELConfig.from_preset(
-        "tiny", global_attn_every_n_layers=2, global_rope_theta=50000.0, restrict_to_bases=True))).eval()
+    model = randomise_norms(
+        NucELGenerator(
+            NucELConfig.from_preset(
+                "tiny", global_attn_every_n_layers=2, global_rope_theta=50000.0, restrict_to_bases=True
+            )
+        )
+    ).eval()
     save_model_folder(model, tmp_path / "nucel")
     export_modernbert(tmp_path / "nucel", tmp_path / "native")
     ids = tokenizer(DNA[0])["input_ids"]
     completed = subprocess.run(
         [str(python), "-c", TRANSFORMERS4_CHILD, str(tmp_path / "native"), json.dumps([ids])],
-        capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": ""}, timeout=300,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": ""},
+        timeout=300,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     logits = torch.tensor(json.loads(completed.stdout.strip().splitlines()[-1]))

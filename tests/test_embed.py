@@ -7,10 +7,9 @@ import torch
 
 from nucel import NucELConfig, NucELModel
 from nucel.core.embeddings import embed_sequences
-from nucel.embed import ids_path, write_embeddings
-from nucel.core.models import load_encoder
+from nucel.core.models import load_encoder, save_model_folder
 from nucel.core.windows import window_plan, window_spans
-from nucel.core.models import save_model_folder
+from nucel.embed import ids_path, write_embeddings
 from nucel.tokenization import reverse_complement
 
 
@@ -18,7 +17,9 @@ from nucel.tokenization import reverse_complement
 def encoder(tmp_path_factory):
     """A tiny encoder saved and loaded the way users load one."""
     torch.manual_seed(0)
-    folder = save_model_folder(NucELModel(NucELConfig.from_preset("tiny")), tmp_path_factory.mktemp("models") / "encoder")
+    folder = save_model_folder(
+        NucELModel(NucELConfig.from_preset("tiny")), tmp_path_factory.mktemp("models") / "encoder"
+    )
     return load_encoder(str(folder), "cpu")
 
 
@@ -50,7 +51,10 @@ def test_pooling_choices_and_layer(encoder):
     model, tokenizer = encoder
     sequence = random_dna(50, 1)
     hidden = reference_hidden(model, tokenizer, sequence)
-    pooled = {p: embed_sequences(model, tokenizer, [sequence, "ACGTAC"], pooling=p, progress=False)[0] for p in ("cls", "mean", "max")}
+    pooled = {
+        p: embed_sequences(model, tokenizer, [sequence, "ACGTAC"], pooling=p, progress=False)[0]
+        for p in ("cls", "mean", "max")
+    }
     np.testing.assert_allclose(pooled["cls"], hidden[0], atol=1e-5)
     np.testing.assert_allclose(pooled["mean"], hidden[1:].mean(axis=0), atol=1e-5)  # bases only, [CLS] excluded
     np.testing.assert_allclose(pooled["max"], hidden[1:].max(axis=0), atol=1e-5)
@@ -66,10 +70,12 @@ def test_reverse_complement_averaging_is_strand_symmetric(encoder):
     reverse = reverse_complement(sequence)
     for pooling in ("cls", "mean", "max"):
         forward_vector, reverse_vector = embed_sequences(
-            model, tokenizer, [sequence, reverse], pooling=pooling, reverse_complement_average=True, progress=False)
+            model, tokenizer, [sequence, reverse], pooling=pooling, reverse_complement_average=True, progress=False
+        )
         np.testing.assert_allclose(forward_vector, reverse_vector, atol=1e-5)
     forward_bases, reverse_bases = embed_sequences(
-        model, tokenizer, [sequence, reverse], pooling=None, reverse_complement_average=True, progress=False)
+        model, tokenizer, [sequence, reverse], pooling=None, reverse_complement_average=True, progress=False
+    )
     # Row i of the sequence is the base pair at row L-1-i of its reverse complement.
     np.testing.assert_allclose(forward_bases, reverse_bases[::-1], atol=1e-5)
     # And averaging really changed something: a random model is not strand-symmetric on its own.
@@ -77,10 +83,15 @@ def test_reverse_complement_averaging_is_strand_symmetric(encoder):
     assert not np.allclose(plain, forward_bases, atol=1e-3)
 
 
-@pytest.mark.parametrize("length, window, overlap", [(10, 10, 3), (11, 10, 3), (1000, 100, 30), (1017, 128, 64), (257, 64, 0)])
+@pytest.mark.parametrize(
+    "length, window, overlap", [(10, 10, 3), (11, 10, 3), (1000, 100, 30), (1017, 128, 64), (257, 64, 0)]
+)
 def test_windows_cover_every_base_exactly_once(length, window, overlap):
     plan = list(window_plan(length, window, overlap))
-    spans, segments = [(start, end) for start, end, _, _ in plan], [(keep_start, keep_end) for _, _, keep_start, keep_end in plan]
+    spans, segments = (
+        [(start, end) for start, end, _, _ in plan],
+        [(keep_start, keep_end) for _, _, keep_start, keep_end in plan],
+    )
     assert spans == window_spans(length, window, overlap)
     assert plan[::-1] == list(window_plan(length, window, overlap, backwards=True))
     assert spans[0][0] == 0 and spans[-1][1] == length
@@ -100,15 +111,21 @@ def test_long_sequence_is_stitched_from_its_windows(encoder):
     model, tokenizer = encoder
     sequence = random_dna(300, 3)
     window, overlap = 100, 40
-    stitched = embed_sequences(model, tokenizer, [sequence], pooling=None, window=window, overlap=overlap, progress=False)[0]
+    stitched = embed_sequences(
+        model, tokenizer, [sequence], pooling=None, window=window, overlap=overlap, progress=False
+    )[0]
     assert stitched.shape == (300, 64)
     cls_vectors = []
     for start, end, keep_start, keep_end in window_plan(300, window, overlap):
         alone = reference_hidden(model, tokenizer, sequence[start:end])
-        np.testing.assert_allclose(stitched[keep_start:keep_end], alone[1 + keep_start - start : 1 + keep_end - start], atol=1e-5)
+        np.testing.assert_allclose(
+            stitched[keep_start:keep_end], alone[1 + keep_start - start : 1 + keep_end - start], atol=1e-5
+        )
         cls_vectors.append(alone[0])
-    pooled_cls, pooled_mean = (embed_sequences(model, tokenizer, [sequence], pooling=p, window=window, overlap=overlap, progress=False)[0]
-                               for p in ("cls", "mean"))
+    pooled_cls, pooled_mean = (
+        embed_sequences(model, tokenizer, [sequence], pooling=p, window=window, overlap=overlap, progress=False)[0]
+        for p in ("cls", "mean")
+    )
     np.testing.assert_allclose(pooled_cls, np.mean(cls_vectors, axis=0), atol=1e-5)
     np.testing.assert_allclose(pooled_mean, stitched.mean(axis=0), atol=1e-5)
 
@@ -161,7 +178,15 @@ def test_real_genome_slice_with_n_run_and_soft_masking(encoder, shared_data):
     assert "N" in sequence and any(base.islower() for base in sequence)
     per_base = embed_sequences(model, tokenizer, [sequence], pooling=None, window=1024, overlap=256, progress=False)[0]
     assert per_base.shape == (3000, 64) and np.isfinite(per_base).all()
-    forward, reverse = embed_sequences(model, tokenizer, [sequence, reverse_complement(sequence)], pooling="mean",
-                                       reverse_complement_average=True, window=1024, overlap=256, progress=False)
+    forward, reverse = embed_sequences(
+        model,
+        tokenizer,
+        [sequence, reverse_complement(sequence)],
+        pooling="mean",
+        reverse_complement_average=True,
+        window=1024,
+        overlap=256,
+        progress=False,
+    )
     # The same windows, batched with different neighbours: float32 sums agree to ~1e-5 relative.
     np.testing.assert_allclose(forward, reverse, rtol=1e-4, atol=1e-5)

@@ -6,8 +6,8 @@ import pytest
 from sklearn.decomposition import PCA
 
 from nucel.core.plots import pyplot
-from nucel.embedding_map import MAX_CATEGORIES, axis_labels, map_figure, project, read_labels, write_embedding_map
 from nucel.core.sequences import iter_sequences
+from nucel.embedding_map import MAX_CATEGORIES, axis_labels, map_figure, project, read_labels, write_embedding_map
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -39,7 +39,9 @@ def test_pca_is_scikit_learns_up_to_the_sign_of_each_axis():
         sign = np.sign(points[0, axis] * reference[0, axis])
         np.testing.assert_allclose(points[:, axis], sign * reference[:, axis], atol=1e-8)
     shares = PCA(n_components=2).fit(embeddings.astype(np.float64)).explained_variance_ratio_
-    assert axis_labels("pca", embeddings, points) == [f"PC{i + 1} ({100 * share:.1f} % of variance)" for i, share in enumerate(shares)]
+    assert axis_labels("pca", embeddings, points) == [
+        f"PC{i + 1} ({100 * share:.1f} % of variance)" for i, share in enumerate(shares)
+    ]
 
 
 def test_tsne_is_seeded_and_maps_even_three_sequences():
@@ -73,7 +75,9 @@ def test_labels_follow_the_records_of_a_table(tmp_path, suffix, delimiter):
 def test_fasta_has_no_label_column(tmp_path):
     path = tmp_path / "input.fa"
     path.write_text(">a\nACGT\n")
-    with pytest.raises(ValueError, match="^--label-column needs a CSV or TSV input; FASTA records have no label column$"):
+    with pytest.raises(
+        ValueError, match="^--label-column needs a CSV or TSV input; FASTA records have no label column$"
+    ):
         read_labels(path, "family")
 
 
@@ -125,7 +129,10 @@ def test_nucel_embed_draws_the_map_of_what_it_wrote(tmp_path, capsys):
     torch.manual_seed(0)
     encoder = save_model_folder(NucELModel(NucELConfig.from_preset("tiny")), tmp_path / "encoder")
     rng = np.random.default_rng(0)
-    rows = [(f"s{i}", "".join(rng.choice(list("GC" if i % 2 else "AT"), size=40)), "gc" if i % 2 else "at") for i in range(12)]
+    rows = [
+        (f"s{i}", "".join(rng.choice(list("GC" if i % 2 else "AT"), size=40)), "gc" if i % 2 else "at")
+        for i in range(12)
+    ]
     table = tmp_path / "seqs.csv"
     table.write_text("id,sequence,family\n" + "".join(f"{name},{sequence},{label}\n" for name, sequence, label in rows))
     argv = ["embed", "--model", str(encoder), str(table), "-o", str(tmp_path / "e.npy"), "--device", "cpu"]
@@ -136,15 +143,32 @@ def test_nucel_embed_draws_the_map_of_what_it_wrote(tmp_path, capsys):
     assert vectors.shape == (12, 64)
     assert read_labels(table, "family") == [label for _, _, label in rows]
     capsys.readouterr()
-    for extra, message in ((["--per-base", "--map", str(tmp_path / "m2.png")], "leave out --per-base"),
-                           (["--label-column", "family"], "give --map PNG too"),
-                           (["--map", str(tmp_path / "m3.png"), "--label-column", "colour"], "colour"),
-                           (["--map", str(tmp_path / "m3.jpg")], "ending in .png")):
+    for extra, message in (
+        (["--per-base", "--map", str(tmp_path / "m2.png")], "leave out --per-base"),
+        (["--label-column", "family"], "give --map PNG too"),
+        (["--map", str(tmp_path / "m3.png"), "--label-column", "colour"], "colour"),
+        (["--map", str(tmp_path / "m3.jpg")], "ending in .png"),
+    ):
         assert cli.main([*argv, "--overwrite", *extra]) == 2  # e.npy exists: the option checks come next
         assert message in capsys.readouterr().err
     assert not (tmp_path / "m2.png").exists() and not (tmp_path / "m3.png").exists()
     # Too few sequences for a map: refused before the model runs, so no embeddings are written either.
     (tmp_path / "two.csv").write_text("id,sequence\na,ACGT\nb,GGCC\n")
-    assert cli.main(["embed", "--model", str(encoder), str(tmp_path / "two.csv"), "-o", str(tmp_path / "two.npy"), "--device", "cpu",
-                     "--map", str(tmp_path / "two.png")]) == 2
+    assert (
+        cli.main(
+            [
+                "embed",
+                "--model",
+                str(encoder),
+                str(tmp_path / "two.csv"),
+                "-o",
+                str(tmp_path / "two.npy"),
+                "--device",
+                "cpu",
+                "--map",
+                str(tmp_path / "two.png"),
+            ]
+        )
+        == 2
+    )
     assert "needs at least 3 sequences" in capsys.readouterr().err and not (tmp_path / "two.npy").exists()

@@ -40,59 +40,218 @@ ENCODER, GENERATOR = "{models}/encoder", "{models}/generator"
 #  whether the message may come from loading a model: only when the model itself is what is wrong)
 CASES = [
     # The model
-    (nucel_main, ["embed", "--model", "{tmp}/missing-model", "{tmp}/seqs.fa", "-o", "{tmp}/e.npy"], "missing-model", True),
-    (nucel_main, ["predict", "--model", "{tmp}/missing-model", "{tmp}/seqs.fa", "-o", "{tmp}/p.tsv"], "missing-model", True),
-    (nucel_main, ["predict", "--model", ENCODER, "{tmp}/seqs.fa", "-o", "{tmp}/p.tsv"], "not a NucELForSequenceClassification", True),
+    (
+        nucel_main,
+        ["embed", "--model", "{tmp}/missing-model", "{tmp}/seqs.fa", "-o", "{tmp}/e.npy"],
+        "missing-model",
+        True,
+    ),
+    (
+        nucel_main,
+        ["predict", "--model", "{tmp}/missing-model", "{tmp}/seqs.fa", "-o", "{tmp}/p.tsv"],
+        "missing-model",
+        True,
+    ),
+    (
+        nucel_main,
+        ["predict", "--model", ENCODER, "{tmp}/seqs.fa", "-o", "{tmp}/p.tsv"],
+        "not a NucELForSequenceClassification",
+        True,
+    ),
     (nucel_main, ["vep", "--generator", "{tmp}/missing-model"], "missing-model", True),
     (nucel_main, ["release", "--model", "{tmp}/missing-model", "--repo-id", "a/b", "--dry-run"], "missing-model", True),
     (nucel_main, ["convert", "import", "{tmp}/missing-model", "-o", "{tmp}/c"], "missing-model", True),
-    (nucel_main, ["embed", "--model", ENCODER, "{tmp}/seqs.fa", "-o", "{tmp}/e.npy", "--layer", "99"], "layer 99", True),
+    (
+        nucel_main,
+        ["embed", "--model", ENCODER, "{tmp}/seqs.fa", "-o", "{tmp}/e.npy", "--layer", "99"],
+        "layer 99",
+        True,
+    ),
     # Devices and threads
-    (nucel_main, ["embed", "--model", ENCODER, "{tmp}/seqs.fa", "-o", "{tmp}/e.npy", "--device", "gpu"], "--device gpu: not a device", False),
-    (nucel_main, ["predict", "--model", ENCODER, "{tmp}/seqs.fa", "-o", "{tmp}/p.tsv", "--device", "cuda:7"], "--device cuda:7", False),
-    (nucel_main, ["embed", "--model", ENCODER, "{tmp}/seqs.fa", "-o", "{tmp}/e.npy", "--threads", "0"], "--threads 0", False),
+    (
+        nucel_main,
+        ["embed", "--model", ENCODER, "{tmp}/seqs.fa", "-o", "{tmp}/e.npy", "--device", "gpu"],
+        "--device gpu: not a device",
+        False,
+    ),
+    (
+        nucel_main,
+        ["predict", "--model", ENCODER, "{tmp}/seqs.fa", "-o", "{tmp}/p.tsv", "--device", "cuda:7"],
+        "--device cuda:7",
+        False,
+    ),
+    (
+        nucel_main,
+        ["embed", "--model", ENCODER, "{tmp}/seqs.fa", "-o", "{tmp}/e.npy", "--threads", "0"],
+        "--threads 0",
+        False,
+    ),
     # Inputs and outputs
-    (nucel_main, ["embed", "--model", ENCODER, "{tmp}/badchar.fa", "-o", "{tmp}/e.npy"], "line 2 column 5: invalid character 'X'", False),
+    (
+        nucel_main,
+        ["embed", "--model", ENCODER, "{tmp}/badchar.fa", "-o", "{tmp}/e.npy"],
+        "line 2 column 5: invalid character 'X'",
+        False,
+    ),
     (nucel_main, ["embed", "--model", ENCODER, "{tmp}/missing.fa", "-o", "{tmp}/e.npy"], "missing.fa", False),
     (nucel_main, ["embed", "--model", ENCODER, "{tmp}/seqs.fa", "-o", "{tmp}/exists.npy"], "pass --overwrite", False),
     (nucel_main, ["embed", "--model", ENCODER, "{tmp}/seqs.fa", "-o", "{tmp}/e.txt"], ".npy or .parquet", False),
     (nucel_main, ["embed", "--model", ENCODER, "{tmp}/seqs.fa", "-o", "{tmp}/a_folder"], "a_folder", False),
     (nucel_main, ["embed", "--model", ENCODER, "{tmp}/seqs.fa", "-o", "{tmp}/e.npy", "--window", "0"], "window", False),
-    (nucel_main, ["embed", "--model", ENCODER, "{tmp}/seqs.fa", "-o", "{tmp}/e.npy", "--overlap", "2000"], "overlap", False),
-    (nucel_main, ["embed", "--model", ENCODER, "{tmp}/seqs.fa", "-o", "{tmp}/e.npy", "--map", "{tmp}/m.png", "--per-base"], "--map", False),
-    (nucel_main, ["embed", "--model", ENCODER, "{tmp}/seqs.fa", "-o", "{tmp}/e.npy", "--label-column", "x"], "--label-column", False),
-    (nucel_main, ["embed", "--model", ENCODER, "{tmp}/seqs.fa", "-o", "{tmp}/e.npy", "--pooling", "sum"], "invalid choice: 'sum'", False),
+    (
+        nucel_main,
+        ["embed", "--model", ENCODER, "{tmp}/seqs.fa", "-o", "{tmp}/e.npy", "--overlap", "2000"],
+        "overlap",
+        False,
+    ),
+    (
+        nucel_main,
+        ["embed", "--model", ENCODER, "{tmp}/seqs.fa", "-o", "{tmp}/e.npy", "--map", "{tmp}/m.png", "--per-base"],
+        "--map",
+        False,
+    ),
+    (
+        nucel_main,
+        ["embed", "--model", ENCODER, "{tmp}/seqs.fa", "-o", "{tmp}/e.npy", "--label-column", "x"],
+        "--label-column",
+        False,
+    ),
+    (
+        nucel_main,
+        ["embed", "--model", ENCODER, "{tmp}/seqs.fa", "-o", "{tmp}/e.npy", "--pooling", "sum"],
+        "invalid choice: 'sum'",
+        False,
+    ),
     (nucel_main, ["predict", "--model", ENCODER, "{tmp}/missing.fa", "-o", "{tmp}/p.tsv"], "missing.fa", False),
-    (nucel_main, ["score-variants", "--variants", "{tmp}/seqs.fa", "--generator", GENERATOR, "-o", "{tmp}/s.tsv"], "seqs.fa", False),
+    (
+        nucel_main,
+        ["score-variants", "--variants", "{tmp}/seqs.fa", "--generator", GENERATOR, "-o", "{tmp}/s.tsv"],
+        "seqs.fa",
+        False,
+    ),
     (nucel_main, ["score-variants", "--variants", "{tmp}/variants.tsv", "-o", "{tmp}/s.tsv"], "--generator", False),
     (nucel_main, ["ism", "--sequence", "ACGTUACG", "--generator", GENERATOR, "-o", "{tmp}/ism"], "U is RNA", False),
     (nucel_main, ["attention", "--model", ENCODER, "--region", "chr1:1-10", "-o", "{tmp}/att"], "--reference", False),
-    (nucel_main, ["attention", "--model", ENCODER, "--sequence", "ACGTACGT", "--layers", "9", "-o", "{tmp}/att"], "layer 9", True),
+    (
+        nucel_main,
+        ["attention", "--model", ENCODER, "--sequence", "ACGTACGT", "--layers", "9", "-o", "{tmp}/att"],
+        "layer 9",
+        True,
+    ),
     (nucel_main, ["motif-order-data", "-o", "{tmp}/m.csv", "--size", "1"], "--size 1", False),
     (nucel_main, ["motif-order-data", "-o", "{tmp}/m.csv", "--min-gap", "10", "--max-gap", "5"], "--min-gap 10", False),
-    (nucel_main, ["release", "--model", ENCODER, "--repo-id", "noslash", "--dry-run", "-o", "{tmp}/r"], "owner/name", True),
+    (
+        nucel_main,
+        ["release", "--model", ENCODER, "--repo-id", "noslash", "--dry-run", "-o", "{tmp}/r"],
+        "owner/name",
+        True,
+    ),
     # Pre-training
     (pretrain_main, ["--config", "{tmp}/unknown_setting.yaml"], "learning_rte", False),
     (pretrain_main, ["--config", "{tmp}/missing.yaml"], "missing.yaml", False),
     (nucel_main, ["pretrain", "--config", "tiny_cpu", "--learning-rate", "abc"], "invalid float value: 'abc'", False),
-    (nucel_main, ["pretrain", "--config", "tiny_cpu", "--fasta", "{tmp}/missing.fa", "-o", "{tmp}/run"], "missing.fa", False),
-    (nucel_main, ["pretrain", "--config", "tiny_cpu", "--export-only", "-o", "{tmp}/run"], "--export-only needs --resume", False),
-    (nucel_main, ["pretrain", "--config", "tiny_cpu", "--max-steps", "-1", "-o", "{tmp}/run"], "max_steps -1: give at least 1", False),
-    (nucel_main, ["pretrain", "--config", "tiny_cpu", "--embedding-sharing", "both", "-o", "{tmp}/run"], "embedding_sharing", False),
+    (
+        nucel_main,
+        ["pretrain", "--config", "tiny_cpu", "--fasta", "{tmp}/missing.fa", "-o", "{tmp}/run"],
+        "missing.fa",
+        False,
+    ),
+    (
+        nucel_main,
+        ["pretrain", "--config", "tiny_cpu", "--export-only", "-o", "{tmp}/run"],
+        "--export-only needs --resume",
+        False,
+    ),
+    (
+        nucel_main,
+        ["pretrain", "--config", "tiny_cpu", "--max-steps", "-1", "-o", "{tmp}/run"],
+        "max_steps -1: give at least 1",
+        False,
+    ),
+    (
+        nucel_main,
+        ["pretrain", "--config", "tiny_cpu", "--embedding-sharing", "both", "-o", "{tmp}/run"],
+        "embedding_sharing",
+        False,
+    ),
     # Fine-tuning: labels read as a person means them
-    (nucel_main, ["finetune", "--model", "random:tiny", "--train", "{tmp}/labels_bad.csv", "-o", "{tmp}/o"], "empty label", False),
-    (nucel_main, ["finetune", "--model", "random:tiny", "--train", "{tmp}/no_label.csv", "-o", "{tmp}/o"], "missing column", False),
-    (nucel_main, ["finetune", "--model", "random:tiny", "--train", "{tmp}/missing.csv", "-o", "{tmp}/o"], "missing.csv", False),
-    (nucel_main, ["finetune", "--model", "random:tiny", "--train", "{tmp}/a_folder", "-o", "{tmp}/o"], "a_folder", False),
-    (nucel_main, ["finetune", "--model", "random:tiny", "--train", "{tmp}/one_class.csv", "-o", "{tmp}/o"], "all 3 rows are class '1'", False),
-    (nucel_main, ["finetune", "--model", "random:tiny", "--train", "{tmp}/names.csv", "--validation", "{tmp}/ids.csv",
-                  "-o", "{tmp}/o"], "integer ids but the training labels", False),
-    (nucel_main, ["finetune", "--model", "random:tiny", "--train", "{tmp}/seqs.fa", "-o", "{tmp}/o"], "unsupported table format", False),
-    (nucel_main, ["finetune", "--model", "random:tiny", "--train", "{tmp}/names.csv", "-o", "{tmp}/o", "--method", "x"], "invalid choice: 'x'", False),
-    (nucel_main, ["finetune", "--model", "random:tiny", "--train", "{tmp}/names.csv", "-o", "{tmp}/o", "--device", "gpu"], "--device gpu", False),
+    (
+        nucel_main,
+        ["finetune", "--model", "random:tiny", "--train", "{tmp}/labels_bad.csv", "-o", "{tmp}/o"],
+        "empty label",
+        False,
+    ),
+    (
+        nucel_main,
+        ["finetune", "--model", "random:tiny", "--train", "{tmp}/no_label.csv", "-o", "{tmp}/o"],
+        "missing column",
+        False,
+    ),
+    (
+        nucel_main,
+        ["finetune", "--model", "random:tiny", "--train", "{tmp}/missing.csv", "-o", "{tmp}/o"],
+        "missing.csv",
+        False,
+    ),
+    (
+        nucel_main,
+        ["finetune", "--model", "random:tiny", "--train", "{tmp}/a_folder", "-o", "{tmp}/o"],
+        "a_folder",
+        False,
+    ),
+    (
+        nucel_main,
+        ["finetune", "--model", "random:tiny", "--train", "{tmp}/one_class.csv", "-o", "{tmp}/o"],
+        "all 3 rows are class '1'",
+        False,
+    ),
+    (
+        nucel_main,
+        [
+            "finetune",
+            "--model",
+            "random:tiny",
+            "--train",
+            "{tmp}/names.csv",
+            "--validation",
+            "{tmp}/ids.csv",
+            "-o",
+            "{tmp}/o",
+        ],
+        "integer ids but the training labels",
+        False,
+    ),
+    (
+        nucel_main,
+        ["finetune", "--model", "random:tiny", "--train", "{tmp}/seqs.fa", "-o", "{tmp}/o"],
+        "unsupported table format",
+        False,
+    ),
+    (
+        nucel_main,
+        ["finetune", "--model", "random:tiny", "--train", "{tmp}/names.csv", "-o", "{tmp}/o", "--method", "x"],
+        "invalid choice: 'x'",
+        False,
+    ),
+    (
+        nucel_main,
+        ["finetune", "--model", "random:tiny", "--train", "{tmp}/names.csv", "-o", "{tmp}/o", "--device", "gpu"],
+        "--device gpu",
+        False,
+    ),
     # Benchmarks and the study
-    (nucel_main, ["benchmark", "--suite", "gue", "--data", "{tmp}/no-such-data", "--model", "cnn", "--task", "tf/0"], "no-such-data", False),
-    (nucel_main, ["benchmark", "--suite", "gue", "--data", GUE, "--model", "cnn", "--task", "prom_core"], "did you mean prom/prom_core", False),
+    (
+        nucel_main,
+        ["benchmark", "--suite", "gue", "--data", "{tmp}/no-such-data", "--model", "cnn", "--task", "tf/0"],
+        "no-such-data",
+        False,
+    ),
+    (
+        nucel_main,
+        ["benchmark", "--suite", "gue", "--data", GUE, "--model", "cnn", "--task", "prom_core"],
+        "did you mean prom/prom_core",
+        False,
+    ),
     (nucel_main, ["benchmark", "--suite", "bogus", "--data", GUE, "--model", "cnn"], "invalid choice: 'bogus'", False),
     (nucel_main, ["vep", "--data", "{tmp}/no-such-data", "--generator", GENERATOR], "no-such-data", False),
     (nucel_main, ["vep", "--generator", GENERATOR, "--window", "0"], "--window 0", False),
@@ -119,10 +278,12 @@ def case_id(case) -> str:
     return "train_rtd" if entry is pretrain_main else (arguments[0] if arguments else "nucel")
 
 
-@pytest.mark.parametrize("entry_point, arguments, named, model_at_fault", CASES,
-                         ids=[f"{case_id(case)}-{i}" for i, case in enumerate(CASES)])
-def test_bad_input_is_one_line_exit_2_no_output_no_model(entry_point, arguments, named, model_at_fault, files, models,
-                                                          request, capsys):
+@pytest.mark.parametrize(
+    "entry_point, arguments, named, model_at_fault", CASES, ids=[f"{case_id(case)}-{i}" for i, case in enumerate(CASES)]
+)
+def test_bad_input_is_one_line_exit_2_no_output_no_model(
+    entry_point, arguments, named, model_at_fault, files, models, request, capsys
+):
     if GUE in arguments and not (request.config.rootpath.parent / "shared" / "data" / "GUE").is_dir():
         pytest.skip("../shared/data/GUE is not beside the repository")
     if "cuda:7" in arguments and torch.cuda.device_count() > 7:
@@ -144,11 +305,36 @@ def test_bad_input_is_one_line_exit_2_no_output_no_model(entry_point, arguments,
 def test_there_are_at_least_forty_cases_over_every_command():
     commands = {case_id(case) for case in CASES}
     assert len(CASES) >= 40
-    assert commands >= {"embed", "predict", "score-variants", "ism", "attention", "motif-order-data", "release", "convert",
-                        "pretrain", "train_rtd", "finetune", "benchmark", "vep", "study", "nucel"}
+    assert commands >= {
+        "embed",
+        "predict",
+        "score-variants",
+        "ism",
+        "attention",
+        "motif-order-data",
+        "release",
+        "convert",
+        "pretrain",
+        "train_rtd",
+        "finetune",
+        "benchmark",
+        "vep",
+        "study",
+        "nucel",
+    }
 
 
 def test_debug_shows_the_traceback(files):
     with pytest.raises(ValueError, match="empty label"):
-        nucel_main(["finetune", "--model", "random:tiny", "--train", str(files / "labels_bad.csv"), "-o", str(files / "o"),
-                    "--debug"])
+        nucel_main(
+            [
+                "finetune",
+                "--model",
+                "random:tiny",
+                "--train",
+                str(files / "labels_bad.csv"),
+                "-o",
+                str(files / "o"),
+                "--debug",
+            ]
+        )

@@ -12,18 +12,17 @@ from safetensors.torch import load_file
 from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef, roc_auc_score
 
 from nucel import NucELConfig, NucELModel
-from nucel.core.tables import Split, TableError
 from nucel.benchmarks.run import run_benchmark
-from nucel.core.models import save_model_folder
-from nucel.tokenization import InvalidDNAError
-from nucel.training import finetune as finetune_module
-from nucel.training.finetune_config import FinetuneSettings
-from nucel.training.finetune import finetune
-from nucel.training.finetune_data import read_labelled_data
 from nucel.cli import main as nucel_main
 from nucel.core.classifiers import load_finetuned, predict_logits
+from nucel.core.models import save_model_folder
+from nucel.core.tables import Split, TableError
 from nucel.predict import predict_file
-
+from nucel.tokenization import InvalidDNAError
+from nucel.training import finetune as finetune_module
+from nucel.training.finetune import finetune
+from nucel.training.finetune_config import FinetuneSettings
+from nucel.training.finetune_data import read_labelled_data
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -43,8 +42,14 @@ def toy_split(count, seed, label):
 
 
 def quick_settings(**overrides):
-    values = dict(label_names=["low_gc", "high_gc"], max_steps=6, eval_steps=2, batch_size=16, learning_rate=2e-3,
-                  early_stopping_patience=None)
+    values = dict(
+        label_names=["low_gc", "high_gc"],
+        max_steps=6,
+        eval_steps=2,
+        batch_size=16,
+        learning_rate=2e-3,
+        early_stopping_patience=None,
+    )
     return FinetuneSettings(**{**values, **overrides})
 
 
@@ -52,7 +57,9 @@ def quick_settings(**overrides):
 def base_folder(tmp_path_factory):
     """A saved (random) tiny NucEL encoder standing in for a pre-trained checkpoint."""
     torch.manual_seed(0)
-    return str(save_model_folder(NucELModel(NucELConfig.from_preset("tiny")), tmp_path_factory.mktemp("base") / "nucel-tiny"))
+    return str(
+        save_model_folder(NucELModel(NucELConfig.from_preset("tiny")), tmp_path_factory.mktemp("base") / "nucel-tiny")
+    )
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +114,11 @@ def test_lora_saves_only_adapters_and_heads_and_reloads_to_the_same_predictions(
     train, validation, test = gc_task
     result = finetune(base_folder, train, validation, tmp_path / "lora", quick_settings(method="lora"), test)
     files = {path.name for path in (tmp_path / "lora").iterdir()}
-    assert {"adapter_model.safetensors", "adapter_config.json", "tokenizer.json"} <= files and "model.safetensors" not in files
+    assert {
+        "adapter_model.safetensors",
+        "adapter_config.json",
+        "tokenizer.json",
+    } <= files and "model.safetensors" not in files
     saved = load_file(tmp_path / "lora" / "adapter_model.safetensors")
     for name in saved:
         assert "lora_" in name or ".head." in name or ".classifier." in name, name
@@ -136,11 +147,38 @@ def test_regression_toy_task_trains_and_predicts(tmp_path):
     for name, part in (("train", rows[:128]), ("dev", rows[128:])):
         with open(tmp_path / f"{name}.csv", "w", newline="") as handle:
             csv.writer(handle).writerows([("sequence", "gc"), *part])
-    assert nucel_main([
-        "finetune", "--model", "random:tiny", "--train", str(tmp_path / "train.csv"), "--validation", str(tmp_path / "dev.csv"),
-        "--output", str(tmp_path / "model"), "--problem-type", "regression", "--label-column", "gc", "--pooling", "mean",
-        "--max-steps", "30", "--eval-steps", "10", "--batch-size", "16", "--learning-rate", "3e-3", "--warmup-steps", "3",
-    ]) == 0
+    assert (
+        nucel_main(
+            [
+                "finetune",
+                "--model",
+                "random:tiny",
+                "--train",
+                str(tmp_path / "train.csv"),
+                "--validation",
+                str(tmp_path / "dev.csv"),
+                "--output",
+                str(tmp_path / "model"),
+                "--problem-type",
+                "regression",
+                "--label-column",
+                "gc",
+                "--pooling",
+                "mean",
+                "--max-steps",
+                "30",
+                "--eval-steps",
+                "10",
+                "--batch-size",
+                "16",
+                "--learning-rate",
+                "3e-3",
+                "--warmup-steps",
+                "3",
+            ]
+        )
+        == 0
+    )
     metadata = json.loads((tmp_path / "model" / "finetune.json").read_text())
     targets = np.array([gc for _, gc in rows[128:]])
     assert metadata["problem_type"] == "regression" and metadata["label_names"] == ["gc"]
@@ -158,7 +196,9 @@ def test_multi_label_toy_task_trains(tmp_path):
     def labels(s):
         return [float(gc_fraction(s) > 0.5), float("TT" in s[:8])]
 
-    train, validation = (Split(seqs, [labels(s) for s in seqs], "toy", "") for seqs in (random_dna(96, 32, 5), random_dna(32, 32, 6)))
+    train, validation = (
+        Split(seqs, [labels(s) for s in seqs], "toy", "") for seqs in (random_dna(96, 32, 5), random_dna(32, 32, 6))
+    )
     settings = quick_settings(label_names=["high_gc", "starts_tt"], problem_type="multi_label_classification")
     result = finetune("random:tiny", train, validation, tmp_path / "model", settings)
     assert np.isfinite(result.best_validation_loss)
@@ -179,7 +219,21 @@ def test_predict_command_on_fasta_and_csv(gc_task, tmp_path):
     finetune("random:tiny", train, validation, tmp_path / "model", quick_settings(max_steps=2, eval_steps=1))
     fasta = tmp_path / "input.fa"
     fasta.write_text("".join(f">seq{i} description\n{s[:16]}\n{s[16:]}\n" for i, s in enumerate(test.sequences[:5])))
-    assert nucel_main(["predict", "--model", str(tmp_path / "model"), str(fasta), "-o", str(tmp_path / "out.tsv"), "--batch-size", "2"]) == 0
+    assert (
+        nucel_main(
+            [
+                "predict",
+                "--model",
+                str(tmp_path / "model"),
+                str(fasta),
+                "-o",
+                str(tmp_path / "out.tsv"),
+                "--batch-size",
+                "2",
+            ]
+        )
+        == 0
+    )
     with open(tmp_path / "out.tsv", newline="") as handle:
         rows = list(csv.DictReader(handle, delimiter="\t"))
     assert [row["id"] for row in rows] == [f"seq{i}" for i in range(5)]
@@ -201,7 +255,11 @@ def test_user_file_errors_name_file_and_line(tmp_path):
     settings = quick_settings()
     path = tmp_path / "train.csv"
     path.write_text("sequence,label\nACGT,low_gc\nACGT,medium_gc\n")
-    with pytest.raises(TableError, match=r"train\.csv: of 2 rows, 1 with a class not among the training classes .*'medium_gc'.* \(first at line 3\)"):
+    with pytest.raises(
+        TableError,
+        match=r"train\.csv: of 2 rows, 1 with a class not among the training classes .*'medium_gc'.* "
+        r"\(first at line 3\)",
+    ):
         read_labelled_data(path, settings, ["label"])
     path.write_text("sequence,target\nACGT,low_gc\n")
     with pytest.raises(TableError, match=r"missing column\(s\) \['label'\]"):
@@ -221,10 +279,27 @@ def test_user_file_errors_name_file_and_line(tmp_path):
 def test_runner_on_real_gue_task_reports_sklearn_metrics(shared_data, tmp_path):
     """A capped run of GUE prom_core_tata for NucEL and the CNN baseline: results follow RESULTS_SCHEMA.md and
     every reported metric equals sklearn's recomputation from the saved test predictions."""
-    overrides = dict(max_train_samples=128, max_validation_samples=64, max_steps=4, eval_steps=2, learning_rate=1e-3,
-                     batch_size=32, warmup_steps=0, epochs=None, early_stopping_patience=None)
-    all_results = run_benchmark("gue", str(shared_data / "GUE"), ["random:tiny", "cnn"], ["prom/prom_core_tata"], [1, 2],
-                                overrides, tmp_path, "test-run")
+    overrides = dict(
+        max_train_samples=128,
+        max_validation_samples=64,
+        max_steps=4,
+        eval_steps=2,
+        learning_rate=1e-3,
+        batch_size=32,
+        warmup_steps=0,
+        epochs=None,
+        early_stopping_patience=None,
+    )
+    all_results = run_benchmark(
+        "gue",
+        str(shared_data / "GUE"),
+        ["random:tiny", "cnn"],
+        ["prom/prom_core_tata"],
+        [1, 2],
+        overrides,
+        tmp_path,
+        "test-run",
+    )
     assert [results["model"] for results in all_results] == ["random:tiny", "cnn-baseline"]
     for folder, results in zip(("test-run-random-tiny", "test-run-cnn-baseline"), all_results):
         on_disk = json.loads((tmp_path / folder / "results.json").read_text())
@@ -234,7 +309,9 @@ def test_runner_on_real_gue_task_reports_sklearn_metrics(shared_data, tmp_path):
         assert task["split_sizes"] == {"train": 128, "validation": 64, "test": 613}
         assert task["split_sizes_full"] == {"train": 4904, "validation": 613, "test": 613}
         assert len(task["data_sha256"]["test"]) == 64
-        assert task["mean"] == pytest.approx(np.mean(task["values"])) and task["sd"] == pytest.approx(np.std(task["values"], ddof=1))
+        assert task["mean"] == pytest.approx(np.mean(task["values"])) and task["sd"] == pytest.approx(
+            np.std(task["values"], ddof=1)
+        )
         for seed, value in zip(task["seeds"], task["values"]):
             run = json.loads((tmp_path / folder / "runs" / "prom_prom_core_tata" / f"seed{seed}.json").read_text())
             with open(tmp_path / folder / "runs" / "prom_prom_core_tata" / run["predictions"], newline="") as handle:
@@ -245,7 +322,9 @@ def test_runner_on_real_gue_task_reports_sklearn_metrics(shared_data, tmp_path):
             assert len(rows) == 613 and np.array_equal(predictions, scores.argmax(axis=1))
             assert value == run["metrics"]["mcc"] == pytest.approx(matthews_corrcoef(labels, predictions), abs=1e-12)
             assert run["metrics"]["accuracy"] == pytest.approx(accuracy_score(labels, predictions), abs=1e-12)
-            assert run["metrics"]["f1_macro"] == pytest.approx(f1_score(labels, predictions, average="macro"), abs=1e-12)
+            assert run["metrics"]["f1_macro"] == pytest.approx(
+                f1_score(labels, predictions, average="macro"), abs=1e-12
+            )
             assert run["metrics"]["auroc"] == pytest.approx(roc_auc_score(labels, scores[:, 1]), abs=1e-12)
     table = (tmp_path / "test-run.md").read_text()
     assert "| prom/prom_core_tata | CPD | mcc | 128 (4904) / 64 (613) / 613 (613) |" in table
@@ -256,25 +335,35 @@ def test_runner_on_real_gue_task_reports_sklearn_metrics(shared_data, tmp_path):
 def test_evaluation_only_task_is_skipped_in_training_and_scored_by_evaluate(shared_data, gc_task, tmp_path):
     """A GUE folder without train.csv (EMP/H3 here, its first 40 real test rows) is reported as evaluation-only
     by the runner, and `evaluate_finetuned` scores a fine-tuned model on it."""
-    from nucel.core.metrics import compute_metrics
     from nucel.benchmarks.run import evaluate_finetuned
+    from nucel.core.metrics import compute_metrics
 
     lines = (shared_data / "GUE/EMP/H3/test.csv").read_text().splitlines()[:41]
     folder = tmp_path / "GUE" / "EMP" / "H3"
     folder.mkdir(parents=True)
     for name in ("dev.csv", "test.csv"):
         (folder / name).write_text("\n".join(lines) + "\n")
-    (results,) = run_benchmark("gue", str(tmp_path / "GUE"), ["cnn"], ["EMP/H3"], [1], {}, tmp_path / "out", "eval-only")
+    (results,) = run_benchmark(
+        "gue", str(tmp_path / "GUE"), ["cnn"], ["EMP/H3"], [1], {}, tmp_path / "out", "eval-only"
+    )
     assert results["tasks"] == [] and "train.csv is missing" in results["skipped_tasks"]["EMP/H3"]
     assert "EMP/H3: evaluation only" in (tmp_path / "out" / "eval-only-cnn-baseline" / "results.md").read_text()
 
     train, validation, _ = gc_task
-    finetune("random:tiny", train, validation, tmp_path / "model", quick_settings(label_names=["0", "1"], max_steps=2, eval_steps=1))
+    finetune(
+        "random:tiny",
+        train,
+        validation,
+        tmp_path / "model",
+        quick_settings(label_names=["0", "1"], max_steps=2, eval_steps=1),
+    )
     scores = evaluate_finetuned("gue", str(tmp_path / "GUE"), str(tmp_path / "model"), ["EMP/H3"])["EMP/H3"]
     model, tokenizer, _ = load_finetuned(tmp_path / "model")
     sequences = [line.split(",")[0] for line in lines[1:]]
     labels = [int(line.split(",")[1]) for line in lines[1:]]
-    expected = compute_metrics("single_label_classification", labels, predict_logits(model, tokenizer, sequences, max_length_bp=500))
+    expected = compute_metrics(
+        "single_label_classification", labels, predict_logits(model, tokenizer, sequences, max_length_bp=500)
+    )
     assert scores["test_rows"] == 40 and scores["mcc"] == pytest.approx(expected["mcc"])
 
 
@@ -283,6 +372,8 @@ def test_compiled_finetuning_trains_as_the_eager_model(base_folder, gc_task, tmp
     train, validation, _ = gc_task
     eager = finetune(base_folder, train, validation, tmp_path / "eager", quick_settings())
     compiled = finetune(base_folder, train, validation, tmp_path / "compiled", quick_settings(compile=True))
-    assert [entry["step"] for entry in compiled.validation_history] == [entry["step"] for entry in eager.validation_history]
+    assert [entry["step"] for entry in compiled.validation_history] == [
+        entry["step"] for entry in eager.validation_history
+    ]
     for ours, reference in zip(compiled.validation_history, eager.validation_history):
         assert abs(ours["loss"] - reference["loss"]) < 1e-4

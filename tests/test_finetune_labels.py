@@ -31,15 +31,23 @@ def test_integer_labels_are_names_not_positions(tmp_path):
 def test_names_in_training_and_ids_in_validation_are_refused(tmp_path):
     names = label_names_from(table(tmp_path / "train.csv", ["bound", "unbound"] * 2), "label")
     train = read(tmp_path / "train.csv", names)
-    validation = read(table(tmp_path / "dev.csv", [0, 1, 1, 0]), names)  # ids 0/1: each parses, but not as training does
-    with pytest.raises(TableError, match=r"dev\.csv: the validation labels are integer ids but the training labels .* "
-                                         r"are class names of \['bound', 'unbound'\]"):
+    validation = read(
+        table(tmp_path / "dev.csv", [0, 1, 1, 0]), names
+    )  # ids 0/1: each parses, but not as training does
+    with pytest.raises(
+        TableError,
+        match=r"dev\.csv: the validation labels are integer ids but the training labels .* "
+        r"are class names of \['bound', 'unbound'\]",
+    ):
         check_label_sets(train, {"validation": validation}, FinetuneSettings(label_names=names))
 
 
 def test_one_class_training_data_is_refused_with_its_count(tmp_path):
-    with pytest.raises(TableError, match=r"one\.csv: all 3 rows are class '1': a classifier needs training rows of at "
-                                         "least two classes"):
+    with pytest.raises(
+        TableError,
+        match=r"one\.csv: all 3 rows are class '1': a classifier needs training rows of at "
+        "least two classes",
+    ):
         label_names_from(table(tmp_path / "one.csv", [1, 1, 1]), "label")
     names = ["0", "1"]  # given by --label-names: the training split must still hold both
     settings = FinetuneSettings(label_names=names)
@@ -54,8 +62,11 @@ def test_a_class_only_in_validation_is_refused_with_counts(tmp_path):
     settings = FinetuneSettings(label_names=names)
     train = read(table(tmp_path / "train.csv", ["a", "b", "a", "b"]), names)
     validation = read(table(tmp_path / "dev.csv", ["a", "c", "c", "b"]), names)
-    with pytest.raises(TableError, match=r"dev\.csv: 2 of class 'c' of 4 validation rows, a class the training split .* "
-                                         "has no row of"):
+    with pytest.raises(
+        TableError,
+        match=r"dev\.csv: 2 of class 'c' of 4 validation rows, a class the training split .* "
+        "has no row of",
+    ):
         check_label_sets(train, {"validation": validation}, settings)
 
 
@@ -77,15 +88,29 @@ def test_a_multi_label_column_constant_in_training_is_refused(tmp_path):
         check_label_sets(train, {}, settings)
 
 
-@pytest.mark.parametrize("train_labels, validation_labels, expected", [
-    ([1, 1, 1, 1], [0, 1, 0, 1], "all 4 rows are class '1'"),
-    (["bound", "unbound"] * 2, [0, 1, 0, 1], "integer ids but the training labels"),
-])
+@pytest.mark.parametrize(
+    "train_labels, validation_labels, expected",
+    [
+        ([1, 1, 1, 1], [0, 1, 0, 1], "all 4 rows are class '1'"),
+        (["bound", "unbound"] * 2, [0, 1, 0, 1], "integer ids but the training labels"),
+    ],
+)
 def test_the_command_refuses_before_any_model_loads(tmp_path, capsys, train_labels, validation_labels, expected):
     train, validation = table(tmp_path / "train.csv", train_labels), table(tmp_path / "dev.csv", validation_labels)
     # A model name that does not exist: had the command got as far as loading it, the error would name it instead.
-    argv = ["finetune", "--model", str(tmp_path / "no-such-model"), "--train", str(train), "--validation", str(validation),
-            "-o", str(tmp_path / "out"), "--max-steps", "1"]
+    argv = [
+        "finetune",
+        "--model",
+        str(tmp_path / "no-such-model"),
+        "--train",
+        str(train),
+        "--validation",
+        str(validation),
+        "-o",
+        str(tmp_path / "out"),
+        "--max-steps",
+        "1",
+    ]
     assert main(argv) == 2
     error = capsys.readouterr().err.strip()
     assert expected in error and "no-such-model" not in error and len(error.splitlines()) == 1

@@ -11,16 +11,15 @@ from safetensors.torch import load_file
 from transformers import AutoModelForSequenceClassification, Trainer, TrainingArguments
 
 from nucel import NucELConfig, NucELModel
-from nucel.core.tables import Split
+from nucel.cli import build_parser
+from nucel.core.classifiers import load_finetuned, predict_logits
 from nucel.core.models import save_model_folder
+from nucel.core.tables import Split
 from nucel.modeling_nucel import NucELForSequenceClassification
 from nucel.modeling_nucel.modeling_nucel import NucELPredictionHead
 from nucel.training import finetune as finetune_module
-from nucel.training.finetune_config import FinetuneSettings
 from nucel.training.finetune import build_classifier, finetune, training_arguments
-from nucel.cli import build_parser
-from nucel.core.classifiers import load_finetuned, predict_logits
-
+from nucel.training.finetune_config import FinetuneSettings
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -41,12 +40,20 @@ def gc_task():
 def base_folder(tmp_path_factory):
     """A saved (random) tiny NucEL encoder standing in for a pre-trained checkpoint."""
     torch.manual_seed(0)
-    return str(save_model_folder(NucELModel(NucELConfig.from_preset("tiny")), tmp_path_factory.mktemp("base") / "nucel-tiny"))
+    return str(
+        save_model_folder(NucELModel(NucELConfig.from_preset("tiny")), tmp_path_factory.mktemp("base") / "nucel-tiny")
+    )
 
 
 def settings(**overrides):
-    values = dict(label_names=["low_gc", "high_gc"], max_steps=6, eval_steps=2, batch_size=16, learning_rate=2e-3,
-                  early_stopping_patience=None)
+    values = dict(
+        label_names=["low_gc", "high_gc"],
+        max_steps=6,
+        eval_steps=2,
+        batch_size=16,
+        learning_rate=2e-3,
+        early_stopping_patience=None,
+    )
     return FinetuneSettings(**{**values, **overrides})
 
 
@@ -79,7 +86,10 @@ def test_head_defaults_keep_modernbert_for_full_and_lora(base_folder):
     assert isinstance(linear.head, torch.nn.Identity) and linear.config.classifier_head == "linear"
     # Only the output layer is new: everything else is the base checkpoint's encoder.
     hidden = linear.config.hidden_size
-    assert sum(p.numel() for p in linear.parameters()) == sum(p.numel() for p in linear.model.parameters()) + hidden * 2 + 2
+    assert (
+        sum(p.numel() for p in linear.parameters())
+        == sum(p.numel() for p in linear.model.parameters()) + hidden * 2 + 2
+    )
 
 
 @pytest.mark.parametrize("method", ["full", "lora"])
@@ -139,7 +149,9 @@ def test_run_shorter_than_eval_steps_evaluates_and_selects_its_last_step(gc_task
 def test_last_step_is_evaluated_and_the_lowest_validation_loss_is_restored(base_folder, gc_task, tmp_path):
     train, validation, _ = gc_task
     # A learning rate that overshoots: the losses go up and down, so the best step is rarely the last one.
-    result = finetune(base_folder, train, validation, tmp_path / "model", settings(max_steps=7, eval_steps=2, learning_rate=2e-2))
+    result = finetune(
+        base_folder, train, validation, tmp_path / "model", settings(max_steps=7, eval_steps=2, learning_rate=2e-2)
+    )
     steps = [entry["step"] for entry in result.validation_history]
     losses = [entry["loss"] for entry in result.validation_history]
     assert steps == [2, 4, 6, 7]
@@ -212,7 +224,9 @@ def test_distributed_processes_share_the_settings_batch(monkeypatch, tmp_path):
 def test_auto_class_takes_the_head_as_a_keyword(base_folder):
     """`classifier_head` is a config field: `AutoModelForSequenceClassification.from_pretrained(encoder, …,
     classifier_head="linear")` on an encoder folder builds the paper's head (the model card's example)."""
-    model = AutoModelForSequenceClassification.from_pretrained(base_folder, trust_remote_code=True, num_labels=2, classifier_head="linear")
+    model = AutoModelForSequenceClassification.from_pretrained(
+        base_folder, trust_remote_code=True, num_labels=2, classifier_head="linear"
+    )
     assert isinstance(model.head, torch.nn.Identity) and model.config.classifier_head == "linear"
     with pytest.raises(ValueError, match="classifier_head must be one of"):
         NucELConfig.from_preset("tiny", classifier_head="mlp")

@@ -113,7 +113,9 @@ def test_training_with_flex_on_cpu_falls_back_to_sdpa_with_the_same_gradients(mo
     gradients = []
     for model in (reference, flex):
         model.zero_grad()
-        model(input_ids, attention_mask=attention_mask).last_hidden_state[attention_mask.bool()].square().sum().backward()
+        model(input_ids, attention_mask=attention_mask).last_hidden_state[
+            attention_mask.bool()
+        ].square().sum().backward()
         gradients.append({name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None})
     assert gradients[0].keys() == gradients[1].keys()
     for name in gradients[0]:
@@ -140,8 +142,18 @@ def test_a_saved_folder_runs_flex_in_a_fresh_process_without_the_package(models,
     save_model_folder(reference, tmp_path / "encoder")
     input_ids, attention_mask = dna_batch([300, 90])
     completed = subprocess.run(
-        [sys.executable, "-c", CHILD, str(tmp_path / "encoder"), json.dumps(input_ids.tolist()), json.dumps(attention_mask.tolist())],
-        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ""}, timeout=600,
+        [
+            sys.executable,
+            "-c",
+            CHILD,
+            str(tmp_path / "encoder"),
+            json.dumps(input_ids.tolist()),
+            json.dumps(attention_mask.tolist()),
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": ""},
+        timeout=600,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     got = torch.tensor(json.loads(completed.stdout.strip().splitlines()[-1]))

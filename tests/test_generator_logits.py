@@ -12,7 +12,9 @@ from nucel.modeling_nucel.configuration_nucel import BASE_IDS
 
 def test_both_modes_give_the_same_finite_logits_on_every_id(tmp_path, tokenizer):
     torch.manual_seed(0)
-    folder = save_model_folder(NucELGenerator(NucELConfig.from_preset("tiny-generator", restrict_to_bases=True)), tmp_path / "g")
+    folder = save_model_folder(
+        NucELGenerator(NucELConfig.from_preset("tiny-generator", restrict_to_bases=True)), tmp_path / "g"
+    )
     remote = AutoModelForMaskedLM.from_pretrained(folder, trust_remote_code=True)
     native = AutoModelForMaskedLM.from_pretrained(folder)
     assert isinstance(native, ModernBertForMaskedLM) and type(remote).__name__ == "NucELGenerator"  # remote code

@@ -24,7 +24,14 @@ from nucel.training.genome import (
 )
 
 # Windows of 10 bp overlapping by 3 (stride 7); N runs of 4 or more split; pieces under 4 bp dropped.
-SMALL = WindowSettings(window_length=10, window_overlap=3, split_at_n_run=4, max_n_fraction=0.5, min_window_length=4, validation_fraction=0.0)
+SMALL = WindowSettings(
+    window_length=10,
+    window_overlap=3,
+    split_at_n_run=4,
+    max_n_fraction=0.5,
+    min_window_length=4,
+    validation_fraction=0.0,
+)
 
 HAND_MADE = {
     # 24 bp, partly soft-masked: windows at 0, 7, 14; the last ends exactly at the record's end.
@@ -48,7 +55,10 @@ EXPECTED = {
 
 
 def write_fasta(path, records: dict[str, str], line_width: int = 7, compress: bool = False):
-    text = "".join(f">{name} a description\n" + "".join(seq[i : i + line_width] + "\n" for i in range(0, len(seq), line_width)) for name, seq in records.items())
+    text = "".join(
+        f">{name} a description\n" + "".join(seq[i : i + line_width] + "\n" for i in range(0, len(seq), line_width))
+        for name, seq in records.items()
+    )
     if compress:
         with gzip.open(path, "wt") as handle:
             handle.write(text)
@@ -65,19 +75,33 @@ def test_window_coordinates_on_a_hand_made_fasta(tmp_path):
     fasta = write_fasta(tmp_path / "hand.fa", HAND_MADE)
     genome = prepare_windows([fasta], SMALL, tmp_path / "cache")
 
-    expected = [(name, start, end, HAND_MADE[name][start:end].upper()) for name in HAND_MADE for start, end in EXPECTED[name]]
+    expected = [
+        (name, start, end, HAND_MADE[name][start:end].upper()) for name in HAND_MADE for start, end in EXPECTED[name]
+    ]
     assert rows(genome.train) == expected
     assert len(genome.validation) == 0
     assert set(genome.train["source"]) == {"hand.fa"}
     assert genome.counts == WindowCounts(
-        records=5, bases=sum(map(len, HAND_MADE.values())), n_bases=5 + 2 + 9,
-        n_runs_split=1, train_windows=8, validation_windows=0, dropped_mostly_n=2, dropped_short=1,
+        records=5,
+        bases=sum(map(len, HAND_MADE.values())),
+        n_bases=5 + 2 + 9,
+        n_runs_split=1,
+        train_windows=8,
+        validation_windows=0,
+        dropped_mostly_n=2,
+        dropped_short=1,
     )
 
 
 def test_lowercase_and_gzip_give_the_same_windows(tmp_path):
-    upper = prepare_windows([write_fasta(tmp_path / "upper.fa", {k: v.upper() for k, v in HAND_MADE.items()})], SMALL, tmp_path / "c1")
-    lower = prepare_windows([write_fasta(tmp_path / "lower.fa.gz", {k: v.lower() for k, v in HAND_MADE.items()}, compress=True)], SMALL, tmp_path / "c2")
+    upper = prepare_windows(
+        [write_fasta(tmp_path / "upper.fa", {k: v.upper() for k, v in HAND_MADE.items()})], SMALL, tmp_path / "c1"
+    )
+    lower = prepare_windows(
+        [write_fasta(tmp_path / "lower.fa.gz", {k: v.lower() for k, v in HAND_MADE.items()}, compress=True)],
+        SMALL,
+        tmp_path / "c2",
+    )
     assert rows(upper.train) == rows(lower.train)
     assert all(sequence == sequence.upper() for sequence in lower.train["sequence"])
 
@@ -91,12 +115,19 @@ def test_many_files_are_windowed_in_order(tmp_path):
 
 
 def test_validation_region_is_the_end_of_each_record(tmp_path):
-    settings = WindowSettings(window_length=10, window_overlap=3, split_at_n_run=4, min_window_length=4, validation_fraction=0.25)
+    settings = WindowSettings(
+        window_length=10, window_overlap=3, split_at_n_run=4, min_window_length=4, validation_fraction=0.25
+    )
     record = "ACGT" * 25  # 100 bp: training [0, 75), validation [75, 100)
     counts = WindowCounts()
     windows = plan_windows(record, settings, counts)
     assert [w for w in windows if w[0] == "train"] == [("train", s, min(s + 10, 75)) for s in range(0, 75, 7)]
-    assert [w for w in windows if w[0] == "validation"] == [("validation", 75, 85), ("validation", 82, 92), ("validation", 89, 99), ("validation", 96, 100)]
+    assert [w for w in windows if w[0] == "validation"] == [
+        ("validation", 75, 85),
+        ("validation", 82, 92),
+        ("validation", 89, 99),
+        ("validation", 96, 100),
+    ]
 
 
 def assert_valid_windows(sequence: str, windows, settings: WindowSettings):
@@ -105,7 +136,9 @@ def assert_valid_windows(sequence: str, windows, settings: WindowSettings):
     validation = [(s, e) for split, s, e in windows if split == "validation"]
     for start, end in train:
         for v_start, v_end in validation:
-            assert end <= v_start or v_end <= start, f"training window {start, end} overlaps validation {v_start, v_end}"
+            assert end <= v_start or v_end <= start, (
+                f"training window {start, end} overlaps validation {v_start, v_end}"
+            )
     long_run = "N" * settings.split_at_n_run
     for start, end in train + validation:
         assert 0 <= start < end <= len(sequence)
@@ -125,8 +158,12 @@ def test_windowing_invariants_on_random_genomes():
         sequence = "".join(pieces) or "ACGT"
         overlap = rng.randint(0, 20)
         settings = WindowSettings(
-            window_length=rng.randint(overlap + 5, 80), window_overlap=overlap, split_at_n_run=rng.randint(1, 20),
-            max_n_fraction=rng.random(), min_window_length=5, validation_fraction=rng.choice([0.0, 0.1, 0.3]),
+            window_length=rng.randint(overlap + 5, 80),
+            window_overlap=overlap,
+            split_at_n_run=rng.randint(1, 20),
+            max_n_fraction=rng.random(),
+            min_window_length=5,
+            validation_fraction=rng.choice([0.0, 0.1, 0.3]),
         )
         windows = plan_windows(sequence, settings, WindowCounts())
         assert_valid_windows(sequence, windows, settings)
@@ -155,7 +192,9 @@ def test_the_cache_is_reused_and_keyed_by_files_and_settings(tmp_path, monkeypat
         again = prepare_windows([fasta], SMALL, tmp_path / "cache")
     assert again.folder == first.folder and rows(again.train) == rows(first.train)
 
-    other_settings = prepare_windows([fasta], WindowSettings(**{**SMALL.__dict__, "window_overlap": 2}), tmp_path / "cache")
+    other_settings = prepare_windows(
+        [fasta], WindowSettings(**{**SMALL.__dict__, "window_overlap": 2}), tmp_path / "cache"
+    )
     assert other_settings.folder != first.folder
     write_fasta(fasta, {"plain": HAND_MADE["plain"] + "ACGTACGTACGT"})
     changed_file = prepare_windows([fasta], SMALL, tmp_path / "cache")
@@ -228,7 +267,11 @@ def truncated_gzip(path):
         (lambda d: d / "missing.fa", FastaError, "no such file"),
         (lambda d: write_text(d / "notes.fa", "hello, this is not a FASTA file\n"), FastaError, "FASTA"),
         (lambda d: write_text(d / "empty.fa", ""), FastaError, "empty"),
-        (lambda d: write_fasta(d / "gaps.fa", {"chrUn": "N" * 5000, "chrM": "n" * 300}), GenomeDataError, "no training windows"),
+        (
+            lambda d: write_fasta(d / "gaps.fa", {"chrUn": "N" * 5000, "chrM": "n" * 300}),
+            GenomeDataError,
+            "no training windows",
+        ),
         (lambda d: truncated_gzip(d / "cut.fa.gz"), FastaError, "truncated"),
     ],
     ids=["missing", "not-fasta", "empty", "all-N", "truncated-gz"],
@@ -244,7 +287,11 @@ def test_bad_input_is_a_clear_error_and_leaves_no_cache(tmp_path, make_input, er
 
 def test_crops_are_a_function_of_seed_epoch_and_index(tmp_path):
     fasta = write_fasta(tmp_path / "g.fa", {"chr": "".join(random.Random(1).choice("ACGT") for _ in range(2000))})
-    genome = prepare_windows([fasta], WindowSettings(window_length=100, window_overlap=10, validation_fraction=0.0, min_window_length=50), tmp_path / "c")
+    genome = prepare_windows(
+        [fasta],
+        WindowSettings(window_length=100, window_overlap=10, validation_fraction=0.0, min_window_length=50),
+        tmp_path / "c",
+    )
     crops = GenomeCrops(genome.train, crop_length=60, seed=7, random_strand=True)
     same_again = GenomeCrops(genome.train, crop_length=60, seed=7, random_strand=True)
     assert crops[(3, 5)] == same_again[(3, 5)]
@@ -263,7 +310,10 @@ def test_crops_are_a_function_of_seed_epoch_and_index(tmp_path):
     no_flip = GenomeCrops(genome.train, crop_length=60, seed=7, random_strand=False)
     assert all(no_flip[(epoch, 2)]["sequence"] in genome.train[2]["sequence"] for epoch in range(20))
     # A window shorter than the crop is used whole (the last window of the record is 90 bp here).
-    assert GenomeCrops(genome.train, crop_length=100, seed=0, random_strand=False)[(0, len(genome.train) - 1)]["sequence"] == genome.train[-1]["sequence"]
+    assert (
+        GenomeCrops(genome.train, crop_length=100, seed=0, random_strand=False)[(0, len(genome.train) - 1)]["sequence"]
+        == genome.train[-1]["sequence"]
+    )
 
 
 def test_batches_are_disjoint_across_processes_and_resume_exactly():
@@ -279,7 +329,10 @@ def test_batches_are_disjoint_across_processes_and_resume_exactly():
     first_epoch = [i for b in rank0[:6] + rank1[:6] for _, i in b]
     assert len(first_epoch) == len(set(first_epoch)) == 48
     assert {e for b in rank0[6:12] for e, _ in b} == {1} and rank0[12][0][0] == 2
-    assert take(WindowBatchSampler(num_windows, batch, seed=3, num_processes=2, process_index=0, start_batch=5), 8) == rank0[5:13]
+    assert (
+        take(WindowBatchSampler(num_windows, batch, seed=3, num_processes=2, process_index=0, start_batch=5), 8)
+        == rank0[5:13]
+    )
     with pytest.raises(GenomeDataError, match="cannot fill one batch"):
         WindowBatchSampler(7, 4, seed=0, num_processes=2)
 
@@ -290,14 +343,18 @@ def test_collator_masks_each_example_by_its_own_seed(tokenizer):
     b = {"sequence": "acgtn" * 10, "window_index": 1, "mask_seed": 12}
     batch = collator([a, b])
     alone = collator([a])
-    assert torch.equal(batch["input_ids"][0], alone["input_ids"][0]) and torch.equal(batch["labels"][0], alone["labels"][0])
+    assert torch.equal(batch["input_ids"][0], alone["input_ids"][0]) and torch.equal(
+        batch["labels"][0], alone["labels"][0]
+    )
 
     ids, labels, attention = batch["input_ids"], batch["labels"], batch["attention_mask"]
     assert ids.shape == (2, 161) and attention[1].sum() == 51 and (ids[1, 51:] == PAD_ID).all()
     assert ids[0, 0] == CLS_ID and not (ids == SEP_ID).any()  # the released template: [CLS] bases
     selected = labels != -100
     assert selected.any()
-    assert torch.isin(labels[selected], torch.tensor(BASE_IDS)).all()  # only bases are ever selected (never N, specials, pad)
+    assert torch.isin(
+        labels[selected], torch.tensor(BASE_IDS)
+    ).all()  # only bases are ever selected (never N, specials, pad)
     # A selected position holds [MASK] or its own base; unselected positions are untouched.
     assert ((ids[selected] == MASK_ID) | (ids[selected] == labels[selected])).all()
     original = tokenizer([a["sequence"], b["sequence"]], padding=True, return_tensors="pt")["input_ids"]
@@ -337,3 +394,45 @@ def test_builtin_genome_is_deterministic_synthetic_and_structured(tmp_path):
     assert upper.count("CG") < 0.6 * expected_cg
     genome = prepare_windows([first], WindowSettings(), tmp_path / "cache")
     assert genome.counts.n_runs_split >= 4 and len(genome.train) > 100
+
+
+def test_validation_blocks_are_spread_over_the_record_and_never_overlap_training():
+    from nucel.training.genome import split_regions
+
+    settings = WindowSettings(
+        window_length=200,
+        window_overlap=20,
+        min_window_length=50,
+        validation_fraction=0.1,
+        validation_block_length=1_000,
+    )
+    regions = split_regions(50_000, settings)
+    held_out = [(start, end) for split, start, end in regions if split == "validation"]
+    assert len(held_out) == 5 and all(end - start == 1_000 for start, end in held_out)  # one block in every ten
+    assert held_out[0][0] == 5_000 and held_out[-1][1] == 46_000  # from near the start to near the end, not a tail
+    assert [start for _, start, _ in regions] == sorted(start for _, start, _ in regions)
+    assert regions[0][1] == 0 and regions[-1][2] == 50_000
+    assert all(a[2] == b[1] for a, b in zip(regions, regions[1:]))  # a partition: no base in two regions
+    tail = split_regions(50_000, WindowSettings(validation_fraction=0.1))
+    assert tail == [("train", 0, 45_000), ("validation", 45_000, 50_000)]  # without blocks: the tail, as before
+
+
+def test_validation_blocks_keep_training_windows_off_held_out_bases():
+    import random
+
+    from nucel.training.genome import WindowCounts, plan_windows
+
+    rng = random.Random(0)
+    sequence = "".join(rng.choice("ACGT") for _ in range(20_000))
+    settings = WindowSettings(
+        window_length=300,
+        window_overlap=50,
+        min_window_length=100,
+        validation_fraction=0.2,
+        validation_block_length=2_000,
+    )
+    windows = plan_windows(sequence, settings, WindowCounts())
+    held_out = {base for split, start, end in windows if split == "validation" for base in range(start, end)}
+    trained = {base for split, start, end in windows if split == "train" for base in range(start, end)}
+    assert held_out and not held_out & trained
+    assert 0.15 < len(held_out) / len(sequence) < 0.25

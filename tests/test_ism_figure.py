@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from nucel import NucELConfig, NucELGenerator
-from nucel.core.plots import pyplot
 from nucel.cli import main
 from nucel.core.models import save_model_folder
+from nucel.core.plots import pyplot
 from nucel.core.variant_scores import mutagenesis_figure
 
 SEQUENCE = "ACGTNNNNACGTAC"
@@ -39,12 +39,16 @@ def test_ism_figure_explains_its_marks_and_draws_n_positions_grey_without_warnin
         title = axis.get_title()
         assert title.startswith("ISM of chr7:1,001-1,014\n")
         assert ("log-likelihood ratio" in title) if score_name == "llr" else ("mean embedding" in title)
-        assert bar.get_ylabel() == ("llr = ln P(alt) - ln P(ref)" if score_name == "llr" else "embedding distance (Euclidean)")
+        assert bar.get_ylabel() == (
+            "llr = ln P(alt) - ln P(ref)" if score_name == "llr" else "embedding distance (Euclidean)"
+        )
         assert axis.get_xlabel() == "position (bp, 1-based)" and axis.get_ylabel() == "substituted base"
         assert axis.get_xticklabels()[0].get_text() == "1,001"
         legend = [text.get_text() for text in axis.get_legend().get_texts()]
-        assert legend == ["reference base (score 0 by definition)",
-                          "not scored: 4 position(s) that are N or another non-ACGT code"]
+        assert legend == [
+            "reference base (score 0 by definition)",
+            "not scored: 4 position(s) that are N or another non-ACGT code",
+        ]
         image = axis.images[0]
         assert image.get_array().mask[:, 4:8].all() and not image.get_array().mask[:, :4].any()
         assert image.cmap.get_bad()[:3] == pytest.approx((0.827, 0.827, 0.827), abs=1e-3)  # lightgrey
@@ -67,11 +71,26 @@ def test_ism_figure_of_an_all_n_region_has_no_warnings():
 
 def test_ism_command_on_a_sequence_with_n_runs_without_warnings(tmp_path, recwarn):
     torch.manual_seed(0)
-    generator = save_model_folder(NucELGenerator(NucELConfig.from_preset("tiny-generator", restrict_to_bases=True)),
-                                  tmp_path / "generator")
+    generator = save_model_folder(
+        NucELGenerator(NucELConfig.from_preset("tiny-generator", restrict_to_bases=True)), tmp_path / "generator"
+    )
     sequence = "ACGTTGCATTAGGC" + "N" * 6 + "GGATCCATTAGCAT"
-    assert main(["ism", "--sequence", sequence, "--generator", str(generator), "-o", str(tmp_path / "ism"),
-                 "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "ism",
+                "--sequence",
+                sequence,
+                "--generator",
+                str(generator),
+                "-o",
+                str(tmp_path / "ism"),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     rows = (tmp_path / "ism" / "ism.tsv").read_text().splitlines()[1:]
     assert [row.split("\t")[2] for row in rows[14:20]] == ["nan"] * 6
     assert (tmp_path / "ism" / "ism.png").read_bytes()[:4] == b"\x89PNG"

@@ -9,9 +9,10 @@ modeling_nucel/ imports nothing of the package but its own siblings (it is copie
 """
 
 import ast
-import tomllib
 from collections import defaultdict
 from pathlib import Path
+
+import tomllib
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 LAYERS = ("modeling_nucel", "tokenization", "core", "training", "benchmarks", "model_cards", "nucel")
@@ -78,15 +79,18 @@ def test_folders_import_only_folders_to_their_left():
 
 def test_no_file_imports_itself_in_a_circle():
     graph, modules = import_graph()
-    graph = {module: {t for t in targets if not t.endswith("__init__") and modules[t].name != "__init__.py"}
-             for module, targets in graph.items() if modules[module].name != "__init__.py"}
+    graph = {
+        module: {t for t in targets if not t.endswith("__init__") and modules[t].name != "__init__.py"}
+        for module, targets in graph.items()
+        if modules[module].name != "__init__.py"
+    }
     state, cycles = {}, []
 
     def visit(module, trail):
         state[module] = "open"
         for target in sorted(graph.get(module, ())):
             if state.get(target) == "open":
-                cycles.append(" -> ".join(str(modules[m]) for m in trail[trail.index(target):] + [target]))
+                cycles.append(" -> ".join(str(modules[m]) for m in trail[trail.index(target) :] + [target]))
             elif target not in state:
                 visit(target, trail + [target])
         state[module] = "done"
@@ -115,6 +119,8 @@ def test_modeling_code_imports_only_its_siblings():
 
 def test_the_space_app_runs_without_the_package():
     tree = ast.parse((REPOSITORY / "space" / "app.py").read_text())
-    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    imported = {
+        alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names
+    }
     imported |= {(node.module or "").split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
     assert "nucel" not in imported

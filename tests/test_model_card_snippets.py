@@ -18,8 +18,23 @@ SNIPPET_BASES = "ACGTAGCTAGGTATCGATCG"  # the sequence the card's snippets embed
 def release(tmp_path, model, name: str, *extra: str):
     folder = save_model_folder(model, tmp_path / name)
     out = tmp_path / f"{name}-release"
-    assert main(["release", "--model", str(folder), "--repo-id", f"owner/{name}", "--dry-run", "-o", str(out), *extra,
-                 "--debug"]) == 0
+    assert (
+        main(
+            [
+                "release",
+                "--model",
+                str(folder),
+                "--repo-id",
+                f"owner/{name}",
+                "--dry-run",
+                "-o",
+                str(out),
+                *extra,
+                "--debug",
+            ]
+        )
+        == 0
+    )
     return out
 
 

@@ -55,7 +55,9 @@ def test_gradient_checkpointing_through_transformers_api_recomputes_and_keeps_gr
     def gradients(model):
         model.train()
         model.zero_grad()
-        model(input_ids, attention_mask=attention_mask).last_hidden_state[attention_mask.bool()].square().sum().backward()
+        model(input_ids, attention_mask=attention_mask).last_hidden_state[
+            attention_mask.bool()
+        ].square().sum().backward()
         return {name: p.grad.clone() for name, p in model.named_parameters()}
 
     plain = gradients(tiny_model())
@@ -87,7 +89,9 @@ def test_torch_export_with_attention_mask_and_dynamic_batch_and_length():
     input_ids, attention_mask = dna_batch([150, 60, 90])
     batch, length = torch.export.Dim("batch", min=1, max=64), torch.export.Dim("length", min=2, max=4096)
     exported = torch.export.export(
-        model, (), {"input_ids": input_ids, "attention_mask": attention_mask},
+        model,
+        (),
+        {"input_ids": input_ids, "attention_mask": attention_mask},
         dynamic_shapes={"input_ids": {0: batch, 1: length}, "attention_mask": {0: batch, 1: length}},
     )
     for lengths in ([150, 60, 90], [300, 10], [40]):  # other batch sizes and lengths, padded and not
@@ -121,7 +125,8 @@ def test_compiled_layers_equal_the_eager_model_in_inference_and_training():
 
 
 @pytest.mark.parametrize(
-    "attn_implementation", ["sdpa", "eager", pytest.param("flex_attention", marks=pytest.mark.slow)]  # flex compiles
+    "attn_implementation",
+    ["sdpa", "eager", pytest.param("flex_attention", marks=pytest.mark.slow)],  # flex compiles
 )
 def test_bf16_autocast_keeps_outputs_and_rtd_losses_near_fp32(attn_implementation):
     torch.manual_seed(0)
@@ -140,4 +145,7 @@ def test_bf16_autocast_keeps_outputs_and_rtd_losses_near_fp32(attn_implementatio
     real = attention_mask.bool()
     assert (bf16_hidden[real] - fp32_hidden[real]).abs().max() < 0.1  # bf16 keeps 8 bits of mantissa
     for part in ("generator_loss", "discriminator_loss"):
-        assert abs(getattr(bf16_loss, part).item() - getattr(fp32_loss, part).item()) < 0.02 * getattr(fp32_loss, part).item()
+        assert (
+            abs(getattr(bf16_loss, part).item() - getattr(fp32_loss, part).item())
+            < 0.02 * getattr(fp32_loss, part).item()
+        )

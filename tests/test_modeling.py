@@ -114,7 +114,7 @@ def test_output_attentions_uses_eager_and_rows_sum_to_one_over_real_tokens():
     real = attention_mask.bool()
     row_sums = weights.sum(-1).transpose(1, 2)[real]
     assert torch.allclose(row_sums, torch.ones_like(row_sums), atol=1e-5)
-    assert weights[1, :, : token_length(90), token_length(90):].abs().max() == 0, "padding is never attended"
+    assert weights[1, :, : token_length(90), token_length(90) :].abs().max() == 0, "padding is never attended"
     assert weights[0, :, 10, 10 + 65 :].abs().max() == 0, "local layers attend within ±64 only"
 
 

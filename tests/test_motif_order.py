@@ -26,11 +26,14 @@ def test_dataset_is_balanced_shuffled_and_seeded():
     assert make_motif_order_dataset(101, seed=4) != examples
 
 
-@pytest.mark.parametrize("motif_a, motif_b, length, min_gap, max_gap", [
-    (DEFAULT_MOTIF_A, DEFAULT_MOTIF_B, 200, 0, 120),
-    ("AAAATTTT", "TTTTAAAA", 48, 5, 24),
-    ("GATTACA", "ACATTAG", 300, 100, 250),
-])
+@pytest.mark.parametrize(
+    "motif_a, motif_b, length, min_gap, max_gap",
+    [
+        (DEFAULT_MOTIF_A, DEFAULT_MOTIF_B, 200, 0, 120),
+        ("AAAATTTT", "TTTTAAAA", 48, 5, 24),
+        ("GATTACA", "ACATTAG", 300, 100, 250),
+    ],
+)
 def test_motifs_sit_where_the_labels_say(motif_a, motif_b, length, min_gap, max_gap):
     examples = make_motif_order_dataset(200, length, motif_a, motif_b, min_gap, max_gap, seed=0)
     gaps = []
@@ -62,14 +65,25 @@ def test_dataset_csv(tmp_path):
     write_dataset(tmp_path / "data.csv", examples)
     with open(tmp_path / "data.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
-    assert [(r["sequence"], int(r["label"]), int(r["a_start"])) for r in rows] == [(e.sequence, e.label, e.a_start) for e in examples]
+    assert [(r["sequence"], int(r["label"]), int(r["a_start"])) for r in rows] == [
+        (e.sequence, e.label, e.a_start) for e in examples
+    ]
 
 
 @pytest.mark.slow
 def test_experiment_pipeline_writes_results_and_plots(tmp_path):
     """The pipeline end to end on a few steps (the accuracy of a real run is in the issue's closing note)."""
-    settings = ExperimentSettings(train_size=64, validation_size=32, test_size=32, length=48, motif_a="AAAATTTT",
-                                  motif_b="TTTTAAAA", max_gap=24, epochs=1, snr_sequences=8)
+    settings = ExperimentSettings(
+        train_size=64,
+        validation_size=32,
+        test_size=32,
+        length=48,
+        motif_a="AAAATTTT",
+        motif_b="TTTTAAAA",
+        max_gap=24,
+        epochs=1,
+        snr_sequences=8,
+    )
     results = run_experiment(tmp_path, settings, device="cpu")
     assert 0.0 <= results["test_accuracy"] <= 1.0
     assert results["global_layers"] == [0, 3]

@@ -11,14 +11,14 @@ import pytest
 import torch
 
 from nucel import NucELConfig, NucELForSequenceClassification, NucELModel, cli
+from nucel.core.classifiers import TRAINING_LENGTHS, load_classifier
+from nucel.core.models import save_model_folder
 from nucel.core.tables import Split
 from nucel.core.windows import window_plan
-from nucel.core.models import save_model_folder
-from nucel.tokenization import build_tokenizer
-from nucel.training.finetune_config import FinetuneSettings
-from nucel.training.finetune import finetune
-from nucel.core.classifiers import TRAINING_LENGTHS, load_classifier
 from nucel.predict import LengthPolicy, predict_file
+from nucel.tokenization import build_tokenizer
+from nucel.training.finetune import finetune
+from nucel.training.finetune_config import FinetuneSettings
 
 LABELS = ["background", "promoter"]
 TRAINED = {"min_bp": 20, "max_bp": 40, "median_bp": 30}
@@ -27,11 +27,17 @@ TRAINED = {"min_bp": 20, "max_bp": 40, "median_bp": 30}
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def classifier_folder(folder, lengths=TRAINED, problem_type="single_label_classification", labels=LABELS, tokenizer=True):
+def classifier_folder(
+    folder, lengths=TRAINED, problem_type="single_label_classification", labels=LABELS, tokenizer=True
+):
     """A released-style classifier folder (no finetune.json): config.json with id2label and the training lengths."""
     torch.manual_seed(0)
-    config = NucELConfig.from_preset("tiny", id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)},
-                                     problem_type=problem_type)
+    config = NucELConfig.from_preset(
+        "tiny",
+        id2label=dict(enumerate(labels)),
+        label2id={n: i for i, n in enumerate(labels)},
+        problem_type=problem_type,
+    )
     if lengths is not None:
         setattr(config, TRAINING_LENGTHS, lengths)
     save_model_folder(NucELForSequenceClassification(config), folder)
@@ -75,8 +81,25 @@ def write_fasta(path, records=INPUTS):
 def test_long_inputs_are_windowed_at_the_trained_length(released, tmp_path, aggregate):
     fasta = write_fasta(tmp_path / "input.fa")
     output = tmp_path / "predictions.tsv"
-    assert cli.main(["predict", "--model", str(released), str(fasta), "-o", str(output), "--aggregate", aggregate, "--batch-size", "2",
-                     "--device", "cpu"]) == 0
+    assert (
+        cli.main(
+            [
+                "predict",
+                "--model",
+                str(released),
+                str(fasta),
+                "-o",
+                str(output),
+                "--aggregate",
+                aggregate,
+                "--batch-size",
+                "2",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     rows = read_rows(output)
     assert list(rows[0]) == ["id", "prediction", "probability_background", "probability_promoter", "windows"]
     assert [row["id"] for row in rows] == list(INPUTS)
@@ -98,24 +121,79 @@ def test_long_inputs_are_windowed_at_the_trained_length(released, tmp_path, aggr
 def test_stride_and_window_can_be_chosen(released, tmp_path):
     fasta = write_fasta(tmp_path / "input.fa", {"long": INPUTS["long"]})
     output = tmp_path / "predictions.csv"
-    assert cli.main(["predict", "--model", str(released), str(fasta), "-o", str(output), "--stride", "30", "--device", "cpu"]) == 0
+    assert (
+        cli.main(
+            ["predict", "--model", str(released), str(fasta), "-o", str(output), "--stride", "30", "--device", "cpu"]
+        )
+        == 0
+    )
     assert read_rows(output, ",")[0]["windows"] == "3"  # starts 0, 30, 60
-    assert cli.main(["predict", "--model", str(released), str(fasta), "-o", str(output), "--window", "100", "--device", "cpu",
-                     "--overwrite"]) == 0
+    assert (
+        cli.main(
+            [
+                "predict",
+                "--model",
+                str(released),
+                str(fasta),
+                "-o",
+                str(output),
+                "--window",
+                "100",
+                "--device",
+                "cpu",
+                "--overwrite",
+            ]
+        )
+        == 0
+    )
     assert read_rows(output, ",")[0]["windows"] == "1"
 
 
 def test_long_inputs_can_be_refused_before_anything_is_predicted(released, tmp_path, capsys):
     fasta = write_fasta(tmp_path / "input.fa")
     output = tmp_path / "predictions.tsv"
-    assert cli.main(["predict", "--model", str(released), str(fasta), "-o", str(output), "--long-inputs", "refuse", "--device", "cpu"]) != 0
+    assert (
+        cli.main(
+            [
+                "predict",
+                "--model",
+                str(released),
+                str(fasta),
+                "-o",
+                str(output),
+                "--long-inputs",
+                "refuse",
+                "--device",
+                "cpu",
+            ]
+        )
+        != 0
+    )
     error = capsys.readouterr().err.strip()
     assert len(error.splitlines()) == 1
-    assert (f"input.fa record 'long': 100 bp is longer than the 40 bp classifier {released} knows (trained on 20-40 bp "
-            "sequences); --long-inputs window predicts from 40-bp windows 20 bp apart, mean of their scores") in error
+    assert (
+        f"input.fa record 'long': 100 bp is longer than the 40 bp classifier {released} knows (trained on 20-40 bp "
+        "sequences); --long-inputs window predicts from 40-bp windows 20 bp apart, mean of their scores"
+    ) in error
     assert not output.exists() and not list(tmp_path.glob(".*partial"))
     short = write_fasta(tmp_path / "short.fa", {"short": INPUTS["short"], "exact": INPUTS["exact"]})
-    assert cli.main(["predict", "--model", str(released), str(short), "-o", str(output), "--long-inputs", "refuse", "--device", "cpu"]) == 0
+    assert (
+        cli.main(
+            [
+                "predict",
+                "--model",
+                str(released),
+                str(short),
+                "-o",
+                str(output),
+                "--long-inputs",
+                "refuse",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     assert [row["windows"] for row in read_rows(output)] == ["1", "1"]
 
 
@@ -124,10 +202,15 @@ def test_a_classifier_without_a_record_is_windowed_at_1024_and_says_so(tmp_path,
     classifier = load_classifier(folder, "cpu")
     assert classifier.training_lengths is None and LengthPolicy.for_lengths(classifier.training_lengths).window == 1024
     fasta = write_fasta(tmp_path / "input.fa", {"long": random_dna(1500, 5), "short": INPUTS["short"]})
-    assert cli.main(["predict", "--model", str(folder), str(fasta), "-o", str(tmp_path / "p.tsv"), "--device", "cpu"]) == 0
+    assert (
+        cli.main(["predict", "--model", str(folder), str(fasta), "-o", str(tmp_path / "p.tsv"), "--device", "cpu"]) == 0
+    )
     assert [row["windows"] for row in read_rows(tmp_path / "p.tsv")] == ["2", "1"]  # starts 0 and 476 (= 1500 - 1024)
     error = capsys.readouterr().err
-    assert "does not record the lengths it was trained on; inputs longer than 1,024 bp are cut into 1,024-bp windows" in error
+    assert (
+        "does not record the lengths it was trained on; inputs longer than 1,024 bp are cut into 1,024-bp windows"
+        in error
+    )
     assert "1 of 2 inputs are longer than 1,024 bp and were predicted from 1,024-bp windows 512 bp apart" in error
 
 
@@ -142,7 +225,10 @@ def test_the_misleading_tokenizer_warning_is_not_shown(tmp_path):
     logger = logging.getLogger("transformers")
     logger.addHandler(handler)
     try:
-        assert cli.main(["predict", "--model", str(folder), str(fasta), "-o", str(tmp_path / "p.tsv"), "--device", "cpu"]) == 0
+        assert (
+            cli.main(["predict", "--model", str(folder), str(fasta), "-o", str(tmp_path / "p.tsv"), "--device", "cpu"])
+            == 0
+        )
         assert not [m for m in messages if "indexing errors" in m]
         build_tokenizer()(random_dna(3000, 7))  # the control: plain tokenization of the same length does warn
         assert [m for m in messages if "indexing errors" in m]
@@ -154,11 +240,16 @@ def test_the_misleading_tokenizer_warning_is_not_shown(tmp_path):
 def test_regression_and_multi_label_classifiers(tmp_path):
     fasta = write_fasta(tmp_path / "input.fa", {"long": INPUTS["long"], "short": INPUTS["short"]})
     regression = classifier_folder(tmp_path / "regression", problem_type="regression", labels=["gc"])
-    assert cli.main(["predict", "--model", str(regression), str(fasta), "-o", str(tmp_path / "r.tsv"), "--device", "cpu"]) == 0
+    assert (
+        cli.main(["predict", "--model", str(regression), str(fasta), "-o", str(tmp_path / "r.tsv"), "--device", "cpu"])
+        == 0
+    )
     rows = read_rows(tmp_path / "r.tsv")
     assert list(rows[0]) == ["id", "gc", "windows"] and [row["windows"] for row in rows] == ["4", "1"]
     multi = classifier_folder(tmp_path / "multi", problem_type="multi_label_classification", labels=["tata", "cpg"])
-    assert cli.main(["predict", "--model", str(multi), str(fasta), "-o", str(tmp_path / "m.tsv"), "--device", "cpu"]) == 0
+    assert (
+        cli.main(["predict", "--model", str(multi), str(fasta), "-o", str(tmp_path / "m.tsv"), "--device", "cpu"]) == 0
+    )
     rows = read_rows(tmp_path / "m.tsv")
     for row in rows:
         chosen = [name for name in ("tata", "cpg") if float(row[f"probability_{name}"]) >= 0.5]
@@ -178,8 +269,27 @@ def test_predict_from_a_hub_id_in_the_offline_cache(released, tmp_path, monkeypa
     assert huggingface_hub.constants.HF_HUB_OFFLINE  # tests/conftest.py switches the Hub off
 
     fasta = write_fasta(tmp_path / "input.fa")
-    assert cli.main(["predict", "--model", "nucel-tests/promoter-classifier", str(fasta), "-o", str(tmp_path / "hub.tsv"), "--device", "cpu"]) == 0
-    assert cli.main(["predict", "--model", str(released), str(fasta), "-o", str(tmp_path / "folder.tsv"), "--device", "cpu"]) == 0
+    assert (
+        cli.main(
+            [
+                "predict",
+                "--model",
+                "nucel-tests/promoter-classifier",
+                str(fasta),
+                "-o",
+                str(tmp_path / "hub.tsv"),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
+    assert (
+        cli.main(
+            ["predict", "--model", str(released), str(fasta), "-o", str(tmp_path / "folder.tsv"), "--device", "cpu"]
+        )
+        == 0
+    )
     assert (tmp_path / "hub.tsv").read_text() == (tmp_path / "folder.tsv").read_text()
 
     capsys.readouterr()
@@ -204,8 +314,14 @@ def test_finetune_records_the_training_lengths_and_predict_uses_them(tmp_path):
     rng = np.random.default_rng(0)
     sequences = [random_dna(int(n), i) for i, n in enumerate(rng.integers(30, 61, size=24))]
     split = Split(sequences, [int(s.count("G") > s.count("C")) for s in sequences], "toy", "")
-    settings = FinetuneSettings(label_names=["c_rich", "g_rich"], max_steps=1, eval_steps=1, batch_size=8,
-                                early_stopping_patience=None, max_length_bp=50)
+    settings = FinetuneSettings(
+        label_names=["c_rich", "g_rich"],
+        max_steps=1,
+        eval_steps=1,
+        batch_size=8,
+        early_stopping_patience=None,
+        max_length_bp=50,
+    )
     finetune("random:tiny", split, split, tmp_path / "model", settings)
     lengths = {"min_bp": 30, "max_bp": 50, "median_bp": float(np.median([min(len(s), 50) for s in sequences]))}
     assert min(map(len, sequences)) == 30 and max(map(len, sequences)) > 50  # truncated at 50 bp in training

@@ -11,13 +11,13 @@ import pytest
 import torch
 
 from nucel import NucELConfig, NucELModel, cli
-from nucel.core.tables import Split
-from nucel.core.models import save_model_folder
-from nucel.release import ADAPTER_REQUIRED_FILES
-from nucel.training.finetune_config import FinetuneSettings
-from nucel.training.finetune import finetune
 from nucel.core.classifiers import TRAINING_LENGTHS, load_classifier
+from nucel.core.models import save_model_folder
+from nucel.core.tables import Split
 from nucel.predict import predict_file
+from nucel.release import ADAPTER_REQUIRED_FILES
+from nucel.training.finetune import finetune
+from nucel.training.finetune_config import FinetuneSettings
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -59,15 +59,43 @@ def trained(tmp_path_factory):
     sequences = [random_dna(int(n), i) for i, n in enumerate(rng.integers(30, 61, size=16))]
     split = Split(sequences, [int(s.count("G") > s.count("C")) for s in sequences], "toy", "")
     # A large learning rate, so that two steps move the adapters away from their zero start.
-    settings = FinetuneSettings(label_names=LABELS, method="lora", learning_rate=1e-2, max_steps=2, eval_steps=2,
-                                batch_size=8, early_stopping_patience=None, max_length_bp=50)
+    settings = FinetuneSettings(
+        label_names=LABELS,
+        method="lora",
+        learning_rate=1e-2,
+        max_steps=2,
+        eval_steps=2,
+        batch_size=8,
+        early_stopping_patience=None,
+        max_length_bp=50,
+    )
     finetune(str(base), split, split, root / "finetuned", settings)
-    assert cli.main(["release", "--model", str(root / "finetuned"), "--repo-id", RELEASE_ID, "--lora-adapter",
-                     "--base-model", BASE_ID, "--dry-run", "-o", str(root / "release")]) == 0
+    assert (
+        cli.main(
+            [
+                "release",
+                "--model",
+                str(root / "finetuned"),
+                "--repo-id",
+                RELEASE_ID,
+                "--lora-adapter",
+                "--base-model",
+                BASE_ID,
+                "--dry-run",
+                "-o",
+                str(root / "release"),
+            ]
+        )
+        == 0
+    )
     fasta = root / "input.fa"
     # 100 bp: longer than the 50 bp trained on, so predicted from windows.
-    fasta.write_text("".join(f">{name}\n{random_dna(length, seed)}\n" for name, length, seed in
-                             (("short", 25, 1), ("long", 100, 2), ("exact", 50, 3))))
+    fasta.write_text(
+        "".join(
+            f">{name}\n{random_dna(length, seed)}\n"
+            for name, length, seed in (("short", 25, 1), ("long", 100, 2), ("exact", 50, 3))
+        )
+    )
     return {"root": root, "base": base, "finetuned": root / "finetuned", "release": root / "release", "fasta": fasta}
 
 
@@ -97,14 +125,16 @@ def test_the_release_records_the_classifier_without_local_paths(trained):
 def test_predict_on_the_release_equals_the_fine_tuned_folder(trained, hub_cache, tmp_path):
     cache_model(hub_cache, BASE_ID, trained["base"])
     cache_model(hub_cache, RELEASE_ID, trained["release"])
-    expected = read_rows(predict_file(trained["finetuned"], trained["fasta"], tmp_path / "finetuned.tsv", device="cpu",
-                                      progress=False))
+    expected = read_rows(
+        predict_file(trained["finetuned"], trained["fasta"], tmp_path / "finetuned.tsv", device="cpu", progress=False)
+    )
     assert [row["windows"] for row in expected] == ["1", "3", "1"]  # 50-bp windows at 0, 25 and 50
     for model in (trained["release"], RELEASE_ID):  # the release folder, and the same files from the Hub cache
         rows = read_rows(predict_file(model, trained["fasta"], tmp_path / "release.tsv", device="cpu", progress=False))
         np.testing.assert_allclose(probabilities(rows), probabilities(expected), atol=1e-5)
-        assert [(row["id"], row["prediction"], row["windows"]) for row in rows] == \
-               [(row["id"], row["prediction"], row["windows"]) for row in expected]
+        assert [(row["id"], row["prediction"], row["windows"]) for row in rows] == [
+            (row["id"], row["prediction"], row["windows"]) for row in expected
+        ]
     classifier = load_classifier(trained["release"], "cpu")
     assert classifier.label_names == LABELS
     assert classifier.training_lengths == load_classifier(trained["finetuned"], "cpu").training_lengths
@@ -119,7 +149,12 @@ def test_a_base_model_missing_offline_is_a_one_line_error_naming_it(trained, hub
         assert len(message.splitlines()) == 1
         assert f"{BASE_ID}: no such model folder or Hub id" in message and f"`hf download {BASE_ID}`" in message
 
-    assert cli.main(["predict", "--model", str(trained["release"]), str(trained["fasta"]), "-o", str(tmp_path / "never.tsv")]) == 2
+    assert (
+        cli.main(
+            ["predict", "--model", str(trained["release"]), str(trained["fasta"]), "-o", str(tmp_path / "never.tsv")]
+        )
+        == 2
+    )
     error = capsys.readouterr().err.strip()
     assert len(error.splitlines()) == 1 and BASE_ID in error
     assert not (tmp_path / "never.tsv").exists()

@@ -48,12 +48,30 @@ def test_rtd_flops_count_the_generator_and_mlm_gets_the_same_total():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not (FASTA.is_file() and (GUE / "tf" / "0").is_dir()),
-                    reason=f"needs the shared data ({FASTA} and {GUE}/tf/0), absent here")
+@pytest.mark.skipif(
+    not (FASTA.is_file() and (GUE / "tf" / "0").is_dir()),
+    reason=f"needs the shared data ({FASTA} and {GUE}/tf/0), absent here",
+)
 def test_quick_study_writes_its_results(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     output, work = tmp_path / "results", tmp_path / "work"
-    assert nucel_main(["study", "--quick", "--fasta", str(FASTA), "--data", str(GUE), "--output", str(output), "--work-dir", str(work)]) == 0
+    assert (
+        nucel_main(
+            [
+                "study",
+                "--quick",
+                "--fasta",
+                str(FASTA),
+                "--data",
+                str(GUE),
+                "--output",
+                str(output),
+                "--work-dir",
+                str(work),
+            ]
+        )
+        == 0
+    )
     report = json.loads((output / "pretraining_study.json").read_text())
     assert (output / "pretraining_study.png").stat().st_size > 0
     markdown = (output / "pretraining_study.md").read_text()
@@ -69,11 +87,46 @@ def test_quick_study_writes_its_results(tmp_path, monkeypatch):
     assert set(cells["finetune"]) == set(study.ARMS) and set(cells["probe"]) == set(study.PROBED_ARMS)
     assert all(-1 <= entry["mean"] <= 1 for kind in cells.values() for entry in kind.values())
     # a second run reuses every job
-    assert nucel_main(["study", "--quick", "--fasta", str(FASTA), "--data", str(GUE), "--output", str(output), "--work-dir", str(work)]) == 0
+    assert (
+        nucel_main(
+            [
+                "study",
+                "--quick",
+                "--fasta",
+                str(FASTA),
+                "--data",
+                str(GUE),
+                "--output",
+                str(output),
+                "--work-dir",
+                str(work),
+            ]
+        )
+        == 0
+    )
     assert json.loads((output / "pretraining_study.json").read_text())["downstream"] == report["downstream"]
     # --report-only rewrites the report from what has finished and runs nothing
     (work / "jobs" / "probe_random_tf_0_seed42.json").unlink()
-    assert nucel_main(["study", "--quick", "--fasta", str(FASTA), "--data", str(GUE), "--output", str(output), "--work-dir", str(work), "--report-only"]) == 0
+    assert (
+        nucel_main(
+            [
+                "study",
+                "--quick",
+                "--fasta",
+                str(FASTA),
+                "--data",
+                str(GUE),
+                "--output",
+                str(output),
+                "--work-dir",
+                str(work),
+                "--report-only",
+            ]
+        )
+        == 0
+    )
     partial = json.loads((output / "pretraining_study.json").read_text())
-    assert partial["status"].startswith("stopped with") and not (work / "jobs" / "probe_random_tf_0_seed42.json").exists()
+    assert (
+        partial["status"].startswith("stopped with") and not (work / "jobs" / "probe_random_tf_0_seed42.json").exists()
+    )
     assert "random" not in partial["downstream"]["tf/0"]["probe"] and "--report-only" not in partial["command"]

@@ -21,10 +21,14 @@ from nucel.core.references import (
 from nucel.core.sequences import read_fasta
 from nucel.index import write_indexed_copy
 
-GENOMES = ("human_hg38_chr2_1-2333275/chr2_1-2333275.fa.gz",
-           "yeast_s288c/S288C_reference_sequence_R64-2-1_20150113.fsa.gz",
-           "ecoli_k12/GCF_000005845.2_ASM584v2_genomic.fna.gz", "model_organisms_1pct/A.thaliana.fa.gz",
-           "model_organisms_1pct/C.elegans.fa.gz", "model_organisms_1pct/D.melanogaster.fa.gz")
+GENOMES = (
+    "human_hg38_chr2_1-2333275/chr2_1-2333275.fa.gz",
+    "yeast_s288c/S288C_reference_sequence_R64-2-1_20150113.fsa.gz",
+    "ecoli_k12/GCF_000005845.2_ASM584v2_genomic.fna.gz",
+    "model_organisms_1pct/A.thaliana.fa.gz",
+    "model_organisms_1pct/C.elegans.fa.gz",
+    "model_organisms_1pct/D.melanogaster.fa.gz",
+)
 SLICE_BASES = 30_000  # per record, for the fast variant
 
 
@@ -62,8 +66,11 @@ def assert_same_as_streaming(forms: dict[str, Path], streamed: dict[str, str]) -
 
 
 def test_random_access_equals_the_streaming_reader_on_a_slice_of_every_genome(shared_data, tmp_path):
-    records = [(f"{Path(genome).name.split('.')[0]}_{name}", sequence[:SLICE_BASES])
-               for genome in GENOMES for name, sequence in list(read_fasta(shared_data / "pretrain" / genome))[:2]]
+    records = [
+        (f"{Path(genome).name.split('.')[0]}_{name}", sequence[:SLICE_BASES])
+        for genome in GENOMES
+        for name, sequence in list(read_fasta(shared_data / "pretrain" / genome))[:2]
+    ]
     plain = write_fasta(tmp_path / "slice.fa", records)
     assert_same_as_streaming(three_forms(tmp_path, plain), dict(read_fasta(plain)))
 
@@ -86,14 +93,17 @@ def test_plain_gzip_is_refused_with_the_command_that_makes_it_indexable(tmp_path
     gzipped = tmp_path / "genome.fa.gz"
     with gzip.open(gzipped, "wt") as handle:
         handle.write(">chr1\nACGTACGTAC\n")
-    with pytest.raises(ReferenceFileError,
-                       match=rf"plain gzip.*run `nucel index {gzipped}` once .*genome\.bgz\.fa\.gz"):
+    with pytest.raises(
+        ReferenceFileError, match=rf"plain gzip.*run `nucel index {gzipped}` once .*genome\.bgz\.fa\.gz"
+    ):
         Reference(gzipped)
     vcf = tmp_path / "calls.vcf"
     vcf.write_text("##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\nchr1\t2\t.\tC\tA\t.\t.\t.\n")
     # The reference is refused before any model loads: the generator named here does not exist.
-    for command in (["score-variants", "--variants", str(vcf), "--generator", str(tmp_path / "no-model")],
-                    ["ism", "--region", "chr1:1-5", "--generator", str(tmp_path / "no-model")]):
+    for command in (
+        ["score-variants", "--variants", str(vcf), "--generator", str(tmp_path / "no-model")],
+        ["ism", "--region", "chr1:1-5", "--generator", str(tmp_path / "no-model")],
+    ):
         assert cli.main([*command, "--reference", str(gzipped), "-o", str(tmp_path / "out.tsv")]) == 2
         error = capsys.readouterr().err
         assert error.count("\n") == 1 and f"run `nucel index {gzipped}` once" in error and "Traceback" not in error
@@ -113,8 +123,22 @@ def test_a_missing_index_is_built_where_the_folder_is_writable_and_asked_for_whe
         assert all(Path(f"{path}{suffix}").is_file() for suffix in indexes)
         Path(f"{path}.fai").unlink()
         monkeypatch.setattr(references.os, "access", lambda *args: False)  # as a read-only shared folder is
-        assert cli.main(["ism", "--region", "chr1:1-8", "--reference", str(path), "--generator", "none",
-                         "-o", str(tmp_path / "ism")]) == 2
+        assert (
+            cli.main(
+                [
+                    "ism",
+                    "--region",
+                    "chr1:1-8",
+                    "--reference",
+                    str(path),
+                    "--generator",
+                    "none",
+                    "-o",
+                    str(tmp_path / "ism"),
+                ]
+            )
+            == 2
+        )
         error = capsys.readouterr().err
         assert error.count("\n") == 1 and "its index (" in error and "folder is not writable; run `nucel index" in error
         assert "-o WRITABLE_FOLDER/genome.bgz.fa.gz" in error
@@ -125,8 +149,9 @@ def test_what_htslib_cannot_index_is_one_line(tmp_path):
     with pytest.raises(ReferenceFileError, match="not a FASTA file"):
         Reference(write_text(tmp_path / "notes.fa", "hello\n"))
     ragged = write_text(tmp_path / "ragged.fa", ">chr1\nACGT\nACGTACGT\nAC\n")  # faidx needs equal line lengths
-    with pytest.raises(ReferenceFileError,
-                       match=r"cannot index it as FASTA .*`nucel index .*ragged.fa` writes an indexable"):
+    with pytest.raises(
+        ReferenceFileError, match=r"cannot index it as FASTA .*`nucel index .*ragged.fa` writes an indexable"
+    ):
         Reference(ragged)
     records, bases = write_indexed_copy(ragged, tmp_path / "ragged.bgz.fa.gz")
     assert (records, bases) == (1, 14)
@@ -141,16 +166,22 @@ def write_text(path: Path, text: str) -> Path:
 
 
 def test_chromosome_names_and_what_a_missing_one_is_told(tmp_path, shared_data):
-    reference = Reference(write_fasta(tmp_path / "genome.fa", [("chr1", "ACGT" * 10), ("chr2", "GGCC" * 10),
-                                                                ("chrUn_KI270302v1", "A" * 8)]))
+    reference = Reference(
+        write_fasta(
+            tmp_path / "genome.fa", [("chr1", "ACGT" * 10), ("chr2", "GGCC" * 10), ("chrUn_KI270302v1", "A" * 8)]
+        )
+    )
     assert reference.resolve("1") == "chr1" and reference.resolve("chr2") == "chr2"
     assert reference.resolve("chrX") is None
     assert reference.renamed == {("1", "chr1"): 1}
     region = read_region("2:3-6", reference)
     assert (region.chrom, region.reference_name, region.start, region.end) == ("2", "chr2", 2, 6)
     assert region.sequence == "CCGG"
-    with pytest.raises(ReferenceFileError, match=r"'Chr1' is not in the reference .*the reference has chr1, chr2, "
-                                                 r"chrUn_KI270302v1; nearest name: 'chr1'"):
+    with pytest.raises(
+        ReferenceFileError,
+        match=r"'Chr1' is not in the reference .*the reference has chr1, chr2, "
+        r"chrUn_KI270302v1; nearest name: 'chr1'",
+    ):
         read_region("Chr1:1-5", reference)
     with pytest.raises(ReferenceFileError, match=r"region 'chr1:30-50' is outside chr1 \(1..40\)"):
         read_region("chr1:30-50", reference)

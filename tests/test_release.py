@@ -27,15 +27,16 @@ from nucel import (
     NucELGenerator,
     NucELModel,
 )
-from nucel.core.files import file_sha256
-from nucel.core.metrics import compute_metrics
-from nucel.core.identity import folder_identity, random_identity
 from nucel.cli import main as nucel_main
+from nucel.core.classifiers import classifier_on, load_finetuned, predict_logits
+from nucel.core.files import file_sha256
+from nucel.core.identity import folder_identity, random_identity
+from nucel.core.metrics import compute_metrics
 from nucel.core.models import save_model_folder
 from nucel.core.records import genome_files
 from nucel.model_cards.render import METRICS, NOT_RECORDED, PROMOTER, SUITES, CardFacts, genome_description
-from nucel.modeling_nucel.modeling_nucel import NON_BASE_LOGIT_BIAS
 from nucel.modeling_nucel.configuration_nucel import BASE_IDS
+from nucel.modeling_nucel.modeling_nucel import NON_BASE_LOGIT_BIAS
 from nucel.release import (
     CODE_FILES,
     RELEASE_FILES,
@@ -46,10 +47,9 @@ from nucel.release import (
     upload_release,
 )
 from nucel.tokenization import token_length
-from nucel.training.finetune_config import FinetuneSettings
 from nucel.training.finetune import finetune
+from nucel.training.finetune_config import FinetuneSettings
 from nucel.training.finetune_data import read_labelled_data
-from nucel.core.classifiers import classifier_on, load_finetuned, predict_logits
 from nucel.training.pretraining_config import PretrainingConfig
 from nucel.training.rtd_loop import run_pretraining
 
@@ -59,7 +59,14 @@ LABELS = ["non-promoter", "promoter"]
 DNA = ["ACGTTGCATTAGGC" * 12 + "acgtNNacgt", "GGATCCATTAGCAT"]
 MASKED = "ACGTTGCATTAGGCACGT[MASK]GCATTAGGCACGTTGCA"
 FAKE_TOKEN = "hf_releaseTestTokenThatMustNeverBeWritten"
-TRAINING_LEFTOVERS = ["optimizer.pt", "scheduler.pt", "rng_state.pth", "trainer_state.json", "training_args.bin", "token"]
+TRAINING_LEFTOVERS = [
+    "optimizer.pt",
+    "scheduler.pt",
+    "rng_state.pth",
+    "trainer_state.json",
+    "training_args.bin",
+    "token",
+]
 
 
 def results_json(suite: str, tasks: list[tuple[str, str, list[float]]], identity: dict) -> dict:
@@ -69,13 +76,27 @@ def results_json(suite: str, tasks: list[tuple[str, str, list[float]]], identity
     for task, metric, values in tasks:
         mean = sum(values) / len(values)
         sd = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
-        entries.append({
-            "task": task, "metric": metric, "mean": mean, "sd": sd, "values": values, "seeds": list(range(len(values))),
-            "num_labels": 2, "split_sizes": {"train": 4904, "validation": 613, "test": 613},
-            "data_sha256": {"train": "0" * 64, "test": "1" * 64}, "metrics": {metric: mean, "accuracy": 0.8},
-        })
-    return {"suite": suite, "model": "/somewhere/local/runs/nucel-tiny", "model_identity": identity, "tasks": entries,
-            "averages": {"CPD": entries[0]["mean"], "suite": sum(e["mean"] for e in entries) / len(entries)}}
+        entries.append(
+            {
+                "task": task,
+                "metric": metric,
+                "mean": mean,
+                "sd": sd,
+                "values": values,
+                "seeds": list(range(len(values))),
+                "num_labels": 2,
+                "split_sizes": {"train": 4904, "validation": 613, "test": 613},
+                "data_sha256": {"train": "0" * 64, "test": "1" * 64},
+                "metrics": {metric: mean, "accuracy": 0.8},
+            }
+        )
+    return {
+        "suite": suite,
+        "model": "/somewhere/local/runs/nucel-tiny",
+        "model_identity": identity,
+        "tasks": entries,
+        "averages": {"CPD": entries[0]["mean"], "suite": sum(e["mean"] for e in entries) / len(entries)},
+    }
 
 
 def write_table(path: Path, rows: int, seed: int) -> Path:
@@ -91,11 +112,29 @@ def write_table(path: Path, rows: int, seed: int) -> Path:
 def pretraining_run(root: Path) -> Path:
     """Two steps of `nucel-pretrain` on the built-in synthetic genome: a run folder as users get it."""
     settings = dict(
-        objective="rtd", model_preset="tiny", fasta=["builtin"], builtin_genome_length=60_000,
-        cache_dir=str(root / "cache"), window_length=164, window_overlap=36, min_window_length=64,
-        validation_fraction=0.05, crop_length=64, seed=3, max_steps=2, per_device_batch_size=4, global_batch_size=4,
-        learning_rate=2e-3, warmup_steps=1, output_dir=str(root / "run"), log_every=1, eval_every=2,
-        eval_windows=4, save_every=2, keep_checkpoints=1, report_to="none",
+        objective="rtd",
+        model_preset="tiny",
+        fasta=["builtin"],
+        builtin_genome_length=60_000,
+        cache_dir=str(root / "cache"),
+        window_length=164,
+        window_overlap=36,
+        min_window_length=64,
+        validation_fraction=0.05,
+        crop_length=64,
+        seed=3,
+        max_steps=2,
+        per_device_batch_size=4,
+        global_batch_size=4,
+        learning_rate=2e-3,
+        warmup_steps=1,
+        output_dir=str(root / "run"),
+        log_every=1,
+        eval_every=2,
+        eval_windows=4,
+        save_every=2,
+        keep_checkpoints=1,
+        report_to="none",
     )
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -118,7 +157,9 @@ def build_releases(root: Path) -> dict:
     torch.manual_seed(0)
     pretraining = NucELForPreTraining(NucELConfig.for_pretraining("tiny")).eval()
     save_model_folder(pretraining, root / "pretraining")
-    classifier = NucELForSequenceClassification(NucELConfig.from_preset("tiny", num_labels=2, classifier_pooling="mean")).eval()
+    classifier = NucELForSequenceClassification(
+        NucELConfig.from_preset("tiny", num_labels=2, classifier_pooling="mean")
+    ).eval()
     finetuned = save_model_folder(classifier, root / "finetuned")
     for leftover in TRAINING_LEFTOVERS:
         (finetuned / leftover).write_text(FAKE_TOKEN)
@@ -131,34 +172,67 @@ def build_releases(root: Path) -> dict:
     data = root / "data"
     data.mkdir()
     settings = FinetuneSettings(label_names=LABELS, max_steps=2, eval_steps=1, batch_size=8)
-    splits = [read_labelled_data(write_table(data / name, rows, seed), settings, ["label"])
-              for name, rows, seed in (("train.csv", 24, 1), ("dev.csv", 8, 2), ("test.csv", 8, 3))]
+    splits = [
+        read_labelled_data(write_table(data / name, rows, seed), settings, ["label"])
+        for name, rows, seed in (("train.csv", 24, 1), ("dev.csv", 8, 2), ("test.csv", 8, 3))
+    ]
     finetune(str(discriminator), *splits[:2], root / "promoter", settings, splits[2])
-    finetune(str(discriminator), *splits[:2], root / "promoter-lora", dataclasses.replace(settings, method="lora"), splits[2])
+    finetune(
+        str(discriminator), *splits[:2], root / "promoter-lora", dataclasses.replace(settings, method="lora"), splits[2]
+    )
 
     results_dir = root / "benchmarks" / "results" / "gue-run"
     results_dir.mkdir(parents=True)
-    results = results_json("gue", [("prom/prom_core_tata", "mcc", [0.55, 0.61, 0.58]), ("tf/0", "mcc", [0.41, 0.44, 0.40])],
-                           folder_identity(discriminator))
+    results = results_json(
+        "gue",
+        [("prom/prom_core_tata", "mcc", [0.55, 0.61, 0.58]), ("tf/0", "mcc", [0.41, 0.44, 0.40])],
+        folder_identity(discriminator),
+    )
     (results_dir / "results.json").write_text(json.dumps(results))
     facts = CardFacts(hardware="2-core CPU", training_time="1 minute", datasets=["gue"])
     folders = {
-        "encoder": build_release_folder(discriminator, "nucel-test/nucel-tiny", root / "out" / "encoder",
-                                        facts=facts, results_paths=[results_dir / "results.json"]),
-        "generator": build_release_folder(run / "export", "nucel-test/nucel-tiny-generator", root / "out" / "generator",
-                                          part="generator", facts=facts),
-        "classifier": build_release_folder(root / "finetuned", "nucel-test/nucel-tiny-promoter", root / "out" / "classifier",
-                                           facts=CardFacts(base_model="nucel-test/nucel-tiny", task="promoter vs background"),
-                                           label_names=LABELS),
+        "encoder": build_release_folder(
+            discriminator,
+            "nucel-test/nucel-tiny",
+            root / "out" / "encoder",
+            facts=facts,
+            results_paths=[results_dir / "results.json"],
+        ),
+        "generator": build_release_folder(
+            run / "export", "nucel-test/nucel-tiny-generator", root / "out" / "generator", part="generator", facts=facts
+        ),
+        "classifier": build_release_folder(
+            root / "finetuned",
+            "nucel-test/nucel-tiny-promoter",
+            root / "out" / "classifier",
+            facts=CardFacts(base_model="nucel-test/nucel-tiny", task="promoter vs background"),
+            label_names=LABELS,
+        ),
         "promoter": build_release_folder(root / "promoter", "nucel-test/promoter", root / "out" / "promoter"),
-        "promoter-lora": build_release_folder(root / "promoter-lora", "nucel-test/promoter-lora", root / "out" / "promoter-lora"),
-        "promoter-adapter": build_release_folder(root / "promoter-lora", "nucel-test/promoter-adapter", root / "out" / "adapter",
-                                                 facts=CardFacts(base_model="nucel-test/nucel-tiny"), lora_adapter=True),
+        "promoter-lora": build_release_folder(
+            root / "promoter-lora", "nucel-test/promoter-lora", root / "out" / "promoter-lora"
+        ),
+        "promoter-adapter": build_release_folder(
+            root / "promoter-lora",
+            "nucel-test/promoter-adapter",
+            root / "out" / "adapter",
+            facts=CardFacts(base_model="nucel-test/nucel-tiny"),
+            lora_adapter=True,
+        ),
     }
-    return {"root": root, "folders": folders, "results": results, "results_path": results_dir / "results.json",
-            "pretraining": pretraining, "classifier": classifier, "finetuned": finetuned, "run": run,
-            "encoder": NucELModel.from_pretrained(discriminator).eval(),
-            "generator": NucELGenerator.from_pretrained(run / "export" / "generator").eval(), "data": data}
+    return {
+        "root": root,
+        "folders": folders,
+        "results": results,
+        "results_path": results_dir / "results.json",
+        "pretraining": pretraining,
+        "classifier": classifier,
+        "finetuned": finetuned,
+        "run": run,
+        "encoder": NucELModel.from_pretrained(discriminator).eval(),
+        "generator": NucELGenerator.from_pretrained(run / "export" / "generator").eval(),
+        "data": data,
+    }
 
 
 # Runs in a fresh interpreter, as a Hub user would: the nucel package cannot be imported, the Hub is offline.
@@ -168,7 +242,8 @@ CHILD = textwrap.dedent(
     sys.modules["nucel"] = None  # any import of the package now fails
     import json
     import torch
-    from transformers import AutoModel, AutoModelForMaskedLM, AutoModelForSequenceClassification, AutoTokenizer, pipeline
+    from transformers import AutoModel, AutoModelForMaskedLM, AutoModelForSequenceClassification, \
+AutoTokenizer, pipeline
 
     folders, dna, masked = json.loads(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[3]
     try:
@@ -207,7 +282,11 @@ def test_release_folders_load_in_a_fresh_process_with_and_without_remote_code(re
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(tmp_path / "modules"), "PYTHONPATH": ""}
     completed = subprocess.run(
         [sys.executable, "-c", CHILD, json.dumps(folders), json.dumps(DNA), MASKED],
-        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     report = json.loads(completed.stdout.strip().splitlines()[-1])
@@ -232,7 +311,9 @@ def test_release_folders_load_in_a_fresh_process_with_and_without_remote_code(re
         remote_output, native_output = torch.tensor(remote["output"]), torch.tensor(native["output"])
         expected = torch.nan_to_num(golden[artefact], neginf=-1e30)
         if artefact == "classifier":
-            assert torch.allclose(remote_output, expected, atol=1e-5) and torch.allclose(native_output, expected, atol=1e-5)
+            assert torch.allclose(remote_output, expected, atol=1e-5) and torch.allclose(
+                native_output, expected, atol=1e-5
+            )
         else:
             assert torch.allclose(remote_output[real], expected[real], atol=1e-5)
             assert torch.allclose(native_output[real], expected[real], atol=1e-5)
@@ -243,7 +324,11 @@ def test_release_folders_load_in_a_fresh_process_with_and_without_remote_code(re
     assert remote_features.shape == (1, token_length(len(DNA[1])), 64)
     for artefact in ("generator", "classifier"):
         remote, native = report[f"{artefact}/True"]["pipeline"], report[f"{artefact}/False"]["pipeline"]
-        flatten = (lambda answers: answers) if artefact == "generator" else (lambda answers: [a for per in answers for a in per])
+        flatten = (
+            (lambda answers: answers)
+            if artefact == "generator"
+            else (lambda answers: [a for per in answers for a in per])
+        )
         for remote_answer, native_answer in zip(flatten(remote), flatten(native), strict=True):
             assert remote_answer.get("token_str") == native_answer.get("token_str")
             assert remote_answer.get("label") == native_answer.get("label")
@@ -266,8 +351,14 @@ def test_release_folder_holds_exactly_the_release_files_and_the_trained_weights(
             assert FAKE_TOKEN not in path.read_bytes().decode("utf-8", errors="ignore"), path.name
         config = json.loads((folder / "config.json").read_text())
         assert config["model_type"] == "modernbert"
-        assert set(config["auto_map"]) == {"AutoConfig", "AutoModel", "AutoModelForMaskedLM", "AutoModelForPreTraining",
-                                           "AutoModelForSequenceClassification", "AutoModelForTokenClassification"}
+        assert set(config["auto_map"]) == {
+            "AutoConfig",
+            "AutoModel",
+            "AutoModelForMaskedLM",
+            "AutoModelForPreTraining",
+            "AutoModelForSequenceClassification",
+            "AutoModelForTokenClassification",
+        }
     assert json.loads((releases["folders"]["encoder"] / "config.json").read_text())["generator_config"] is None
     classifier_config = json.loads((releases["folders"]["classifier"] / "config.json").read_text())
     assert classifier_config["id2label"] == {"0": LABELS[0], "1": LABELS[1]}
@@ -297,8 +388,20 @@ def test_model_card_metadata_body_and_model_index(releases):
         data = card.data
         assert data.library_name == "transformers" and data.pipeline_tag == expected_tags[artefact]
         assert data.license == "apache-2.0" and {"dna", "genomics", "biology"} <= set(data.tags)
-        for heading in ("Model details", "Tokenizer", "Context length", "Pooling", "Training", "How to load",
-                        "How to fine-tune", "How to reproduce", "Evaluation", "Limits", "License", "Citation"):
+        for heading in (
+            "Model details",
+            "Tokenizer",
+            "Context length",
+            "Pooling",
+            "Training",
+            "How to load",
+            "How to fine-tune",
+            "How to reproduce",
+            "Evaluation",
+            "Limits",
+            "License",
+            "Citation",
+        ):
             assert f"## {heading}" in card.text, heading
         for fact in ("[UNK]", "[MASK]", "upper-cased", "1025 tokens", "float32", "arXiv:2508.13191"):
             assert fact in card.text, fact
@@ -324,7 +427,11 @@ def test_model_card_metadata_body_and_model_index(releases):
     assert len(index) == len(results["tasks"])
     for task in results["tasks"]:
         entry = index[(f"{SUITES['gue'][0]} {task['task']}", METRICS[task["metric"]][0])]
-        assert entry.metric_value == task["mean"] and entry.dataset_split == "test" and entry.task_type == "text-classification"
+        assert (
+            entry.metric_value == task["mean"]
+            and entry.dataset_split == "test"
+            and entry.task_type == "text-classification"
+        )
     assert f"`{releases['results']['model_identity']['sha256']}`" in encoder_card.text
 
 
@@ -333,16 +440,37 @@ def cli(*argv):
 
 
 def test_upload_sends_exactly_the_release_folder(releases, tmp_path):
-    with mock.patch.object(HfApi, "create_repo") as create_repo, \
-         mock.patch.object(HfApi, "create_branch") as create_branch, \
-         mock.patch.object(HfApi, "upload_folder") as upload_folder:
-        cli("release", "--model", releases["finetuned"], "--repo-id", "nucel-test/nucel-tiny-promoter", "-o", tmp_path / "classifier",
-            "--label-names", *LABELS, "--base-model", "nucel-test/nucel-tiny",
-            "--private", "--revision", "v1", "--commit-message", "First release")
+    with (
+        mock.patch.object(HfApi, "create_repo") as create_repo,
+        mock.patch.object(HfApi, "create_branch") as create_branch,
+        mock.patch.object(HfApi, "upload_folder") as upload_folder,
+    ):
+        cli(
+            "release",
+            "--model",
+            releases["finetuned"],
+            "--repo-id",
+            "nucel-test/nucel-tiny-promoter",
+            "-o",
+            tmp_path / "classifier",
+            "--label-names",
+            *LABELS,
+            "--base-model",
+            "nucel-test/nucel-tiny",
+            "--private",
+            "--revision",
+            "v1",
+            "--commit-message",
+            "First release",
+        )
 
     folder = tmp_path / "classifier"
-    create_repo.assert_called_once_with("nucel-test/nucel-tiny-promoter", repo_type="model", private=True, exist_ok=True)
-    create_branch.assert_called_once_with("nucel-test/nucel-tiny-promoter", repo_type="model", branch="v1", exist_ok=True)
+    create_repo.assert_called_once_with(
+        "nucel-test/nucel-tiny-promoter", repo_type="model", private=True, exist_ok=True
+    )
+    create_branch.assert_called_once_with(
+        "nucel-test/nucel-tiny-promoter", repo_type="model", branch="v1", exist_ok=True
+    )
     upload_folder.assert_called_once()
     call = upload_folder.call_args.kwargs
     assert call["repo_id"] == "nucel-test/nucel-tiny-promoter" and call["folder_path"] == folder
@@ -355,8 +483,18 @@ def test_upload_sends_exactly_the_release_folder(releases, tmp_path):
 def test_dry_run_writes_the_folder_and_uploads_nothing(releases, tmp_path):
     forbidden = mock.Mock(side_effect=AssertionError("a dry run must not call the Hub"))
     with mock.patch.object(HfApi, "create_repo", forbidden), mock.patch.object(HfApi, "upload_folder", forbidden):
-        cli("release", "--model", releases["root"] / "pretraining", "--repo-id", "nucel-test/nucel-tiny-generator", "--part", "generator",
-            "-o", tmp_path / "generator", "--dry-run")
+        cli(
+            "release",
+            "--model",
+            releases["root"] / "pretraining",
+            "--repo-id",
+            "nucel-test/nucel-tiny-generator",
+            "--part",
+            "generator",
+            "-o",
+            tmp_path / "generator",
+            "--dry-run",
+        )
     assert "model.safetensors" in release_files(tmp_path / "generator")
     forbidden.assert_not_called()
 
@@ -369,8 +507,13 @@ def test_release_refuses_what_it_cannot_publish(releases, tmp_path):
     with pytest.raises(ReleaseError, match="owner/name"):
         build_release_folder(releases["finetuned"], "no-owner", tmp_path / "c", label_names=LABELS)
     with pytest.raises(ReleaseError, match="local path"):
-        build_release_folder(releases["finetuned"], "nucel-test/x", tmp_path / "d", label_names=LABELS,
-                             facts=CardFacts(hardware=f"the machine that wrote {releases['finetuned']}"))
+        build_release_folder(
+            releases["finetuned"],
+            "nucel-test/x",
+            tmp_path / "d",
+            label_names=LABELS,
+            facts=CardFacts(hardware=f"the machine that wrote {releases['finetuned']}"),
+        )
     assert not (tmp_path / "a").exists() and not (tmp_path / "d").exists()
     # A release folder that picked up anything else is never uploaded.
     folder = releases["folders"]["classifier"]
@@ -387,8 +530,24 @@ def test_token_classifier_release_and_card_facts_file(tmp_path):
     model = NucELForTokenClassification(NucELConfig.from_preset("tiny", num_labels=3))
     save_model_folder(model, tmp_path / "trained")
     (tmp_path / "facts.yaml").write_text("objective: mlm\nhardware: 1x H100\ntraining_time: 2 hours\n")
-    cli("release", "--model", tmp_path / "trained", "--repo-id", "nucel-test/splice-sites", "-o", tmp_path / "release", "--dry-run",
-        "--card-facts", tmp_path / "facts.yaml", "--label-names", "none", "donor", "acceptor", "--license", "mit")
+    cli(
+        "release",
+        "--model",
+        tmp_path / "trained",
+        "--repo-id",
+        "nucel-test/splice-sites",
+        "-o",
+        tmp_path / "release",
+        "--dry-run",
+        "--card-facts",
+        tmp_path / "facts.yaml",
+        "--label-names",
+        "none",
+        "donor",
+        "acceptor",
+        "--license",
+        "mit",
+    )
     card = ModelCard.load(tmp_path / "release" / "README.md")
     assert card.data.pipeline_tag == "token-classification" and card.data.license == "mit"
     assert "plain masked language modelling" in card.text and "| Hardware | 1x H100 |" in card.text
@@ -424,11 +583,25 @@ def test_results_of_another_model_are_refused(releases, tmp_path):
 
     # A fine-tune is not its base: the base's benchmark table is refused for it, and the message says whose it is.
     with pytest.raises(ReleaseError, match="its base model's"):
-        build_release_folder(releases["root"] / "promoter", "nucel-test/x", tmp_path / "c", results_paths=[releases["results_path"]])
+        build_release_folder(
+            releases["root"] / "promoter", "nucel-test/x", tmp_path / "c", results_paths=[releases["results_path"]]
+        )
 
     # The command line reports the refusal in one line, without a traceback, and fails.
-    code = nucel_main(["release", "--model", str(discriminator), "--repo-id", "nucel-test/x", "-o", str(tmp_path / "d"), "--dry-run",
-                       "--results", str(tmp_path / "random.json")])
+    code = nucel_main(
+        [
+            "release",
+            "--model",
+            str(discriminator),
+            "--repo-id",
+            "nucel-test/x",
+            "-o",
+            str(tmp_path / "d"),
+            "--dry-run",
+            "--results",
+            str(tmp_path / "random.json"),
+        ]
+    )
     assert code != 0 and not (tmp_path / "d").exists()
 
 
@@ -436,8 +609,12 @@ def test_results_of_the_published_copy_are_accepted(releases, tmp_path):
     """Benchmarking the Hub repository identifies the release folder's files: the same model, so accepted."""
     published = folder_identity(releases["folders"]["encoder"])
     (tmp_path / "hub.json").write_text(json.dumps(results_json("gue", [("tf/0", "mcc", [0.4, 0.5])], published)))
-    folder = build_release_folder(releases["folders"]["encoder"], "nucel-test/nucel-tiny", tmp_path / "again",
-                                  results_paths=[tmp_path / "hub.json"])
+    folder = build_release_folder(
+        releases["folders"]["encoder"],
+        "nucel-test/nucel-tiny",
+        tmp_path / "again",
+        results_paths=[tmp_path / "hub.json"],
+    )
     assert ModelCard.load(folder / "README.md").data.eval_results[0].metric_value == pytest.approx(0.45)
     assert folder_identity(folder)["sha256"] == published["sha256"]  # re-releasing changes no byte that identifies it
 
@@ -450,11 +627,19 @@ def test_pretrained_card_states_synthetic_data_steps_recipe_and_figures(releases
         text = card.text
         assert "**SYNTHETIC** genome" in text and "not real DNA" in text and "synthetic-data" in card.data.tags
         assert "pre-trained on a SYNTHETIC genome" in text  # the banner under the title
-        for fact in ("| Steps | 2 optimizer steps of 4 crops |", "up to 512 bases", "learning rate 0.002",
-                     "15% of the bases chosen", "temperature 1 from all four bases", "generator `tiny-generator`",
-                     "50 × discriminator", "| Seed | 3 |", "60,000 bp",
-                     f"{validation['validation_information_gain_percent']:.2f} % of H(p)",
-                     f"{validation['validation_auroc']:.4f} (0.5 = chance)"):
+        for fact in (
+            "| Steps | 2 optimizer steps of 4 crops |",
+            "up to 512 bases",
+            "learning rate 0.002",
+            "15% of the bases chosen",
+            "temperature 1 from all four bases",
+            "generator `tiny-generator`",
+            "50 × discriminator",
+            "| Seed | 3 |",
+            "60,000 bp",
+            f"{validation['validation_information_gain_percent']:.2f} % of H(p)",
+            f"{validation['validation_auroc']:.4f} (0.5 = chance)",
+        ):
             assert fact in text, (artefact, fact)
         # The only rows left unrecorded are those no training output records.
         unrecorded = [line.split("|")[1].strip() for line in text.splitlines() if NOT_RECORDED in line]
@@ -467,8 +652,10 @@ def test_pretraining_data_from_a_fasta_is_named_with_its_checksum(tmp_path):
     fasta.parent.mkdir()
     fasta.write_text(">chr2\nACGTACGTNNACGT\n")
     files = genome_files({"fasta": [str(fasta), str(tmp_path / "gone.fa")]})
-    assert files == [{"builtin": False, "name": "chr2_piece.fa", "sha256": file_sha256(fasta)},
-                     {"builtin": False, "name": "gone.fa", "sha256": None}]
+    assert files == [
+        {"builtin": False, "name": "chr2_piece.fa", "sha256": file_sha256(fasta)},
+        {"builtin": False, "name": "gone.fa", "sha256": None},
+    ]
     description = genome_description(files)
     assert f"FASTA `chr2_piece.fa` (sha256 `{file_sha256(fasta)}`)" in description
     assert "SYNTHETIC" not in description and str(tmp_path) not in description and "no checksum" in description
@@ -487,8 +674,9 @@ def test_finetune_json_carries_data_checksums_and_test_metrics(releases):
     # The recorded test scores are the saved model's, over the whole test split.
     model, tokenizer, _ = load_finetuned(folder)
     test = read_labelled_data(data / "test.csv", FinetuneSettings(label_names=LABELS), ["label"])
-    assert metadata["test_metrics"] == pytest.approx(compute_metrics(metadata["problem_type"], test.labels,
-                                                                     predict_logits(model, tokenizer, test.sequences)))
+    assert metadata["test_metrics"] == pytest.approx(
+        compute_metrics(metadata["problem_type"], test.labels, predict_logits(model, tokenizer, test.sequences))
+    )
     # Widget examples: one held-out validation sequence per class.
     dev = read_labelled_data(data / "dev.csv", FinetuneSettings(label_names=LABELS), ["label"])
     assert [example["label"] for example in metadata["examples"]] == LABELS
@@ -504,13 +692,17 @@ def test_finetuned_card_carries_its_data_checksums_and_test_scores(releases):
         assert f"`{file_sha256(releases['data'] / name)}`" in text
     for metric, label in (("mcc", "MCC"), ("accuracy", "Accuracy"), ("auroc", "AUROC")):
         assert f"| {label} | {metadata['test_metrics'][metric]:.4f} |" in text
-    assert f"a local checkpoint, not published (sha256 of its weights, config and tokenizer: `{metadata['base_model_identity']['sha256']}`)" in text
+    assert (
+        "a local checkpoint, not published (sha256 of its weights, config and tokenizer: "
+        f"`{metadata['base_model_identity']['sha256']}`)" in text
+    )
     assert "Pre-training of the base model" in text and "**SYNTHETIC** genome" in text
     assert "trained on sequences of 40-60 bp" in text and "lowest validation loss" in text
     assert card.data.base_model is None  # a local base has no Hub id to link
     # The widget shows the task's own held-out examples, one per class, of the trained length.
-    assert [(w["text"], w["example_title"].split(" ")[0]) for w in card.data.widget] == \
-        [(example["sequence"], example["label"]) for example in metadata["examples"]]
+    assert [(w["text"], w["example_title"].split(" ")[0]) for w in card.data.widget] == [
+        (example["sequence"], example["label"]) for example in metadata["examples"]
+    ]
 
 
 def test_released_tokenizer_config_has_no_machine_local_flags_or_paths(releases):
@@ -518,7 +710,9 @@ def test_released_tokenizer_config_has_no_machine_local_flags_or_paths(releases)
         config = json.loads((folder / "tokenizer_config.json").read_text())
         assert not {"local_files_only", "is_local", "name_or_path", "_name_or_path"} & set(config), artefact
         for key, value in config.items():
-            assert not (isinstance(value, str) and (value.startswith(("/", "~")) or re.match(r"^[A-Za-z]:[\\/]", value))), (artefact, key)
+            assert not (
+                isinstance(value, str) and (value.startswith(("/", "~")) or re.match(r"^[A-Za-z]:[\\/]", value))
+            ), (artefact, key)
         for path in folder.iterdir():
             if path.suffix in (".json", ".md"):
                 assert str(releases["root"]) not in path.read_text(), (artefact, path.name)
@@ -546,7 +740,9 @@ def test_lora_fine_tune_releases_merged_or_as_an_adapter_on_a_hub_base(releases,
     assert card.data.library_name == "peft" and card.data.base_model == "nucel-test/nucel-tiny"
     from peft import PeftModel  # as the card says: the base first, then the adapter
 
-    base = classifier_on(metadata["base_model"], LABELS, metadata["problem_type"], metadata["pooling"], metadata["head"])
+    base = classifier_on(
+        metadata["base_model"], LABELS, metadata["problem_type"], metadata["pooling"], metadata["head"]
+    )
     reloaded = PeftModel.from_pretrained(base, folder).eval()
     with torch.no_grad():
         torch.testing.assert_close(reloaded(**batch).logits, expected, atol=1e-5, rtol=0)
@@ -564,7 +760,10 @@ def test_a_copied_export_finds_its_run_through_pretraining_run(releases, tmp_pat
 
     # An export carries its own record (pretraining.json) wherever it is copied...
     carried = shutil.copytree(releases["run"] / "export" / "discriminator", tmp_path / "carried")
-    assert "**SYNTHETIC** genome" in (build_release_folder(carried, "nucel-test/x", tmp_path / "self") / "README.md").read_text()
+    assert (
+        "**SYNTHETIC** genome"
+        in (build_release_folder(carried, "nucel-test/x", tmp_path / "self") / "README.md").read_text()
+    )
     # ...and one exported before the record existed finds its run only through --pretraining-run.
     copy = shutil.copytree(releases["run"] / "export" / "discriminator", tmp_path / "copied")
     (copy / PRETRAINING_RECORD).unlink()
@@ -579,8 +778,8 @@ def test_a_copied_export_finds_its_run_through_pretraining_run(releases, tmp_pat
 def test_probe_scores_of_the_run_reach_the_card(releases, tmp_path):
     import shutil
 
-    from nucel.model_cards.render import pretraining_figure_rows
     from nucel.core.records import read_pretraining_record
+    from nucel.model_cards.render import pretraining_figure_rows
 
     run = tmp_path / "run"
     shutil.copytree(releases["run"] / "checkpoints", run / "checkpoints")

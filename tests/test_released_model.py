@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from released_nucel import RELEASE_CONFIG, released_batch, released_tokenize, write_release_replica
 from safetensors.torch import load_file
 from transformers import AutoModel, ModernBertModel
 
@@ -21,7 +22,6 @@ from nucel.convert import export_modernbert, import_modernbert
 from nucel.core.embeddings import embed_sequences
 from nucel.core.models import load_encoder
 from nucel.tokenization import load_tokenizer
-from released_nucel import RELEASE_CONFIG, released_batch, released_tokenize, write_release_replica
 
 # Longer than the local window (±64) so local and global layers differ; lowercase (soft-masked), N and IUPAC codes.
 DNA = ["ACGTTGCA" * 20 + "acgtnRYkm" * 3, "GGATCCNNATTAwsbdhv" * 5, "t"]
@@ -65,7 +65,12 @@ def test_nucel_model_loads_the_release_as_published(replica):
 
     native = ModernBertModel.from_pretrained(replica).eval()
     input_ids, attention_mask = released_batch(DNA)
-    torch.testing.assert_close(hidden_states(model, input_ids, attention_mask), hidden_states(native, input_ids, attention_mask), atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        hidden_states(model, input_ids, attention_mask),
+        hidden_states(native, input_ids, attention_mask),
+        atol=1e-5,
+        rtol=0,
+    )
 
 
 CHILD = """
@@ -87,7 +92,10 @@ print(json.dumps({"class": type(model).__name__, "ids": batch["input_ids"].tolis
 def run_child(python: Path, folder: Path, remote: bool) -> dict:
     completed = subprocess.run(
         [str(python), "-c", CHILD, str(folder), "remote" if remote else "native", json.dumps(DNA)],
-        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ""}, timeout=300,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": ""},
+        timeout=300,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     return json.loads(completed.stdout.strip().splitlines()[-1])
@@ -133,7 +141,9 @@ def test_a_non_default_rope_base_changes_outputs_and_survives_load_convert_save_
         AutoModel.from_pretrained(converted, trust_remote_code=True),
         ModernBertModel.from_pretrained(exported).eval(),
     ):
-        torch.testing.assert_close(hidden_states(model, input_ids, attention_mask), with_release_base, atol=1e-5, rtol=0)
+        torch.testing.assert_close(
+            hidden_states(model, input_ids, attention_mask), with_release_base, atol=1e-5, rtol=0
+        )
 
 
 def test_a_transformers5_spelled_config_keeps_its_values(tmp_path):
@@ -153,15 +163,24 @@ def test_a_transformers5_spelled_config_keeps_its_values(tmp_path):
     assert (model.config.global_rope_theta, model.config.local_rope_theta) == (10000.0, 1000.0)
     native = ModernBertModel.from_pretrained(replica).eval()
     input_ids, attention_mask = released_batch(DNA)
-    torch.testing.assert_close(hidden_states(model, input_ids, attention_mask), hidden_states(native, input_ids, attention_mask), atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        hidden_states(model, input_ids, attention_mask),
+        hidden_states(native, input_ids, attention_mask),
+        atol=1e-5,
+        rtol=0,
+    )
 
 
 def test_scaled_rope_or_an_irregular_attention_pattern_is_refused():
     with pytest.raises(ValueError, match="RoPE scaling"):
-        NucELConfig(rope_parameters={"full_attention": {"rope_type": "yarn", "rope_theta": 1.0}, "sliding_attention": {"rope_theta": 1.0}})
+        NucELConfig(
+            rope_parameters={
+                "full_attention": {"rope_type": "yarn", "rope_theta": 1.0},
+                "sliding_attention": {"rope_theta": 1.0},
+            }
+        )
     with pytest.raises(ValueError, match="layer_types"):
         NucELConfig(num_hidden_layers=3, layer_types=["full_attention", "full_attention", "sliding_attention"])
-
 
 
 def test_the_package_commands_accept_the_release_folder(replica):

@@ -28,15 +28,16 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 SEQUENCE = "ACGTTGCAACGGATCCTTAGGCATCGATCGGATTACAGGCTTAACGTACGTAGCTAGCTAGGATCCAATTGGCCAAGCT" * 3  # 240 bp
 WINDOW = 64
-VCF_HEADER = ("##fileformat=VCFv4.2\n##contig=<ID=chr1,length=2000>\n"
-              "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n")
+VCF_HEADER = "##fileformat=VCFv4.2\n##contig=<ID=chr1,length=2000>\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
 
 
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory):
     torch.manual_seed(0)
     root = tmp_path_factory.mktemp("rtd-models")
-    detector = save_model_folder(NucELForReplacedTokenDetection(NucELConfig.from_preset("tiny")), root / "discriminator_rtd")
+    detector = save_model_folder(
+        NucELForReplacedTokenDetection(NucELConfig.from_preset("tiny")), root / "discriminator_rtd"
+    )
     encoder = save_model_folder(NucELModel(NucELConfig.from_preset("tiny")), root / "encoder")
     return detector, encoder
 
@@ -84,7 +85,9 @@ def test_swapping_ref_and_alt_negates_the_score(detector):
     alt = other_base(ref, 2)
     carrying_alt = SEQUENCE[: position - 1] + alt + SEQUENCE[position:]
     forward = replaced_probabilities(model, tokenizer, [snv(SEQUENCE, position, ref, alt)], WINDOW, progress=False)[0]
-    backward = replaced_probabilities(model, tokenizer, [snv(carrying_alt, position, alt, ref)], WINDOW, progress=False)[0]
+    backward = replaced_probabilities(
+        model, tokenizer, [snv(carrying_alt, position, alt, ref)], WINDOW, progress=False
+    )[0]
     assert forward != 0
     assert backward == pytest.approx(-forward, abs=1e-9)
 
@@ -93,10 +96,12 @@ def test_reverse_complement_averaging_and_mutagenesis_agree_with_single_scores(d
     model, tokenizer = detector
     variant = snv(SEQUENCE, 120, SEQUENCE[119], other_base(SEQUENCE[119]))
     forward = replaced_probabilities(model, tokenizer, [variant], WINDOW, progress=False)[0]
-    other_strand = replaced_probabilities(model, tokenizer, [reverse_complement_variant(variant, WINDOW)], WINDOW,
-                                          progress=False)[0]
-    averaged = replaced_probabilities(model, tokenizer, [variant], WINDOW, progress=False,
-                                      reverse_complement_average=True)[0]
+    other_strand = replaced_probabilities(
+        model, tokenizer, [reverse_complement_variant(variant, WINDOW)], WINDOW, progress=False
+    )[0]
+    averaged = replaced_probabilities(
+        model, tokenizer, [variant], WINDOW, progress=False, reverse_complement_average=True
+    )[0]
     assert averaged == pytest.approx((forward + other_strand) / 2, abs=1e-6)
 
     region = "ACGTTGCANACGGATCC"
@@ -128,8 +133,24 @@ def genome(tmp_path):
 
 def score_variants(folders, genome, output, *extra) -> int:
     reference, vcf, _ = genome
-    return cli.main(["score-variants", "--variants", str(vcf), "--reference", str(reference), "--discriminator",
-                     str(folders[0]), "--window", str(WINDOW), "--device", "cpu", "-o", str(output), *extra])
+    return cli.main(
+        [
+            "score-variants",
+            "--variants",
+            str(vcf),
+            "--reference",
+            str(reference),
+            "--discriminator",
+            str(folders[0]),
+            "--window",
+            str(WINDOW),
+            "--device",
+            "cpu",
+            "-o",
+            str(output),
+            *extra,
+        ]
+    )
 
 
 def test_score_variants_writes_the_column_the_info_field_and_the_track(folders, detector, genome, tmp_path, capsys):
@@ -139,8 +160,19 @@ def test_score_variants_writes_the_column_the_info_field_and_the_track(folders, 
     assert list(rows[0])[6:8] == ["embedding_distance", "replaced_probability"]  # beside the other scores
     _, _, chromosome = genome
     model, tokenizer = detector
-    variants = [make_variant(row["id"], "chr1", int(row["position"]), row["ref"], row["alt"], chromosome,
-                             int(row["position"]) - 1, "test") for row in rows]
+    variants = [
+        make_variant(
+            row["id"],
+            "chr1",
+            int(row["position"]),
+            row["ref"],
+            row["alt"],
+            chromosome,
+            int(row["position"]) - 1,
+            "test",
+        )
+        for row in rows
+    ]
     expected = replaced_probabilities(model, tokenizer, variants, WINDOW, progress=False)
     assert [float(row["replaced_probability"]) for row in rows] == pytest.approx(expected, rel=1e-4, abs=1e-6)
     assert (tmp_path / "scores.replaced_probability.bw").is_file()
@@ -168,14 +200,42 @@ def test_a_model_without_the_rtd_head_is_refused_in_one_line(folders, genome, tm
 
 def test_ism_takes_the_discriminator(folders, tmp_path, capsys):
     output = tmp_path / "ism"
-    assert cli.main(["ism", "--sequence", "ACGTTGCAACGGATCCTTAG", "--discriminator", str(folders[0]), "--device", "cpu",
-                     "-o", str(output)]) == 0
+    assert (
+        cli.main(
+            [
+                "ism",
+                "--sequence",
+                "ACGTTGCAACGGATCCTTAG",
+                "--discriminator",
+                str(folders[0]),
+                "--device",
+                "cpu",
+                "-o",
+                str(output),
+            ]
+        )
+        == 0
+    )
     table = (output / "ism.tsv").read_text().splitlines()
     assert table[0] == "position\tref\tA\tC\tG\tT" and len(table) == 21
     assert (output / "ism.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     capsys.readouterr()
-    assert cli.main(["ism", "--sequence", "ACGT", "--discriminator", str(folders[0]), "--model", str(folders[1]),
-                     "-o", str(tmp_path / "both")]) == 2
+    assert (
+        cli.main(
+            [
+                "ism",
+                "--sequence",
+                "ACGT",
+                "--discriminator",
+                str(folders[0]),
+                "--model",
+                str(folders[1]),
+                "-o",
+                str(tmp_path / "both"),
+            ]
+        )
+        == 2
+    )
     assert "give one of --generator, --model or --discriminator" in capsys.readouterr().err
 
 
@@ -184,8 +244,28 @@ def test_vep_scores_the_replaced_probability(folders, shared_data, tmp_path):
     if not (data / TABLE_NAME).is_file() or not (data / FASTA_NAME).is_file():
         pytest.skip(f"{data} lacks the BRCA1 SGE data")
     output = tmp_path / "vep"
-    assert cli.main(["vep", "--data", str(data), "--discriminator", str(folders[0]), "--window", "32",
-                     "--max-variants", "20", "--bootstrap", "0", "--device", "cpu", "--output", str(output)]) == 0
+    assert (
+        cli.main(
+            [
+                "vep",
+                "--data",
+                str(data),
+                "--discriminator",
+                str(folders[0]),
+                "--window",
+                "32",
+                "--max-variants",
+                "20",
+                "--bootstrap",
+                "0",
+                "--device",
+                "cpu",
+                "--output",
+                str(output),
+            ]
+        )
+        == 0
+    )
     report = json.loads((output / "vep-brca1.json").read_text())
     result = report["results"][0]
     assert result["kind"] == "replaced probability" and result["name"].endswith("· replaced probability")

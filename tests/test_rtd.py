@@ -119,7 +119,9 @@ def test_masking_selects_15_percent_of_bases_masks_85_percent_and_never_touches_
     generator = torch.Generator().manual_seed(0)
     bases = torch.tensor(BASE_IDS)[torch.randint(0, 4, (64, 1000), generator=generator)]
     bases[:, 100:110] = UNK_ID  # an N run
-    input_ids = torch.cat([torch.full((64, 1), CLS_ID), bases, torch.full((64, 1), SEP_ID), torch.full((64, 5), PAD_ID)], 1)
+    input_ids = torch.cat(
+        [torch.full((64, 1), CLS_ID), bases, torch.full((64, 1), SEP_ID), torch.full((64, 5), PAD_ID)], 1
+    )
     masked, labels = mask_tokens(input_ids, generator=generator)
 
     selected = labels != -100
@@ -173,4 +175,6 @@ def test_masking_every_chosen_position_as_the_author_does():
     input_ids = torch.cat([torch.full((8, 1), CLS_ID), torch.tensor(BASE_IDS).repeat(8, 100)], 1)
     masked, labels = mask_tokens(input_ids, mask_token_fraction=1.0, generator=torch.Generator().manual_seed(0))
     selected = labels != -100
-    assert selected.any() and (masked[selected] == MASK_ID).all() and torch.equal(masked[~selected], input_ids[~selected])
+    assert (
+        selected.any() and (masked[selected] == MASK_ID).all() and torch.equal(masked[~selected], input_ids[~selected])
+    )

@@ -16,8 +16,8 @@ from nucel.modeling_nucel.configuration_nucel import BASE_IDS, CLS_ID, MASK_ID, 
 from nucel.training.masking import mask_tokens
 from nucel.training.pretraining_config import load_config
 from nucel.training.rtd_loop import build_model
-from nucel.training.run_outputs import export_models
 from nucel.training.rtd_metrics import MetricTally
+from nucel.training.run_outputs import export_models
 
 SHARING_MODES = ("none", "tied", "gdes")
 
@@ -268,10 +268,14 @@ def test_sampling_temperature_schedule():
     assert [fixed.sampling_temperature_at(step) for step in (0, 50, 10_000)] == [0.9, 0.9, 0.9]
     linear = load_config("tiny_cpu", {"sampling_temperature_start": 3.0, "sampling_temperature_anneal_steps": 100})
     assert [linear.sampling_temperature_at(step) for step in (0, 25, 50, 100, 500)] == [3.0, 2.5, 2.0, 1.0, 1.0]
-    cosine = load_config("tiny_cpu", {
-        "sampling_temperature_start": 3.0, "sampling_temperature_anneal_steps": 100,
-        "sampling_temperature_schedule": "cosine",
-    })
+    cosine = load_config(
+        "tiny_cpu",
+        {
+            "sampling_temperature_start": 3.0,
+            "sampling_temperature_anneal_steps": 100,
+            "sampling_temperature_schedule": "cosine",
+        },
+    )
     expected = [1.0 + 2.0 * (1 + math.cos(math.pi * step / 100)) / 2 for step in (0, 25, 50, 75, 100)]
     assert [cosine.sampling_temperature_at(step) for step in (0, 25, 50, 75, 100)] == pytest.approx(expected)
     assert cosine.sampling_temperature_at(200) == 1.0

@@ -43,9 +43,13 @@ def rtd_output(batch, selected, replaced, discriminator_logits, generator_predic
     generator_logits = torch.full((len(labels), 27), -10.0)
     generator_logits[torch.arange(len(labels)), predictions] = 10.0
     return SimpleNamespace(
-        loss=torch.tensor(1.0), generator_loss=torch.tensor(0.5), discriminator_loss=torch.tensor(0.3),
-        generator_logits=generator_logits, discriminator_logits=discriminator_logits,
-        masked_positions=selected, replaced_mask=replaced,
+        loss=torch.tensor(1.0),
+        generator_loss=torch.tensor(0.5),
+        discriminator_loss=torch.tensor(0.3),
+        generator_logits=generator_logits,
+        discriminator_logits=discriminator_logits,
+        masked_positions=selected,
+        replaced_mask=replaced,
     )
 
 
@@ -140,7 +144,9 @@ def test_auroc_and_average_precision_equal_independent_computations():
     assert auroc == pytest.approx(rank_auroc(replaced, scores), abs=1e-12)
     assert average_precision == pytest.approx(step_average_precision(replaced, scores), abs=1e-12)
     assert 0.6 < auroc < 0.8
-    assert all(math.isnan(value) for value in ranking_figures(np.zeros(5, bool), np.arange(5.0)))  # one class: undefined
+    assert all(
+        math.isnan(value) for value in ranking_figures(np.zeros(5, bool), np.arange(5.0))
+    )  # one class: undefined
 
 
 def test_the_score_sample_is_uniform_capped_and_independent_of_batching(accelerator):
@@ -164,7 +170,10 @@ def test_the_score_sample_is_uniform_capped_and_independent_of_batching(accelera
     expected = ranking_figures(replaced[:500].numpy(), scores[:500].numpy())
     assert (figures["auroc"], figures["average_precision"]) == expected
     masked_only = masked[:500].numpy()
-    assert figures["auroc_masked"] == ranking_figures(replaced[:500].numpy()[masked_only], scores[:500].numpy()[masked_only])[0]
+    assert (
+        figures["auroc_masked"]
+        == ranking_figures(replaced[:500].numpy()[masked_only], scores[:500].numpy()[masked_only])[0]
+    )
     assert len(small.kept()[0]) == 0  # cleared for the next interval
 
 
@@ -176,7 +185,9 @@ def test_generator_accuracy_counts_only_mask_token_positions(accelerator):
     selected = labels != -100
     # Right at the kept position and at one of the three [MASK] positions.
     predictions = torch.tensor([A, T, T, G])
-    output = rtd_output(batch, selected, torch.zeros_like(selected), torch.zeros(1, 6), generator_predictions=predictions)
+    output = rtd_output(
+        batch, selected, torch.zeros_like(selected), torch.zeros(1, 6), generator_predictions=predictions
+    )
     tally = MetricTally("rtd", "cpu")
     tally.add(output, batch)
     tally.add_grad_norm(torch.tensor(1.0))

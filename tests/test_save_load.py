@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoModelForMaskedLM
 from safetensors.torch import load_file
+from transformers import AutoModelForMaskedLM
 
 from nucel import (
     NucELConfig,
@@ -20,8 +20,8 @@ from nucel import (
     NucELModel,
 )
 from nucel.core.models import save_model_folder
-from nucel.modeling_nucel.modeling_nucel import AUTO_MAP
 from nucel.modeling_nucel.configuration_nucel import BASE_IDS
+from nucel.modeling_nucel.modeling_nucel import AUTO_MAP
 from nucel.training.masking import mask_tokens
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -62,7 +62,9 @@ def saved_models(tmp_path_factory, tokenizer):
         masked_inputs = tokenizer(masked_sequence, return_tensors="pt")
         generator_logits = models["generator"](**masked_inputs).logits[0, masked_position]
         expected["fill_mask_probabilities"] = generator_logits.softmax(-1)[list(BASE_IDS)]
-        rtd_input_ids, rtd_labels = mask_tokens(inputs["input_ids"].repeat(2, 1), generator=torch.Generator().manual_seed(0))
+        rtd_input_ids, rtd_labels = mask_tokens(
+            inputs["input_ids"].repeat(2, 1), generator=torch.Generator().manual_seed(0)
+        )
         torch.manual_seed(0)
         expected["rtd_loss"] = models["pretraining"].eval()(input_ids=rtd_input_ids, labels=rtd_labels).loss
         expected["rtd_input_ids"], expected["rtd_labels"] = rtd_input_ids, rtd_labels
@@ -76,7 +78,13 @@ def test_saved_folder_has_code_tokenizer_and_the_complete_auto_map(saved_models)
     root, _ = saved_models
     for name in ("encoder", "generator", "classifier", "token_classifier", "pretraining"):
         files = {p.name for p in (root / name).iterdir()}
-        assert {"config.json", "model.safetensors", "configuration_nucel.py", "modeling_nucel.py", "tokenizer.json"} <= files
+        assert {
+            "config.json",
+            "model.safetensors",
+            "configuration_nucel.py",
+            "modeling_nucel.py",
+            "tokenizer.json",
+        } <= files
         config = NucELConfig.from_pretrained(root / name)
         assert config.auto_map == AUTO_MAP
         assert config.model_type == "modernbert"
@@ -109,7 +117,9 @@ def test_a_loaded_model_reproduces_the_saved_models_outputs_exactly(saved_models
     expected = torch.load(root / "expected.pt")
     inputs = tokenizer(SEQUENCE, return_tensors="pt")
     with torch.no_grad():
-        assert torch.equal(NucELModel.from_pretrained(root / "encoder")(**inputs).last_hidden_state, expected["encoder"])
+        assert torch.equal(
+            NucELModel.from_pretrained(root / "encoder")(**inputs).last_hidden_state, expected["encoder"]
+        )
         remote = AutoModelForMaskedLM.from_pretrained(root / "generator", trust_remote_code=True)
         assert torch.equal(remote(**inputs).logits, expected["generator"])
 
@@ -137,7 +147,9 @@ def transformers4_python() -> str:
 @pytest.mark.slow
 def test_the_folders_also_load_under_transformers_4_57(saved_models):
     python = transformers4_python()
-    version = subprocess.run([python, "-c", "import transformers; print(transformers.__version__)"], capture_output=True, text=True)
+    version = subprocess.run(
+        [python, "-c", "import transformers; print(transformers.__version__)"], capture_output=True, text=True
+    )
     assert version.stdout.startswith("4.57"), version.stdout + version.stderr
     run_check(python, saved_models[0])
 

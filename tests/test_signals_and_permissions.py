@@ -37,8 +37,22 @@ def long_fasta(path, bases: int = 400_000):
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
 def test_a_signal_ends_a_command_cleanly(encoder, tmp_path, signum):
     fasta, output = long_fasta(tmp_path / "genome.fa"), tmp_path / "bases.npy"
-    command = [sys.executable, "-m", "nucel.cli", "embed", "--model", str(encoder), str(fasta), "-o", str(output),
-               "--per-base", "--device", "cpu", "--threads", "1"]
+    command = [
+        sys.executable,
+        "-m",
+        "nucel.cli",
+        "embed",
+        "--model",
+        str(encoder),
+        str(fasta),
+        "-o",
+        str(output),
+        "--per-base",
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+    ]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     staging = tmp_path / ".bases.npy.partial"
     deadline = time.monotonic() + 120
@@ -49,8 +63,10 @@ def test_a_signal_ends_a_command_cleanly(encoder, tmp_path, signum):
     _, error = process.communicate(timeout=120)
     assert process.returncode == 128 + signum
     lines = [line for line in error.splitlines() if line.strip() and "%|" not in line and "it/s" not in line]
-    assert lines[-1] == (f"nucel embed: interrupted ({signal.Signals(signum).name}); {output} was not written and no "
-                         "partial file is left; run the command again to start over")
+    assert lines[-1] == (
+        f"nucel embed: interrupted ({signal.Signals(signum).name}); {output} was not written and no "
+        "partial file is left; run the command again to start over"
+    )
     assert sorted(path.name for path in tmp_path.iterdir()) == ["genome.fa"]
 
 
@@ -62,8 +78,10 @@ def umask_022():
 
 
 def modes(folder):
-    return {path.relative_to(folder).as_posix() or ".": stat.S_IMODE(path.stat().st_mode)
-            for path in [folder, *folder.rglob("*")]}
+    return {
+        path.relative_to(folder).as_posix() or ".": stat.S_IMODE(path.stat().st_mode)
+        for path in [folder, *folder.rglob("*")]
+    }
 
 
 def test_outputs_get_the_permissions_the_umask_gives(tmp_path, umask_022):

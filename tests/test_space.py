@@ -14,7 +14,9 @@ from nucel.model_cards.render import CardFacts
 from nucel.modeling_nucel.configuration_nucel import BASES
 from nucel.release import build_release_folder
 
-gradio_client = pytest.importorskip("gradio_client", reason="the Space test needs gradio and gradio_client (the `space` extra)")
+gradio_client = pytest.importorskip(
+    "gradio_client", reason="the Space test needs gradio and gradio_client (the `space` extra)"
+)
 pytest.importorskip("gradio", reason="the Space test needs gradio and gradio_client (the `space` extra)")
 
 APP = Path(__file__).resolve().parents[1] / "space" / "app.py"
@@ -46,15 +48,24 @@ def test_space_answers_fill_mask_embedding_and_classification_requests(tmp_path,
     folders = {}
     for name, model in (("generator", generator), ("encoder", encoder), ("classifier", classifier)):
         save_model_folder(model, tmp_path / "trained" / name)
-        folders[name] = str(build_release_folder(tmp_path / "trained" / name, f"nucel-test/{name}", tmp_path / name,
-                                                 facts=facts, label_names=LABELS if name == "classifier" else None))
+        folders[name] = str(
+            build_release_folder(
+                tmp_path / "trained" / name,
+                f"nucel-test/{name}",
+                tmp_path / name,
+                facts=facts,
+                label_names=LABELS if name == "classifier" else None,
+            )
+        )
 
     app = load_app()
     demo = app.build_demo(app.NucELServer(**folders))
     port = free_loopback_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     try:
-        client = gradio_client.Client(f"http://127.0.0.1:{port}/", verbose=False, analytics_enabled=False, download_files=False)
+        client = gradio_client.Client(
+            f"http://127.0.0.1:{port}/", verbose=False, analytics_enabled=False, download_files=False
+        )
         filled = client.predict(MASKED, api_name="/fill_mask")
         classified = client.predict(SEQUENCE, api_name="/classify")
         embedded = client.predict(SEQUENCE, "mean", api_name="/embed")
@@ -77,7 +88,9 @@ def test_space_answers_fill_mask_embedding_and_classification_requests(tmp_path,
     for base, score in fill_scores.items():
         assert score == pytest.approx(base_probabilities[tokenizer.convert_tokens_to_ids(base)].item(), abs=1e-5)
     label_scores = {entry["label"]: entry["confidence"] for entry in classified["confidences"]}
-    assert label_scores == pytest.approx({label: label_probabilities[i].item() for i, label in enumerate(LABELS)}, abs=1e-5)
+    assert label_scores == pytest.approx(
+        {label: label_probabilities[i].item() for i, label in enumerate(LABELS)}, abs=1e-5
+    )
     assert classified["label"] == LABELS[int(label_probabilities.argmax())]
     assert embedded["dimension"] == 64 and embedded["bases"] == len(SEQUENCE)
     assert torch.allclose(torch.tensor(embedded["embedding"]), mean_embedding, atol=1e-5)

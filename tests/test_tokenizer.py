@@ -1,5 +1,5 @@
-"""The 27-token tokenizer: the released NucEL-93M's ids and template (docs/design.md, "The vocabulary: the released model's ids"), DNA normalisation, specials,
-saving, helpers."""
+"""The 27-token tokenizer: the released NucEL-93M's ids and template
+(docs/design.md, "The vocabulary: the released model's ids"), DNA normalisation, specials, saving, helpers."""
 
 import logging
 
@@ -19,7 +19,19 @@ from nucel.tokenization import (
     with_special_tokens,
 )
 
-EXPECTED_IDS = {"[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[SEP]": 3, "[MASK]": 4, "[BOS]": 5, "[EOS]": 6, "A": 11, "C": 12, "G": 13, "T": 14}
+EXPECTED_IDS = {
+    "[PAD]": 0,
+    "[UNK]": 1,
+    "[CLS]": 2,
+    "[SEP]": 3,
+    "[MASK]": 4,
+    "[BOS]": 5,
+    "[EOS]": 6,
+    "A": 11,
+    "C": 12,
+    "G": 13,
+    "T": 14,
+}
 A, C, G, T = 11, 12, 13, 14
 
 

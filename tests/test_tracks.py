@@ -20,18 +20,26 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 @pytest.fixture(scope="module")
 def generator(tmp_path_factory):
     torch.manual_seed(0)
-    return save_model_folder(NucELGenerator(NucELConfig.from_preset("tiny-generator", restrict_to_bases=True)),
-                             tmp_path_factory.mktemp("models") / "generator")
+    return save_model_folder(
+        NucELGenerator(NucELConfig.from_preset("tiny-generator", restrict_to_bases=True)),
+        tmp_path_factory.mktemp("models") / "generator",
+    )
 
 
 @pytest.fixture
 def genome(tmp_path):
     rng = random.Random(7)
-    chromosomes = {"chr1": "".join(rng.choice("ACGT") for _ in range(600)),
-                   "chr2": "".join(rng.choice("ACGT") for _ in range(300)) + "N" * 20 + "ACGTACGTAC"}
+    chromosomes = {
+        "chr1": "".join(rng.choice("ACGT") for _ in range(600)),
+        "chr2": "".join(rng.choice("ACGT") for _ in range(300)) + "N" * 20 + "ACGTACGTAC",
+    }
     path = tmp_path / "genome.fa"
-    path.write_text("".join(f">{name}\n" + "".join(seq[i : i + 50] + "\n" for i in range(0, len(seq), 50))
-                            for name, seq in chromosomes.items()))
+    path.write_text(
+        "".join(
+            f">{name}\n" + "".join(seq[i : i + 50] + "\n" for i in range(0, len(seq), 50))
+            for name, seq in chromosomes.items()
+        )
+    )
     return path, chromosomes
 
 
@@ -58,8 +66,26 @@ def bigwig_values(path, chrom_sizes: dict[str, int]) -> dict[tuple[str, int], fl
 def test_ism_tracks_hold_the_tables_values_in_reference_coordinates(generator, genome, tmp_path):
     reference, chromosomes = genome
     output = tmp_path / "ism"
-    assert cli.main(["ism", "--region", "chr2:291-330", "--reference", str(reference), "--generator", str(generator),
-                     "--window", "32", "--device", "cpu", "-o", str(output)]) == 0
+    assert (
+        cli.main(
+            [
+                "ism",
+                "--region",
+                "chr2:291-330",
+                "--reference",
+                str(reference),
+                "--generator",
+                str(generator),
+                "--window",
+                "32",
+                "--device",
+                "cpu",
+                "-o",
+                str(output),
+            ]
+        )
+        == 0
+    )
     sizes = {"chr1": 600, "chr2": 330}
     with open(output / "ism.tsv", newline="") as handle:
         rows = list(csv.DictReader(handle, delimiter="\t"))
@@ -90,16 +116,36 @@ def test_score_variants_tracks_are_per_position_means_on_the_references_names(ge
         lines.append(f"1\t{position}\tv{position}\t{ref}\t{alts}\t.\t.\t.")
     vcf = tmp_path / "calls.vcf"
     vcf.write_text("##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n" + "\n".join(lines) + "\n")
-    assert cli.main(["score-variants", "--variants", str(vcf), "--reference", str(reference), "--generator",
-                     str(generator), "--window", "32", "--device", "cpu", "-o", str(tmp_path / "scores.tsv")]) == 0
+    assert (
+        cli.main(
+            [
+                "score-variants",
+                "--variants",
+                str(vcf),
+                "--reference",
+                str(reference),
+                "--generator",
+                str(generator),
+                "--window",
+                "32",
+                "--device",
+                "cpu",
+                "-o",
+                str(tmp_path / "scores.tsv"),
+            ]
+        )
+        == 0
+    )
     with open(tmp_path / "scores.tsv", newline="") as handle:
         rows = list(csv.DictReader(handle, delimiter="\t"))
     by_position = defaultdict(list)
     for row in rows:
         by_position["chr1", int(row["position"]) - 1].append(float(row["llr"]))
     expected = {key: sum(values) / len(values) for key, values in by_position.items()}
-    for values in (bedgraph_values(tmp_path / "scores.llr.bedgraph"),
-                   bigwig_values(tmp_path / "scores.llr.bw", {"chr1": 600, "chr2": 330})):
+    for values in (
+        bedgraph_values(tmp_path / "scores.llr.bedgraph"),
+        bigwig_values(tmp_path / "scores.llr.bw", {"chr1": 600, "chr2": 330}),
+    ):
         assert values.keys() == expected.keys()
         assert all(values[key] == pytest.approx(value, rel=1e-5, abs=1e-6) for key, value in expected.items())
 

@@ -18,12 +18,12 @@ from test_probe import gc_task_folder
 from torch import nn
 
 from nucel import NucELConfig, NucELModel
+from nucel.core.options import ArgumentParser
 from nucel.training.collator import PretrainingCollator
 from nucel.training.pretraining_config import PretrainingConfig, load_config
 from nucel.training.rtd_loop import build_model, initialise_from_checkpoints, parameter_groups, run_pretraining
-from nucel.training.run_outputs import export_models
 from nucel.training.rtd_metrics import binary_entropy
-from nucel.core.options import ArgumentParser
+from nucel.training.run_outputs import export_models
 from nucel.training.train_rtd import SETTINGS, add_arguments
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -34,11 +34,29 @@ HUMAN = Path("pretrain") / "human_hg38_chr2_1-2333275" / "chr2_1-2333275.fa.gz"
 def small_settings(tmp_path: Path, **overrides) -> dict:
     """A tiny model on short crops of the built-in genome: a step takes a fraction of a second on a CPU."""
     settings = dict(
-        objective="rtd", model_preset="tiny", fasta=["builtin"], builtin_genome_length=60_000,
-        cache_dir=str(tmp_path / "cache"), window_length=164, window_overlap=36, min_window_length=64,
-        validation_fraction=0.05, crop_length=64, seed=3, max_steps=6, per_device_batch_size=4, global_batch_size=8,
-        learning_rate=2e-3, warmup_steps=2, output_dir=str(tmp_path / "run"), log_every=1, eval_every=3,
-        eval_windows=8, save_every=3, keep_checkpoints=5, report_to="none",
+        objective="rtd",
+        model_preset="tiny",
+        fasta=["builtin"],
+        builtin_genome_length=60_000,
+        cache_dir=str(tmp_path / "cache"),
+        window_length=164,
+        window_overlap=36,
+        min_window_length=64,
+        validation_fraction=0.05,
+        crop_length=64,
+        seed=3,
+        max_steps=6,
+        per_device_batch_size=4,
+        global_batch_size=8,
+        learning_rate=2e-3,
+        warmup_steps=2,
+        output_dir=str(tmp_path / "run"),
+        log_every=1,
+        eval_every=3,
+        eval_windows=8,
+        save_every=3,
+        keep_checkpoints=5,
+        report_to="none",
     )
     settings.update(overrides)
     return settings
@@ -72,11 +90,26 @@ def test_tiny_model_pretrains_on_human_dna(shared_data, tmp_path, one_thread):
     most positions are unpredictable, a tiny discriminator does not get far enough ahead of its generator in a few
     hundred steps. The test checks that it reaches the prior-only loss and keeps original bases right.
     """
-    config = PretrainingConfig(**small_settings(
-        tmp_path, fasta=[str(shared_data / HUMAN)], window_length=228, window_overlap=100, min_window_length=128,
-        crop_length=128, max_steps=240, per_device_batch_size=16, global_batch_size=16, learning_rate=3e-3,
-        warmup_steps=30, log_every=20, eval_every=120, eval_windows=64, save_every=240, report_to="tensorboard",
-    ))
+    config = PretrainingConfig(
+        **small_settings(
+            tmp_path,
+            fasta=[str(shared_data / HUMAN)],
+            window_length=228,
+            window_overlap=100,
+            min_window_length=128,
+            crop_length=128,
+            max_steps=240,
+            per_device_batch_size=16,
+            global_batch_size=16,
+            learning_rate=3e-3,
+            warmup_steps=30,
+            log_every=20,
+            eval_every=120,
+            eval_windows=64,
+            save_every=240,
+            report_to="tensorboard",
+        )
+    )
     output_dir = run_pretraining(config)
 
     records = read_log(output_dir)
@@ -119,8 +152,16 @@ def test_exports_load_through_the_auto_classes(tmp_path):
 def test_a_run_logs_the_figures_that_tell_whether_it_learned(tmp_path, capsys, one_thread):
     probe_folder = gc_task_folder(tmp_path / "tasks" / "gc")
     settings = small_settings(
-        tmp_path, max_steps=4, log_every=2, eval_every=4, save_every=4, probe_tasks=[str(probe_folder)], probe_every=4,
-        probe_train_examples=40, probe_test_examples=30, eval_windows=100,
+        tmp_path,
+        max_steps=4,
+        log_every=2,
+        eval_every=4,
+        save_every=4,
+        probe_tasks=[str(probe_folder)],
+        probe_every=4,
+        probe_train_examples=40,
+        probe_test_examples=30,
+        eval_windows=100,
     )
     output_dir = run_pretraining(PretrainingConfig(**settings))
     records = read_log(output_dir)
@@ -134,7 +175,9 @@ def test_a_run_logs_the_figures_that_tell_whether_it_learned(tmp_path, capsys, o
         # Every crop is 64 bases here, so the loss (a mean per batch) is also the mean per token that the gain uses.
         gain = binary_entropy(record["replaced_fraction"]) - record["discriminator_loss"]
         assert record["information_gain"] == pytest.approx(gain, abs=1e-5)
-        assert record["information_gain_percent"] == pytest.approx(100 * gain / binary_entropy(record["replaced_fraction"]), abs=1e-3)
+        assert record["information_gain_percent"] == pytest.approx(
+            100 * gain / binary_entropy(record["replaced_fraction"]), abs=1e-3
+        )
         assert "replaced_fraction" in record and "discriminator_accuracy_replaced" in record  # the earlier figures stay
     validation = [record for record in records if "validation_loss" in record]
     assert [record["step"] for record in validation] == [4]
@@ -159,10 +202,18 @@ def test_init_from_continues_from_an_exported_model(tmp_path):
             parameter.add_(torch.randn_like(parameter))
     export_models(Accelerator(cpu=True), earlier, config, tmp_path / "export")
     # A learning rate of 0 leaves the weights where initialisation put them, so step 1's checkpoint shows them.
-    run = run_pretraining(dataclasses.replace(
-        config, max_steps=1, eval_every=1, save_every=1, learning_rate=0.0, warmup_steps=0,
-        init_from=str(tmp_path / "export" / "discriminator"), init_generator_from=str(tmp_path / "export" / "generator"),
-    ))
+    run = run_pretraining(
+        dataclasses.replace(
+            config,
+            max_steps=1,
+            eval_every=1,
+            save_every=1,
+            learning_rate=0.0,
+            warmup_steps=0,
+            init_from=str(tmp_path / "export" / "discriminator"),
+            init_generator_from=str(tmp_path / "export" / "generator"),
+        )
+    )
     initialised = load_file(run / "checkpoints" / "step-00000001" / "model.safetensors")
     exported = earlier.state_dict()
     for name, tensor in initialised.items():
@@ -172,7 +223,10 @@ def test_init_from_continues_from_an_exported_model(tmp_path):
     assert any(not torch.equal(initialised[name], exported[name]) for name in initialised if name.startswith("rtd_"))
 
     bigger = dataclasses.replace(config, model_preset="small", init_from=str(tmp_path / "export" / "discriminator"))
-    with pytest.raises(ValueError, match=r"init_from: .* does not fit .* 4 layers of width 64; choose the preset of that size \(model_preset\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"init_from: .* does not fit .* 4 layers of width 64; choose the preset of that size \(model_preset\)",
+    ):
         initialise_from_checkpoints(build_model(bigger), bigger)
 
 
@@ -192,7 +246,9 @@ def test_weight_decay_spares_norms_biases_and_embeddings():
 
 def test_gradient_checkpointing_and_attention_settings_keep_the_loss_and_gradients(tokenizer):
     plain = build_model(load_config("tiny_cpu")).train()
-    variant = build_model(load_config("tiny_cpu", {"gradient_checkpointing": True, "attn_implementation": "eager"})).train()
+    variant = build_model(
+        load_config("tiny_cpu", {"gradient_checkpointing": True, "attn_implementation": "eager"})
+    ).train()
     variant.load_state_dict(plain.state_dict())
     assert {m.config._attn_implementation for m in variant.modules() if isinstance(m, NucELModel)} == {"eager"}
 
@@ -200,7 +256,10 @@ def test_gradient_checkpointing_and_attention_settings_keep_the_loss_and_gradien
     layer_calls = []
     variant.model.layers[0].attn.register_forward_pre_hook(lambda *args: layer_calls.append(1))
     batch = PretrainingCollator(tokenizer, mask_probability=0.3)(
-        [{"sequence": "ACGTTGCAAC" * 9, "window_index": 0, "mask_seed": 1}, {"sequence": "GATTACA" * 5, "window_index": 1, "mask_seed": 2}]
+        [
+            {"sequence": "ACGTTGCAAC" * 9, "window_index": 0, "mask_seed": 1},
+            {"sequence": "GATTACA" * 5, "window_index": 1, "mask_seed": 2},
+        ]
     )
     batch.pop("window_index")
     losses = []
@@ -218,7 +277,9 @@ def test_gradient_checkpointing_and_attention_settings_keep_the_loss_and_gradien
 def test_mlm_objective_trains_a_discriminator_sized_encoder(tmp_path):
     from transformers import AutoModel, AutoModelForMaskedLM
 
-    output_dir = run_pretraining(PretrainingConfig(**small_settings(tmp_path, objective="mlm", max_steps=4, eval_every=4, save_every=4)))
+    output_dir = run_pretraining(
+        PretrainingConfig(**small_settings(tmp_path, objective="mlm", max_steps=4, eval_every=4, save_every=4))
+    )
     train = training_lines(read_log(output_dir))
     assert [record["step"] for record in train] == [1, 2, 3, 4]
     assert "discriminator_loss" not in train[-1] and 0 <= train[-1]["generator_accuracy"] <= 1
@@ -230,8 +291,11 @@ def test_mlm_objective_trains_a_discriminator_sized_encoder(tmp_path):
 
 
 RECIPE_LEVERS = {  # a schedule of the sampling temperature crosses the interruption too
-    "embedding_sharing": "tied", "disallow_correct": True, "generator_preset": "tiny-generator-1x16",
-    "sampling_temperature_start": 3.0, "sampling_temperature_anneal_steps": 5,
+    "embedding_sharing": "tied",
+    "disallow_correct": True,
+    "generator_preset": "tiny-generator-1x16",
+    "sampling_temperature_start": 3.0,
+    "sampling_temperature_anneal_steps": 5,
 }
 
 
@@ -245,7 +309,9 @@ def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(tmp_path, lev
     run_pretraining(config)
 
     resumed_dir = tmp_path / "resumed"
-    shutil.copytree(tmp_path / "uninterrupted" / "checkpoints" / "step-00000003", resumed_dir / "checkpoints" / "step-00000003")
+    shutil.copytree(
+        tmp_path / "uninterrupted" / "checkpoints" / "step-00000003", resumed_dir / "checkpoints" / "step-00000003"
+    )
     run_pretraining(dataclasses.replace(config, output_dir=str(resumed_dir)), resume="latest")
 
     expected = load_file(tmp_path / "uninterrupted" / "checkpoints" / "step-00000006" / "model.safetensors")
@@ -256,13 +322,17 @@ def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(tmp_path, lev
     at_step_3 = load_file(resumed_dir / "checkpoints" / "step-00000003" / "model.safetensors")
     assert any(not torch.equal(at_step_3[name], resumed[name]) for name in resumed)
     figures = ("loss", "information_gain", "auroc", "grad_norm")
-    uninterrupted_figures = {r["step"]: [r[name] for name in figures] for r in training_lines(read_log(tmp_path / "uninterrupted"))}
+    uninterrupted_figures = {
+        r["step"]: [r[name] for name in figures] for r in training_lines(read_log(tmp_path / "uninterrupted"))
+    }
     resumed_figures = {r["step"]: [r[name] for name in figures] for r in training_lines(read_log(resumed_dir))}
     assert resumed_figures == {step: uninterrupted_figures[step] for step in (4, 5, 6)}
 
 
 def test_checkpoints_are_complete_and_only_the_last_k_are_kept(tmp_path):
-    output_dir = run_pretraining(PretrainingConfig(**small_settings(tmp_path, max_steps=4, save_every=1, keep_checkpoints=2, eval_every=4)))
+    output_dir = run_pretraining(
+        PretrainingConfig(**small_settings(tmp_path, max_steps=4, save_every=1, keep_checkpoints=2, eval_every=4))
+    )
     folders = sorted(path.name for path in (output_dir / "checkpoints").iterdir())
     assert folders == ["step-00000003", "step-00000004"]  # and no staging folder left behind
     for name in folders:
@@ -297,26 +367,59 @@ accelerator.end_training()  # destroys the gloo group: exiting with it alive can
 def test_two_process_cpu_launch(tmp_path):
     config_path = tmp_path / "two_processes.yaml"
     settings = small_settings(
-        tmp_path, max_steps=4, per_device_batch_size=2, global_batch_size=8, save_every=2, keep_checkpoints=1, eval_every=4,
-        probe_tasks=[str(gc_task_folder(tmp_path / "tasks" / "gc"))], probe_every=4, probe_train_examples=20, probe_test_examples=20,
+        tmp_path,
+        max_steps=4,
+        per_device_batch_size=2,
+        global_batch_size=8,
+        save_every=2,
+        keep_checkpoints=1,
+        eval_every=4,
+        probe_tasks=[str(gc_task_folder(tmp_path / "tasks" / "gc"))],
+        probe_every=4,
+        probe_train_examples=20,
+        probe_test_examples=20,
     )
     config_path.write_text(yaml.safe_dump(settings))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     # accelerate 1.x's `--cpu` launcher starts one process (several only through mpirun); `--multi_gpu` starts them
     # with torchrun, and the script, finding no GPU, joins them in a gloo group on the CPU.
-    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-              "--mixed_precision", "no", "--dynamo_backend", "no"]
+    launch = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+    ]
 
     script = tmp_path / "rank_windows.py"
     script.write_text(RANK_WINDOWS_SCRIPT)
-    result = subprocess.run([*launch, str(script), str(config_path), str(tmp_path / "windows.json")], env=env, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [*launch, str(script), str(config_path), str(tmp_path / "windows.json")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     rank0, rank1 = json.loads((tmp_path / "windows.json").read_text())
     for batch0, batch1 in zip(rank0, rank1):
         assert len(batch0) == len(batch1) == 2 and not set(batch0) & set(batch1)
 
-    result = subprocess.run([*launch, str(REPO_ROOT / "training" / "train_rtd.py"), "--config", str(config_path)],
-                            env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    result = subprocess.run(
+        [*launch, str(REPO_ROOT / "training" / "train_rtd.py"), "--config", str(config_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     output_dir = Path(settings["output_dir"])
     records = read_log(output_dir)
@@ -335,13 +438,40 @@ def test_two_process_cpu_launch(tmp_path):
 
 def test_configs_and_command_line_overrides(tmp_path):
     paper = load_config(CONFIGS / "nucel_93m.yaml")
-    assert (paper.objective, paper.model_preset, paper.learning_rate, paper.adam_beta1, paper.adam_beta2) == ("rtd", "nucel-93m", 1e-4, 0.9, 0.999)
-    assert (paper.warmup_steps, paper.max_grad_norm, paper.global_batch_size, paper.mixed_precision) == (1000, 1.0, 192, "fp16")
-    assert (paper.window_length, paper.window_overlap, paper.crop_length, paper.epochs, paper.discriminator_weight) == (1224, 100, 1024, 50, 50.0)
+    assert (paper.objective, paper.model_preset, paper.learning_rate, paper.adam_beta1, paper.adam_beta2) == (
+        "rtd",
+        "nucel-93m",
+        1e-4,
+        0.9,
+        0.999,
+    )
+    assert (paper.warmup_steps, paper.max_grad_norm, paper.global_batch_size, paper.mixed_precision) == (
+        1000,
+        1.0,
+        192,
+        "fp16",
+    )
+    assert (paper.window_length, paper.window_overlap, paper.crop_length, paper.epochs, paper.discriminator_weight) == (
+        1224,
+        100,
+        1024,
+        50,
+        50.0,
+    )
     author = load_config("nucel_93m_author")  # the author's released recipe (RNAELECTRA), beside the paper's
     assert (author.mask_token_fraction, author.sampling_temperature, author.sampling_top_k) == (1.0, 0.9, 2)
-    assert (author.lr_scheduler, author.warmup_steps, author.weight_decay, author.max_grad_norm) == ("constant_with_warmup", 1000, 3e-7, 1.0)
-    assert (author.norm_eps, author.global_batch_size, author.mixed_precision, author.learning_rate) == (1e-12, 512, "bf16", 1e-4)
+    assert (author.lr_scheduler, author.warmup_steps, author.weight_decay, author.max_grad_norm) == (
+        "constant_with_warmup",
+        1000,
+        3e-7,
+        1.0,
+    )
+    assert (author.norm_eps, author.global_batch_size, author.mixed_precision, author.learning_rate) == (
+        1e-12,
+        512,
+        "bf16",
+        1e-4,
+    )
     model_config = build_model(load_config("nucel_93m_author", {"model_preset": "tiny"})).config
     assert model_config.norm_eps == model_config.generator_configuration().norm_eps == 1e-12
     assert (model_config.sampling_temperature, model_config.sampling_top_k) == (0.9, 2)
@@ -355,24 +485,56 @@ def test_configs_and_command_line_overrides(tmp_path):
     weak = build_model(load_config("tiny_cpu", {"generator_preset": "tiny-generator-1x16"})).generator.config
     assert (weak.num_hidden_layers, weak.hidden_size, weak.num_attention_heads) == (1, 16, 1)
 
-    args = vars(build_parser().parse_args(
-        ["--config", "x.yaml", "--max_steps", "7", "--fasta", "a.fa", "b.fa.gz", "--no-random_strand", "--learning_rate", "3e-4", "--resume"]
-    ))
+    args = vars(
+        build_parser().parse_args(
+            [
+                "--config",
+                "x.yaml",
+                "--max_steps",
+                "7",
+                "--fasta",
+                "a.fa",
+                "b.fa.gz",
+                "--no-random_strand",
+                "--learning_rate",
+                "3e-4",
+                "--resume",
+            ]
+        )
+    )
     assert args["resume"] == "latest" and args["max_steps"] == 7 and args["fasta"] == ["a.fa", "b.fa.gz"]
     overridden = load_config(CONFIGS / "tiny_cpu.yaml", {name: args[name] for name in SETTINGS})
-    assert (overridden.max_steps, overridden.fasta, overridden.random_strand, overridden.learning_rate) == (7, ["a.fa", "b.fa.gz"], False, 3e-4)
+    assert (overridden.max_steps, overridden.fasta, overridden.random_strand, overridden.learning_rate) == (
+        7,
+        ["a.fa", "b.fa.gz"],
+        False,
+        3e-4,
+    )
     assert overridden.window_length == tiny.window_length  # untouched settings keep the file's values
-    args = vars(build_parser().parse_args(
-        ["--skip_contigs", "--probe_tasks", "a/0", "b/1", "--gradient_checkpointing", "--init_from", "runs/x/export/discriminator"]
-    ))
+    args = vars(
+        build_parser().parse_args(
+            [
+                "--skip_contigs",
+                "--probe_tasks",
+                "a/0",
+                "b/1",
+                "--gradient_checkpointing",
+                "--init_from",
+                "runs/x/export/discriminator",
+            ]
+        )
+    )
     assert args["skip_contigs"] == [] and args["probe_tasks"] == ["a/0", "b/1"]  # a bare --skip_contigs: no filter
     assert args["gradient_checkpointing"] is True and args["init_from"] == "runs/x/export/discriminator"
     # Every NucEL command spells options with hyphens; the YAML keys' underscore spellings above stay aliases.
-    hyphens = vars(build_parser().parse_args(
-        ["--max-steps", "7", "--no-random-strand", "--learning-rate", "3e-4", "--skip-contigs", "--export-only"]
-    ))
-    assert {key: hyphens[key] for key in ("max_steps", "random_strand", "learning_rate", "skip_contigs", "export_only")} == {
-        "max_steps": 7, "random_strand": False, "learning_rate": 3e-4, "skip_contigs": [], "export_only": True}
+    hyphens = vars(
+        build_parser().parse_args(
+            ["--max-steps", "7", "--no-random-strand", "--learning-rate", "3e-4", "--skip-contigs", "--export-only"]
+        )
+    )
+    assert {
+        key: hyphens[key] for key in ("max_steps", "random_strand", "learning_rate", "skip_contigs", "export_only")
+    } == {"max_steps": 7, "random_strand": False, "learning_rate": 3e-4, "skip_contigs": [], "export_only": True}
 
     bad = tmp_path / "bad.yaml"
     bad.write_text("max_steps: 5\nfasta: builtin\nlearning_rte: 0.1\n")
@@ -396,8 +558,14 @@ def build_parser() -> ArgumentParser:
 
 @pytest.mark.slow
 def test_compiled_layers_train_as_the_eager_model(tmp_path):
-    eager = run_pretraining(PretrainingConfig(**small_settings(tmp_path / "eager", max_steps=3, eval_every=3, save_every=3)))
-    compiled = run_pretraining(PretrainingConfig(**small_settings(tmp_path / "compiled", max_steps=3, eval_every=3, save_every=3, compile=True)))
+    eager = run_pretraining(
+        PretrainingConfig(**small_settings(tmp_path / "eager", max_steps=3, eval_every=3, save_every=3))
+    )
+    compiled = run_pretraining(
+        PretrainingConfig(
+            **small_settings(tmp_path / "compiled", max_steps=3, eval_every=3, save_every=3, compile=True)
+        )
+    )
     for ours, reference in zip(training_lines(read_log(compiled)), training_lines(read_log(eager)), strict=True):
         assert ours["step"] == reference["step"]
         assert abs(ours["loss"] - reference["loss"]) < 1e-3 * reference["loss"]
@@ -414,7 +582,12 @@ def test_a_new_run_never_mixes_with_an_earlier_one(tmp_path, capsys):
     argv = ["--config", "tiny_cpu", "--max-steps", "2", "--output-dir", str(run)]
     assert main(argv) == 2
     error = capsys.readouterr().err
-    assert error.count("\n") == 1 and "holds a run (log.jsonl, checkpoints)" in error and "--resume" in error and "--overwrite" in error
+    assert (
+        error.count("\n") == 1
+        and "holds a run (log.jsonl, checkpoints)" in error
+        and "--resume" in error
+        and "--overwrite" in error
+    )
     assert (run / "log.jsonl").read_text() == '{"step": 5}\n'
     assert main([*argv, "--overwrite", "--resume"]) == 2  # one line: they contradict each other
     assert "--overwrite starts over and --resume continues" in capsys.readouterr().err
@@ -425,9 +598,43 @@ def test_a_new_run_never_mixes_with_an_earlier_one(tmp_path, capsys):
 
 
 def test_settings_are_checked_and_the_renamed_strand_setting_still_reads(tmp_path):
-    for bad in ({"max_steps": -1}, {"max_steps": 0}, {"global_batch_size": 0}, {"learning_rate": -1e-3}, {"crop_length": 0}):
+    for bad in (
+        {"max_steps": -1},
+        {"max_steps": 0},
+        {"global_batch_size": 0},
+        {"learning_rate": -1e-3},
+        {"crop_length": 0},
+    ):
         with pytest.raises(ValueError, match="give at least 1|at least 0"):
             load_config("tiny_cpu", bad)
     old = tmp_path / "old.yaml"
-    old.write_text("fasta: builtin\nmax_steps: 3\nreverse_complement: false\n")  # the setting's name before random_strand
+    old.write_text(
+        "fasta: builtin\nmax_steps: 3\nreverse_complement: false\n"
+    )  # the setting's name before random_strand
     assert load_config(old).random_strand is False
+
+
+def test_another_genome_is_scored_out_of_distribution_at_every_validation(tmp_path):
+    """`ood_validation_fasta`: another species' genome, all held out, scored beside the run's own validation and
+    recorded in the exported models' pretraining.json."""
+    import random
+
+    from nucel.core.records import read_pretraining_record
+
+    rng = random.Random(5)
+    other = tmp_path / "other.fa"
+    other.write_text("".join(f">r{i}\n" + "".join(rng.choice("ACGT") for _ in range(2_000)) + "\n" for i in range(3)))
+    settings = small_settings(
+        tmp_path,
+        max_steps=2,
+        eval_every=2,
+        save_every=2,
+        ood_validation_fasta=[str(other)],
+        validation_block_length=5_000,
+    )
+    output_dir = run_pretraining(PretrainingConfig(**settings))
+    validation = [record for record in read_log(output_dir) if "ood_validation_loss" in record]
+    assert [record["step"] for record in validation] == [2]
+    assert {"ood_validation_information_gain_percent", "ood_validation_auroc"} <= validation[0].keys()
+    record = read_pretraining_record(output_dir / "export" / "discriminator")
+    assert record["ood_validation"]["step"] == 2 and record["validation"]["step"] == 2

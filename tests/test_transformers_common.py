@@ -26,11 +26,17 @@ import pytest
 import transformers
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SOURCES = Path(os.environ.get(
-    "NUCEL_TRANSFORMERS_TESTS", REPO_ROOT / ".transformers-tests" / f"transformers-{transformers.__version__}" / "tests"
-))
+SOURCES = Path(
+    os.environ.get(
+        "NUCEL_TRANSFORMERS_TESTS",
+        REPO_ROOT / ".transformers-tests" / f"transformers-{transformers.__version__}" / "tests",
+    )
+)
 if not (SOURCES / "test_modeling_common.py").is_file():
-    pytest.skip(f"transformers' test sources are not at {SOURCES} (`make transformers-tests` fetches them)", allow_module_level=True)
+    pytest.skip(
+        f"transformers' test sources are not at {SOURCES} (`make transformers-tests` fetches them)",
+        allow_module_level=True,
+    )
 pytest.importorskip("parameterized", reason="transformers' common tests need the `parameterized` package (dev extra)")
 
 
@@ -39,12 +45,17 @@ def load_common_tests():
     package = types.ModuleType("transformers_common_tests")
     package.__path__ = [str(SOURCES)]
     sys.modules[package.__name__] = package
-    for name, mixin in (("exporters.test_export", "ExportTesterMixin"), ("generation.test_utils", "GenerationTesterMixin")):
+    for name, mixin in (
+        ("exporters.test_export", "ExportTesterMixin"),
+        ("generation.test_utils", "GenerationTesterMixin"),
+    ):
         parent, _, child = name.partition(".")
         for module_name in (f"{package.__name__}.{parent}", f"{package.__name__}.{name}"):
             sys.modules.setdefault(module_name, types.ModuleType(module_name))
         setattr(sys.modules[f"{package.__name__}.{name}"], mixin, type(mixin, (), {}))
-    spec = importlib.util.spec_from_file_location(f"{package.__name__}.test_modeling_common", SOURCES / "test_modeling_common.py")
+    spec = importlib.util.spec_from_file_location(
+        f"{package.__name__}.test_modeling_common", SOURCES / "test_modeling_common.py"
+    )
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
@@ -57,21 +68,30 @@ from transformers.models.auto import modeling_auto  # noqa: E402
 
 from nucel import NucELConfig, NucELForSequenceClassification, NucELForTokenClassification, NucELGenerator, NucELModel  # noqa: E402
 
+
 class NucELModelTester:
     """Tiny configurations and random DNA-like inputs for the mixin (its `model_tester`)."""
 
     def __init__(self, parent, batch_size=13, seq_length=7, hidden_size=32, num_hidden_layers=2, num_attention_heads=4):
         self.parent = parent
         self.batch_size, self.seq_length = batch_size, seq_length
-        self.hidden_size, self.num_hidden_layers, self.num_attention_heads = hidden_size, num_hidden_layers, num_attention_heads
+        self.hidden_size, self.num_hidden_layers, self.num_attention_heads = (
+            hidden_size,
+            num_hidden_layers,
+            num_attention_heads,
+        )
         self.vocab_size = NucELConfig().vocab_size
         self.is_training = True
         self.num_labels = 3
 
     def get_config(self):
         return NucELConfig(
-            hidden_size=self.hidden_size, intermediate_size=37, num_hidden_layers=self.num_hidden_layers,
-            num_attention_heads=self.num_attention_heads, num_labels=self.num_labels, max_position_embeddings=512,
+            hidden_size=self.hidden_size,
+            intermediate_size=37,
+            num_hidden_layers=self.num_hidden_layers,
+            num_attention_heads=self.num_attention_heads,
+            num_labels=self.num_labels,
+            max_position_embeddings=512,
         )
 
     def prepare_config_and_inputs_for_common(self):

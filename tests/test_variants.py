@@ -8,11 +8,10 @@ import pytest
 import torch
 
 from nucel import NucELConfig, NucELGenerator, NucELModel
-from nucel.core.sequences import read_fasta
-from nucel.core.models import save_model_folder
-from nucel.modeling_nucel.configuration_nucel import BASE_IDS
+from nucel.core.models import load_encoder, save_model_folder
 from nucel.core.references import Reference, ReferenceFileError
 from nucel.core.regions import other_spelling
+from nucel.core.sequences import read_fasta
 from nucel.core.variant_scores import (
     VariantError,
     embedding_distances,
@@ -24,9 +23,9 @@ from nucel.core.variant_scores import (
     variant_window,
 )
 from nucel.index import write_indexed_copy
+from nucel.modeling_nucel.configuration_nucel import BASE_IDS
 from nucel.variant_files import VcfInput, read_variant_table, read_vcf
 from nucel.variant_outputs import status_summary
-from nucel.core.models import load_encoder
 
 CHR1 = "ACGTTGCAACGGATCCTTAGGCATCGATCGGATTACAGGCTTAACGTACGTAGCTAGCTAGGATCCAATTGGCCAAGCT" * 3 + "ACG"  # 240 bp
 CHR2 = "ttttggggccccaaaaACGTNNNNACGTacgtacgt"  # soft-masked and N
@@ -42,7 +41,9 @@ def vcf_text(lines) -> str:
 def models(tmp_path_factory):
     torch.manual_seed(0)
     root = tmp_path_factory.mktemp("models")
-    generator = save_model_folder(NucELGenerator(NucELConfig.from_preset("tiny-generator", restrict_to_bases=True)), root / "generator")
+    generator = save_model_folder(
+        NucELGenerator(NucELConfig.from_preset("tiny-generator", restrict_to_bases=True)), root / "generator"
+    )
     encoder = save_model_folder(NucELModel(NucELConfig.from_preset("tiny")), root / "encoder")
     generator_model, tokenizer = load_generator(str(generator), "cpu")
     encoder_model, _ = load_encoder(str(encoder), "cpu")
@@ -81,7 +82,10 @@ def test_llr_is_antisymmetric_and_matches_a_hand_computation(models):
 
 def test_reference_mismatch_and_bad_positions_are_rejected():
     wrong = "C" if CHR1[9] != "C" else "G"
-    with pytest.raises(VariantError, match=rf"variant 'v' \(test\): reference allele {wrong} does not match .* has {CHR1[9]} at position 10"):
+    with pytest.raises(
+        VariantError,
+        match=rf"variant 'v' \(test\): reference allele {wrong} does not match .* has {CHR1[9]} at position 10",
+    ):
         snv(CHR1, 10, wrong, "T")
     with pytest.raises(VariantError, match=r"position 241 is outside the sequence \(1..240\)"):
         snv(CHR1, 241, "A", "C")
@@ -105,7 +109,9 @@ def test_embedding_distance_is_symmetric_and_zero_without_change(models):
     carrying_alt = CHR1[:49] + "T" + CHR1[50:]
     ref = CHR1[49]
     assert ref != "T"
-    forward, backward = embedding_distances(encoder, tokenizer, [snv(CHR1, 50, ref, "T"), snv(carrying_alt, 50, "T", ref)], progress=False)
+    forward, backward = embedding_distances(
+        encoder, tokenizer, [snv(CHR1, 50, ref, "T"), snv(carrying_alt, 50, "T", ref)], progress=False
+    )
     assert forward > 0 and forward == pytest.approx(backward, rel=1e-5)
 
 
@@ -122,7 +128,12 @@ def test_vcf_against_reference(reference, tmp_path):
     rows = read_vcf(vcf, reference)
     assert CHR1[4] == "T"
     assert [(r.name, r.alt, r.status) for r in rows] == [
-        ("rs1", "G", "ok"), ("rs1", "A", "ok"), (f"chr1:150 {CHR1[149]}>A", "A", "ok"), ("indel", "A", "not_snv"), ("soft", "C", "ok")]
+        ("rs1", "G", "ok"),
+        ("rs1", "A", "ok"),
+        (f"chr1:150 {CHR1[149]}>A", "A", "ok"),
+        ("indel", "A", "not_snv"),
+        ("soft", "C", "ok"),
+    ]
     variants = [r.variant for r in rows if r.status == "ok"]
     assert [(v.chrom, v.position) for v in variants][2:] == [("chr1", 150), ("chr2", 3)]
     assert all(v.context[v.offset].upper() == v.ref for v in variants)
@@ -157,9 +168,15 @@ def test_every_vcf_line_gets_a_status(reference, tmp_path):
 @pytest.mark.parametrize(
     "line, message",
     [
-        ("chrX\t5\t.\tA\tG", r"variant 'chrX:5 A>G' \(.*line 2\): chromosome 'chrX' is not in the reference \(nor 'X'\)"),
+        (
+            "chrX\t5\t.\tA\tG",
+            r"variant 'chrX:5 A>G' \(.*line 2\): chromosome 'chrX' is not in the reference \(nor 'X'\)",
+        ),
         ("chr1\t241\tfar\tA\tG", r"variant 'far' .*line 2\): position 241 is outside the sequence \(1..240\)"),
-        ("chr1\t5\tbad\tC\tG", r"variant 'bad' .*line 2\): reference allele C does not match the sequence, which has T at position 5"),
+        (
+            "chr1\t5\tbad\tC\tG",
+            r"variant 'bad' .*line 2\): reference allele C does not match the sequence, which has T at position 5",
+        ),
         ("chr1\t5\tsame\tT\tT", r"variant 'same' .*alternative allele equals the reference allele"),
         ("chr1\t20\tindel\tAT\tA", r"variant 'indel' .*line 2\): reference allele 'AT' is not a single base"),
     ],
@@ -176,8 +193,11 @@ def test_strict_stops_at_the_first_bad_line_and_names_it(reference, tmp_path, li
 def test_a_line_that_is_not_vcf_is_an_error_naming_it(reference, tmp_path, line):
     vcf = tmp_path / "calls.vcf"
     vcf.write_text(f"{VCF_HEADER}{line}\n")
-    with pytest.raises(VariantError, match=r"calls\.vcf line 3: htslib cannot parse this record \(a VCF line has 8 "
-                                           r"tab-separated columns at least.*POS is a whole number\)"):
+    with pytest.raises(
+        VariantError,
+        match=r"calls\.vcf line 3: htslib cannot parse this record \(a VCF line has 8 "
+        r"tab-separated columns at least.*POS is a whole number\)",
+    ):
         read_vcf(vcf, reference)
 
 
@@ -189,8 +209,15 @@ def test_chr_prefix_differences_are_mapped_and_counted(tmp_path):
     ucsc.write_text(f">chr1\n{CHR1}\n>chr2\n{CHR2}\n")
     vcf = tmp_path / "calls.vcf"
     for names, fasta in ((("chr1", "chr2"), ensembl), (("1", "2"), ucsc)):
-        vcf.write_text(vcf_text([*(f"{names[0]}\t{p}\t.\t{CHR1[p - 1]}\t{'A' if CHR1[p - 1] != 'A' else 'C'}" for p in (5, 9, 30)),
-                                 f"{names[1]}\t1\t.\tT\tA", "chrX\t1\t.\tA\tG"]))
+        vcf.write_text(
+            vcf_text(
+                [
+                    *(f"{names[0]}\t{p}\t.\t{CHR1[p - 1]}\t{'A' if CHR1[p - 1] != 'A' else 'C'}" for p in (5, 9, 30)),
+                    f"{names[1]}\t1\t.\tT\tA",
+                    "chrX\t1\t.\tA\tG",
+                ]
+            )
+        )
         genome = Reference(fasta)
         rows = list(VcfInput(vcf).rows(genome))
         assert [r.status for r in rows] == ["ok"] * 4 + ["missing_contig"]
@@ -241,7 +268,9 @@ def test_variant_table_with_sequences_and_regions(reference, tmp_path):
     assert region.context == CHR1[100:200] and region.offset == 49 and region.chrom == "chr1"
     assert rows[5].variant.context == CHR1[100:200] and rows[5].chrom == "1"
 
-    with pytest.raises(VariantError, match=r"variant 'out' .*line 4\): position 201 is outside the sequence \(101..200\)"):
+    with pytest.raises(
+        VariantError, match=r"variant 'out' .*line 4\): position 201 is outside the sequence \(101..200\)"
+    ):
         read_variant_table(table, reference, strict=True)
     table.write_text("id\tregion\tposition\tref\talt\nx\tchr1:200-300\t250\tA\tC\n")
     with pytest.raises(VariantError, match=r"line 2: region 'chr1:200-300' is outside chr1 \(1..240\)"):
@@ -290,11 +319,26 @@ def test_vcf_on_the_real_human_reference(models, shared_data, tmp_path):
     sequence = dict(read_fasta(shared))["chr2"]
     assert sequence[50000] == "c" and sequence[20000] == "G"  # a soft-masked base and an upper-case one
     vcf = tmp_path / "real.vcf"
-    vcf.write_text(vcf_text(["chr2\t50001\tmasked\tC\tT", "chr2\t20001\tupper\tG\tA,C", "chr2\t5000\tin_gap\tA\tG",
-                             "2\t20001\tensembl\tG\tA", "chr2\t2333276\tpast_end\tA\tG"]))
+    vcf.write_text(
+        vcf_text(
+            [
+                "chr2\t50001\tmasked\tC\tT",
+                "chr2\t20001\tupper\tG\tA,C",
+                "chr2\t5000\tin_gap\tA\tG",
+                "2\t20001\tensembl\tG\tA",
+                "chr2\t2333276\tpast_end\tA\tG",
+            ]
+        )
+    )
     rows = read_vcf(vcf, reference)
-    assert [(r.name, r.status) for r in rows] == [("masked", "ok"), ("upper", "ok"), ("upper", "ok"), ("in_gap", "ref_is_n"),
-                                                  ("ensembl", "ok"), ("past_end", "outside_contig")]
+    assert [(r.name, r.status) for r in rows] == [
+        ("masked", "ok"),
+        ("upper", "ok"),
+        ("upper", "ok"),
+        ("in_gap", "ref_is_n"),
+        ("ensembl", "ok"),
+        ("past_end", "outside_contig"),
+    ]
     variants = [r.variant for r in rows if r.status == "ok"]
     scores = log_likelihood_ratios(generator, tokenizer, variants, context_length=256, progress=False)
     assert np.isfinite(scores).all()

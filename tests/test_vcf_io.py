@@ -14,20 +14,28 @@ from nucel.core.identity import folder_identity
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-HEADER = ("##fileformat=VCFv4.2\n##contig=<ID=chr1,length=3000>\n##contig=<ID=chr2,length=800>\n"
-          '##INFO=<ID=DP,Number=1,Type=Integer,Description="Depth">\n'
-          '##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">\n'
-          "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\tsample1\n")
+HEADER = (
+    "##fileformat=VCFv4.2\n##contig=<ID=chr1,length=3000>\n##contig=<ID=chr2,length=800>\n"
+    '##INFO=<ID=DP,Number=1,Type=Integer,Description="Depth">\n'
+    '##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">\n'
+    "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\tsample1\n"
+)
 
 
 @pytest.fixture
 def genome(tmp_path):
     rng = random.Random(3)
-    chromosomes = {"chr1": "".join(rng.choice("ACGT") for _ in range(3000)),
-                   "chr2": "".join(rng.choice("ACGTacgt") for _ in range(800))}
+    chromosomes = {
+        "chr1": "".join(rng.choice("ACGT") for _ in range(3000)),
+        "chr2": "".join(rng.choice("ACGTacgt") for _ in range(800)),
+    }
     path = tmp_path / "genome.fa"
-    path.write_text("".join(f">{name}\n" + "".join(seq[i : i + 60] + "\n" for i in range(0, len(seq), 60))
-                            for name, seq in chromosomes.items()))
+    path.write_text(
+        "".join(
+            f">{name}\n" + "".join(seq[i : i + 60] + "\n" for i in range(0, len(seq), 60))
+            for name, seq in chromosomes.items()
+        )
+    )
     return path, chromosomes
 
 
@@ -46,9 +54,11 @@ def vcf_lines(chromosomes: dict[str, str], count: int = 40) -> list[str]:
         alts = other_base(ref) + ("," + other_base(ref, 2) if i % 5 == 0 else "")
         lines.append(f"{chrom}\t{position}\tv{i}\t{ref}\t{alts}\t50\tPASS\tDP={i}\tGT\t0/1")
     ref = chromosomes["chr1"][99]
-    lines += [f"chr1\t100\tindel\t{ref}A\t{ref}\t.\t.\t.\tGT\t0/1",
-              f"chr1\t101\tsymbolic\t{chromosomes['chr1'][100]}\t<DEL>\t.\t.\t.\tGT\t0/1",
-              f"chr1\t102\tmismatch\t{other_base(chromosomes['chr1'][101])}\tA,C,G,T\t.\t.\t.\tGT\t0/1"]
+    lines += [
+        f"chr1\t100\tindel\t{ref}A\t{ref}\t.\t.\t.\tGT\t0/1",
+        f"chr1\t101\tsymbolic\t{chromosomes['chr1'][100]}\t<DEL>\t.\t.\t.\tGT\t0/1",
+        f"chr1\t102\tmismatch\t{other_base(chromosomes['chr1'][101])}\tA,C,G,T\t.\t.\t.\tGT\t0/1",
+    ]
     return lines
 
 
@@ -64,8 +74,27 @@ def sort_key(line: str):
 
 def score(args: list[str], tiny_models, genome_path, output, *extra) -> int:
     generator, encoder = tiny_models
-    return cli.main(["score-variants", *args, "--reference", str(genome_path), "--generator", str(generator), "--model",
-                     str(encoder), "--window", "64", "--batch-size", "8", "--device", "cpu", "-o", str(output), *extra])
+    return cli.main(
+        [
+            "score-variants",
+            *args,
+            "--reference",
+            str(genome_path),
+            "--generator",
+            str(generator),
+            "--model",
+            str(encoder),
+            "--window",
+            "64",
+            "--batch-size",
+            "8",
+            "--device",
+            "cpu",
+            "-o",
+            str(output),
+            *extra,
+        ]
+    )
 
 
 def read_table(path) -> list[dict]:
@@ -100,7 +129,9 @@ def test_an_unsorted_vcf_gives_the_scores_of_its_sorted_copy(tiny_models, genome
 
 
 @pytest.mark.parametrize("suffix", [".vcf", ".vcf.gz", ".bcf"])
-def test_the_written_vcf_keeps_every_record_with_the_scores_as_info_fields(tiny_models, genome, tmp_path, suffix, capsys):
+def test_the_written_vcf_keeps_every_record_with_the_scores_as_info_fields(
+    tiny_models, genome, tmp_path, suffix, capsys
+):
     genome_path, chromosomes = genome
     lines = sorted(vcf_lines(chromosomes, 20), key=sort_key)
     source = write_vcf(tmp_path / "calls.vcf", lines)
@@ -112,9 +143,13 @@ def test_the_written_vcf_keeps_every_record_with_the_scores_as_info_fields(tiny_
 
     with pysam.VariantFile(str(output)) as scored, pysam.VariantFile(str(source)) as original:
         header = scored.header
-        for key, number, kind in (("NUCEL_LLR", "A", "Float"), ("NUCEL_EMBEDDING_DISTANCE", "A", "Float"),
-                                  ("NUCEL_STATUS", "A", "String"), ("NUCEL_REFERENCE_BASE", 1, "String"),
-                                  ("DP", 1, "Integer")):
+        for key, number, kind in (
+            ("NUCEL_LLR", "A", "Float"),
+            ("NUCEL_EMBEDDING_DISTANCE", "A", "Float"),
+            ("NUCEL_STATUS", "A", "String"),
+            ("NUCEL_REFERENCE_BASE", 1, "String"),
+            ("DP", 1, "Integer"),
+        ):
             assert key in header.info and header.info[key].number == number and header.info[key].type == kind
         generator, encoder = tiny_models
         assert folder_identity(generator)["sha256"] in header.info["NUCEL_LLR"].description
@@ -124,8 +159,13 @@ def test_the_written_vcf_keeps_every_record_with_the_scores_as_info_fields(tiny_
     assert len(records) == len(originals) == len(lines)
     rows = iter(table)
     for record, before in zip(records, originals):
-        assert (record.chrom, record.pos, record.id, record.ref, record.alts) == \
-               (before.chrom, before.pos, before.id, before.ref, before.alts)
+        assert (record.chrom, record.pos, record.id, record.ref, record.alts) == (
+            before.chrom,
+            before.pos,
+            before.id,
+            before.ref,
+            before.alts,
+        )
         assert record.info.get("DP") == before.info.get("DP") and record.samples["sample1"]["GT"] == (0, 1)
         allele_rows = [next(rows) for _ in record.alts]
         assert list(record.info["NUCEL_STATUS"]) == [row["status"] for row in allele_rows]
@@ -149,8 +189,15 @@ def test_an_unsorted_bgzipped_output_is_written_and_said_to_be_unindexed(tiny_mo
     genome_path, chromosomes = genome
     lines = vcf_lines(chromosomes, 10)
     random.Random(2).shuffle(lines)
-    assert score(["--variants", str(write_vcf(tmp_path / "calls.vcf", lines))], tiny_models, genome_path,
-                 tmp_path / "scored.vcf.gz") == 0
+    assert (
+        score(
+            ["--variants", str(write_vcf(tmp_path / "calls.vcf", lines))],
+            tiny_models,
+            genome_path,
+            tmp_path / "scored.vcf.gz",
+        )
+        == 0
+    )
     assert "is not indexed: its records are not sorted" in capsys.readouterr().out
     assert not (tmp_path / "scored.vcf.gz.tbi").exists()
     with pysam.VariantFile(str(tmp_path / "scored.vcf.gz")) as scored:
@@ -171,7 +218,10 @@ def test_regions_restrict_an_indexed_vcf_and_a_plain_one(tiny_models, genome, tm
     assert wanted
     for source, regions in ((indexed, "chr1:1-1000,chr2:100-400"), (plain, str(bed)), (indexed, str(bed))):
         output = tmp_path / "restricted.tsv"
-        assert score(["--variants", str(source), "--regions", regions], tiny_models, genome_path, output, "--overwrite") == 0
+        assert (
+            score(["--variants", str(source), "--regions", regions], tiny_models, genome_path, output, "--overwrite")
+            == 0
+        )
         assert list(dict.fromkeys(row["id"] for row in read_table(output))) == wanted
 
 
@@ -192,8 +242,17 @@ def test_the_projects_brca1_table_is_variant_input(tiny_models, shared_data, tmp
         padded = "N" * (41_180_000 % 60) + brca1
         handle.write("".join(padded[i : i + 60] + "\n" for i in range(0, len(padded), 60)).encode())
     generator, _ = tiny_models
-    command = ["score-variants", "--variants", str(tmp_path / "brca1.tsv"), "--generator", str(generator),
-               "--window", "64", "--device", "cpu"]
+    command = [
+        "score-variants",
+        "--variants",
+        str(tmp_path / "brca1.tsv"),
+        "--generator",
+        str(generator),
+        "--window",
+        "64",
+        "--device",
+        "cpu",
+    ]
     assert cli.main([*command, "--reference", str(reference), "-o", str(tmp_path / "scores.tsv")]) == 0
     scored = read_table(tmp_path / "scores.tsv")
     assert len(scored) == 13 and {row["status"] for row in scored} == {"ok"}
@@ -206,15 +265,32 @@ def test_the_projects_brca1_table_is_variant_input(tiny_models, shared_data, tmp
     assert "13 missing_contig" in out and "'chr17:41180001-41300000' looks like a slice of chr17" in out
 
 
-@pytest.mark.parametrize("content, message", [
-    ("chr1\t5\t.\tA\tG\n", "not a VCF or BCF that htslib can read (a VCF starts with a ##fileformat"),
-    (HEADER + "chr1\tfive\t.\tA\tG\t.\t.\t.\tGT\t0/1\n", "calls.vcf line 7: htslib cannot parse this record"),
-    (HEADER + "chr1\t5\t.\tA\tG\n", "calls.vcf line 7: htslib cannot parse this record (a VCF line has 8"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("chr1\t5\t.\tA\tG\n", "not a VCF or BCF that htslib can read (a VCF starts with a ##fileformat"),
+        (HEADER + "chr1\tfive\t.\tA\tG\t.\t.\t.\tGT\t0/1\n", "calls.vcf line 7: htslib cannot parse this record"),
+        (HEADER + "chr1\t5\t.\tA\tG\n", "calls.vcf line 7: htslib cannot parse this record (a VCF line has 8"),
+    ],
+)
 def test_a_file_htslib_cannot_read_is_one_line_before_any_model_loads(genome, tmp_path, capsys, content, message):
     (tmp_path / "calls.vcf").write_text(content)
-    assert cli.main(["score-variants", "--variants", str(tmp_path / "calls.vcf"), "--reference", str(genome[0]),
-                     "--generator", str(tmp_path / "no-such-model"), "-o", str(tmp_path / "s.tsv")]) == 2
+    assert (
+        cli.main(
+            [
+                "score-variants",
+                "--variants",
+                str(tmp_path / "calls.vcf"),
+                "--reference",
+                str(genome[0]),
+                "--generator",
+                str(tmp_path / "no-such-model"),
+                "-o",
+                str(tmp_path / "s.tsv"),
+            ]
+        )
+        == 2
+    )
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and message in error
     assert not (tmp_path / "s.tsv").exists()
@@ -223,7 +299,21 @@ def test_a_file_htslib_cannot_read_is_one_line_before_any_model_loads(genome, tm
 def test_a_gzipped_vcf_line_is_named_too(genome, tmp_path, capsys):
     with gzip.open(tmp_path / "calls.vcf.gz", "wt") as handle:
         handle.write(HEADER + "chr1\t5\t.\tA\tG\t.\t.\t.\tGT\t0/1\nchr1\tx\t.\tA\tG\t.\t.\t.\tGT\t0/1\n")
-    assert cli.main(["score-variants", "--variants", str(tmp_path / "calls.vcf.gz"), "--reference", str(genome[0]),
-                     "--generator", "none", "-o", str(tmp_path / "s.vcf.gz")]) == 2
+    assert (
+        cli.main(
+            [
+                "score-variants",
+                "--variants",
+                str(tmp_path / "calls.vcf.gz"),
+                "--reference",
+                str(genome[0]),
+                "--generator",
+                "none",
+                "-o",
+                str(tmp_path / "s.vcf.gz"),
+            ]
+        )
+        == 2
+    )
     assert "calls.vcf.gz line 8: htslib cannot parse" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["calls.vcf.gz", "genome.fa", "genome.fa.fai"]

@@ -46,7 +46,9 @@ def vep_data(shared_data):
 def models(tmp_path_factory):
     torch.manual_seed(0)
     root = tmp_path_factory.mktemp("vep-models")
-    generator = save_model_folder(NucELGenerator(NucELConfig.from_preset("tiny-generator", restrict_to_bases=True)), root / "generator")
+    generator = save_model_folder(
+        NucELGenerator(NucELConfig.from_preset("tiny-generator", restrict_to_bases=True)), root / "generator"
+    )
     encoder = save_model_folder(NucELModel(NucELConfig.from_preset("tiny")), root / "encoder")
     return str(generator), str(encoder)
 
@@ -134,8 +136,12 @@ def test_llr_equals_a_hand_computation_from_the_logits_on_both_strands(models, s
     index = variant.position - FIRST_POSITION  # 1-based chromosome position -> 0-based FASTA index
     window = fasta[index - WINDOW // 2 : index + WINDOW // 2]  # the variant at WINDOW // 2
     by_hand = masked_llr(window, WINDOW // 2, variant.ref, variant.alt)
-    other_strand = masked_llr(reverse_complement(window), WINDOW - 1 - WINDOW // 2,
-                              reverse_complement(variant.ref), reverse_complement(variant.alt))
+    other_strand = masked_llr(
+        reverse_complement(window),
+        WINDOW - 1 - WINDOW // 2,
+        reverse_complement(variant.ref),
+        reverse_complement(variant.alt),
+    )
     assert by_hand != pytest.approx(other_strand)
     assert forward.raw[row] == pytest.approx(by_hand, abs=1e-5)
     assert averaged.raw[row] == pytest.approx((by_hand + other_strand) / 2, abs=1e-5)
@@ -155,8 +161,10 @@ def test_a_ref_mismatch_is_a_clear_error_or_counted_and_excluded_on_request(vep_
     table_ref = (folder / TABLE_NAME).read_text().splitlines()[3].split("\t")
     position, ref = int(table_ref[1]), table_ref[2]
     found = fasta[position - FIRST_POSITION]
-    expected = (f"{TABLE_NAME} line 4: REF mismatch at chr17:{position} (1-based; FASTA index {position - FIRST_POSITION}): "
-                f"the table has {ref}, the FASTA has {found}")
+    expected = (
+        f"{TABLE_NAME} line 4: REF mismatch at chr17:{position} (1-based; FASTA index {position - FIRST_POSITION}): "
+        f"the table has {ref}, the FASTA has {found}"
+    )
     with pytest.raises(VepError) as error:
         load_sge_table(folder / TABLE_NAME, folder / FASTA_NAME)
     assert str(error.value).startswith(expected) and "--exclude-ref-mismatches" in str(error.value)
@@ -165,7 +173,9 @@ def test_a_ref_mismatch_is_a_clear_error_or_counted_and_excluded_on_request(vep_
     assert len(table.variants) == 4 and table.ref_checked == 5 and table.excluded == [expected]
 
     # The command line: one line on stderr, exit code 2, no traceback.
-    assert nucel_main(["vep", "--data", str(folder), "--output", str(tmp_path / "out" / "vep"), "--bootstrap", "0"]) == 2
+    assert (
+        nucel_main(["vep", "--data", str(folder), "--output", str(tmp_path / "out" / "vep"), "--bootstrap", "0"]) == 2
+    )
     message = capsys.readouterr().err
     assert message.count("\n") == 1 and expected in message and "Traceback" not in message
     assert not (tmp_path / "out").exists()
@@ -192,20 +202,43 @@ def test_the_consequence_breakdown_partitions_the_variants(full):
     table = full
     groups = by_consequence(table, table.baselines["cadd"])
     assert {name: metrics["n"] for name, metrics in groups.items()} == {
-        "missense": 2086, "synonymous": 544, "intronic": 489, "splice region": 446, "canonical splice": 143,
-        "nonsense": 138, "5' UTR": 47,
+        "missense": 2086,
+        "synonymous": 544,
+        "intronic": 489,
+        "splice region": 446,
+        "canonical splice": 143,
+        "nonsense": 138,
+        "5' UTR": 47,
     }  # the data README's counts
     assert sum(m["n"] for m in groups.values()) == len(table.variants) == 3893
     assert sum(m["n_lof"] for m in groups.values()) == int(table.is_lof.sum()) == 823
     assert groups["5' UTR"]["auroc"] is None  # no LOF variant there: undefined, not a number
     missense = np.array(table.consequences) == "missense"
-    assert groups["missense"]["auroc"] == pytest.approx(roc_auc_score(table.is_lof[missense], table.baselines["cadd"][missense]))
+    assert groups["missense"]["auroc"] == pytest.approx(
+        roc_auc_score(table.is_lof[missense], table.baselines["cadd"][missense])
+    )
 
 
 def test_the_command_writes_the_report_the_json_and_the_figure(vep_data, models, tmp_path):
     output = tmp_path / "results" / "vep"
-    argv = ["--data", str(vep_data), "--generator", models[0], "--model", models[1], "--window", str(WINDOW),
-            "--max-variants", "60", "--bootstrap", "20", "--device", "cpu", "--output", str(output)]
+    argv = [
+        "--data",
+        str(vep_data),
+        "--generator",
+        models[0],
+        "--model",
+        models[1],
+        "--window",
+        str(WINDOW),
+        "--max-variants",
+        "60",
+        "--bootstrap",
+        "20",
+        "--device",
+        "cpu",
+        "--output",
+        str(output),
+    ]
     assert nucel_main(["vep", *argv]) == 0
     report = json.loads((output / "vep-brca1.json").read_text())
     assert [r["kind"] for r in report["results"]] == ["llr", "embedding distance", "baseline", "baseline"]
@@ -216,7 +249,9 @@ def test_the_command_writes_the_report_the_json_and_the_figure(vep_data, models,
     generator = report["results"][0]["provenance"]
     assert generator["class"] == "NucELGenerator" and len(generator["sha256"]) == 64
     markdown = (output / "vep-brca1.md").read_text()
-    assert "--max-variants 60" in markdown and "Evo 2 (1B base)" in markdown and "quoted from the literature" in markdown
+    assert (
+        "--max-variants 60" in markdown and "Evo 2 (1B base)" in markdown and "quoted from the literature" in markdown
+    )
     assert (output / "vep-brca1.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -224,8 +259,24 @@ def test_nucel_benchmark_runs_the_vep_suite(vep_data, models, tmp_path, capsys):
     """`nucel-benchmark --suite vep …` (the earlier program, kept as an alias) is `nucel vep`: same options, same
     report, the command's name in errors."""
     output = tmp_path / "vep"
-    argv = ["--suite", "vep", "--data", str(vep_data), "--generator", models[0], "--window", str(WINDOW),
-            "--max-variants", "30", "--bootstrap", "10", "--device", "cpu", "--output", str(output)]
+    argv = [
+        "--suite",
+        "vep",
+        "--data",
+        str(vep_data),
+        "--generator",
+        models[0],
+        "--window",
+        str(WINDOW),
+        "--max-variants",
+        "30",
+        "--bootstrap",
+        "10",
+        "--device",
+        "cpu",
+        "--output",
+        str(output),
+    ]
     assert benchmark_alias(argv) == 0
     assert f"vep --data {vep_data} --generator" in (output / "vep-brca1.md").read_text()  # the command as run
     capsys.readouterr()

@@ -4,7 +4,12 @@ import torch
 
 from nucel.modeling_nucel.configuration_nucel import BASE_IDS, BOS_ID, CLS_ID, EOS_ID, PAD_ID, SEP_ID
 
-_ID_COMPLEMENT = {BASE_IDS[0]: BASE_IDS[3], BASE_IDS[1]: BASE_IDS[2], BASE_IDS[2]: BASE_IDS[1], BASE_IDS[3]: BASE_IDS[0]}
+_ID_COMPLEMENT = {
+    BASE_IDS[0]: BASE_IDS[3],
+    BASE_IDS[1]: BASE_IDS[2],
+    BASE_IDS[2]: BASE_IDS[1],
+    BASE_IDS[3]: BASE_IDS[0],
+}
 
 
 def reverse_complement_ids(input_ids: torch.Tensor, special_ids: set[int] | None = None) -> torch.Tensor:

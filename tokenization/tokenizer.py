@@ -25,7 +25,6 @@ TOKENS_BEFORE_BASES = 1
 TOKENS_AFTER_BASES = 0
 
 
-
 def token_length(bases: int) -> int:
     """How many tokens the template makes of a sequence of `bases` bases."""
     return TOKENS_BEFORE_BASES + bases + TOKENS_AFTER_BASES

@@ -101,7 +101,11 @@ def tandem_repeat(unit_lengths: tuple[int, int], lengths: tuple[int, int], rng: 
 
 
 def generate_record(
-    length: int, rng: np.random.Generator, chain: list[list[float]], repeats: list[str], motifs: list[str],
+    length: int,
+    rng: np.random.Generator,
+    chain: list[list[float]],
+    repeats: list[str],
+    motifs: list[str],
     leading_gap: bool,
 ) -> str:
     """One record: Markov background with planted repeats, motifs, tandem repeats and N gaps (each a substitution

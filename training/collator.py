@@ -19,7 +19,10 @@ class PretrainingCollator:
     "window_index"}; labels hold the original ids at the selected positions and -100 elsewhere."""
 
     def __init__(
-        self, tokenizer, mask_probability: float = 0.15, mask_token_fraction: float = 0.85,
+        self,
+        tokenizer,
+        mask_probability: float = 0.15,
+        mask_token_fraction: float = 0.85,
         random_token_fraction: float = 0.0,
     ):
         self.tokenizer = tokenizer
@@ -41,7 +44,9 @@ class PretrainingCollator:
         ]
         return {
             "input_ids": pad_sequence([masked for masked, _ in rows], batch_first=True, padding_value=PAD_ID),
-            "attention_mask": pad_sequence([torch.ones(len(ids), dtype=torch.long) for ids in encoded], batch_first=True),
+            "attention_mask": pad_sequence(
+                [torch.ones(len(ids), dtype=torch.long) for ids in encoded], batch_first=True
+            ),
             "labels": pad_sequence([labels for _, labels in rows], batch_first=True, padding_value=IGNORE_INDEX),
             "window_index": torch.tensor([example["window_index"] for example in examples]),
         }

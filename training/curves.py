@@ -117,7 +117,9 @@ def summary_text(records: list[dict]) -> str:
     for name in probe_names(records):
         steps, values = series(records, PROBE_PREFIX + name)
         if steps:
-            lines.append(f"probe test MCC on {name}: {values[0]:.3f} at step {steps[0]}, {values[-1]:.3f} at step {steps[-1]}")
+            lines.append(
+                f"probe test MCC on {name}: {values[0]:.3f} at step {steps[0]}, {values[-1]:.3f} at step {steps[-1]}"
+            )
     if validation and "validation_windows" in validation[-1]:
         windows = validation[-1]["validation_windows"]
         lines.append(f"validation: {windows} windows; discriminator figures over bases only")

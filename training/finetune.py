@@ -35,17 +35,17 @@ import numpy as np
 import torch
 from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments, set_seed
 
-from nucel.core.tables import Split
-from nucel.core.metrics import compute_metrics
-from nucel.core.identity import RANDOM_INIT_PREFIX, model_identity
+from nucel.core.classifiers import TRAINING_LENGTHS, classifier_on, predict_logits, training_lengths
 from nucel.core.files import atomic_folder
+from nucel.core.identity import RANDOM_INIT_PREFIX, model_identity
+from nucel.core.metrics import compute_metrics
 from nucel.core.models import save_model_folder
+from nucel.core.records import FINETUNE_METADATA, RECORD_FORMAT
+from nucel.core.tables import Split
 from nucel.modeling_nucel import NucELConfig, NucELForSequenceClassification
 from nucel.tokenization import build_tokenizer, load_tokenizer, save_tokenizer, token_length
 from nucel.training.finetune_config import FinetuneSettings
 from nucel.training.finetune_data import check_label_sets
-from nucel.core.classifiers import TRAINING_LENGTHS, classifier_on, predict_logits, training_lengths
-from nucel.core.records import FINETUNE_METADATA, RECORD_FORMAT
 
 # Our layer names (ModernBERT's): attention in/out projections and the GeGLU input projection ("Wo" also
 # matches the MLP output). The pooled head and the classifier are new, so they are trained and saved whole
@@ -123,7 +123,9 @@ def build_classifier(model_name_or_path: str, settings: FinetuneSettings):
     set_seed(settings.seed)  # the new head's initialisation (and a random backbone's) follows the seed
     if model_name_or_path.startswith(RANDOM_INIT_PREFIX):
         if settings.method == "lora":
-            raise ValueError("LoRA needs a saved base checkpoint to reload the adapters onto; save the random model first")
+            raise ValueError(
+                "LoRA needs a saved base checkpoint to reload the adapters onto; save the random model first"
+            )
         config = NucELConfig.from_preset(
             model_name_or_path[len(RANDOM_INIT_PREFIX) :],
             id2label=dict(enumerate(settings.label_names)),
@@ -134,7 +136,9 @@ def build_classifier(model_name_or_path: str, settings: FinetuneSettings):
         )
         model = NucELForSequenceClassification(config)
     else:
-        model = classifier_on(model_name_or_path, settings.label_names, settings.problem_type, settings.pooling, settings.head)
+        model = classifier_on(
+            model_name_or_path, settings.label_names, settings.problem_type, settings.pooling, settings.head
+        )
     if settings.method == "frozen":
         # A linear probe: the output layer (hidden × labels weights, labels biases) is all that learns; the
         # settings guarantee the head has no layers of its own.
@@ -180,8 +184,10 @@ def training_arguments(settings: FinetuneSettings, output_dir: str, device: str 
     validation loss kept, one device per process (`device`: cpu, or cuda when available) and `settings.batch_size`
     as the global batch."""
     if device not in (None, "cpu", "cuda", "cuda:0"):
-        raise ValueError(f"--device {device}: fine-tuning trains on the first visible GPU (or the CPU); choose the GPU "
-                         "with CUDA_VISIBLE_DEVICES and give --device cuda")
+        raise ValueError(
+            f"--device {device}: fine-tuning trains on the first visible GPU (or the CPU); choose the GPU "
+            "with CUDA_VISIBLE_DEVICES and give --device cuda"
+        )
     strategy = "steps" if settings.eval_steps else "epoch"
     arguments = OneDeviceArguments(
         output_dir=output_dir,
@@ -215,7 +221,9 @@ def training_arguments(settings: FinetuneSettings, output_dir: str, device: str 
     # Launched on several processes, each takes its share of the batch, so the optimiser still sees batch_size.
     if arguments.world_size > 1:
         if settings.batch_size % arguments.world_size:
-            raise ValueError(f"batch_size {settings.batch_size} does not split evenly over {arguments.world_size} processes")
+            raise ValueError(
+                f"batch_size {settings.batch_size} does not split evenly over {arguments.world_size} processes"
+            )
         arguments.per_device_train_batch_size = settings.batch_size // arguments.world_size
     return arguments
 
@@ -252,13 +260,16 @@ def selected_checkpoint(state, history: list[dict]) -> dict:
     step = int(Path(state.best_model_checkpoint).name.rsplit("-", 1)[1])
     lowest = min(history, key=lambda entry: entry["loss"])
     if step != lowest["step"] or state.best_metric != lowest["loss"]:
-        raise RuntimeError(f"the Trainer restored step {step} (validation loss {state.best_metric}), but the lowest "
-                           f"validation loss was {lowest['loss']} at step {lowest['step']}")
+        raise RuntimeError(
+            f"the Trainer restored step {step} (validation loss {state.best_metric}), but the lowest "
+            f"validation loss was {lowest['loss']} at step {lowest['step']}"
+        )
     return {"step": step, "loss": state.best_metric}
 
 
-def train_with_selection(model, tokenizer, train: Split, validation: Split, settings: FinetuneSettings,
-                         device: str | None = None) -> tuple:
+def train_with_selection(
+    model, tokenizer, train: Split, validation: Split, settings: FinetuneSettings, device: str | None = None
+) -> tuple:
     """Train with the Trainer, evaluating on `validation`; returns (the model with its lowest-validation-loss
     weights restored, a summary dict). Works for any module whose forward takes input_ids, attention_mask and
     labels and returns `.loss`/`.logits` (NucEL, PEFT-wrapped NucEL, the CNN baseline)."""
@@ -279,8 +290,12 @@ def train_with_selection(model, tokenizer, train: Split, validation: Split, sett
         started = time.perf_counter()
         trainer.train()
         train_seconds = time.perf_counter() - started
-        history = [{"step": log["step"], "loss": log["eval_loss"]} for log in trainer.state.log_history if "eval_loss" in log]
-        train_history = [{"step": log["step"], "loss": log["loss"]} for log in trainer.state.log_history if "loss" in log]
+        history = [
+            {"step": log["step"], "loss": log["eval_loss"]} for log in trainer.state.log_history if "eval_loss" in log
+        ]
+        train_history = [
+            {"step": log["step"], "loss": log["loss"]} for log in trainer.state.log_history if "loss" in log
+        ]
         best = selected_checkpoint(trainer.state, history)
         summary = {
             "best_validation_loss": best["loss"],
@@ -328,7 +343,9 @@ def finetune(
     model, summary = train_with_selection(model, tokenizer, train, validation, settings, device)
     result = FinetuneResult(output_dir=Path(output_dir), **summary)
     if test is not None:  # scored before saving, so that the saved folder carries its own test scores
-        result.test_logits = predict_logits(model, tokenizer, test.sequences, settings.batch_size, settings.max_length_bp)
+        result.test_logits = predict_logits(
+            model, tokenizer, test.sequences, settings.batch_size, settings.max_length_bp
+        )
         result.test_metrics = compute_metrics(settings.problem_type, test.labels, result.test_logits)
     metadata = {
         "format": RECORD_FORMAT,
@@ -336,8 +353,11 @@ def finetune(
         "base_model_identity": base_identity,
         "base_model_source": base_model_source(model_name_or_path),
         **asdict(settings),
-        "data": {name: split_provenance(split, settings)
-                 for name, split in (("train", train), ("validation", validation), ("test", test)) if split is not None},
+        "data": {
+            name: split_provenance(split, settings)
+            for name, split in (("train", train), ("validation", validation), ("test", test))
+            if split is not None
+        },
         "examples": held_out_examples(validation, settings),
         **{key: value for key, value in summary.items() if key != "train_seconds"},
         **({"test_metrics": result.test_metrics} if test is not None else {}),
@@ -351,7 +371,7 @@ def finetune(
 
 
 def base_model_source(model_name_or_path: str) -> str:
-    """"random", "local" or "hub": whether `base_model` is a Hub id others can load, a folder on this machine only,
+    """ "random", "local" or "hub": whether `base_model` is a Hub id others can load, a folder on this machine only,
     or no checkpoint at all."""
     if model_name_or_path.startswith(RANDOM_INIT_PREFIX):
         return "random"
@@ -361,8 +381,12 @@ def base_model_source(model_name_or_path: str) -> str:
 def split_provenance(split: Split, settings: FinetuneSettings) -> dict:
     """Where a split came from, its checksum, size, sequence lengths and (classification) rows per label."""
     lengths = [len(sequence) for sequence in split.sequences]
-    record = {"source": split.source, "rows": len(split), "sha256": split.sha256,
-              "length_bp": {"min": min(lengths), "max": max(lengths)}}
+    record = {
+        "source": split.source,
+        "rows": len(split),
+        "sha256": split.sha256,
+        "length_bp": {"min": min(lengths), "max": max(lengths)},
+    }
     if settings.problem_type == "single_label_classification":
         counts = np.bincount(np.asarray(split.labels, dtype=np.int64), minlength=len(settings.label_names))
         record["label_counts"] = {name: int(count) for name, count in zip(settings.label_names, counts)}
@@ -373,7 +397,10 @@ def held_out_examples(validation: Split, settings: FinetuneSettings) -> list[dic
     """One validation sequence per class (or the first two rows for other tasks), for a released model's widget:
     inputs of the task and length the model was trained on, never test rows."""
     if settings.problem_type != "single_label_classification":
-        return [{"sequence": sequence, "label": label} for sequence, label in zip(validation.sequences[:2], validation.labels[:2])]
+        return [
+            {"sequence": sequence, "label": label}
+            for sequence, label in zip(validation.sequences[:2], validation.labels[:2])
+        ]
     first = {}
     for sequence, label in zip(validation.sequences, validation.labels):
         first.setdefault(label, sequence)

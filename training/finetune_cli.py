@@ -21,7 +21,9 @@ CHOICES = {"problem_type": PROBLEM_TYPES, "pooling": POOLINGS, "method": METHODS
 
 def add_arguments(parser) -> None:
     parser.description = __doc__.split("\n\nWhat each")[0]
-    parser.add_argument("--model", required=True, help="checkpoint folder, Hub id, or random:<preset> (e.g. random:tiny)")
+    parser.add_argument(
+        "--model", required=True, help="checkpoint folder, Hub id, or random:<preset> (e.g. random:tiny)"
+    )
     add_output(parser, "folder", "folder for the best model")
     data = parser.add_argument_group("data (files, or a `datasets` dataset)")
     data.add_argument("--train", help="CSV/TSV/parquet file with the training rows")
@@ -31,12 +33,27 @@ def add_arguments(parser) -> None:
     data.add_argument("--train-split", default="train", help="dataset split for training")
     data.add_argument("--validation-split", help="dataset split for validation (default: carve from train)")
     data.add_argument("--test-split", help="dataset split for testing")
-    data.add_argument("--validation-fraction", type=float, default=0.1, help="share of train held out for validation, without --validation")
+    data.add_argument(
+        "--validation-fraction",
+        type=float,
+        default=0.1,
+        help="share of train held out for validation, without --validation",
+    )
     data.add_argument("--validation-seed", type=int, default=2024, help="seed of that hold-out")
     data.add_argument("--sequence-column", help="default: sequence or seq")
-    data.add_argument("--label-column", action="append", help="label column; repeat for multi-label or several regression targets (default: label)")
-    data.add_argument("--label-names", nargs="+", help="single-label classes in id order (default: the distinct training labels, sorted)")
-    settings_options(parser.add_argument_group("task and training"), FinetuneSettings, choices=CHOICES, skip=("label_names",))
+    data.add_argument(
+        "--label-column",
+        action="append",
+        help="label column; repeat for multi-label or several regression targets (default: label)",
+    )
+    data.add_argument(
+        "--label-names",
+        nargs="+",
+        help="single-label classes in id order (default: the distinct training labels, sorted)",
+    )
+    settings_options(
+        parser.add_argument_group("task and training"), FinetuneSettings, choices=CHOICES, skip=("label_names",)
+    )
     add_device(parser)
     add_threads(parser)
     parser.set_defaults(run="nucel.training.finetune_cli:run")
@@ -61,8 +78,10 @@ def run(args: argparse.Namespace) -> None:
     settings = FinetuneSettings(label_names=label_names, **{name: getattr(args, name) for name in SETTINGS})
     train, validation, test = load_splits(args, settings, label_columns)
     result = finetune(args.model, train, validation, args.output, settings, test, args.device)
-    print(f"best validation loss {result.best_validation_loss:.4f} at step {result.best_step} "
-          f"({result.steps_trained} steps, {result.train_seconds:.0f} s); model saved to {result.output_dir}")
+    print(
+        f"best validation loss {result.best_validation_loss:.4f} at step {result.best_step} "
+        f"({result.steps_trained} steps, {result.train_seconds:.0f} s); model saved to {result.output_dir}"
+    )
     if result.test_metrics is not None:
         print("test:", json.dumps(result.test_metrics))
 
@@ -85,4 +104,3 @@ def load_splits(args: argparse.Namespace, settings, label_columns: list[str]) ->
         train, validation, note = carve_validation(train, args.validation_fraction, args.validation_seed)
         print(note)
     return train, validation, test
-

@@ -21,7 +21,10 @@ class FinetuneSettings:
     method: str = "full"  # full: train everything; lora: adapters; frozen: a linear probe of the fixed encoder
     # "modernbert" (dense -> activation -> norm -> linear) or "linear" (the paper's: one linear layer on the pooled
     # vector); None: "linear" for method "frozen" (a linear probe), else "modernbert". Resolved on construction.
-    head: str | None = None  # linear: one linear layer on the pooled vector (the paper's); modernbert: dense -> activation -> norm -> linear (default: linear for frozen, else modernbert)
+    head: str | None = (
+        None  # linear: one linear layer on the pooled vector (the paper's); modernbert: dense -> activation -> norm
+        # -> linear (default: linear for frozen, else modernbert)
+    )
     learning_rate: float = 3e-5  # peak learning rate
     batch_size: int = 32  # sequences per optimiser step
     epochs: float = 3.0  # passes over the training data (max_steps wins)

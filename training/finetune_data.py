@@ -17,7 +17,6 @@ from nucel.core.files import file_sha256
 from nucel.core.tables import Split, TableError, check_sequence, find_sequence_column, read_table, require_columns
 from nucel.training.finetune_config import FinetuneSettings
 
-
 SPELLINGS = {"names": "class names", "ids": "integer ids"}
 
 
@@ -34,6 +33,7 @@ def spelling_of(texts: list[str], label_names: list[str]) -> str:
         return "ids"
     return "mixed"
 
+
 def labelled_split(
     rows: list[tuple[str, dict]],
     sequence_column: str,
@@ -47,11 +47,15 @@ def labelled_split(
         raise TableError(f"{source}: empty split (no rows)")
     spelling = ""
     if settings.problem_type == "single_label_classification":
-        check_class_labels(source, [(row_source, row[label_columns[0]]) for row_source, row in rows], settings.label_names)
+        check_class_labels(
+            source, [(row_source, row[label_columns[0]]) for row_source, row in rows], settings.label_names
+        )
         spelling = spelling_of([str(row[label_columns[0]]).strip() for _, row in rows], settings.label_names)
         if spelling == "mixed":
-            raise TableError(f"{source}: the labels mix class names {settings.label_names} with integer ids; write every "
-                             "label the same way (the names, as the training split does)")
+            raise TableError(
+                f"{source}: the labels mix class names {settings.label_names} with integer ids; write every "
+                "label the same way (the names, as the training split does)"
+            )
     sequences, labels = [], []
     for row_source, row in rows:
         sequences.append(check_sequence(row[sequence_column], row_source))
@@ -90,7 +94,9 @@ def read_labelled_data(
     return labelled_split(rows, sequence_column, label_columns, settings, str(path), file_sha256(path))
 
 
-def dataset_split(dataset, settings: FinetuneSettings, label_columns: list[str], sequence_column: str = "sequence") -> Split:
+def dataset_split(
+    dataset, settings: FinetuneSettings, label_columns: list[str], sequence_column: str = "sequence"
+) -> Split:
     """A `datasets.Dataset` -> Split (a hash of its Arrow fingerprint stands in for the file checksum)."""
     name = f"dataset {dataset.info.dataset_name or '(in memory)'} split {dataset.split or '(unnamed)'}"
     require_columns(name, dataset.column_names, [sequence_column, *label_columns])
@@ -108,9 +114,15 @@ def check_class_labels(source: str, labelled: list[tuple[str, object]], label_na
         if not text:
             reason = "an empty label"
         elif not text.lstrip("-").isdigit() and is_number(text):
-            reason = f"a fractional label such as {text!r} (a class is a name or an integer id; numeric targets need --problem-type regression)"
-        elif label_names is not None and text not in label_names and not (
-                ids_allowed(label_names) and text.isdigit() and int(text) < len(label_names)):
+            reason = (
+                f"a fractional label such as {text!r} (a class is a name or an integer id; numeric targets need "
+                "--problem-type regression)"
+            )
+        elif (
+            label_names is not None
+            and text not in label_names
+            and not (ids_allowed(label_names) and text.isdigit() and int(text) < len(label_names))
+        ):
             reason = f"a class not among the training classes {label_names}"
         else:
             continue
@@ -119,7 +131,11 @@ def check_class_labels(source: str, labelled: list[tuple[str, object]], label_na
         parts = []
         for reason, rows in problems.items():
             values = sorted({text for _, text in rows})
-            shown = f" ({', '.join(repr(v) for v in values[:5])}{', …' if len(values) > 5 else ''})" if label_names is not None and values != [""] else ""
+            shown = (
+                f" ({', '.join(repr(v) for v in values[:5])}{', …' if len(values) > 5 else ''})"
+                if label_names is not None and values != [""]
+                else ""
+            )
             first = rows[0][0].removeprefix(f"{source} ")  # "line 7" of the file the message names
             parts.append(f"{len(rows)} with {reason}{shown} (first at {first})")
         raise TableError(f"{source}: of {len(labelled)} rows, " + "; ".join(parts) + "; fix or remove those rows")
@@ -140,8 +156,10 @@ def label_names_from(path: str | Path, label_column: str) -> list[str]:
     check_class_labels(str(path), [(source, row[label_column]) for source, row in rows])
     values = {str(row[label_column]).strip() for _, row in rows}
     if len(values) < 2:
-        raise TableError(f"{path}: all {len(rows)} rows are class {next(iter(values), '')!r}: a classifier needs training "
-                         "rows of at least two classes")
+        raise TableError(
+            f"{path}: all {len(rows)} rows are class {next(iter(values), '')!r}: a classifier needs training "
+            "rows of at least two classes"
+        )
     if all(value.lstrip("-").isdigit() for value in values):
         return sorted(values, key=int)
     return sorted(values)
@@ -158,23 +176,29 @@ def check_label_sets(train: Split, others: dict[str, Split], settings: FinetuneS
         for index, name in enumerate(names):
             values = {row[index] for row in train.labels}
             if len(values) < 2:
-                raise TableError(f"{train.source}: label column {name!r} is {next(iter(values)):g} in all {len(train)} "
-                                 "training rows: nothing to learn for it (remove the column or add rows of the other value)")
+                raise TableError(
+                    f"{train.source}: label column {name!r} is {next(iter(values)):g} in all {len(train)} "
+                    "training rows: nothing to learn for it (remove the column or add rows of the other value)"
+                )
         return
     counts = Counter(train.labels)
     if len(counts) < 2:
         only = names[next(iter(counts))]
-        raise TableError(f"{train.source}: all {len(train)} training rows are class {only!r}: a classifier needs training "
-                         f"rows of at least two classes (the classes are {names})")
+        raise TableError(
+            f"{train.source}: all {len(train)} training rows are class {only!r}: a classifier needs training "
+            f"rows of at least two classes (the classes are {names})"
+        )
     for role, split in others.items():
         if split.label_spelling and train.label_spelling and split.label_spelling != train.label_spelling:
-            raise TableError(f"{split.source}: the {role} labels are {SPELLINGS[split.label_spelling]} but the training "
-                             f"labels ({train.source}) are {SPELLINGS[train.label_spelling]} of {names}; write both the "
-                             "same way, as the class names")
+            raise TableError(
+                f"{split.source}: the {role} labels are {SPELLINGS[split.label_spelling]} but the training "
+                f"labels ({train.source}) are {SPELLINGS[train.label_spelling]} of {names}; write both the "
+                "same way, as the class names"
+            )
         unseen = Counter(label for label in split.labels if label not in counts)
         if unseen:
             found = ", ".join(f"{count} of class {names[label]!r}" for label, count in sorted(unseen.items()))
-            raise TableError(f"{split.source}: {found} of {len(split)} {role} rows, a class the training split "
-                             f"{train.source} has no row of; a model cannot learn it from there")
-
-
+            raise TableError(
+                f"{split.source}: {found} of {len(split)} {role} rows, a class the training split "
+                f"{train.source} has no row of; a model cannot learn it from there"
+            )

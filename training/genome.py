@@ -1,16 +1,17 @@
 """Genome FASTA -> overlapping windows -> a cached Arrow dataset -> random crops for pre-training.
 
-The paper's recipe (docs/design.md, "The paper's pre-training recipe"): windows of 1224 bp overlapping by 100 bp, and a random 1024-bp crop of a
-window each time it is drawn. Around that:
+The paper's recipe (docs/design.md, "The paper's pre-training recipe"): windows of 1224 bp overlapping by 100 bp, and a
+random 1024-bp crop of a window each time it is drawn. Around that:
 
 * Long runs of N (assembly gaps, unsequenced ends) cut a record into pieces that are windowed separately, and
   windows that are still mostly N are dropped; both thresholds are settings and every drop is counted.
 * Records whose names match `skip_contigs` (by default alternate haplotypes, unplaced and unlocalised scaffolds,
   patches, decoys, EBV and HLA alleles) are not windowed: they duplicate the primary assembly or are not human.
   The records and bases skipped are counted.
-* The validation set is held out by genomic region: the last `validation_fraction` of every record is windowed on
-  its own, so no training window shares a base with a validation window. Validation draws a fixed, seeded sample
-  spread over all of these windows (`validation_sample`), so it represents every record, not the first one.
+* The validation set is held out by genomic region: the last `validation_fraction` of every record, or with
+  `validation_block_length` blocks of that length spread along every record (one in every round(1 / fraction)), is
+  windowed on its own, so no training window shares a base with a validation window. Validation draws a fixed, seeded
+  sample spread over all of these windows (`validation_sample`), so it represents every record, not the first one.
 * Windows are written once to Arrow files (memory-mapped `datasets.Dataset`s) under a folder named by a hash of the
   input files and the settings, and reused by later runs. The folder is built under a temporary name and renamed
   when complete, so a failure (bad FASTA, full disk, Ctrl-C) never leaves a cache that a later run would trust.
@@ -41,7 +42,13 @@ from nucel.training.pretraining_config import WindowSettings
 CACHE_FORMAT_VERSION = 2
 SPLITS = ("train", "validation")
 WINDOW_SCHEMA = pa.schema(
-    [("source", pa.string()), ("record", pa.string()), ("start", pa.int64()), ("end", pa.int64()), ("sequence", pa.string())]
+    [
+        ("source", pa.string()),
+        ("record", pa.string()),
+        ("start", pa.int64()),
+        ("end", pa.int64()),
+        ("sequence", pa.string()),
+    ]
 )
 _ROWS_PER_ARROW_BATCH = 1000
 _IS_BASE = np.zeros(256, dtype=bool)
@@ -50,8 +57,6 @@ _IS_BASE[np.frombuffer(b"ACGTacgt", dtype=np.uint8)] = True
 
 class GenomeDataError(ValueError):
     """Genome input that yields no usable windows; the message names the files and the reason."""
-
-
 
 
 @dataclass
@@ -103,12 +108,34 @@ def _pieces_between(start: int, end: int, runs: list[tuple[int, int]]) -> Iterat
         yield position, end
 
 
+def split_regions(length: int, settings: WindowSettings) -> list[tuple[str, int, int]]:
+    """(split, start, end) regions of a record of `length` bases, in order: the last `validation_fraction` held out,
+    or blocks of `validation_block_length` bases (shorter in a short record) of which every
+    round(1 / validation_fraction)-th, from the middle one of the first such group on, is held out: spread over
+    the record, never its end alone."""
+    if not settings.validation_block_length or not settings.validation_fraction:
+        validation_start = length - int(round(length * settings.validation_fraction))
+        return [("train", 0, validation_start), ("validation", validation_start, length)]
+    every = max(2, round(1 / settings.validation_fraction))
+    # A record shorter than `every` blocks gets shorter blocks, so that it too holds out its share, in its middle.
+    block = max(1, min(settings.validation_block_length, length // every))
+    regions = []
+    for index, start in enumerate(range(0, length, block)):
+        split = "validation" if index % every == every // 2 else "train"
+        end = min(start + block, length)
+        if regions and regions[-1][0] == split:
+            regions[-1] = (split, regions[-1][1], end)
+        else:
+            regions.append((split, start, end))
+    return regions
+
+
 def plan_windows(sequence: str, settings: WindowSettings, counts: WindowCounts) -> list[tuple[str, int, int]]:
     """(split, start, end) of the windows of one record, updating `counts`.
 
-    The record is cut into a training region and a validation region (its last `validation_fraction`), each cut
-    further at long N runs; each piece is tiled from its start with `window_length` windows `stride` apart, the
-    last one ending at the piece's end (possibly shorter; dropped below `min_window_length`).
+    The record is cut into training and validation regions (`validation_regions`), each cut further at long N
+    runs; each piece is tiled from its start with `window_length` windows `stride` apart, the last one ending at the
+    piece's end (possibly shorter; dropped below `min_window_length`).
     """
     is_base = _IS_BASE[np.frombuffer(sequence.encode("ascii"), dtype=np.uint8)]
     length = len(sequence)
@@ -118,9 +145,8 @@ def plan_windows(sequence: str, settings: WindowSettings, counts: WindowCounts) 
     runs = long_n_runs(is_base, settings.split_at_n_run)
     counts.n_runs_split += len(runs)
 
-    validation_start = length - int(round(length * settings.validation_fraction))
     windows = []
-    for split, region_start, region_end in (("train", 0, validation_start), ("validation", validation_start, length)):
+    for split, region_start, region_end in split_regions(length, settings):
         for piece_start, piece_end in _pieces_between(region_start, region_end, runs):
             for start in range(piece_start, piece_end, settings.stride):
                 end = min(start + settings.window_length, piece_end)
@@ -163,7 +189,9 @@ def cache_key(files: Sequence[Path], settings: WindowSettings) -> str:
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:20]
 
 
-def prepare_windows(fasta_files: Sequence[str | Path], settings: WindowSettings, cache_dir: str | Path) -> GenomeWindows:
+def prepare_windows(
+    fasta_files: Sequence[str | Path], settings: WindowSettings, cache_dir: str | Path
+) -> GenomeWindows:
     """Window the FASTA files into `cache_dir`, or reuse the cache built earlier from the same files and settings.
 
     Raises FastaError for a missing, unreadable, empty or truncated file and GenomeDataError when no training or
@@ -188,13 +216,20 @@ def _build_cache(files: list[Path], settings: WindowSettings, folder: Path) -> N
         counts = _write_windows(files, settings, staging)
         names = ", ".join(str(path) for path in files)
         if counts.train_windows == 0:
-            raise GenomeDataError(f"{names}: no training windows ({counts.describe()}); is the genome all N or shorter than a window?")
+            raise GenomeDataError(
+                f"{names}: no training windows ({counts.describe()}); is the genome all N or shorter than a window?"
+            )
         if counts.validation_windows == 0 and settings.validation_fraction > 0:
             raise GenomeDataError(
-                f"{names}: no validation windows ({counts.describe()}); the last {settings.validation_fraction:.1%} of each "
-                f"record is shorter than min_window_length={settings.min_window_length} or mostly N: raise validation_fraction"
+                f"{names}: no validation windows ({counts.describe()}); the last {settings.validation_fraction:.1%} of "
+                f"each record is shorter than min_window_length={settings.min_window_length} or mostly N: raise "
+                "validation_fraction"
             )
-        summary = {"files": [str(path.resolve()) for path in files], "settings": asdict(settings), "counts": asdict(counts)}
+        summary = {
+            "files": [str(path.resolve()) for path in files],
+            "settings": asdict(settings),
+            "counts": asdict(counts),
+        }
         (staging / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
 
 
@@ -293,7 +328,15 @@ class WindowBatchSampler(torch.utils.data.Sampler):
     `start_batch` skips exactly the batches an earlier run consumed.
     """
 
-    def __init__(self, num_windows: int, batch_size: int, seed: int, num_processes: int = 1, process_index: int = 0, start_batch: int = 0):
+    def __init__(
+        self,
+        num_windows: int,
+        batch_size: int,
+        seed: int,
+        num_processes: int = 1,
+        process_index: int = 0,
+        start_batch: int = 0,
+    ):
         self.global_batch = batch_size * num_processes
         if num_windows < self.global_batch:
             raise GenomeDataError(

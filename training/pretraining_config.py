@@ -35,8 +35,10 @@ class WindowSettings:
     max_n_fraction: float = 0.5
     # Pieces shorter than this (record ends, DNA between two N runs) are dropped.
     min_window_length: int = 200
-    # The last fraction of every record is the validation region.
+    # The share of every record held out for validation: its last `validation_fraction`, or with a block length,
+    # blocks of that many bases spread along the record (every round(1 / validation_fraction)-th block).
     validation_fraction: float = 0.01
+    validation_block_length: int = 0
     # Records whose name matches one of these regular expressions (re.search) are skipped; () windows every record.
     skip_contigs: tuple[str, ...] = DEFAULT_SKIP_CONTIGS
 
@@ -57,6 +59,11 @@ class WindowSettings:
             raise ValueError(f"max_n_fraction must be in [0, 1], got {self.max_n_fraction}")
         if not 0 <= self.validation_fraction < 1:
             raise ValueError(f"validation_fraction must be in [0, 1), got {self.validation_fraction}")
+        if self.validation_block_length < 0 or (self.validation_block_length and self.validation_fraction > 0.5):
+            raise ValueError(
+                f"validation_block_length {self.validation_block_length} needs a validation_fraction of at "
+                f"most 0.5 (one block in every round(1 / fraction)), got {self.validation_fraction}"
+            )
 
     @property
     def stride(self) -> int:
@@ -107,6 +114,10 @@ class PretrainingConfig:
     max_n_fraction: float = WindowSettings.max_n_fraction
     min_window_length: int = WindowSettings.min_window_length
     validation_fraction: float = WindowSettings.validation_fraction
+    validation_block_length: int = WindowSettings.validation_block_length  # 0: the tail of each record
+    # FASTA files of another genome (another species) scored at every validation as an out-of-distribution check
+    # ("ood_validation_" figures), windowed as the training genome is.
+    ood_validation_fasta: list[str] = field(default_factory=list)
     skip_contigs: list[str] = field(default_factory=lambda: list(WindowSettings.skip_contigs))  # regexes; [] keeps all
     crop_length: int = 1024
     random_strand: bool = True  # each crop read from a random strand (reverse-complemented with probability 1/2)
@@ -145,7 +156,7 @@ class PretrainingConfig:
     report_to: str = "tensorboard"  # an Accelerate tracker name, or "none"
 
     def __post_init__(self):
-        for name in ("fasta", "skip_contigs", "probe_tasks"):
+        for name in ("fasta", "skip_contigs", "probe_tasks", "ood_validation_fasta"):
             if isinstance(getattr(self, name), str):  # one value in YAML
                 setattr(self, name, [getattr(self, name)])
         if self.objective not in OBJECTIVES:
@@ -155,22 +166,37 @@ class PretrainingConfig:
                 f"attn_implementation must be one of {ATTENTION_IMPLEMENTATIONS}, got {self.attn_implementation!r}"
             )
         if self.init_generator_from and self.objective != "rtd":
-            raise ValueError("init_generator_from is for objective rtd (the MLM baseline has no generator); use init_from")
+            raise ValueError(
+                "init_generator_from is for objective rtd (the MLM baseline has no generator); use init_from"
+            )
         if min(self.log_every, self.eval_every, self.save_every, self.probe_every) < 1:
             raise ValueError("log_every, eval_every, save_every and probe_every must be at least 1")
         if not self.fasta:
-            raise ValueError("no genome given: set `fasta` to FASTA files (or to 'builtin' for the synthetic demo genome)")
+            raise ValueError(
+                "no genome given: set `fasta` to FASTA files (or to 'builtin' for the synthetic demo genome)"
+            )
         if self.max_steps is None and self.epochs is None:
             raise ValueError("set max_steps or epochs (max_steps wins when both are set)")
-        counts = {name: getattr(self, name) for name in ("crop_length", "per_device_batch_size", "global_batch_size",
-                                                          "eval_windows", "keep_checkpoints", "builtin_genome_length")}
+        counts = {
+            name: getattr(self, name)
+            for name in (
+                "crop_length",
+                "per_device_batch_size",
+                "global_batch_size",
+                "eval_windows",
+                "keep_checkpoints",
+                "builtin_genome_length",
+            )
+        }
         if self.max_steps is not None:
             counts["max_steps"] = self.max_steps
         if too_small := [f"{name} {value}" for name, value in counts.items() if value < 1]:
             raise ValueError(f"{', '.join(too_small)}: give at least 1")
         if (self.epochs is not None and self.epochs <= 0) or self.learning_rate < 0 or self.warmup_steps < 0:
-            raise ValueError(f"epochs ({self.epochs}) must be positive, learning_rate ({self.learning_rate}) and "
-                             f"warmup_steps ({self.warmup_steps}) at least 0")
+            raise ValueError(
+                f"epochs ({self.epochs}) must be positive, learning_rate ({self.learning_rate}) and "
+                f"warmup_steps ({self.warmup_steps}) at least 0"
+            )
         if self.crop_length > self.window_length:
             raise ValueError(f"crop_length {self.crop_length} is longer than window_length {self.window_length}")
         if self.mixed_precision not in ("no", "fp16", "bf16"):
@@ -184,15 +210,21 @@ class PretrainingConfig:
         if self.replacement not in REPLACEMENTS:
             raise ValueError(f"replacement must be one of {REPLACEMENTS}, got {self.replacement!r}")
         if self.replacement == "uniform" and self.embedding_sharing != "none":
-            raise ValueError("replacement 'uniform' runs no generator, whose embedding could be shared: embedding_sharing none")
+            raise ValueError(
+                "replacement 'uniform' runs no generator, whose embedding could be shared: embedding_sharing none"
+            )
         if self.replacement == "uniform" and self.init_generator_from:
             raise ValueError("replacement 'uniform' runs no generator: leave out init_generator_from")
         # What a folder holds cannot go where a shared table lives: the discriminator's table is the generator's in
         # gdes (its own holds only the difference), and a tied generator has no table of its own.
         if self.init_from and self.embedding_sharing == "gdes":
-            raise ValueError("init_from with embedding_sharing gdes: the discriminator's table is the generator's; use none or tied")
+            raise ValueError(
+                "init_from with embedding_sharing gdes: the discriminator's table is the generator's; use none or tied"
+            )
         if self.init_generator_from and self.embedding_sharing == "tied":
-            raise ValueError("init_generator_from with embedding_sharing tied: the generator has no table; use none or gdes")
+            raise ValueError(
+                "init_generator_from with embedding_sharing tied: the generator has no table; use none or gdes"
+            )
         if self.sampling_temperature_schedule not in TEMPERATURE_SCHEDULES:
             schedule = self.sampling_temperature_schedule
             raise ValueError(f"sampling_temperature_schedule must be one of {TEMPERATURE_SCHEDULES}, got {schedule!r}")
@@ -255,5 +287,3 @@ def load_config(path: str | Path | None, overrides: dict | None = None) -> Pretr
             raise ValueError(f"{path}: unknown setting(s) {unknown}; known settings are {sorted(known)}")
     values.update({key: value for key, value in (overrides or {}).items() if value is not None})
     return PretrainingConfig(**values)
-
-

@@ -2,8 +2,8 @@
 
 For each task folder (GUE layout: train.csv and test.csv, or dev.csv when there is no test.csv; columns sequence,
 label), a fixed, seeded subsample of train and test sequences is embedded by the frozen encoder (the mean of its
-last hidden states over the bases, [CLS] excluded: `nucel.core.embeddings.embed_sequences`), and a logistic regression on
-standardised embeddings is fitted on the train part and scored by MCC on the test part. The same sequences are used
+last hidden states over the bases, [CLS] excluded: `nucel.core.embeddings.embed_sequences`), and a logistic regression
+on standardised embeddings is fitted on the train part and scored by MCC on the test part. The same sequences are used
 at every probe, so the scores of a run are comparable from step to step; step 0 (random initialisation) is the
 baseline a useful pre-training rises above.
 """

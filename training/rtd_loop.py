@@ -26,6 +26,7 @@ from contextlib import nullcontext
 from dataclasses import asdict
 from pathlib import Path
 
+import datasets
 import torch
 from accelerate import Accelerator, PartialState
 from accelerate.utils import set_seed
@@ -41,30 +42,36 @@ from nucel.training.builtin_genome import write_builtin_genome
 from nucel.training.collator import PretrainingCollator
 from nucel.training.curves import summary_text, write_curves
 from nucel.training.genome import GenomeCrops, GenomeWindows, WindowBatchSampler, prepare_windows, validation_sample
-from nucel.training.run_outputs import JsonLinesLog, export_models, find_checkpoint, save_checkpoint
 from nucel.training.pretraining_config import BUILTIN, PretrainingConfig
 from nucel.training.probe import load_probe_task, probe_figures
 from nucel.training.rtd_metrics import MetricTally
+from nucel.training.run_outputs import JsonLinesLog, export_models, find_checkpoint, save_checkpoint
 
 # Config values that change what a network computes without changing its weights' shapes: `init_from` reports
 # those in which a checkpoint differs from the run's model.
 COMPUTATION_FIELDS = (
-    "num_attention_heads", "hidden_activation", "norm_eps", "global_rope_theta", "local_rope_theta",
-    "global_attn_every_n_layers", "local_attention",
+    "num_attention_heads",
+    "hidden_activation",
+    "norm_eps",
+    "global_rope_theta",
+    "local_rope_theta",
+    "global_attn_every_n_layers",
+    "local_attention",
 )
-
-
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # Building blocks
 
 
-def load_genome(config: PretrainingConfig) -> GenomeWindows:
+def load_genome(config: PretrainingConfig, fasta: list[str] | None = None) -> GenomeWindows:
+    """The windows of the run's genome, or of `fasta` (the out-of-distribution check's genome)."""
     cache_dir = Path(config.cache_dir).expanduser()
     files = [
-        write_builtin_genome(cache_dir / "builtin_genome", config.builtin_genome_length) if name == BUILTIN else Path(name).expanduser()
-        for name in config.fasta
+        write_builtin_genome(cache_dir / "builtin_genome", config.builtin_genome_length)
+        if name == BUILTIN
+        else Path(name).expanduser()
+        for name in (config.fasta if fasta is None else fasta)
     ]
     return prepare_windows(files, config.window_settings(), cache_dir / "genome_windows")
 
@@ -137,10 +144,15 @@ def copy_weights(setting: str, source: str, model_class, target: nn.Module) -> s
     missing, extra = sorted(expected.keys() - loaded.keys()), sorted(loaded.keys() - expected.keys())
     reshaped = [
         f"{name}: checkpoint {tuple(loaded[name].shape)}, model {tuple(expected[name].shape)}"
-        for name in sorted(expected.keys() & loaded.keys()) if loaded[name].shape != expected[name].shape
+        for name in sorted(expected.keys() & loaded.keys())
+        if loaded[name].shape != expected[name].shape
     ]
     if missing or extra or reshaped:
-        kinds = ((missing, "weights missing from the checkpoint"), (extra, "weights the model lacks"), (reshaped, "of another shape"))
+        kinds = (
+            (missing, "weights missing from the checkpoint"),
+            (extra, "weights the model lacks"),
+            (reshaped, "of another shape"),
+        )
         problems = "; ".join(f"{len(group)} {what} (e.g. {', '.join(group[:3])})" for group, what in kinds if group)
         preset_setting = "model_preset" if setting == "init_from" else "generator_preset"
         raise ValueError(
@@ -151,7 +163,8 @@ def copy_weights(setting: str, source: str, model_class, target: nn.Module) -> s
     target.load_state_dict(loaded)
     differences = [
         f"{name} {getattr(checkpoint.config, name)!r} (run: {getattr(target.config, name)!r})"
-        for name in COMPUTATION_FIELDS if getattr(checkpoint.config, name) != getattr(target.config, name)
+        for name in COMPUTATION_FIELDS
+        if getattr(checkpoint.config, name) != getattr(target.config, name)
     ]
     report = f"{setting}: {len(loaded)} weights copied from {source}"
     if differences:
@@ -231,7 +244,9 @@ def run_pretraining(config: PretrainingConfig, resume: str | None = None, export
         eps=config.adam_epsilon,
     )
     # The scheduler stays outside `prepare` (which would step it once per process) and is stepped once per update.
-    scheduler = get_scheduler(config.lr_scheduler, optimizer, num_warmup_steps=config.warmup_steps, num_training_steps=max_steps)
+    scheduler = get_scheduler(
+        config.lr_scheduler, optimizer, num_warmup_steps=config.warmup_steps, num_training_steps=max_steps
+    )
     model, optimizer = accelerator.prepare(model, optimizer)
     accelerator.register_for_checkpointing(scheduler)
 
@@ -250,7 +265,14 @@ def run_pretraining(config: PretrainingConfig, resume: str | None = None, export
         tokenizer, config.mask_probability, config.mask_token_fraction, config.random_token_fraction
     )
     train_loader = build_train_loader(genome, config, accelerator, collator, start_batch=start_step * accumulation)
-    validation_loader = build_validation_loader(genome, config, accelerator, collator)
+    validation_loader = build_validation_loader(genome.validation, config, accelerator, collator)
+    # Another species' genome, all of it held out: how far what was learned carries beyond the training genome.
+    ood_loader = None
+    if config.ood_validation_fasta:
+        ood = load_genome(config, config.ood_validation_fasta)
+        ood_loader = build_validation_loader(
+            datasets.concatenate_datasets([ood.train, ood.validation]), config, accelerator, collator
+        )
     # Every process reads the tasks, so that a bad folder stops them all; the main process probes.
     probe_tasks = [
         load_probe_task(folder, config.probe_train_examples, config.probe_test_examples, config.seed)
@@ -261,15 +283,28 @@ def run_pretraining(config: PretrainingConfig, resume: str | None = None, export
         output_dir.mkdir(parents=True, exist_ok=True)
     log = JsonLinesLog(output_dir / RUN_LOG, accelerator.is_main_process, start_step if resume is not None else None)
     if config.report_to != "none":
-        accelerator.init_trackers("tensorboard", config={k: str(v) if isinstance(v, list) or v is None else v for k, v in asdict(config).items()})
+        accelerator.init_trackers(
+            "tensorboard",
+            config={k: str(v) if isinstance(v, list) or v is None else v for k, v in asdict(config).items()},
+        )
     if start_step == 0:
-        log.write({"step": 0, "windows": asdict(genome.counts), "cache": str(genome.folder), "max_steps": max_steps,
-                   "gradient_accumulation_steps": accumulation, "num_processes": accelerator.num_processes})
+        log.write(
+            {
+                "step": 0,
+                "windows": asdict(genome.counts),
+                "cache": str(genome.folder),
+                "max_steps": max_steps,
+                "gradient_accumulation_steps": accumulation,
+                "num_processes": accelerator.num_processes,
+            }
+        )
         if config.probe_tasks:  # the random-initialisation baseline (or the init_from model's score)
             probe(accelerator, model, probe_tasks, log, step=0)
 
     tally = MetricTally(config.objective, accelerator.device, config.seed)
-    progress = tqdm(total=max_steps, initial=start_step, disable=not accelerator.is_local_main_process, desc=config.objective)
+    progress = tqdm(
+        total=max_steps, initial=start_step, disable=not accelerator.is_local_main_process, desc=config.objective
+    )
     batches = iter(train_loader)
     training_seconds = 0.0  # time in training steps since the last log line, for tokens/s
     model.train()
@@ -306,6 +341,11 @@ def run_pretraining(config: PretrainingConfig, resume: str | None = None, export
         if step % config.eval_every == 0 or step == max_steps:
             figures = evaluate(accelerator, model, validation_loader, config)
             record_figures(accelerator, log, step, {f"validation_{name}": value for name, value in figures.items()})
+            if ood_loader is not None:
+                figures = evaluate(accelerator, model, ood_loader, config)
+                record_figures(
+                    accelerator, log, step, {f"ood_validation_{name}": value for name, value in figures.items()}
+                )
         if config.probe_tasks and (step % config.probe_every == 0 or step == max_steps):
             probe(accelerator, model, probe_tasks, log, step)
         if step % config.save_every == 0 or step == max_steps:
@@ -359,28 +399,40 @@ def record_figures(accelerator: Accelerator, log: JsonLinesLog, step: int, figur
         accelerator.log(figures, step=step)
 
 
-def build_train_loader(genome: GenomeWindows, config: PretrainingConfig, accelerator: Accelerator, collator, start_batch: int = 0):
+def build_train_loader(
+    genome: GenomeWindows, config: PretrainingConfig, accelerator: Accelerator, collator, start_batch: int = 0
+):
     crops = GenomeCrops(genome.train, config.crop_length, config.seed, config.random_strand)
     sampler = WindowBatchSampler(
-        len(genome.train), config.per_device_batch_size, config.seed,
-        accelerator.num_processes, accelerator.process_index, start_batch,
+        len(genome.train),
+        config.per_device_batch_size,
+        config.seed,
+        accelerator.num_processes,
+        accelerator.process_index,
+        start_batch,
     )
     # An explicit generator: otherwise each new iterator would draw its seed from the global torch RNG, which the
     # model's sampling uses, and a resumed run would drift from an uninterrupted one.
     return torch.utils.data.DataLoader(
-        crops, batch_sampler=sampler, collate_fn=collator, num_workers=config.num_workers,
+        crops,
+        batch_sampler=sampler,
+        collate_fn=collator,
+        num_workers=config.num_workers,
         generator=torch.Generator().manual_seed(config.seed),
     )
 
 
-def build_validation_loader(genome: GenomeWindows, config: PretrainingConfig, accelerator: Accelerator, collator):
-    """The same crops of the same `eval_windows` validation windows (all of them where there are fewer) every time,
-    a seeded sample spread over every record (`genome.validation_sample`), shared out between processes."""
-    crops = GenomeCrops(genome.validation, config.crop_length, config.seed, config.random_strand)
-    keys = [(0, index) for index in validation_sample(len(genome.validation), config.eval_windows, config.seed)]
+def build_validation_loader(windows, config: PretrainingConfig, accelerator: Accelerator, collator):
+    """The same crops of the same `eval_windows` of the held-out `windows` (all of them where there are fewer) every
+    time, a seeded sample spread over every record (`validation_sample`), shared out between processes."""
+    crops = GenomeCrops(windows, config.crop_length, config.seed, config.random_strand)
+    keys = [(0, index) for index in validation_sample(len(windows), config.eval_windows, config.seed)]
     return torch.utils.data.DataLoader(
-        crops, sampler=keys[accelerator.process_index :: accelerator.num_processes],
-        batch_size=config.per_device_batch_size, collate_fn=collator, num_workers=config.num_workers,
+        crops,
+        sampler=keys[accelerator.process_index :: accelerator.num_processes],
+        batch_size=config.per_device_batch_size,
+        collate_fn=collator,
+        num_workers=config.num_workers,
         generator=torch.Generator().manual_seed(config.seed),
     )
 

@@ -1,6 +1,7 @@
 """The figures of a pre-training run, tallied over a logging interval or a validation pass.
 
-Beside the losses, the figures that tell whether replaced token detection learned anything (docs/design.md, "Trap: a discriminator that learns only the replaced rate").
+Beside the losses, the figures that tell whether replaced token detection learned anything
+(docs/design.md, "Trap: a discriminator that learns only the replaced rate").
 A discriminator that learns only the replaced rate p predicts p for every token: its loss is then the entropy of
 that rate, H(p) = -p ln p - (1-p) ln(1-p), it flags nothing at threshold 0.5, and its accuracy is a healthy-looking
 1 - p. What it learned beyond the rate shows in
@@ -105,8 +106,10 @@ class ScoreSample:
         auroc, average_precision = ranking_figures(replaced, scores)
         auroc_masked, average_precision_masked = ranking_figures(replaced[masked], scores[masked])
         return dict(
-            auroc=auroc, average_precision=average_precision,
-            auroc_masked=auroc_masked, average_precision_masked=average_precision_masked,
+            auroc=auroc,
+            average_precision=average_precision,
+            auroc_masked=auroc_masked,
+            average_precision_masked=average_precision_masked,
         )
 
 
@@ -119,9 +122,22 @@ class MetricTally:
     COUNTS = {
         "mlm": ("batches", "sequences", "tokens", "loss", "masked", "mask_tokens", "generator_correct"),
         "rtd": (
-            "batches", "sequences", "tokens", "loss", "masked", "mask_tokens", "generator_batches", "generator_correct",
-            "generator_loss", "bases", "discriminator_loss", "discriminator_bce", "replaced", "original",
-            "replaced_detected", "original_detected",
+            "batches",
+            "sequences",
+            "tokens",
+            "loss",
+            "masked",
+            "mask_tokens",
+            "generator_batches",
+            "generator_correct",
+            "generator_loss",
+            "bases",
+            "discriminator_loss",
+            "discriminator_bce",
+            "replaced",
+            "original",
+            "replaced_detected",
+            "original_detected",
         ),
     }
 
@@ -145,7 +161,11 @@ class MetricTally:
         selected = batch["labels"] != IGNORE_INDEX
         mask_tokens = batch["input_ids"] == MASK_ID
         self.add_counts(
-            batches=1, sequences=len(real_tokens), tokens=real_tokens.sum(), loss=output.loss, masked=selected.sum(),
+            batches=1,
+            sequences=len(real_tokens),
+            tokens=real_tokens.sum(),
+            loss=output.loss,
+            masked=selected.sum(),
             mask_tokens=mask_tokens.sum(),
         )
         if self.objective == "mlm":

@@ -2,7 +2,6 @@
 main one), `log.jsonl` (cut back to the checkpoint on resume), and the exported model folders with their records.
 """
 
-
 import json
 import os
 import shutil
@@ -16,6 +15,7 @@ from nucel.core.models import save_model_folder
 from nucel.core.records import PRETRAINING_RECORD, pretraining_record
 from nucel.tokenization import build_tokenizer
 from nucel.training.pretraining_config import PretrainingConfig
+
 
 def checkpoint_folders(output_dir: Path) -> list[Path]:
     """Complete checkpoints, oldest first (staging folders start with a dot and are never listed)."""
@@ -33,7 +33,9 @@ def save_checkpoint(accelerator: Accelerator, output_dir: Path, step: int, confi
     accelerator.save_state(str(staging))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        (staging / "trainer_state.json").write_text(json.dumps({"step": step, "config": asdict(config)}, indent=2) + "\n")
+        (staging / "trainer_state.json").write_text(
+            json.dumps({"step": step, "config": asdict(config)}, indent=2) + "\n"
+        )
         shutil.rmtree(final, ignore_errors=True)
         os.replace(staging, final)
         for old in checkpoint_folders(output_dir)[: -config.keep_checkpoints]:
@@ -93,5 +95,3 @@ def export_models(accelerator: Accelerator, model, config: PretrainingConfig, fo
             export(trained, "masked_lm")
         print(f"exported the trained models to {folder}")
     accelerator.wait_for_everyone()
-
-

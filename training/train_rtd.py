@@ -30,17 +30,36 @@ def add_arguments(parser) -> None:
     parser.description = __doc__
     parser.add_argument("--config", help="YAML file of settings, or a shipped config's name (tiny_cpu, nucel_93m)")
     parser.add_argument(
-        "--resume", nargs="?", const="latest", default=None, metavar="CHECKPOINT",
+        "--resume",
+        nargs="?",
+        const="latest",
+        default=None,
+        metavar="CHECKPOINT",
         help="continue from the newest checkpoint under the output folder, or from CHECKPOINT",
     )
-    parser.add_argument("--export-only", "--export_only", dest="export_only", action="store_true",
-                        help="export the models of the --resume checkpoint and stop")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="start over in an output folder that holds a run (its log, checkpoints, exports and curves "
-                             "are deleted first)")
+    parser.add_argument(
+        "--export-only",
+        "--export_only",
+        dest="export_only",
+        action="store_true",
+        help="export the models of the --resume checkpoint and stop",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start over in an output folder that holds a run (its log, checkpoints, exports and curves "
+        "are deleted first)",
+    )
     settings = parser.add_argument_group("settings (override the config file)")
-    settings.add_argument("-o", "--output", "--output-dir", "--output_dir", dest="output_dir", default=None,
-                          help="the run's folder (default: the config's output_dir)")
+    settings.add_argument(
+        "-o",
+        "--output",
+        "--output-dir",
+        "--output_dir",
+        dest="output_dir",
+        default=None,
+        help="the run's folder (default: the config's output_dir)",
+    )
     settings_options(settings, PretrainingConfig, defaults_from_class=False, skip=("output_dir",))
     parser.set_defaults(run="nucel.training.train_rtd:run")
 
