@@ -70,17 +70,16 @@ def probe_scores(records: list[dict]) -> dict:
     return scores
 
 
-def validation_series(records: list[dict]) -> list[dict]:
-    """The figures of every validation, `validation_` prefix removed: [{"step": s, "loss": ..., ...}, ...]."""
+def validation_series(records: list[dict], prefix: str = "validation_") -> list[dict]:
+    """The figures of every validation, `prefix` removed: [{"step": s, "loss": ..., ...}, ...]; "ood_validation_":
+    those of the out-of-distribution genome."""
     return [
         {
             "step": record["step"],
-            **{
-                key.removeprefix("validation_"): value for key, value in record.items() if key.startswith("validation_")
-            },
+            **{key.removeprefix(prefix): value for key, value in record.items() if key.startswith(prefix)},
         }
         for record in records
-        if "validation_loss" in record
+        if f"{prefix}loss" in record
     ]
 
 

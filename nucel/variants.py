@@ -30,17 +30,11 @@ from nucel.core.errors import interruption_reported
 from nucel.core.files import atomic_file
 from nucel.core.identity import folder_identity
 from nucel.core.models import load_encoder, resolve_model_folder
+from nucel.core.mutagenesis import mutagenesis_chunks, plot_mutagenesis
 from nucel.core.references import MOSTLY_N, GenomeRegion, Reference, command_regions, n_share, overlapping
 from nucel.core.sequences import read_one_sequence
 from nucel.core.tracks import write_track
-from nucel.core.variant_scores import (
-    VariantError,
-    load_detector,
-    load_generator,
-    mutagenesis_chunks,
-    plot_mutagenesis,
-    scored_rows,
-)
+from nucel.core.variant_scores import VariantError, load_detector, load_generator, scored_rows
 from nucel.modeling_nucel.configuration_nucel import BASES
 from nucel.variant_files import VcfInput, is_vcf, parse_regions, table_rows
 from nucel.variant_outputs import (

@@ -9,8 +9,8 @@ import torch
 from nucel import NucELConfig, NucELGenerator
 from nucel.cli import main
 from nucel.core.models import save_model_folder
+from nucel.core.mutagenesis import mutagenesis_figure
 from nucel.core.plots import pyplot
-from nucel.core.variant_scores import mutagenesis_figure
 
 SEQUENCE = "ACGTNNNNACGTAC"
 

@@ -15,7 +15,7 @@ from nucel.core.classifiers import TRAINING_LENGTHS, load_classifier
 from nucel.core.models import save_model_folder
 from nucel.core.tables import Split
 from nucel.predict import predict_file
-from nucel.release import ADAPTER_REQUIRED_FILES
+from nucel.release_files import ADAPTER_REQUIRED_FILES
 from nucel.training.finetune import finetune
 from nucel.training.finetune_config import FinetuneSettings
 

@@ -34,18 +34,12 @@ from nucel.core.identity import folder_identity, random_identity
 from nucel.core.metrics import compute_metrics
 from nucel.core.models import save_model_folder
 from nucel.core.records import genome_files
-from nucel.model_cards.render import METRICS, NOT_RECORDED, PROMOTER, SUITES, CardFacts, genome_description
+from nucel.model_cards.card_rows import METRICS, genome_description
+from nucel.model_cards.render import NOT_RECORDED, PROMOTER, SUITES, CardFacts
 from nucel.modeling_nucel.configuration_nucel import BASE_IDS
 from nucel.modeling_nucel.modeling_nucel import NON_BASE_LOGIT_BIAS
-from nucel.release import (
-    CODE_FILES,
-    RELEASE_FILES,
-    REQUIRED_FILES,
-    ReleaseError,
-    build_release_folder,
-    release_files,
-    upload_release,
-)
+from nucel.release import build_release_folder, upload_release
+from nucel.release_files import CODE_FILES, RELEASE_FILES, REQUIRED_FILES, ReleaseError, release_files
 from nucel.tokenization import token_length
 from nucel.training.finetune import finetune
 from nucel.training.finetune_config import FinetuneSettings
@@ -779,7 +773,7 @@ def test_probe_scores_of_the_run_reach_the_card(releases, tmp_path):
     import shutil
 
     from nucel.core.records import read_pretraining_record
-    from nucel.model_cards.render import pretraining_figure_rows
+    from nucel.model_cards.card_rows import pretraining_figure_rows
 
     run = tmp_path / "run"
     shutil.copytree(releases["run"] / "checkpoints", run / "checkpoints")

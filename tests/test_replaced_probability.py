@@ -15,13 +15,8 @@ from nucel import NucELConfig, NucELModel, cli
 from nucel.benchmarks.vep import FASTA_NAME, TABLE_NAME
 from nucel.core.identity import folder_identity
 from nucel.core.models import save_model_folder
-from nucel.core.variant_scores import (
-    in_silico_mutagenesis,
-    load_detector,
-    make_variant,
-    replaced_probabilities,
-    reverse_complement_variant,
-)
+from nucel.core.mutagenesis import in_silico_mutagenesis
+from nucel.core.variant_scores import load_detector, make_variant, replaced_probabilities, reverse_complement_variant
 from nucel.modeling_nucel import NucELForReplacedTokenDetection
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

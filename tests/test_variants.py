@@ -9,17 +9,16 @@ import torch
 
 from nucel import NucELConfig, NucELGenerator, NucELModel
 from nucel.core.models import load_encoder, save_model_folder
+from nucel.core.mutagenesis import in_silico_mutagenesis, plot_mutagenesis
 from nucel.core.references import Reference, ReferenceFileError
 from nucel.core.regions import other_spelling
 from nucel.core.sequences import read_fasta
 from nucel.core.variant_scores import (
     VariantError,
     embedding_distances,
-    in_silico_mutagenesis,
     load_generator,
     log_likelihood_ratios,
     make_variant,
-    plot_mutagenesis,
     variant_window,
 )
 from nucel.index import write_indexed_copy
