@@ -46,10 +46,8 @@ survive an interruption.
 """
 
 import argparse
-import json
-import statistics
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from nucel.benchmarks.registry import load_suite
@@ -60,20 +58,16 @@ from nucel.benchmarks.study_jobs import (
     training_flops_per_step,
 )
 from nucel.benchmarks.study_report import (
-    ACCEPT_AUROC,
-    ACCEPT_GAIN_PERCENT,
     ARMS,
     DISCRIMINATOR_PRESET,
     PROBED_ARMS,
-    acceptance,
+    build_report,
     choose,
     markdown,
     plot,
-    rises,
-    summarise,
     sweep_row,
 )
-from nucel.core.files import REPOSITORY, display_path
+from nucel.core.files import REPOSITORY
 
 DEFAULT_FASTA = REPOSITORY.parent / "shared/data/pretrain/human_hg38_chr2_1-2333275/chr2_1-2333275.fa.gz"
 DEFAULT_GUE = REPOSITORY.parent / "shared/data/GUE"
@@ -292,107 +286,7 @@ class Study:
         return jobs
 
     def report(self) -> dict:
-        b = self.budget
-        sweep = self.sweep_rows()
-        chosen = choose(sweep)
-        report = {
-            "quick": self.args.quick,
-            "status": self.report_state["status"],
-            "command": " ".join(["nucel study", *(display_path(a) if Path(a).exists() else a for a in self.args.argv)]),
-            "written": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
-            "elapsed_minutes": (time.time() - self.started) / 60,
-            "job_minutes": sum(result.get("wall_seconds", 0) for result in self.results.values()) / 60,
-            "fasta": [display_path(name) for name in self.fasta],
-            "work_dir": display_path(self.work_dir),
-            "workers": self.args.workers,
-            "threads": self.args.threads,
-            "budget": {**{k: v for k, v in asdict(b).items() if k != "sweep"}, "sweep": [list(s) for s in b.sweep]},
-            "finetune_recipe": b.finetune,
-            "sweep": sweep,
-            "chosen": chosen["setting"] if chosen else None,
-            "acceptance_bar": {"gain_percent": ACCEPT_GAIN_PERCENT, "auroc": ACCEPT_AUROC},
-        }
-        windows = next((r.get("windows") for r in self.results.values() if r.get("windows")), None)
-        report["windows"] = windows
-        pretraining = {}
-        if chosen:
-            for name, spec in self.pretrain_jobs():
-                arm = name.split("_")[1]
-                entry = {
-                    "objective": spec["overrides"].get("objective", "rtd"),
-                    "steps": spec["overrides"]["max_steps"],
-                    "flops": training_flops_per_step(spec["overrides"])["per_step"] * spec["overrides"]["max_steps"],
-                    "overrides": {k: v for k, v in spec["overrides"].items() if k not in ("fasta", "output_dir")},
-                }
-                if name in self.results:
-                    result = self.results[name]
-                    entry.update(
-                        wall_seconds=result["wall_seconds"],
-                        validation=result["validation"],
-                        gain_rises=rises(result["validation"], "information_gain_percent"),
-                        auroc_rises=rises(result["validation"], "auroc"),
-                    )
-                pretraining[arm] = entry
-        report["pretraining"] = pretraining
-        rtd = pretraining.get("rtd", {})
-        if rtd.get("validation"):
-            end = rtd["validation"][-1]
-            report["acceptance"] = acceptance(
-                {
-                    "gain_percent_end": end.get("information_gain_percent"),
-                    "auroc_end": end.get("auroc"),
-                    "gain_rises": rtd.get("gain_rises"),
-                }
-            )
-        downstream, runs = {}, []
-        for name, result in self.results.items():
-            kind = name.split("_")[0]
-            if kind not in ("finetune", "probe"):
-                continue
-            _, arm, *rest = name.split("_")
-            spec = json.loads((self.work_dir / "jobs" / f"{name}.json").read_text())["spec"]
-            downstream.setdefault(spec["task"], {}).setdefault(kind, {}).setdefault(arm, []).append(result["value"])
-            runs.append(
-                {
-                    "job": name,
-                    "task": spec["task"],
-                    "arm": arm,
-                    "kind": kind,
-                    "seed": spec["seed"],
-                    "value": result["value"],
-                    "wall_seconds": result["wall_seconds"],
-                    **(
-                        {
-                            "best_step": result.get("best_step"),
-                            "steps_trained": result.get("steps_trained"),
-                            "train_history": result.get("train_history"),
-                            "metrics": result.get("metrics"),
-                            "split_sizes": result.get("split_sizes"),
-                        }
-                        if kind == "finetune"
-                        else {}
-                    ),
-                }
-            )
-        report["downstream"] = {
-            task: {kind: {arm: summarise(values) for arm, values in arms.items()} for kind, arms in kinds.items()}
-            for task, kinds in downstream.items()
-        }
-        # Averaged over the tasks every arm has results for, so that no arm's average covers easier tasks.
-        columns = [(kind, arm) for kind, arms in (("finetune", ARMS), ("probe", PROBED_ARMS)) for arm in arms]
-        complete = [
-            t for t, kinds in report["downstream"].items() if all(arm in kinds.get(kind, {}) for kind, arm in columns)
-        ]
-        averages = {}
-        for kind, arm in columns:
-            if complete:
-                averages.setdefault(kind, {})[arm] = statistics.fmean(
-                    report["downstream"][t][kind][arm]["mean"] for t in complete
-                )
-        report["downstream_average"] = averages
-        report["downstream_average_tasks"] = complete
-        report["downstream_runs"] = sorted(runs, key=lambda r: r["job"])
-        return report
+        return build_report(self)
 
     def write(self) -> None:
         from nucel.core.files import write_json_atomically
