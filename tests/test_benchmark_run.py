@@ -308,3 +308,13 @@ def test_nt_fold_trains_the_cnn_and_selects_on_its_held_out_fold(nt_folder, tmp_
     assert record["best_step"] in (1, 2) and [entry["step"] for entry in record["validation_history"]] == [1, 2]
     assert record["value"] == record["metrics"]["mcc"] and record["settings"]["learning_rate"] == QUICK["learning_rate"]
     assert "fold 2 of 10" in " ".join(record["notes"])
+
+
+def test_one_run_shows_no_error_bar():
+    """A task run once has no sd to show: "0.512 (n = 1)", never "0.512 ± 0.000"."""
+    from nucel.benchmarks.registry import load_suite
+    from nucel.benchmarks.suite_results import mean_with_error_bar
+
+    suite = load_suite("gue")
+    assert mean_with_error_bar({"mean": 0.5123, "sd": None, "values": [0.5123]}, suite) == "0.512 (n = 1)"
+    assert mean_with_error_bar({"mean": 0.5, "sd": 0.02, "values": [0.48, 0.5, 0.52]}, suite) == "0.500 ± 0.020 (3)"

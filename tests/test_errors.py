@@ -338,3 +338,57 @@ def test_debug_shows_the_traceback(files):
                 "--debug",
             ]
         )
+
+
+def every_option():
+    """(command, option, a value of the wrong kind) for every typed or choice option of every command."""
+    from nucel.cli import build_parser
+
+    commands = build_parser()._subparsers._group_actions[0].choices
+    for name, parser in commands.items():
+        if parser._subparsers is not None:  # `nucel convert`: its directions
+            parsers = {
+                f"{name} {direction}": sub for direction, sub in parser._subparsers._group_actions[0].choices.items()
+            }
+        else:
+            parsers = {name: parser}
+        for command, sub in parsers.items():
+            for action in sub._actions:
+                if not action.option_strings or action.nargs == 0:
+                    continue
+                if action.choices is not None:
+                    yield command, action.option_strings[-1], "no-such-choice"
+                elif action.type in (int, float):
+                    yield command, action.option_strings[-1], "not-a-number"
+
+
+OPTIONS = list(every_option())
+
+
+@pytest.mark.parametrize("command, option, value", OPTIONS, ids=[f"{c}{o}" for c, o, _ in OPTIONS])
+def test_every_typed_option_refuses_a_wrong_value_in_one_line(command, option, value, capsys):
+    with pytest.raises(SystemExit) as stop:
+        nucel_main([*command.split(), option, value])
+    assert stop.value.code == 2
+    error = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(error) == 1 and ": error: argument " in error[0] and value in error[0], error
+
+
+def test_the_walk_covers_every_command_with_typed_options():
+    """(`nucel convert` and `nucel index` take paths only: their bad paths are cases of the table above.)"""
+    assert len(OPTIONS) > 80
+    assert {command.split()[0] for command, _, _ in OPTIONS} >= {
+        "pretrain",
+        "finetune",
+        "benchmark",
+        "vep",
+        "study",
+        "embed",
+        "predict",
+        "score-variants",
+        "ism",
+        "attention",
+        "motif-order",
+        "motif-order-data",
+        "release",
+    }
