@@ -368,55 +368,32 @@ def model_identity(path: str, model) -> dict:
     }
 
 
-def llr_score(
-    path: str, table: SgeTable, window: int, reverse_complement: bool, batch_size: int, device: str | None
-) -> Score:
-    generator, tokenizer = load_generator(path, device)
-    llr = log_likelihood_ratios(
-        generator, tokenizer, table.variants, window, batch_size, reverse_complement_average=reverse_complement
-    )
-    return Score(
-        f"{short_name(path)} · llr",
-        "llr",
-        "damage = -llr (a more negative llr is more damaging)",
-        llr,
-        -llr,
-        model_identity(path, generator),
-    )
-
-
-def distance_score(
-    path: str, table: SgeTable, window: int, reverse_complement: bool, batch_size: int, device: str | None
-) -> Score:
-    encoder, tokenizer = load_encoder(path, device)
-    distance = embedding_distances(
-        encoder, tokenizer, table.variants, window, batch_size, reverse_complement_average=reverse_complement
-    )
-    return Score(
-        f"{short_name(path)} · embedding distance",
-        "embedding distance",
+# Each model score: how its model loads, how it scores variants, what its damage is (higher = more damaging).
+MODEL_SCORES = {
+    "llr": (load_generator, log_likelihood_ratios, "damage = -llr (a more negative llr is more damaging)", np.negative),
+    "embedding distance": (
+        load_encoder,
+        embedding_distances,
         "damage = Euclidean distance of mean-pooled embeddings (larger is more damaging)",
-        distance,
-        distance,
-        model_identity(path, encoder),
-    )
-
-
-def replaced_probability_score(
-    path: str, table: SgeTable, window: int, reverse_complement: bool, batch_size: int, device: str | None
-) -> Score:
-    detector, tokenizer = load_detector(path, device)
-    replaced = replaced_probabilities(
-        detector, tokenizer, table.variants, window, batch_size, reverse_complement_average=reverse_complement
-    )
-    return Score(
-        f"{short_name(path)} · replaced probability",
-        "replaced probability",
+        np.asarray,
+    ),
+    "replaced probability": (
+        load_detector,
+        replaced_probabilities,
         "damage = p_replaced(ALT) − p_replaced(REF) (the ALT base looking more like a replacement is more damaging)",
-        replaced,
-        replaced,
-        model_identity(path, detector),
-    )
+        np.asarray,
+    ),
+}
+
+
+def model_score(
+    kind: str, path: str, table: SgeTable, window: int, reverse_complement: bool, batch_size: int, device: str | None
+) -> Score:
+    """The `kind` score (a key of MODEL_SCORES) of the model at `path` on every variant of `table`."""
+    load, compute, meaning, damage = MODEL_SCORES[kind]
+    model, tokenizer = load(path, device)
+    raw = compute(model, tokenizer, table.variants, window, batch_size, reverse_complement_average=reverse_complement)
+    return Score(f"{short_name(path)} · {kind}", kind, meaning, raw, damage(raw), model_identity(path, model))
 
 
 def baseline_scores(table: SgeTable) -> list[Score]:

@@ -27,11 +27,9 @@ from nucel.benchmarks.vep import (
     baseline_scores,
     check_model_path,
     check_window,
-    distance_score,
     evaluate,
-    llr_score,
     load_sge_table,
-    replaced_probability_score,
+    model_score,
 )
 from nucel.core.files import atomic_file, display_path, file_sha256, write_json_atomically
 from nucel.core.plots import pyplot, save_figure
@@ -276,9 +274,9 @@ def run(args: argparse.Namespace, command: str) -> dict:
         check_window(table, args.window)
 
     settings = (table, args.window, args.reverse_complement, args.batch_size, args.device)
-    scores = [llr_score(path, *settings) for path in args.generator]
-    scores += [distance_score(path, *settings) for path in args.model]
-    scores += [replaced_probability_score(path, *settings) for path in args.discriminator]
+    scores = [model_score("llr", path, *settings) for path in args.generator]
+    scores += [model_score("embedding distance", path, *settings) for path in args.model]
+    scores += [model_score("replaced probability", path, *settings) for path in args.discriminator]
     scores += baseline_scores(table)
     results = evaluate(table, scores, args.bootstrap)
 

@@ -17,10 +17,9 @@ from nucel.benchmarks.vep import (
     binary_metrics,
     by_consequence,
     check_window,
-    distance_score,
     llr_parts_auroc,
-    llr_score,
     load_sge_table,
+    model_score,
     site_parts,
 )
 from nucel.cli import benchmark_alias
@@ -82,7 +81,7 @@ def small_table(vep_data, folder, edit=None, rows=5):
 
 
 def test_auroc_auprc_and_spearman_equal_scikit_learn_and_scipy_on_the_same_scores(models, subset):
-    score = llr_score(models[0], subset, WINDOW, False, 32, "cpu")
+    score = model_score("llr", models[0], subset, WINDOW, False, 32, "cpu")
     labels = subset.is_lof
     assert 0 < labels.sum() < len(labels)
     metrics = binary_metrics(labels, score.damage, subset.function_score)
@@ -117,8 +116,8 @@ def test_the_tables_own_baselines_give_the_published_aurocs(full):
 
 
 def test_llr_equals_a_hand_computation_from_the_logits_on_both_strands(models, subset, fasta):
-    forward = llr_score(models[0], subset, WINDOW, False, 32, "cpu")
-    averaged = llr_score(models[0], subset, WINDOW, True, 32, "cpu")
+    forward = model_score("llr", models[0], subset, WINDOW, False, 32, "cpu")
+    averaged = model_score("llr", models[0], subset, WINDOW, True, 32, "cpu")
     generator = NucELGenerator.from_pretrained(models[0]).eval()
     tokenizer = load_tokenizer(models[0])
 
@@ -148,7 +147,7 @@ def test_llr_equals_a_hand_computation_from_the_logits_on_both_strands(models, s
 
 
 def test_embedding_distance_is_positive_and_is_the_damage_score(models, subset):
-    score = distance_score(models[1], subset, WINDOW, False, 32, "cpu")
+    score = model_score("embedding distance", models[1], subset, WINDOW, False, 32, "cpu")
     assert score.damage.shape == (len(subset.variants),) and np.all(score.damage > 0)
     np.testing.assert_array_equal(score.damage, score.raw)  # larger distance = more damaging
 
