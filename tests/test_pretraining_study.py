@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from nucel.benchmarks import pretraining_study as study
+from nucel.benchmarks import study_jobs, study_report
 from nucel.cli import main as nucel_main
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -15,10 +16,10 @@ GUE = SHARED / "GUE"
 
 def test_rises_needs_the_end_above_the_start_and_the_middle():
     series = lambda values: [{"step": i, "gain": v} for i, v in enumerate(values)]
-    assert study.rises(series([0.0, 1.0, 2.0]), "gain") is True
-    assert study.rises(series([0.0, 3.0, 1.0]), "gain") is False  # fell back below the middle
-    assert study.rises(series([2.0, 1.0, 1.5]), "gain") is False
-    assert study.rises(series([1.0]), "gain") is None
+    assert study_report.rises(series([0.0, 1.0, 2.0]), "gain") is True
+    assert study_report.rises(series([0.0, 3.0, 1.0]), "gain") is False  # fell back below the middle
+    assert study_report.rises(series([2.0, 1.0, 1.5]), "gain") is False
+    assert study_report.rises(series([1.0]), "gain") is None
 
 
 def test_choose_takes_the_highest_end_gain_and_acceptance_checks_every_bar():
@@ -27,18 +28,18 @@ def test_choose_takes_the_highest_end_gain_and_acceptance_checks_every_bar():
         {"setting": "b", "gain_percent_end": 3.5, "auroc_end": 0.6, "gain_rises": True},
         {"setting": "c", "gain_percent_end": None, "auroc_end": None, "gain_rises": None},
     ]
-    best = study.choose(rows)
+    best = study_report.choose(rows)
     assert best["setting"] == "b"
-    verdict = study.acceptance(best)
+    verdict = study_report.acceptance(best)
     assert not verdict["met"] and list(verdict["checks"].values()) == [True, True, False]
-    assert study.acceptance({"gain_percent_end": 3.0, "auroc_end": 0.62, "gain_rises": True})["met"]
-    assert not study.acceptance(None)["met"]
+    assert study_report.acceptance({"gain_percent_end": 3.0, "auroc_end": 0.62, "gain_rises": True})["met"]
+    assert not study_report.acceptance(None)["met"]
 
 
 def test_rtd_flops_count_the_generator_and_mlm_gets_the_same_total():
-    weak = study.training_flops_per_step({"generator_preset": "tiny-generator-1x16"})
-    strong = study.training_flops_per_step({"generator_preset": "tiny-generator"})
-    mlm = study.training_flops_per_step({"objective": "mlm"})
+    weak = study_jobs.training_flops_per_step({"generator_preset": "tiny-generator-1x16"})
+    strong = study_jobs.training_flops_per_step({"generator_preset": "tiny-generator"})
+    mlm = study_jobs.training_flops_per_step({"objective": "mlm"})
     assert set(weak["networks"]) == {"generator", "discriminator"}
     assert weak["networks"]["discriminator"] == strong["networks"]["discriminator"]
     assert strong["networks"]["generator"] > weak["networks"]["generator"] > 0
@@ -79,12 +80,12 @@ def test_quick_study_writes_its_results(tmp_path, monkeypatch):
     assert len(report["sweep"]) == len(study.QUICK.sweep) >= 3
     for row in report["sweep"]:
         assert row["steps"] == study.QUICK.sweep_steps and row["gain_percent_end"] is not None
-    assert report["chosen"] == study.choose(report["sweep"])["setting"]
+    assert report["chosen"] == study_report.choose(report["sweep"])["setting"]
     rtd, mlm = report["pretraining"]["rtd"], report["pretraining"]["mlm"]
     assert rtd["steps"] == study.QUICK.pretrain_steps and mlm["objective"] == "mlm"
     assert abs(mlm["flops"] / rtd["flops"] - 1) < 0.01  # equal training compute, generator included
     cells = report["downstream"]["tf/0"]
-    assert set(cells["finetune"]) == set(study.ARMS) and set(cells["probe"]) == set(study.PROBED_ARMS)
+    assert set(cells["finetune"]) == set(study_report.ARMS) and set(cells["probe"]) == set(study_report.PROBED_ARMS)
     assert all(-1 <= entry["mean"] <= 1 for kind in cells.values() for entry in kind.values())
     # a second run reuses every job
     assert (
