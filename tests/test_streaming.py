@@ -349,7 +349,7 @@ def test_an_existing_output_survives_a_failed_run(folders, tmp_path, monkeypatch
 
 
 def test_score_variants_and_ism_interrupted_leave_nothing(folders, tmp_path, monkeypatch, capsys):
-    from nucel.core import variant_scores
+    from nucel.core import mutagenesis, variant_scores
 
     _, generator = folders
     chromosome = random_dna(2000, 9)
@@ -384,7 +384,7 @@ def test_score_variants_and_ism_interrupted_leave_nothing(folders, tmp_path, mon
     )
     assert "nucel score-variants: interrupted (SIGINT);" in capsys.readouterr().err
     monkeypatch.undo()
-    interrupt_on_second_batch(monkeypatch, variant_scores, "score_variants", KeyboardInterrupt())
+    interrupt_on_second_batch(monkeypatch, mutagenesis, "score_variants", KeyboardInterrupt())  # what ISM calls
     assert (
         cli.main(
             [
