@@ -126,19 +126,19 @@ class Budget:
 
 
 QUICK = Budget(
-    sweep_steps=30,
-    sweep_eval_every=15,
-    pretrain_steps=40,
+    sweep_steps=20,
+    sweep_eval_every=10,
+    pretrain_steps=40,  # enough steps for the MLM arm's step count to match RTD's FLOPs within 1 %
     pretrain_eval_every=20,
     eval_windows=32,
     sweep=SWEEP[:3],
     tasks=("tf/0",),
     seeds=(42,),
-    finetune={**FINETUNE_RECIPE, "max_steps": 40, "eval_steps": 20, "warmup_steps": 10},
-    max_train_samples=512,
-    max_validation_samples=200,
-    probe_train_examples=300,
-    probe_test_examples=300,
+    finetune={**FINETUNE_RECIPE, "max_steps": 24, "eval_steps": 12, "warmup_steps": 6},
+    max_train_samples=256,
+    max_validation_samples=128,
+    probe_train_examples=200,
+    probe_test_examples=200,
 )
 
 

@@ -233,7 +233,9 @@ def plot(report: dict, path: Path) -> None:
     width = 0.8 / len(columns)
     for i, (arm, kind) in enumerate(columns):
         means = [downstream[task].get(kind, {}).get(arm, {}).get("mean", float("nan")) for task in tasks]
-        sds = [downstream[task].get(kind, {}).get(arm, {}).get("sd", 0.0) for task in tasks]
+        # One run has no sd (None in the report): no error bar, not a zero one.
+        sds = [downstream[task].get(kind, {}).get(arm, {}).get("sd") for task in tasks]
+        sds = [float("nan") if sd is None else sd for sd in sds]
         axes[2].bar(
             [t + i * width for t in range(len(tasks))],
             means,

@@ -42,11 +42,11 @@ def test_a_clear_difference_is_found_and_its_interval_covers_the_truth():
 
 def test_noise_between_pretraining_seeds_widens_the_interval():
     rng = np.random.default_rng(3)
-    labels = rng.integers(0, 2, 400)
+    labels = rng.integers(0, 2, 200)
     steady, baseline = arm(labels, [0.8, 0.8, 0.8], rng), arm(labels, [0.75, 0.75, 0.75], rng)
     unsteady = arm(labels, [0.95, 0.65, 0.8], rng)
-    narrow = paired_difference({"t": steady}, {"t": baseline}, matthews_corrcoef, replicates=100)["t"]["ci95"]
-    wide = paired_difference({"t": unsteady}, {"t": baseline}, matthews_corrcoef, replicates=100)["t"]["ci95"]
+    narrow = paired_difference({"t": steady}, {"t": baseline}, matthews_corrcoef, replicates=60)["t"]["ci95"]
+    wide = paired_difference({"t": unsteady}, {"t": baseline}, matthews_corrcoef, replicates=60)["t"]["ci95"]
     assert wide[1] - wide[0] > 2 * (narrow[1] - narrow[0])
 
 
