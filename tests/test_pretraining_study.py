@@ -48,6 +48,11 @@ def test_rtd_flops_count_the_generator_and_mlm_gets_the_same_total():
     assert 0.9 < mlm["per_step"] / weak["networks"]["discriminator"] < 1.1
 
 
+def run_quick_study(output, work, *extra) -> int:
+    paths = ["--fasta", str(FASTA), "--data", str(GUE), "--output", str(output), "--work-dir", str(work)]
+    return nucel_main(["study", "--quick", *paths, *extra])
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(
     not (FASTA.is_file() and (GUE / "tf" / "0").is_dir()),
@@ -56,23 +61,7 @@ def test_rtd_flops_count_the_generator_and_mlm_gets_the_same_total():
 def test_quick_study_writes_its_results(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     output, work = tmp_path / "results", tmp_path / "work"
-    assert (
-        nucel_main(
-            [
-                "study",
-                "--quick",
-                "--fasta",
-                str(FASTA),
-                "--data",
-                str(GUE),
-                "--output",
-                str(output),
-                "--work-dir",
-                str(work),
-            ]
-        )
-        == 0
-    )
+    assert run_quick_study(output, work) == 0
     report = json.loads((output / "pretraining_study.json").read_text())
     assert (output / "pretraining_study.png").stat().st_size > 0
     markdown = (output / "pretraining_study.md").read_text()
@@ -88,44 +77,11 @@ def test_quick_study_writes_its_results(tmp_path, monkeypatch):
     assert set(cells["finetune"]) == set(study_report.ARMS) and set(cells["probe"]) == set(study_report.PROBED_ARMS)
     assert all(-1 <= entry["mean"] <= 1 for kind in cells.values() for entry in kind.values())
     # a second run reuses every job
-    assert (
-        nucel_main(
-            [
-                "study",
-                "--quick",
-                "--fasta",
-                str(FASTA),
-                "--data",
-                str(GUE),
-                "--output",
-                str(output),
-                "--work-dir",
-                str(work),
-            ]
-        )
-        == 0
-    )
+    assert run_quick_study(output, work) == 0
     assert json.loads((output / "pretraining_study.json").read_text())["downstream"] == report["downstream"]
     # --report-only rewrites the report from what has finished and runs nothing
     (work / "jobs" / "probe_random_tf_0_seed42.json").unlink()
-    assert (
-        nucel_main(
-            [
-                "study",
-                "--quick",
-                "--fasta",
-                str(FASTA),
-                "--data",
-                str(GUE),
-                "--output",
-                str(output),
-                "--work-dir",
-                str(work),
-                "--report-only",
-            ]
-        )
-        == 0
-    )
+    assert run_quick_study(output, work, "--report-only") == 0
     partial = json.loads((output / "pretraining_study.json").read_text())
     assert (
         partial["status"].startswith("stopped with") and not (work / "jobs" / "probe_random_tf_0_seed42.json").exists()
