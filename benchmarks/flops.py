@@ -53,7 +53,9 @@ def pretraining_step_flops(config) -> dict:
     length = config.crop_length + TOKENS_BEFORE_BASES + TOKENS_AFTER_BASES
     masked = round(config.mask_probability * config.crop_length)
     crops = config.global_batch_size
-    if config.objective == "rtd":
+    if config.objective == "rtd" and config.replacement == "uniform":  # the control: replacements need no network
+        networks = {"discriminator": discriminator_flops(discriminator, [length])}
+    elif config.objective == "rtd":
         generator = NucELConfig.from_preset(config.generator_preset or GENERATOR_FOR[config.model_preset])
         networks = {
             "generator": masked_lm_flops(generator, [length], masked),

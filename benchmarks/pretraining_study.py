@@ -1,48 +1,36 @@
-"""The pre-training study: does RTD pre-training help downstream, at CPU scale, on real human DNA?
+"""The pre-training study: does RTD pre-training help downstream, at CPU scale, on real human DNA, more than MLM?
 
-    nucel study                      # the whole study (sized for about 2 hours on a free 2-core CPU)
-    nucel study --quick              # a few minutes: tiny budgets, one task, one seed (what the test suite runs)
-    nucel study --fasta GENOME.fa.gz --data ../shared/data/GUE --workers 2
+    nucel study                      # the whole study: about 11 hours of 2-core CPU time; resumable
+    nucel study --quick              # a few minutes: tiny budgets, one task, two seeds (what the test suite runs)
+    nucel study --report-only        # rewrite the report from the finished jobs; run nothing
 
-Stages, each built from the package's own blocks:
+Every choice is made on validation or dev data; test rows are only ever scored.
 
-1. **Generator-strength sweep.** RTD pre-training (`training/rtd_loop.py`, the `tiny_cpu` recipe on the given
-   FASTA) with several generator settings (size, sampling temperature) at a short budget; for each, the
-   validation information gain (% of H(p)) and AUROC of replaced vs original, at every validation and at the end.
-   The recipe kept is the one with the highest validation information gain at the end.
-2. **Pre-training at equal compute.** RTD with the chosen recipe for `pretrain_steps`, and the MLM baseline
-   (`objective: mlm`, a discriminator-sized encoder) for as many steps as give the same training FLOPs, the
-   generator's included (estimate: 6 × non-embedding weights + 12 × layers × length × width per token, for every
-   network that is trained; stated in the table).
-3. **Downstream.** Every arm — RTD discriminator, MLM encoder, random initialisation (`random:tiny`), one-hot CNN
-   (`benchmarks/cnn_baseline.py`) — fine-tuned on each GUE task with the benchmark runner's protocol
-   (`benchmarks/run.py`: the registry's task, seeds and splits, model selection by lowest validation loss, metrics
-   over the whole test split) and the fine-tuning recipe below for every arm; and the NucEL arms probed linearly
-   (`training/probe.py`: logistic regression on frozen mean-pooled embeddings; the CNN has no pre-trained
-   representation to probe).
+1. **Sweeps of both objectives, the same effort.** Eight RTD recipes (each lever of docs/design.md: embedding
+   sharing none/tied/gdes, replacements allowed to equal the original, a Fast-ELECTRA temperature schedule, a
+   stronger generator, 15 % masking, a lower learning rate) and eight MLM recipes (BERT's 80/10/10 and ELECTRA's
+   85/15, masking 15-40 %, three learning rates), each pre-trained once (seed 42) at the small compute budget. Each
+   recipe's encoder is probed (below) on every task's dev split; the recipe of each objective with the highest mean
+   dev MCC over the tasks is the one the main runs use. The same rule for both objectives.
+2. **The fine-tuning recipe.** Candidate settings (learning rate, warm-up, head, pooling) fine-tune a randomly
+   initialised encoder on every task, scored on dev; the candidate that leaves the one-class plateau on the most
+   tasks, then with the highest mean dev MCC, is used for every NucEL arm. Runs are long (up to `max_steps`) and
+   stop when the validation loss has not improved for `early_stopping_steps` steps after leaving the plateau
+   (training/finetune.py: PatienceAfterPlateau); the checkpoint with the lowest validation loss is kept.
+3. **Main pre-training, three seeds per arm, two budgets at equal training FLOPs** (benchmarks/flops.py; the
+   generator counted): RTD (the chosen recipe), MLM (the chosen recipe) at the small and the 4× larger budget, and
+   the generator-free control (the chosen RTD recipe with uniformly random replacements) at the small one.
+   Validation windows come from held-out blocks spread over the genome; the same figures are also computed on
+   another species (yeast) as an out-of-distribution check.
+4. **Downstream.** Every arm (each pre-training seed's encoder, random initialisation with the same seeds, the one-hot
+   CNN with its own tuned settings) fine-tuned once per seed on each task and scored on the whole test split; probes
+   of every layer of every encoder (layer and regularisation chosen on dev). Paired differences RTD − MLM, RTD −
+   control, RTD − random and MLM − random per task and averaged, with 95 % intervals by a hierarchical bootstrap over
+   pre-training seeds, fine-tuning seeds and test rows (benchmarks/paired_differences.py).
 
-The fine-tuning recipe (`FINETUNE_RECIPE`), the same for every arm: AdamW 1e-3, batch 64, 50 warm-up steps, linear
-decay, mean pooling, 400 steps, validation every 100 steps, no early stopping (patience would stop a run on the
-ln 2 plateau). The registry's GUE settings (3e-5, an effective batch of 32) and the capped CPU run of
-`benchmarks/results/gue-cpu-small.md` (1e-3 for 80 steps) stop long before anything is learned. Evidence, tf/0,
-seed 42, whole train split, test MCC over the 1,000 test rows (Trainer loop of `training/finetune.py`):
-
-    random:tiny, 3e-3, batch 32, mean, linear, 600 steps     train loss 0.720 -> 0.694, MCC 0.000
-    random:tiny, 1e-3, batch 64, mean, linear, 1000 steps    train loss 0.705 (200) -> 0.694 (1000), MCC 0.000
-    random:tiny, 1e-3, batch 64, mean, constant, 1000 steps  train loss 0.705 (200) -> 0.694 (1000), MCC 0.000
-    RTD tiny (1x16 generator, 1500 steps on chr2), 1e-3, batch 64, mean, linear, 1000 steps
-                                                  train loss 0.648 (200), 0.568 (400), 0.527 (1000); MCC 0.570
-    one-hot CNN, same settings                    train loss 0.637 (200), 0.525 (400), 0.476 (1000); MCC 0.642
-
-GUE's TF negatives match the positives' base composition (tf/0 train: A/C/G/T within 0.005 of each other; CpG 0.058
-vs 0.091 per base), so nothing is learned until local order features are: the pre-trained discriminator and the CNN
-have them from the start, a randomly initialised tiny NucEL did not find them within 1,000 steps in these runs. 400
-steps is what the 2-hour budget affords for 63 NucEL fine-tuning runs; `--finetune-steps` trades it.
-
-Everything a stage computes is one job (a subprocess running `--job SPEC`) whose result is a JSON file under
-`--work-dir`; a finished job is reused when its spec is unchanged, so an interrupted study can simply be started
-again. Results (`pretraining_study.{md,json,png}` under `--output`) are rewritten after every job: partial results
-survive an interruption.
+Each unit of work is a job (a subprocess, `--job SPEC`) whose result is a JSON file under `--work-dir`; a finished
+job is reused while its spec is unchanged, pre-training jobs resume from their last checkpoint, and the report is
+rewritten after every job, so the study can be stopped at any moment and started again with the same command.
 """
 
 import argparse
@@ -50,301 +38,353 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from nucel.benchmarks.registry import load_suite
-from nucel.benchmarks.study_jobs import (
-    JobRunner,
-    pretrain_overrides,
-    run_job_in_process,
-    training_flops_per_step,
-)
-from nucel.benchmarks.study_report import (
-    ARMS,
-    DISCRIMINATOR_PRESET,
-    PROBED_ARMS,
-    build_report,
-    choose,
-    markdown,
-    plot,
-    sweep_row,
-)
+from nucel.benchmarks.study_jobs import JobRunner, pretrain_overrides, run_job_in_process, training_flops_per_step
 from nucel.core.files import REPOSITORY
 
-DEFAULT_FASTA = REPOSITORY.parent / "shared/data/pretrain/human_hg38_chr2_1-2333275/chr2_1-2333275.fa.gz"
-DEFAULT_GUE = REPOSITORY.parent / "shared/data/GUE"
+SHARED_DATA = REPOSITORY.parent / "shared" / "data"
+DEFAULT_FASTA = SHARED_DATA / "pretrain/human_hg38_chr2_1-2333275/chr2_1-2333275.fa.gz"
+DEFAULT_OOD_FASTA = SHARED_DATA / "pretrain/yeast_s288c/S288C_reference_sequence_R64-2-1_20150113.fsa.gz"
+DEFAULT_GUE = SHARED_DATA / "GUE"
 TASKS = ("tf/0", "tf/1", "tf/2", "tf/3", "tf/4", "prom/prom_core_all", "prom/prom_300_tata")
+PRETRAINING_SEEDS = (1, 2, 3)  # one fine-tuning run per pre-training seed, with the same number as its seed
+SWEEP_SEED = 42
+DISCRIMINATOR_PRESET = "tiny"  # 4 layers × 64, every arm's encoder
 
-# Generator settings of the sweep: from the preset's paired generator (the strongest) to weaker ones (a 1 × 16
-# generator, hotter sampling), at the recipe's 15 % masking and at 30 % (more replaced tokens per step: more for the
-# discriminator to learn from). Any PretrainingConfig setting may appear. New settings go at the end: a setting's
-# work folder is named by its index, so finished runs stay reusable.
-MASK_30 = {"mask_probability": 0.3}
-SWEEP = (
-    ("tiny-generator, T=1", {"generator_preset": "tiny-generator"}),
-    ("1x16, T=1", {"generator_preset": "tiny-generator-1x16"}),
-    ("1x16, T=2", {"generator_preset": "tiny-generator-1x16", "sampling_temperature": 2.0}),
-    ("1x16, T=3", {"generator_preset": "tiny-generator-1x16", "sampling_temperature": 3.0}),
-    ("tiny-generator, T=1, mask 30%", {"generator_preset": "tiny-generator", **MASK_30}),
-    ("1x16, T=2, mask 30%", {"generator_preset": "tiny-generator-1x16", "sampling_temperature": 2.0, **MASK_30}),
-    ("1x16, T=3, mask 30%", {"generator_preset": "tiny-generator-1x16", "sampling_temperature": 3.0, **MASK_30}),
-    # With the recipe's peak rate of 2e-3 (linear decay), "1x16, T=1" gained nothing until its rate had decayed
-    # below ~1e-3: from step ~600 of 1,000, and from step ~2,000 of 3,000 in an earlier main run (which then
-    # ended lower, 1.36 %, than the 1,000-step run); a peak of 6e-4 was slower still (0.18 % at step 600).
-    ("1x16, T=1, lr 1e-3", {"generator_preset": "tiny-generator-1x16", "learning_rate": 1e-3}),
+# The sweeps. Settings are PretrainingConfig overrides on the `tiny_cpu` recipe (1 × 16 generator, tied embeddings,
+# disallow_correct, 25 % masking, AdamW 2e-3 with linear decay). New settings go at the end: a job is named by its
+# index, so finished runs stay reusable.
+RTD_SWEEP = (
+    ("tied, disallow_correct, 1x16 generator, mask 25%", {}),
+    ("embedding sharing none", {"embedding_sharing": "none"}),
+    ("embedding sharing gdes", {"embedding_sharing": "gdes"}),
+    ("replacements may equal the original", {"disallow_correct": False}),
+    (
+        "temperature 2 -> 1 over 500 steps",
+        {"sampling_temperature_start": 2.0, "sampling_temperature_anneal_steps": 500},
+    ),
+    ("generator tiny-generator (2 x 32)", {"generator_preset": "tiny-generator"}),
+    ("mask 15%", {"mask_probability": 0.15}),
+    ("learning rate 1e-3", {"learning_rate": 1e-3}),
 )
+MLM = {"objective": "mlm", "embedding_sharing": "none", "disallow_correct": False}
+BERT = {**MLM, "mask_token_fraction": 0.8, "random_token_fraction": 0.1}  # 80/10/10
+ELECTRA = {**MLM, "mask_token_fraction": 0.85, "random_token_fraction": 0.0}  # 85/15
+MLM_SWEEP = (
+    ("80/10/10, mask 15%", {**BERT, "mask_probability": 0.15}),
+    ("85/15, mask 15%", {**ELECTRA, "mask_probability": 0.15}),
+    ("80/10/10, mask 25%", {**BERT, "mask_probability": 0.25}),
+    ("85/15, mask 25%", {**ELECTRA, "mask_probability": 0.25}),
+    ("80/10/10, mask 40%", {**BERT, "mask_probability": 0.4}),
+    ("80/10/10, mask 15%, learning rate 1e-3", {**BERT, "mask_probability": 0.15, "learning_rate": 1e-3}),
+    ("80/10/10, mask 15%, learning rate 4e-3", {**BERT, "mask_probability": 0.15, "learning_rate": 4e-3}),
+    ("85/15, mask 25%, learning rate 1e-3", {**ELECTRA, "mask_probability": 0.25, "learning_rate": 1e-3}),
+)
+SWEEPS = {"rtd": RTD_SWEEP, "mlm": MLM_SWEEP}
+CONTROL = {"replacement": "uniform", "embedding_sharing": "none"}  # on top of the chosen RTD recipe
 
-# Fine-tuning recipe for every arm (see the module docstring and the report for the evidence).
-FINETUNE_RECIPE = {
-    "learning_rate": 1e-3,
-    "batch_size": 64,
-    "warmup_steps": 50,
-    "lr_scheduler": "linear",  # constant_with_warmup did not help the random arm either (the report's evidence)
-    "max_steps": 400,  # fits the 2-hour budget; `--finetune-steps 1000` is the longer run (about 4.5 hours)
+# Fine-tuning: what every candidate shares, and the candidates (FinetuneSettings fields).
+FINETUNE_BASE = {
+    "batch_size": 32,
+    "max_steps": 2000,
     "eval_steps": 100,
-    "early_stopping_patience": None,  # the loss plateaus at ln 2 before it falls: patience would stop it there
-    "pooling": "mean",
-    # ModernBERT's dense -> GELU -> norm before the output layer: the head of the evidence below (the benchmark
-    # registry now uses the paper's linear head); the same for every NucEL arm either way.
-    "head": "modernbert",
+    "early_stopping_steps": 500,  # counted after the validation loss leaves the one-class plateau
+    "lr_scheduler": "constant_with_warmup",  # a run that stops early has no schedule end to reach
+    "weight_decay": 0.01,
 }
+FINETUNE_CANDIDATES = (
+    ("lr 1e-3, warm-up 100, mean pooling, modernbert head", {"learning_rate": 1e-3, "warmup_steps": 100}),
+    ("lr 3e-4, warm-up 100, mean pooling, modernbert head", {"learning_rate": 3e-4, "warmup_steps": 100}),
+    ("lr 1e-4, warm-up 200, mean pooling, modernbert head", {"learning_rate": 1e-4, "warmup_steps": 200}),
+    ("lr 3e-4, warm-up 100, mean pooling, linear head", {"learning_rate": 3e-4, "warmup_steps": 100, "head": "linear"}),
+)
+for _, candidate in FINETUNE_CANDIDATES:
+    candidate.setdefault("pooling", "mean")
+    candidate.setdefault("head", "modernbert")
+
+# Arms: objective -> budgets it is pre-trained at. "random" and "cnn" are not pre-trained.
+PRETRAINED_ARMS = {"rtd": ("small", "large"), "mlm": ("small", "large"), "control": ("small",)}
+# The comparisons the study reports, at every budget both arms have.
+COMPARISONS = (("rtd", "mlm"), ("rtd", "control"), ("rtd", "random"), ("mlm", "random"))
 
 
 @dataclass
 class Budget:
-    sweep_steps: int = 1000
-    sweep_eval_every: int = 200
-    pretrain_steps: int = 4000
-    pretrain_eval_every: int = 500
+    small_steps: int = 1000  # steps of the reference recipe (tiny_cpu) that make the small compute budget
+    large_factor: int = 4  # the large budget is this many times the small one
+    validations: int = 5  # validations per pre-training run
     eval_windows: int = 256
-    sweep: tuple = SWEEP
+    validation_block_length: int = 10_000  # held-out blocks spread over the genome (5 % of it)
+    save_every: int = 250  # pre-training checkpoints: a stopped run resumes from the last
+    sweeps: dict = field(default_factory=lambda: dict(SWEEPS))
+    finetune_candidates: tuple = FINETUNE_CANDIDATES
+    finetune_base: dict = field(default_factory=lambda: dict(FINETUNE_BASE))
     tasks: tuple = TASKS
-    seeds: tuple | None = None  # None: the registry's (GUE: 42, 43, 44)
-    finetune: dict = field(default_factory=lambda: dict(FINETUNE_RECIPE))
+    seeds: tuple = PRETRAINING_SEEDS
     max_train_samples: int | None = None
-    max_validation_samples: int | None = 1000
+    max_validation_samples: int | None = 1000  # dev rows for early stopping and checkpoint selection
     probe_train_examples: int = 2000
-    probe_test_examples: int = 2000
+    probe_dev_examples: int = 1000
 
 
 QUICK = Budget(
-    sweep_steps=20,
-    sweep_eval_every=10,
-    pretrain_steps=40,  # enough steps for the MLM arm's step count to match RTD's FLOPs within 1 %
-    pretrain_eval_every=20,
+    small_steps=10,
+    validations=2,
     eval_windows=32,
-    sweep=SWEEP[:3],
+    save_every=20,
+    sweeps={"rtd": RTD_SWEEP[:2], "mlm": MLM_SWEEP[:2]},
+    finetune_candidates=FINETUNE_CANDIDATES[:2],
+    finetune_base={**FINETUNE_BASE, "max_steps": 24, "eval_steps": 12, "early_stopping_steps": 12},
     tasks=("tf/0",),
-    seeds=(42,),
-    finetune={**FINETUNE_RECIPE, "max_steps": 24, "eval_steps": 12, "warmup_steps": 6},
+    seeds=(1, 2),
     max_train_samples=256,
     max_validation_samples=128,
     probe_train_examples=200,
-    probe_test_examples=200,
+    probe_dev_examples=100,
 )
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# The study
+QUICK.finetune_candidates = tuple((label, {**c, "warmup_steps": 4}) for label, c in QUICK.finetune_candidates)
 
 
 class Study:
+    """The study's plan (every job's name and spec, from the finished results) and its run."""
+
     def __init__(self, args: argparse.Namespace):
         self.args = args
         self.budget = QUICK if args.quick else Budget()
         if args.tasks:
             self.budget = replace(self.budget, tasks=tuple(args.tasks))
-        if args.seeds:
-            self.budget = replace(self.budget, seeds=tuple(args.seeds))
-        for name in ("sweep_steps", "pretrain_steps"):
-            if getattr(args, name):
-                self.budget = replace(self.budget, **{name: getattr(args, name)})
-        if args.finetune_steps:
-            self.budget = replace(self.budget, finetune={**self.budget.finetune, "max_steps": args.finetune_steps})
         self.work_dir = Path(args.work_dir).resolve()
         self.output = Path(args.output)
         self.fasta = [str(Path(f).resolve()) for f in args.fasta]
+        self.ood_fasta = [str(Path(f).resolve()) for f in args.ood_fasta]
+        self.data = str(Path(args.data).resolve())
         self.started = time.time()
-        self.runner = JobRunner(
-            self.work_dir, args.workers, args.threads, self.record, run_missing=not args.report_only
-        )
+        self.runner = JobRunner(self.work_dir, args.workers, args.threads, self.record, not args.report_only)
         self.results: dict[str, dict] = {}
-        self.report_state = {"status": "running"}
+        self.status = "running"
 
     def record(self, name: str, result: dict) -> None:
         self.results[name] = result
         self.write()
 
-    def sweep_jobs(self) -> list[tuple[str, dict, str, dict]]:
-        b = self.budget
-        jobs = []
-        for index, (label, extra) in enumerate(b.sweep):
-            overrides = pretrain_overrides(
-                self.fasta,
-                self.work_dir / "sweep" / f"setting{index}",
-                b.sweep_steps,
-                b.sweep_eval_every,
-                b.eval_windows,
-                extra,
-            )
-            jobs.append((f"sweep{index}", {"kind": "pretrain", "overrides": overrides}, label, extra))
-        return jobs
+    # -- pre-training ------------------------------------------------------------------------------------------
 
-    def chosen_extra(self) -> tuple[str, dict] | None:
-        rows = self.sweep_rows()
-        best = choose(rows)
-        return (best["setting"], best["overrides"]) if best else None
+    def budget_flops(self, budget: str) -> float:
+        steps = self.budget.small_steps * (self.budget.large_factor if budget == "large" else 1)
+        return training_flops_per_step({})["per_step"] * steps
 
-    def sweep_rows(self) -> list[dict]:
-        rows = []
-        for name, spec, label, extra in self.sweep_jobs():
-            if name in self.results:
-                rows.append(sweep_row(label, extra, self.results[name], training_flops_per_step(spec["overrides"])))
-        return rows
-
-    def pretrain_jobs(self) -> list[tuple[str, dict]]:
-        b = self.budget
-        _, extra = self.chosen_extra()
-        rtd = pretrain_overrides(
-            self.fasta,
-            self.work_dir / "pretrain" / "rtd",
-            b.pretrain_steps,
-            b.pretrain_eval_every,
-            b.eval_windows,
-            extra,
-        )
-        rtd_flops = training_flops_per_step(rtd)["per_step"] * b.pretrain_steps
-        mlm_base = {k: v for k, v in extra.items() if k in ("mask_probability", "mask_token_fraction")}
-        mlm = pretrain_overrides(
-            self.fasta,
-            self.work_dir / "pretrain" / "mlm",
-            1,
-            b.pretrain_eval_every,
-            b.eval_windows,
-            {"objective": "mlm", **mlm_base},
-        )
-        mlm_steps = round(rtd_flops / training_flops_per_step(mlm)["per_step"])
-        mlm.update(max_steps=mlm_steps, eval_every=max(1, round(b.pretrain_eval_every * mlm_steps / b.pretrain_steps)))
-        return [
-            ("pretrain_rtd", {"kind": "pretrain", "overrides": rtd}),
-            ("pretrain_mlm", {"kind": "pretrain", "overrides": mlm}),
-        ]
-
-    def models(self) -> dict[str, str]:
+    def pretraining(self, folder: Path, recipe: dict, budget: str, seed: int) -> dict:
+        """The overrides of one pre-training run: `recipe` for as many steps as the budget's FLOPs buy."""
+        probe = pretrain_overrides(self.fasta, folder, 1, 1, self.budget.eval_windows, recipe)
+        steps = round(self.budget_flops(budget) / training_flops_per_step(probe)["per_step"])
         return {
-            "rtd": str(self.work_dir / "pretrain" / "rtd" / "export" / "discriminator"),
-            "mlm": str(self.work_dir / "pretrain" / "mlm" / "export" / "encoder"),
-            "random": f"random:{DISCRIMINATOR_PRESET}",
-            "cnn": "cnn",
+            **probe,
+            "max_steps": steps,
+            "eval_every": max(1, steps // self.budget.validations),
+            "log_every": max(1, min(50, steps // self.budget.validations)),
+            "seed": seed,
+            "validation_block_length": self.budget.validation_block_length,
+            "ood_validation_fasta": self.ood_fasta,
+            "save_every": self.budget.save_every,
+            "keep_checkpoints": 1,
         }
 
-    def downstream_jobs(self) -> list[tuple[str, dict]]:
-        from nucel.benchmarks.registry import load_suite
+    def sweep_runs(self) -> list[tuple[str, str, Path]]:
+        """(job name, objective, run folder) of every sweep setting."""
+        return [
+            (f"sweep_{objective}{index}", objective, self.work_dir / "sweep" / f"{objective}{index}")
+            for objective, settings in self.budget.sweeps.items()
+            for index in range(len(settings))
+        ]
 
-        b, models, suite = self.budget, self.models(), load_suite("gue")
+    def sweep_jobs(self) -> list[tuple[str, dict]]:
+        return [
+            (name, {"kind": "pretrain", "overrides": self.pretraining(folder, recipe, "small", SWEEP_SEED)})
+            for (name, objective, folder), (_, recipe) in zip(
+                self.sweep_runs(), [s for settings in self.budget.sweeps.values() for s in settings]
+            )
+        ]
+
+    def probe_spec(self, model: str, seed: int, split: str = "test") -> dict:
+        return {
+            "kind": "probe",
+            "model": model,
+            "seed": seed,
+            "tasks": list(self.budget.tasks),
+            "data": self.data,
+            "train_examples": self.budget.probe_train_examples,
+            "dev_examples": self.budget.probe_dev_examples,
+            "score": split,
+        }
+
+    def sweep_probe_jobs(self) -> list[tuple[str, dict]]:
+        return [
+            (f"probe_{name}", self.probe_spec(export_folder(folder, objective), SWEEP_SEED, "dev"))
+            for name, objective, folder in self.sweep_runs()
+            if name in self.results
+        ]
+
+    def chosen_recipe(self, objective: str) -> tuple[str, dict] | None:
+        """The recipe with the highest mean dev probe MCC; None until every setting of the sweep is probed."""
+        from nucel.benchmarks.study_report import mean_dev_mcc
+
+        settings = self.budget.sweeps[objective]
+        scores = [mean_dev_mcc(self.results.get(f"probe_sweep_{objective}{i}")) for i in range(len(settings))]
+        if any(score is None for score in scores):
+            return None
+        return settings[max(range(len(settings)), key=lambda i: scores[i])]
+
+    def arm_recipe(self, arm: str) -> dict | None:
+        chosen = self.chosen_recipe("mlm" if arm == "mlm" else "rtd")
+        if chosen is None:
+            return None
+        return {**chosen[1], **CONTROL} if arm == "control" else chosen[1]
+
+    def pretrain_jobs(self, budgets: tuple[str, ...]) -> list[tuple[str, dict]]:
         jobs = []
-        # Seed-major: a study stopped early has every task and arm for its first seed(s), not 3 seeds of a few tasks.
-        seeds = {task: tuple(b.seeds or suite.task(task).seeds) for task in b.tasks}
-        for task, seed in [
-            (task, seeds[task][i])
-            for i in range(max(map(len, seeds.values())))
-            for task in b.tasks
-            if i < len(seeds[task])
-        ]:
-            slug = f"{task.replace('/', '_')}_seed{seed}"
-            for arm in ARMS:
-                jobs.append(
-                    (
-                        f"finetune_{arm}_{slug}",
-                        {
-                            "kind": "finetune",
-                            "arm": arm,
-                            "model": models[arm],
-                            "task": task,
-                            "seed": seed,
-                            "data": str(Path(self.args.data).resolve()),
-                            "recipe": b.finetune,
-                            "max_train_samples": b.max_train_samples,
-                            "max_validation_samples": b.max_validation_samples,
-                        },
-                    )
-                )
-            for arm in PROBED_ARMS:
-                jobs.append(
-                    (
-                        f"probe_{arm}_{slug}",
-                        {
-                            "kind": "probe",
-                            "arm": arm,
-                            "model": models[arm],
-                            "task": task,
-                            "seed": seed,
-                            "data": str(Path(self.args.data).resolve()),
-                            "train_examples": b.probe_train_examples,
-                            "test_examples": b.probe_test_examples,
-                        },
-                    )
-                )
+        for seed in self.budget.seeds:
+            for arm, arm_budgets in PRETRAINED_ARMS.items():
+                recipe = self.arm_recipe(arm)
+                for budget in (b for b in arm_budgets if b in budgets):
+                    if recipe is not None:
+                        key = f"{arm}-{budget}"
+                        folder = self.work_dir / "pretrain" / f"{key}-seed{seed}"
+                        spec = {"kind": "pretrain", "overrides": self.pretraining(folder, recipe, budget, seed)}
+                        jobs.append((f"pretrain_{key}_seed{seed}", spec))
         return jobs
 
-    def report(self) -> dict:
-        return build_report(self)
+    # -- fine-tuning -------------------------------------------------------------------------------------------
+
+    def finetune_spec(self, model: str, task: str, seed: int, recipe: dict | None, split: str = "test") -> dict:
+        return {
+            "kind": "finetune",
+            "model": model,
+            "task": task,
+            "seed": seed,
+            "data": self.data,
+            "recipe": recipe,  # None: the model's own settings (the CNN's tuned ones)
+            "score": split,
+            "max_train_samples": self.budget.max_train_samples,
+            "max_validation_samples": self.budget.max_validation_samples,
+        }
+
+    def finetune_search_jobs(self) -> list[tuple[str, dict]]:
+        b = self.budget
+        return [
+            (
+                f"ftsearch{index}_{slug(task)}",
+                self.finetune_spec(f"random:{DISCRIMINATOR_PRESET}", task, SWEEP_SEED, {**b.finetune_base, **c}, "dev"),
+            )
+            for index, (_, c) in enumerate(b.finetune_candidates)
+            for task in b.tasks
+        ]
+
+    def chosen_finetuning(self) -> tuple[str, dict] | None:
+        from nucel.benchmarks.study_report import finetune_search_rows
+
+        rows = finetune_search_rows(self)
+        if not rows or any(row["finished"] < len(self.budget.tasks) for row in rows):
+            return None
+        best = max(rows, key=lambda row: (row["left_plateau"], row["mean_dev"]))
+        return best["setting"], {**self.budget.finetune_base, **best["overrides"]}
+
+    def models(self, seed: int) -> dict[str, str]:
+        """Arm key ("rtd-small", ..., "random", "cnn") -> the model its fine-tuning run with this seed starts from."""
+        models = {
+            f"{arm}-{budget}": export_folder(self.work_dir / "pretrain" / f"{arm}-{budget}-seed{seed}", arm)
+            for arm, budgets in PRETRAINED_ARMS.items()
+            for budget in budgets
+        }
+        return {**models, "random": f"random:{DISCRIMINATOR_PRESET}", "cnn": "cnn"}
+
+    def downstream_jobs(self, budgets: tuple[str, ...]) -> list[tuple[str, dict]]:
+        chosen = self.chosen_finetuning()
+        jobs = []
+        for seed in self.budget.seeds:  # seed-major: a study stopped early has every arm and task for its first seeds
+            for key, model in self.models(seed).items():
+                pretrained = key not in ("random", "cnn")
+                if pretrained and key.rsplit("-", 1)[1] not in budgets or not pretrained and "small" not in budgets:
+                    continue
+                if pretrained and f"pretrain_{key}_seed{seed}" not in self.results:
+                    continue
+                if key != "cnn":
+                    jobs.append((f"probe_{key}_seed{seed}", self.probe_spec(model, seed)))
+                if chosen is None and key != "cnn":
+                    continue
+                recipe = None if key == "cnn" else chosen[1]
+                for task in self.budget.tasks:
+                    jobs.append(
+                        (f"finetune_{key}_{slug(task)}_seed{seed}", self.finetune_spec(model, task, seed, recipe))
+                    )
+        return jobs
+
+    # -- running -----------------------------------------------------------------------------------------------
+
+    def phases(self) -> list[tuple[str, callable]]:
+        """The study's phases in order; each is (what it does, a function giving its jobs from the results so far)."""
+        return [
+            ("sweeps: pre-training", self.sweep_jobs),
+            ("sweeps: dev probes", self.sweep_probe_jobs),
+            (
+                "small budget: pre-training (3 arms × seeds); fine-tuning search",
+                lambda: self.pretrain_jobs(("small",)) + self.finetune_search_jobs(),
+            ),
+            ("small budget: fine-tuning and probes; random init; CNN", lambda: self.downstream_jobs(("small",))),
+            ("large budget: pre-training", lambda: self.pretrain_jobs(("large",))),
+            ("large budget: fine-tuning and probes", lambda: self.downstream_jobs(("large",))),
+        ]
+
+    def planned(self) -> list[str]:
+        return [name for _, jobs in self.phases() for name, _ in jobs()]
 
     def write(self) -> None:
-        from nucel.core.files import write_json_atomically
+        from nucel.benchmarks.study_report import write_report
 
-        report = self.report()
-        self.output.mkdir(parents=True, exist_ok=True)
-        write_json_atomically(self.output / "pretraining_study.json", report)
-        staging = self.output / ".pretraining_study.md.tmp"
-        staging.write_text(markdown(report))
-        staging.replace(self.output / "pretraining_study.md")
-        try:
-            plot(report, self.output / ".pretraining_study.tmp.png")
-            (self.output / ".pretraining_study.tmp.png").replace(self.output / "pretraining_study.png")
-        except Exception as error:  # a plot failure must not lose the tables
-            print(f"[study] plot failed: {error}", flush=True)
+        write_report(self)
 
-    def run(self) -> dict:
-        for path in self.fasta:
+    def check_inputs(self) -> None:
+        from nucel.benchmarks.registry import load_suite
+
+        for path in self.fasta + self.ood_fasta:
             if not Path(path).is_file():
-                raise FileNotFoundError(f"--fasta {path}: no such file")
-        if not Path(self.args.data).is_dir():
-            raise FileNotFoundError(f"--data {self.args.data}: no such folder (the GUE data root)")
+                raise FileNotFoundError(f"--fasta/--ood-fasta {path}: no such file")
+        if not Path(self.data).is_dir():
+            raise FileNotFoundError(f"--data {self.data}: no such folder (the GUE data root)")
         suite = load_suite("gue")
         for task in self.budget.tasks:
             suite.task(task)  # an unknown task is one line naming the nearest, before any job runs
-        print(f"[study] stage 1: sweep of {len(self.budget.sweep)} generator settings", flush=True)
-        self.runner.run_all([(name, spec) for name, spec, _, _ in self.sweep_jobs()])
-        if self.chosen_extra() is None:
-            self.report_state["status"] = "failed: no sweep run finished"
-            self.write()
-            raise RuntimeError("no sweep run finished; see the logs under " + str(self.work_dir / "logs"))
-        print(f"[study] chosen: {self.chosen_extra()[0]}; stage 2: RTD and MLM at equal FLOPs", flush=True)
-        self.runner.run_all(self.pretrain_jobs())
-        print("[study] stage 3: fine-tuning and probes", flush=True)
-        jobs = self.downstream_jobs()
-        missing = [arm for arm, model in self.models().items() if "/" in model and not Path(model).is_dir()]
-        if missing:
-            print(f"[study] no exported model for {missing}: their downstream jobs are skipped", flush=True)
-            jobs = [(name, spec) for name, spec in jobs if spec["arm"] not in missing]
-        self.runner.run_all(jobs)
-        planned = [name for name, _, _, _ in self.sweep_jobs()] + [name for name, _ in self.pretrain_jobs() + jobs]
-        finished = sum(name in self.results for name in planned)
-        self.report_state["status"] = (
+
+    def run(self) -> None:
+        self.check_inputs()
+        for label, jobs in self.phases():
+            print(f"[study] {label}", flush=True)
+            self.runner.run_all(jobs())
+        missing = [name for name in self.planned() if name not in self.results]
+        self.status = (
             "finished"
-            if finished == len(planned)
-            else (
-                f"stopped with {finished} of {len(planned)} jobs finished; run the command again to continue "
-                "(finished jobs are reused)"
-            )
+            if not missing
+            else f"stopped with {len(missing)} planned jobs unfinished (and the jobs that depend on them); run the "
+            "command again to continue (finished jobs are reused)"
         )
         self.write()
-        return self.report()
+
+
+def export_folder(run_folder: Path, arm: str) -> str:
+    """Where a pre-training run exports the encoder an arm fine-tunes: an MLM run's encoder, an RTD run's
+    discriminator."""
+    return str(run_folder / "export" / ("encoder" if arm == "mlm" else "discriminator"))
+
+
+def slug(task: str) -> str:
+    return task.replace("/", "_")
 
 
 def add_arguments(parser) -> None:
     parser.description = __doc__
-    parser.add_argument("--quick", action="store_true", help="a few minutes: tiny budgets, one task (tf/0), one seed")
+    parser.add_argument("--quick", action="store_true", help="a few minutes: tiny budgets, one task (tf/0), two seeds")
     parser.add_argument("--fasta", nargs="+", default=[str(DEFAULT_FASTA)], help="pre-training genome FASTA(.gz)")
+    parser.add_argument(
+        "--ood-fasta", nargs="+", default=[str(DEFAULT_OOD_FASTA)], help="another species' genome, validation only"
+    )
     parser.add_argument("--data", default=str(DEFAULT_GUE), help="the GUE data root")
     parser.add_argument(
         "-o",
@@ -360,10 +400,6 @@ def add_arguments(parser) -> None:
     parser.add_argument("--workers", type=int, default=2, help="jobs at a time (2 on a 2-core CPU)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per job")
     parser.add_argument("--tasks", nargs="+", help=f"GUE tasks (default: {' '.join(TASKS)})")
-    parser.add_argument("--seeds", type=int, nargs="+", help="default: the registry's seeds (quick: 42)")
-    parser.add_argument("--sweep-steps", type=int, help="pre-training steps of each sweep setting")
-    parser.add_argument("--pretrain-steps", type=int, help="RTD steps of the main run (MLM: the same FLOPs)")
-    parser.add_argument("--finetune-steps", type=int, help="fine-tuning steps of every arm")
     parser.add_argument(
         "--report-only",
         action="store_true",
@@ -381,5 +417,5 @@ def run_study(args: argparse.Namespace) -> None:
     if args.work_dir is None:
         args.work_dir = str(REPOSITORY / "runs" / ("pretraining-study-quick" if args.quick else "pretraining-study"))
     study = Study(args)
-    report = study.run()
-    print(f"[study] done in {report['elapsed_minutes']:.1f} min: {study.output / 'pretraining_study.md'}")
+    study.run()
+    print(f"[study] {study.status}; report: {study.output / 'pretraining_study.md'}")

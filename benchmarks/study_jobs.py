@@ -51,32 +51,35 @@ def pretrain_overrides(
 
 
 def run_pretrain_job(spec: dict) -> dict:
+    """One pre-training run; a run stopped part-way resumes from its last checkpoint."""
     from nucel.core.records import read_pretraining_record
     from nucel.training.pretraining_config import load_config
     from nucel.training.rtd_loop import run_pretraining
 
     output_dir = Path(spec["overrides"]["output_dir"])
-    shutil.rmtree(output_dir, ignore_errors=True)  # a fresh run: an old log.jsonl would be appended to
+    resume = "latest" if any((output_dir / "checkpoints").glob("*")) else None
+    if resume is None:
+        shutil.rmtree(output_dir, ignore_errors=True)  # a fresh run: an old log.jsonl would be appended to
     started = time.perf_counter()
-    run_pretraining(load_config(BASE_CONFIG, overrides=spec["overrides"]))
+    run_pretraining(load_config(BASE_CONFIG, overrides=spec["overrides"]), resume=resume)
     wall = time.perf_counter() - started
-    export = (
-        output_dir / "export" / ("discriminator" if spec["overrides"].get("objective", "rtd") == "rtd" else "encoder")
-    )
-    record = read_pretraining_record(export)
-    keys = (
-        "loss",
-        "information_gain_percent",
-        "auroc",
-        "auroc_masked",
-        "average_precision",
-        "replaced_fraction",
-        "generator_accuracy",
-        "generator_loss",
-        "discriminator_loss",
-    )
-    series = [{"step": r["step"], **{k: r[k] for k in keys if k in r}} for r in record["validation_series"]]
-    return {"wall_seconds": wall, "validation": series, "windows": record["windows"], "export": str(export)}
+    part = "discriminator" if spec["overrides"].get("objective", "rtd") == "rtd" else "encoder"
+    record = read_pretraining_record(output_dir / "export" / part)
+    shutil.rmtree(output_dir / "checkpoints", ignore_errors=True)  # the export is what the study uses
+    return {
+        "wall_seconds": wall,  # of this invocation (a resumed run's earlier part is not counted)
+        "resumed": resume is not None,
+        "validation": [figures(point) for point in record["validation_series"]],
+        "ood_validation": [figures(point) for point in record.get("ood_validation_series") or []],
+        "windows": record["windows"],
+        "steps": record.get("steps"),
+        "flops": training_flops_per_step(spec["overrides"])["per_step"] * spec["overrides"]["max_steps"],
+    }
+
+
+def figures(point: dict) -> dict:
+    """A validation's figures, without the per-window detail a record may carry."""
+    return {key: value for key, value in point.items() if isinstance(value, (int, float))}
 
 
 def load_split_data(spec: dict):
@@ -90,65 +93,64 @@ def load_split_data(spec: dict):
     used = {
         "train": capped(data.splits["train"], spec["max_train_samples"]),
         "validation": capped(data.splits["validation"], spec["max_validation_samples"]),
-        "test": data.splits["test"],
+        # what the run is scored on: the whole test split, or (for choices) the whole dev split
+        "scored": data.splits["test" if spec["score"] == "test" else "validation"],
     }
     return task, data, used
 
 
-def train_and_test(model: str, train, validation, test, settings) -> dict:
-    """`benchmarks/run.py`'s train_and_test without the test logits (the study keeps metrics and histories)."""
-    from nucel.benchmarks.run import train_and_test as run_train_and_test
-
-    result = run_train_and_test(model, train, validation, test, settings)
-    result.pop("test_logits")
-    return result
-
-
 def run_finetune_job(spec: dict) -> dict:
-    from nucel.benchmarks.registry import OVERRIDABLE
+    """One fine-tuning run, scored on the whole test (or dev) split; its predictions are kept for the paired
+    bootstrap, and the one-class loss of its validation rows for the plateau count."""
     from nucel.benchmarks.run import split_record, task_settings
+    from nucel.benchmarks.run import train_and_test as run_train_and_test
+    from nucel.training.finetune import one_class_loss
 
     task, data, used = load_split_data(spec)
-    # the runner's settings for the task and seed, with the recipe's values (pooling, schedule ... too) on top
-    runner_keys = {key: value for key, value in spec["recipe"].items() if key in OVERRIDABLE}
-    others = {key: value for key, value in spec["recipe"].items() if key not in OVERRIDABLE}
-    settings = replace(task_settings(task, spec["seed"], runner_keys), **runner_keys, **others)
+    settings = task_settings(task, spec["seed"], {}, model=spec["model"])
+    if spec["recipe"] is not None:
+        settings = replace(settings, **spec["recipe"])
     started = time.perf_counter()
-    outcome = train_and_test(spec["model"], used["train"], used["validation"], used["test"], settings)
+    outcome = run_train_and_test(spec["model"], used["train"], used["validation"], used["scored"], settings)
+    predictions = outcome.pop("test_logits").argmax(axis=-1)
     return {
         "value": outcome["metrics"][task.metric],
         "metric": task.metric,
         "wall_seconds": time.perf_counter() - started,
         **outcome,
+        "one_class_loss": one_class_loss(used["train"], used["validation"]),
+        "predictions": predictions.tolist(),
+        "labels": list(used["scored"].labels),
         "settings": asdict(settings),
-        **split_record(data, used),
+        **split_record(data, {"train": used["train"], "validation": used["validation"]}),
     }
 
 
 def run_probe_job(spec: dict) -> dict:
+    """Probes of every layer of one encoder on every task (training/probe.py: probe_every_layer), the layer and C
+    chosen on dev. The same train and dev rows for every encoder (drawn with seed 0); scored on the whole test split
+    (or, for choices, on dev)."""
     import torch
 
     from nucel.core.models import load_checked
     from nucel.modeling_nucel import NucELConfig, NucELModel
     from nucel.tokenization import build_tokenizer
-    from nucel.training.probe import load_probe_task, probe_task
+    from nucel.training.probe import probe_every_layer, read_split, subsample
 
-    folder = Path(spec["data"]) / spec["task"]
-    task = load_probe_task(folder, spec["train_examples"], spec["test_examples"], spec["seed"])
     if spec["model"].startswith("random:"):
         torch.manual_seed(spec["seed"])
         encoder = NucELModel(NucELConfig.from_preset(spec["model"].split(":", 1)[1]))
     else:
         encoder = load_checked(NucELModel, spec["model"], device="cpu")
-    started = time.perf_counter()
-    result = probe_task(encoder, build_tokenizer(), task)
-    return {
-        "value": result.mcc,
-        "metric": "mcc",
-        "wall_seconds": time.perf_counter() - started,
-        "train_examples": len(task.train.labels),
-        "test_examples": len(task.test.labels),
-    }
+    tokenizer, started, results = build_tokenizer(), time.perf_counter(), {}
+    for task in spec["tasks"]:
+        folder = Path(spec["data"]) / task
+        train = subsample(read_split(folder / "train.csv"), spec["train_examples"], 0)
+        dev = subsample(read_split(folder / "dev.csv"), spec["dev_examples"], 0)
+        scored = read_split(folder / ("test.csv" if spec["score"] == "test" else "dev.csv"))
+        results[task] = probe_every_layer(encoder, tokenizer, train, dev, scored)
+        results[task]["labels"] = scored.labels.tolist()
+    return {"wall_seconds": time.perf_counter() - started, "tasks": results}
 
 
 JOB_KINDS = {"pretrain": run_pretrain_job, "finetune": run_finetune_job, "probe": run_probe_job}

@@ -1,76 +1,52 @@
-"""The pre-training study's analysis and report: the sweep's rows and the chosen recipe, the acceptance bar, summaries
-over seeds, `pretraining_study.md` and `pretraining_study.png`.
+"""The pre-training study's analysis: from the finished jobs of a running Study (benchmarks/pretraining_study.py) to
+the report `pretraining_study.json` holds (the markdown and the figure: benchmarks/study_markdown.py).
 """
 
-import json
-import math
-import os
 import statistics
 import time
 from dataclasses import asdict
 from pathlib import Path
 
-from nucel.benchmarks.study_jobs import BASE_CONFIG, training_flops_per_step
-from nucel.core.files import display_path
+import numpy as np
 
-DISCRIMINATOR_PRESET = "tiny"
-ARMS = ("rtd", "mlm", "random", "cnn")
-PROBED_ARMS = ("rtd", "mlm", "random")
-ARM_LABELS = {"rtd": "RTD (chosen recipe)", "mlm": "MLM baseline", "random": "random init", "cnn": "one-hot CNN"}
-# The acceptance bar of the study's chosen CPU recipe (validation, at the end of pre-training).
-ACCEPT_GAIN_PERCENT = 3.0
-ACCEPT_AUROC = 0.62
+from nucel.benchmarks.paired_differences import ArmRuns, matthews, paired_difference, verdict
+from nucel.benchmarks.study_jobs import training_flops_per_step
+from nucel.core.files import display_path, write_json_atomically
+
+ARM_LABELS = {
+    "rtd": "RTD",
+    "mlm": "MLM",
+    "control": "uniform-replacement control",
+    "random": "random init",
+    "cnn": "one-hot CNN",
+}
+# A validation loss this far below the one-class loss has left the plateau (training/finetune.py's margin).
+PLATEAU_MARGIN = 0.02
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Analysis
+# Per-job figures
 
 
-def rises(series: list[dict], key: str) -> bool | None:
-    """Whether a validation figure rises over training: its last value is above its first and above its value
-    halfway through (None with fewer than two validations)."""
-    values = [point[key] for point in series if point.get(key) is not None and not math.isnan(point[key])]
-    if len(values) < 2:
+def mean_dev_mcc(probe_result: dict | None) -> float | None:
+    """A dev-scored probe job's mean MCC over its tasks (the sweeps' choice)."""
+    if not probe_result:
         return None
-    return values[-1] > values[0] and values[-1] >= values[(len(values) - 1) // 2]
+    return statistics.fmean(task["test"] for task in probe_result["tasks"].values())
 
 
-def sweep_row(label: str, extra: dict, result: dict, flops: dict) -> dict:
-    series = result["validation"]
-    end = series[-1] if series else {}
-    return {
-        "setting": label,
-        "overrides": extra,
-        "steps": series[-1]["step"] if series else None,
-        "wall_seconds": result["wall_seconds"],
-        "flops": flops["per_step"] * (series[-1]["step"] if series else 0),
-        "gain_percent_first": series[0].get("information_gain_percent") if series else None,
-        "gain_percent_end": end.get("information_gain_percent"),
-        "auroc_first": series[0].get("auroc") if series else None,
-        "auroc_end": end.get("auroc"),
-        "replaced_fraction_end": end.get("replaced_fraction"),
-        "generator_accuracy_end": end.get("generator_accuracy"),
-        "gain_rises": rises(series, "information_gain_percent"),
-        "auroc_rises": rises(series, "auroc"),
-        "validation": series,
-    }
+def left_plateau(result: dict) -> bool:
+    """Whether a fine-tuning run's validation loss ever fell below the one-class predictor's."""
+    lowest = min(entry["loss"] for entry in result["validation_history"])
+    return lowest < result["one_class_loss"] * (1 - PLATEAU_MARGIN)
 
 
-def choose(rows: list[dict]) -> dict | None:
-    finished = [row for row in rows if row.get("gain_percent_end") is not None]
-    return max(finished, key=lambda row: (row["gain_percent_end"], row["auroc_end"])) if finished else None
+def selected_last(result: dict) -> bool:
+    return result["best_step"] == result["steps_trained"]
 
 
-def acceptance(row: dict | None) -> dict:
-    if not row or row.get("gain_percent_end") is None:
-        return {"met": False, "reason": "not run yet"}
-    checks = {
-        f"validation information gain ≥ {ACCEPT_GAIN_PERCENT} % at the end": row["gain_percent_end"]
-        >= ACCEPT_GAIN_PERCENT,
-        "validation information gain rises over training": bool(row["gain_rises"]),
-        f"validation AUROC ≥ {ACCEPT_AUROC} at the end": row["auroc_end"] >= ACCEPT_AUROC,
-    }
-    return {"met": all(checks.values()), "checks": checks}
+def end_figures(series: list[dict] | None) -> dict:
+    return dict(series[-1]) if series else {}
 
 
 def summarise(values: list[float]) -> dict:
@@ -82,276 +58,242 @@ def summarise(values: list[float]) -> dict:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Reports
+# Stages
 
 
-def fmt(value, digits: int = 3) -> str:
-    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
-
-
-def markdown(report: dict) -> str:
-    budget = report["budget"]
-    lines = [
-        "# Pre-training study: RTD vs MLM at equal compute, random init and the one-hot CNN"
-        + (" (QUICK MODE)" if report["quick"] else ""),
-        "",
-        f"Status: **{report['status']}** (written {report['written']}; {report['elapsed_minutes']:.1f} min in this "
-        f"invocation; the finished jobs ran {report['job_minutes']:.0f} min in all, {report['workers']} at a time). "
-        f"Command: `{report['command']}`.",
-        "",
-        f"Pre-training data: {', '.join(report['fasta'])} — real human DNA (GRCh38 chr2:1-2,333,275; the paper's "
-        f"human-only setting, at a CPU-sized slice), windows: {report.get('windows') or '–'}. Discriminator "
-        f"`{DISCRIMINATOR_PRESET}` (4 × 64), the `{BASE_CONFIG}` recipe (256-bp crops, batch 16, AdamW 2e-3, 50 "
-        f"warm-up steps, linear decay).",
-        f"Training FLOPs: 6 × non-embedding weights + 12 × layers × length × width per token, for every network "
-        f"trained (the generator included); CPU: {os.cpu_count()} cores, {report['workers']} job(s) at a time, "
-        f"{report['threads']} torch thread(s) each.",
-        "",
-        f"## 1. Generator-strength sweep ({budget['sweep_steps']} steps each; validation every "
-        f"{budget['sweep_eval_every']} steps, {budget['eval_windows']} held-out windows)",
-        "",
-        "| setting | overrides | steps | wall (min) | train FLOPs | val info gain % (first → end) | rises | "
-        "val AUROC (first → end) | rises | replaced p | generator acc. |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for row in report["sweep"]:
-        lines.append(
-            f"| {row['setting']} | `{json.dumps(row['overrides'])}` | {row['steps']} | "
-            f"{row['wall_seconds'] / 60:.1f} | "
-            f"{row['flops']:.2e} | {fmt(row['gain_percent_first'], 2)} → **{fmt(row['gain_percent_end'], 2)}** | "
-            f"{row['gain_rises']} | {fmt(row['auroc_first'])} → **{fmt(row['auroc_end'])}** | {row['auroc_rises']} | "
-            f"{fmt(row['replaced_fraction_end'])} | {fmt(row['generator_accuracy_end'])} |"
+def sweep_rows(study) -> dict[str, list[dict]]:
+    rows = {}
+    for (name, objective, _), (job, spec) in zip(study.sweep_runs(), study.sweep_jobs()):
+        label, recipe = study.budget.sweeps[objective][int(name.removeprefix(f"sweep_{objective}"))]
+        result, probe = study.results.get(name), study.results.get(f"probe_{name}")
+        rows.setdefault(objective, []).append(
+            {
+                "setting": label,
+                "overrides": recipe,
+                "steps": spec["overrides"]["max_steps"],
+                "flops": training_flops_per_step(spec["overrides"])["per_step"] * spec["overrides"]["max_steps"],
+                "wall_seconds": result["wall_seconds"] if result else None,
+                "validation_end": end_figures(result["validation"]) if result else {},
+                "ood_validation_end": end_figures(result["ood_validation"]) if result else {},
+                "validation": result["validation"] if result else [],
+                "dev_probe_mcc": mean_dev_mcc(probe),
+                "dev_probe_by_task": {t: r["test"] for t, r in probe["tasks"].items()} if probe else {},
+                "dev_probe_layers": {t: r["layer"] for t, r in probe["tasks"].items()} if probe else {},
+            }
         )
-    chosen = report.get("chosen")
-    lines += ["", f"Chosen recipe (highest validation information gain at the end): **{chosen or '–'}**.", ""]
-    lines += [f"## 2. Pre-training at equal compute ({budget['pretrain_steps']} RTD steps)", ""]
-    pre = report.get("pretraining", {})
-    if pre:
-        lines += [
-            "| arm | objective | steps | train FLOPs | wall (min) | val info gain % | rises | val AUROC | val loss "
-            "| val generator/MLM acc. |",
-            "|---|---|---|---|---|---|---|---|---|---|",
-        ]
-        for arm in ("rtd", "mlm"):
-            if arm not in pre:
+    return rows
+
+
+def finetune_search_rows(study) -> list[dict]:
+    rows = []
+    for index, (label, overrides) in enumerate(study.budget.finetune_candidates):
+        results = {}
+        for task in study.budget.tasks:
+            result = study.results.get(f"ftsearch{index}_{task.replace('/', '_')}")
+            if result:
+                results[task] = result
+        rows.append(
+            {
+                "setting": label,
+                "overrides": overrides,
+                "finished": len(results),
+                "left_plateau": sum(left_plateau(r) for r in results.values()),
+                "mean_dev": statistics.fmean(r["value"] for r in results.values()) if results else None,
+                "dev_by_task": {t: r["value"] for t, r in results.items()},
+                "steps_by_task": {t: r["steps_trained"] for t, r in results.items()},
+            }
+        )
+    return rows
+
+
+def arms_entry(study) -> dict:
+    """`arms`: per arm its pre-training seeds, recipe and per-budget runs (steps, FLOPs, validation at the end)."""
+    from nucel.benchmarks.pretraining_study import PRETRAINED_ARMS
+
+    arms = {}
+    for arm, budgets in PRETRAINED_ARMS.items():
+        entry = {"pretraining_seeds": list(study.budget.seeds), "recipe": study.arm_recipe(arm), "budgets": {}}
+        for name, spec in study.pretrain_jobs(budgets):
+            budget = name.split("_")[1].rsplit("-", 1)[1]
+            if not name.startswith(f"pretrain_{arm}-"):
                 continue
-            entry = pre[arm]
-            end = entry["validation"][-1] if entry.get("validation") else {}
-            lines.append(
-                f"| {ARM_LABELS[arm]} | {entry['objective']} | {entry['steps']} | {entry['flops']:.2e} | "
-                f"{fmt(entry.get('wall_seconds', 0) / 60, 1)} | {fmt(end.get('information_gain_percent'), 2)} | "
-                f"{entry.get('gain_rises', '–')} | {fmt(end.get('auroc'))} | {fmt(end.get('loss'))} | "
-                f"{fmt(end.get('generator_accuracy'))} |"
-            )
-        verdict = report.get("acceptance", {})
-        state = "pending (the RTD run has not finished)" if not verdict else "met" if verdict["met"] else "NOT met"
-        lines += ["", f"Acceptance (the chosen recipe's RTD run, validation at the end): **{state}**"]
-        lines += [f"- {name}: {'yes' if ok else 'no'}" for name, ok in verdict.get("checks", {}).items()]
-        if "rtd" in pre and pre["rtd"].get("validation"):
-            lines += [
-                "",
-                "RTD validation curve: "
-                + ", ".join(
-                    f"step {p['step']}: gain {fmt(p.get('information_gain_percent'), 2)} %, AUROC {fmt(p.get('auroc'))}"
-                    for p in pre["rtd"]["validation"]
-                ),
-            ]
-    else:
-        lines.append("Not run yet.")
-    recipe = report["finetune_recipe"]
-    lines += [
-        "",
-        "## 3. Downstream (GUE human tasks)",
-        "",
-        f"Fine-tuning, every arm: AdamW {recipe['learning_rate']}, batch {recipe['batch_size']}, "
-        f"{recipe['warmup_steps']} warm-up steps, schedule {recipe.get('lr_scheduler', 'linear')}, "
-        f"{recipe['max_steps']} steps, validation every {recipe['eval_steps']} steps, {recipe['pooling']} pooling, "
-        f"{recipe.get('head', 'modernbert')} head (NucEL arms), early stopping {recipe['early_stopping_patience']}; "
-        f"the benchmark runner's protocol (registry seeds and splits, best checkpoint by validation loss, metrics over "
-        f"the whole test split). Training rows capped at {budget['max_train_samples'] or 'none (all)'}, validation "
-        f"rows at {budget['max_validation_samples']}. "
-        f"Linear probe: logistic regression on frozen mean-pooled embeddings, {budget['probe_train_examples']} train / "
-        f"{budget['probe_test_examples']} test examples drawn per seed. MCC, mean ± sd (n seeds).",
-        "",
-    ]
-    columns = [(arm, "finetune") for arm in ARMS] + [(arm, "probe") for arm in PROBED_ARMS]
-    lines.append(
-        "| task | "
-        + " | ".join(f"{ARM_LABELS[arm]} {'fine-tuned' if kind == 'finetune' else 'probe'}" for arm, kind in columns)
-        + " |"
-    )
-    lines.append("|---|" + "---|" * len(columns))
-    downstream = report.get("downstream", {})
-    for task in budget["tasks"]:
-        cells = []
-        for arm, kind in columns:
-            entry = downstream.get(task, {}).get(kind, {}).get(arm)
-            cells.append(
-                (
-                    "–"
-                    if not entry
-                    else f"{entry['mean']:.3f} (n = 1)"
-                    if entry["sd"] is None
-                    else f"{entry['mean']:.3f} ± {entry['sd']:.3f} ({entry['n']})"
+            result = study.results.get(name)
+            overrides = spec["overrides"]
+            runs = entry["budgets"].setdefault(
+                budget,
+                {
+                    "steps": overrides["max_steps"],
+                    "flops": training_flops_per_step(overrides)["per_step"] * overrides["max_steps"],
+                    "runs": [],
+                },
+            )["runs"]
+            if result:
+                runs.append(
+                    {
+                        "seed": overrides["seed"],
+                        "wall_seconds": result["wall_seconds"],
+                        "validation_end": end_figures(result["validation"]),
+                        "ood_validation_end": end_figures(result["ood_validation"]),
+                        "windows": result["windows"],
+                    }
                 )
-            )
-        lines.append(f"| {task} | " + " | ".join(cells) + " |")
-    averages = report.get("downstream_average", {})
-    if averages:
-        cells = [fmt(averages.get(kind, {}).get(arm)) for arm, kind in columns]
-        lines.append(
-            f"| **average ({len(report['downstream_average_tasks'])} tasks with every arm)** | "
-            + " | ".join(cells)
-            + " |"
-        )
-    lines += ["", "Every job's spec and result: `" + report["work_dir"] + "/jobs/`; figure: pretraining_study.png."]
-    return "\n".join(lines) + "\n"
+        arms[arm] = entry
+    arms["random"] = {"pretraining_seeds": [], "initialisation_seeds": list(study.budget.seeds)}
+    arms["cnn"] = {"pretraining_seeds": [], "finetuning_seeds": list(study.budget.seeds), "settings": "registry's"}
+    return arms
 
 
-def plot(report: dict, path: Path) -> None:
-    import matplotlib
+def downstream_runs(study) -> dict[tuple[str, str, str], dict[int, dict]]:
+    """{(kind, arm key, task): {seed: result}} of the finished fine-tuning runs and probes."""
+    runs: dict = {}
+    for name, result in study.results.items():
+        kind = name.split("_")[0]
+        if kind == "finetune":
+            _, key, *task, seed = name.split("_")
+            task = "/".join(task) if task[0] != "prom" else "prom/" + "_".join(task[1:])
+            runs.setdefault(("finetune", key, task), {})[int(seed.removeprefix("seed"))] = result
+        elif kind == "probe" and not name.startswith("probe_sweep"):
+            _, key, seed = name.split("_")
+            for task, probe in result["tasks"].items():
+                runs.setdefault(("probe", key, task), {})[int(seed.removeprefix("seed"))] = probe
+    return runs
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(1, 3, figsize=(16, 4.5))
-    runs = [(row["setting"], row["validation"]) for row in report["sweep"]]
-    if report.get("pretraining", {}).get("rtd", {}).get("validation"):
-        runs.append((f"RTD main run ({report.get('chosen')})", report["pretraining"]["rtd"]["validation"]))
-    for label, series in runs:
-        steps = [p["step"] for p in series]
-        axes[0].plot(steps, [p.get("information_gain_percent") for p in series], "o-", label=label)
-        axes[1].plot(steps, [p.get("auroc") for p in series], "o-", label=label)
-    axes[0].axhline(ACCEPT_GAIN_PERCENT, color="grey", ls="--", lw=0.8)
-    axes[1].axhline(ACCEPT_AUROC, color="grey", ls="--", lw=0.8)
-    axes[0].set(title="validation information gain (% of H(p))", xlabel="step")
-    axes[1].set(title="validation AUROC, replaced vs original", xlabel="step")
-    axes[0].legend(fontsize=7)
-    downstream = report.get("downstream", {})
-    tasks = [task for task in report["budget"]["tasks"] if task in downstream]
-    columns = [(arm, "finetune") for arm in ARMS] + [(arm, "probe") for arm in PROBED_ARMS]
-    width = 0.8 / len(columns)
-    for i, (arm, kind) in enumerate(columns):
-        means = [downstream[task].get(kind, {}).get(arm, {}).get("mean", float("nan")) for task in tasks]
-        # One run has no sd (None in the report): no error bar, not a zero one.
-        sds = [downstream[task].get(kind, {}).get(arm, {}).get("sd") for task in tasks]
-        sds = [float("nan") if sd is None else sd for sd in sds]
-        axes[2].bar(
-            [t + i * width for t in range(len(tasks))],
-            means,
-            width,
-            yerr=sds,
-            label=f"{arm} {'ft' if kind == 'finetune' else 'probe'}",
-            hatch="" if kind == "finetune" else "//",
-        )
-    axes[2].set_xticks([t + 0.4 - width / 2 for t in range(len(tasks))], tasks, rotation=30, fontsize=7)
-    axes[2].set(title="downstream test MCC (mean ± sd over seeds)")
-    axes[2].legend(fontsize=6, ncol=2)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+def score(kind: str, result: dict) -> float:
+    return result["value"] if kind == "finetune" else result["test"]
+
+
+_DIFFERENCES_CACHE: dict = {}
+
+
+def differences(study, runs: dict) -> list[dict]:
+    """Paired differences (fine-tuning, test MCC) of every comparison at every budget both arms have, per task with
+    all seeds finished for both arms, and their mean."""
+    from nucel.benchmarks.pretraining_study import COMPARISONS, PRETRAINED_ARMS
+
+    seeds, entries = list(study.budget.seeds), []
+    for budget in ("small", "large"):
+        for a, b in COMPARISONS:
+            keys = [arm if arm in ("random", "cnn") else f"{arm}-{budget}" for arm in (a, b)]
+            if any(arm in PRETRAINED_ARMS and budget not in PRETRAINED_ARMS[arm] for arm in (a, b)):
+                continue
+            complete = [
+                task
+                for task in study.budget.tasks
+                if all(set(seeds) <= set(runs.get(("finetune", key, task), {})) for key in keys)
+            ]
+            if not complete:
+                continue
+            arm_runs = [
+                {
+                    task: ArmRuns(
+                        [[np.array(runs[("finetune", key, task)][s]["predictions"])] for s in seeds],
+                        np.array(runs[("finetune", keys[0], task)][seeds[0]]["labels"]),
+                    )
+                    for task in complete
+                }
+                for key in keys
+            ]
+            cache_key = (budget, a, b, tuple(complete))
+            if cache_key not in _DIFFERENCES_CACHE:
+                _DIFFERENCES_CACHE[cache_key] = paired_difference(*arm_runs, matthews)
+            for task, entry in _DIFFERENCES_CACHE[cache_key].items():
+                entries.append(
+                    {
+                        "a": a,
+                        "b": b,
+                        "budget": budget,
+                        "task": task,
+                        **entry,
+                        "tasks": len(complete) if task == "mean" else 1,
+                        "all_tasks": len(complete) == len(study.budget.tasks),
+                        "verdict": verdict(ARM_LABELS[a], ARM_LABELS[b], entry),
+                    }
+                )
+    return entries
 
 
 def build_report(study) -> dict:
-    """The study's report (what pretraining_study.json holds) from its finished jobs: `study` is a running Study."""
     b = study.budget
-    sweep = study.sweep_rows()
-    chosen = choose(sweep)
-    report = {
+    runs = downstream_runs(study)
+    downstream: dict = {}
+    for (kind, key, task), by_seed in runs.items():
+        values = [score(kind, result) for _, result in sorted(by_seed.items())]
+        downstream.setdefault(task, {}).setdefault(kind, {})[key] = summarise(values)
+    finetuned = [result for (kind, _, _), by_seed in runs.items() if kind == "finetune" for result in by_seed.values()]
+    counts = {
+        "runs": len(finetuned),
+        "selected_last_checkpoint": sum(selected_last(r) for r in finetuned),
+        "stayed_on_plateau": sum(not left_plateau(r) for r in finetuned),
+    }
+    counts["by_arm"] = {
+        key: {
+            "runs": sum(len(s) for (k, a, _), s in runs.items() if k == "finetune" and a == key),
+            "stayed_on_plateau": sum(
+                not left_plateau(r) for (k, a, _), s in runs.items() if k == "finetune" and a == key for r in s.values()
+            ),
+            "selected_last_checkpoint": sum(
+                selected_last(r) for (k, a, _), s in runs.items() if k == "finetune" and a == key for r in s.values()
+            ),
+        }
+        for key in sorted({a for (k, a, _) in runs if k == "finetune"})
+    }
+    chosen_finetuning = study.chosen_finetuning()
+    cpu_seconds = sum(r.get("wall_seconds", 0) for r in study.results.values()) * study.args.threads
+    return {
         "quick": study.args.quick,
-        "status": study.report_state["status"],
+        "status": study.status,
         "command": " ".join(["nucel study", *(display_path(a) if Path(a).exists() else a for a in study.args.argv)]),
         "written": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
         "elapsed_minutes": (time.time() - study.started) / 60,
-        "job_minutes": sum(result.get("wall_seconds", 0) for result in study.results.values()) / 60,
+        "cpu_hours": cpu_seconds / 3600,
+        "jobs_finished": len(study.results),
+        "jobs_planned_now": len(study.planned()),
         "fasta": [display_path(name) for name in study.fasta],
+        "ood_fasta": [display_path(name) for name in study.ood_fasta],
         "work_dir": display_path(study.work_dir),
         "workers": study.args.workers,
         "threads": study.args.threads,
-        "budget": {**{k: v for k, v in asdict(b).items() if k != "sweep"}, "sweep": [list(s) for s in b.sweep]},
-        "finetune_recipe": b.finetune,
-        "sweep": sweep,
-        "chosen": chosen["setting"] if chosen else None,
-        "acceptance_bar": {"gain_percent": ACCEPT_GAIN_PERCENT, "auroc": ACCEPT_AUROC},
-    }
-    windows = next((r.get("windows") for r in study.results.values() if r.get("windows")), None)
-    report["windows"] = windows
-    pretraining = {}
-    if chosen:
-        for name, spec in study.pretrain_jobs():
-            arm = name.split("_")[1]
-            entry = {
-                "objective": spec["overrides"].get("objective", "rtd"),
-                "steps": spec["overrides"]["max_steps"],
-                "flops": training_flops_per_step(spec["overrides"])["per_step"] * spec["overrides"]["max_steps"],
-                "overrides": {k: v for k, v in spec["overrides"].items() if k not in ("fasta", "output_dir")},
-            }
-            if name in study.results:
-                result = study.results[name]
-                entry.update(
-                    wall_seconds=result["wall_seconds"],
-                    validation=result["validation"],
-                    gain_rises=rises(result["validation"], "information_gain_percent"),
-                    auroc_rises=rises(result["validation"], "auroc"),
-                )
-            pretraining[arm] = entry
-    report["pretraining"] = pretraining
-    rtd = pretraining.get("rtd", {})
-    if rtd.get("validation"):
-        end = rtd["validation"][-1]
-        report["acceptance"] = acceptance(
+        "budget": {k: v for k, v in asdict(b).items() if k not in ("sweeps", "finetune_candidates")},
+        "budgets": {name: {"flops": study.budget_flops(name)} for name in ("small", "large")},
+        "sweeps": sweep_rows(study),
+        "chosen": {objective: (study.chosen_recipe(objective) or (None,))[0] for objective in b.sweeps},
+        "finetune_search": finetune_search_rows(study),
+        "finetune_chosen": chosen_finetuning[0] if chosen_finetuning else None,
+        "finetune_recipe": chosen_finetuning[1] if chosen_finetuning else None,
+        "arms": arms_entry(study),
+        "downstream": downstream,
+        "finetune_counts": counts,
+        "paired_differences": differences(study, runs),
+        "downstream_runs": [
             {
-                "gain_percent_end": end.get("information_gain_percent"),
-                "auroc_end": end.get("auroc"),
-                "gain_rises": rtd.get("gain_rises"),
-            }
-        )
-    downstream, runs = {}, []
-    for name, result in study.results.items():
-        kind = name.split("_")[0]
-        if kind not in ("finetune", "probe"):
-            continue
-        _, arm, *rest = name.split("_")
-        spec = json.loads((study.work_dir / "jobs" / f"{name}.json").read_text())["spec"]
-        downstream.setdefault(spec["task"], {}).setdefault(kind, {}).setdefault(arm, []).append(result["value"])
-        runs.append(
-            {
-                "job": name,
-                "task": spec["task"],
-                "arm": arm,
-                "kind": kind,
-                "seed": spec["seed"],
+                "arm": key,
+                "task": task,
+                "seed": seed,
                 "value": result["value"],
+                "best_step": result["best_step"],
+                "steps_trained": result["steps_trained"],
+                "left_plateau": left_plateau(result),
                 "wall_seconds": result["wall_seconds"],
-                **(
-                    {
-                        "best_step": result.get("best_step"),
-                        "steps_trained": result.get("steps_trained"),
-                        "train_history": result.get("train_history"),
-                        "metrics": result.get("metrics"),
-                        "split_sizes": result.get("split_sizes"),
-                    }
-                    if kind == "finetune"
-                    else {}
-                ),
             }
-        )
-    report["downstream"] = {
-        task: {kind: {arm: summarise(values) for arm, values in arms.items()} for kind, arms in kinds.items()}
-        for task, kinds in downstream.items()
+            for (kind, key, task), by_seed in sorted(runs.items())
+            if kind == "finetune"
+            for seed, result in sorted(by_seed.items())
+        ],
     }
-    # Averaged over the tasks every arm has results for, so that no arm's average covers easier tasks.
-    columns = [(kind, arm) for kind, arms in (("finetune", ARMS), ("probe", PROBED_ARMS)) for arm in arms]
-    complete = [
-        t for t, kinds in report["downstream"].items() if all(arm in kinds.get(kind, {}) for kind, arm in columns)
-    ]
-    averages = {}
-    for kind, arm in columns:
-        if complete:
-            averages.setdefault(kind, {})[arm] = statistics.fmean(
-                report["downstream"][t][kind][arm]["mean"] for t in complete
-            )
-    report["downstream_average"] = averages
-    report["downstream_average_tasks"] = complete
-    report["downstream_runs"] = sorted(runs, key=lambda r: r["job"])
-    return report
+
+
+def write_report(study) -> None:
+    from nucel.benchmarks.study_markdown import markdown, plot
+
+    report = build_report(study)
+    study.output.mkdir(parents=True, exist_ok=True)
+    write_json_atomically(study.output / "pretraining_study.json", report)
+    staging = study.output / ".pretraining_study.md.tmp"
+    staging.write_text(markdown(report))
+    staging.replace(study.output / "pretraining_study.md")
+    try:
+        plot(report, study.output / ".pretraining_study.tmp.png")
+        (study.output / ".pretraining_study.tmp.png").replace(study.output / "pretraining_study.png")
+    except Exception as error:  # a plot failure must not lose the tables
+        print(f"[study] plot failed: {error}", flush=True)

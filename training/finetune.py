@@ -252,6 +252,43 @@ class EvaluateAtEnd(TrainerCallback):
         return control
 
 
+def one_class_loss(train: Split, validation: Split) -> float:
+    """The validation cross-entropy (nats) of a predictor that ignores its input and outputs the training label
+    frequencies: the plateau a classifier sits on before it has learned anything from the sequences."""
+    classes, counts = np.unique(np.asarray(train.labels), return_counts=True)
+    prior = dict(zip(classes.tolist(), (counts / counts.sum()).tolist()))
+    return float(-np.mean([np.log(prior.get(label, 1e-12)) for label in np.asarray(validation.labels).tolist()]))
+
+
+# A validation loss this far below the one-class loss has left the plateau (noise on a balanced dev set of a few
+# hundred rows is well under 1 %).
+PLATEAU_MARGIN = 0.02
+
+
+class PatienceAfterPlateau(TrainerCallback):
+    """Stop when the validation loss has not improved for `patience_steps` steps, counting only from the first
+    validation below the plateau (`plateau_loss` × (1 - PLATEAU_MARGIN)): a run that has not left the plateau yet is
+    never stopped, however long it has sat there."""
+
+    def __init__(self, patience_steps: int, plateau_loss: float | None):
+        self.patience_steps = patience_steps
+        self.threshold = None if plateau_loss is None else plateau_loss * (1 - PLATEAU_MARGIN)
+        self.left_plateau_step = None if plateau_loss is not None else 0
+        self.best_loss, self.best_step = float("inf"), 0
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        loss = (metrics or {}).get("eval_loss")
+        if loss is None:
+            return control
+        if self.left_plateau_step is None and loss < self.threshold:
+            self.left_plateau_step = state.global_step
+        if loss < self.best_loss:
+            self.best_loss, self.best_step = loss, state.global_step
+        if self.left_plateau_step is not None and state.global_step - self.best_step >= self.patience_steps:
+            control.should_training_stop = True
+        return control
+
+
 def selected_checkpoint(state, history: list[dict]) -> dict:
     """The step and validation loss of the checkpoint the Trainer restored, checked against the evaluations:
     selection that silently kept the last weights, or picked something other than the lowest loss, is an error."""
@@ -279,6 +316,10 @@ def train_with_selection(
         callbacks = [EvaluateAtEnd()]
         if settings.early_stopping_patience:
             callbacks.append(EarlyStoppingCallback(early_stopping_patience=settings.early_stopping_patience))
+        if settings.early_stopping_steps:
+            classification = settings.problem_type == "single_label_classification"
+            plateau = one_class_loss(train, validation) if classification else None
+            callbacks.append(PatienceAfterPlateau(settings.early_stopping_steps, plateau))
         trainer = Trainer(
             model=model,
             args=training_arguments(settings, checkpoints, device),

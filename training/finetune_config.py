@@ -34,6 +34,10 @@ class FinetuneSettings:
     weight_decay: float = 0.01  # AdamW weight decay
     eval_steps: int | None = None  # steps between validations (None: once per epoch)
     early_stopping_patience: int | None = 5  # validations without improvement before stopping (None: never)
+    # Patience in steps, counted only once the validation loss has left the plateau of a one-class predictor (the
+    # loss of predicting the training label frequencies; classification): a run still on it is never stopped.
+    # Replaces early_stopping_patience; None: off.
+    early_stopping_steps: int | None = None
     max_length_bp: int | None = None  # truncate longer sequences to this many bases (None: no truncation)
     seed: int = 42  # seed of the head's initialisation, the data order and dropout
     lora_rank: int = 8  # LoRA rank (method lora)
@@ -56,5 +60,9 @@ class FinetuneSettings:
                 f"{self.head!r} would train a dense layer and a norm as well. Use head 'linear' (the default for "
                 "'frozen') or method 'full'"
             )
+        if self.early_stopping_steps is not None:
+            if self.early_stopping_steps < 1:
+                raise ValueError(f"early_stopping_steps must be at least 1, got {self.early_stopping_steps}")
+            self.early_stopping_patience = None  # replaced (and recorded as such in finetune.json)
         if not self.label_names:
             raise ValueError("label_names is empty: name the classes (or the regression targets)")

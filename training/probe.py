@@ -96,3 +96,70 @@ def probe_task(encoder, tokenizer, task: ProbeTask, batch_size: int = 64) -> Pro
 def probe_figures(encoder, tokenizer, tasks: list[ProbeTask]) -> dict[str, float]:
     """{"probe_mcc/<task>": MCC} for every task."""
     return {f"probe_mcc/{task.name}": probe_task(encoder, tokenizer, task).mcc for task in tasks}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Probes of every layer, the layer and the regularisation chosen on dev (the pre-training study's probes)
+
+# Inverse regularisation strengths tried for every layer (scikit-learn's C; 1.0 is its default).
+PROBE_C_GRID = (0.01, 0.1, 1.0, 10.0)
+
+
+def layer_embeddings(encoder, tokenizer, sequences: list[str], batch_size: int = 64) -> dict[str, np.ndarray]:
+    """Mean-pooled embeddings of every representation the encoder computes, in one forward pass per batch:
+    "embedding" (hidden_states[0]), "layer i" (hidden_states[i], before the final norm) and "output"
+    (last_hidden_state). Means run over the bases ([CLS] and padding excluded), as `embed_sequences` pools."""
+    import torch
+
+    was_training = encoder.training
+    encoder.eval()
+    pooled: dict[str, list[np.ndarray]] = {}
+    try:
+        with torch.inference_mode():
+            for start in range(0, len(sequences), batch_size):
+                batch = tokenizer(sequences[start : start + batch_size], padding=True, return_tensors="pt")
+                outputs = encoder(
+                    input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], output_hidden_states=True
+                )
+                bases = batch["attention_mask"].clone()
+                bases[:, 0] = 0  # [CLS], the one token the template adds
+                weights = (bases / bases.sum(dim=1, keepdim=True)).unsqueeze(-1).to(outputs.last_hidden_state.dtype)
+                named = {
+                    ("embedding" if i == 0 else f"layer {i}"): hidden for i, hidden in enumerate(outputs.hidden_states)
+                }
+                named["output"] = outputs.last_hidden_state
+                for name, hidden in named.items():
+                    pooled.setdefault(name, []).append((hidden * weights).sum(dim=1).float().numpy())
+    finally:
+        encoder.train(was_training)
+    return {name: np.concatenate(parts) for name, parts in pooled.items()}
+
+
+def probe_every_layer(encoder, tokenizer, train: ProbeSplit, dev: ProbeSplit, test: ProbeSplit) -> dict:
+    """A logistic regression on every representation (`layer_embeddings`) for every C of PROBE_C_GRID, fitted on
+    `train` and scored by MCC on `dev`; the (representation, C) with the best dev MCC is scored on `test`. Test
+    data decides nothing. Returns {"dev_mcc": {representation: {C: mcc}}, "layer", "c", "dev", "test",
+    "test_predictions"}."""
+    embedded = {
+        name: layer_embeddings(encoder, tokenizer, split.sequences)
+        for name, split in (("train", train), ("dev", dev), ("test", test))
+    }
+    dev_mcc, fitted = {}, {}
+    for layer in embedded["train"]:
+        for c in PROBE_C_GRID:
+            classifier = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=MAX_ITERATIONS))
+            classifier.fit(embedded["train"][layer], train.labels)
+            score = float(matthews_corrcoef(dev.labels, classifier.predict(embedded["dev"][layer])))
+            dev_mcc.setdefault(layer, {})[str(c)] = score
+            fitted[(layer, c)] = classifier
+    # Ties go to the earlier representation and the stronger regularisation (the order of the loops).
+    layer, c = max(fitted, key=lambda key: dev_mcc[key[0]][str(key[1])])
+    predictions = fitted[(layer, c)].predict(embedded["test"][layer])
+    return {
+        "dev_mcc": dev_mcc,
+        "layer": layer,
+        "c": c,
+        "dev": dev_mcc[layer][str(c)],
+        "test": float(matthews_corrcoef(test.labels, predictions)),
+        "test_predictions": predictions.tolist(),
+    }
