@@ -147,6 +147,9 @@ QUICK.finetune_candidates = tuple((label, {**c, "warmup_steps": 4}) for label, c
 class Study:
     """The study's plan (every job's name and spec, from the finished results) and its run."""
 
+    pretrained_arms = PRETRAINED_ARMS
+    comparisons = COMPARISONS
+
     def __init__(self, args: argparse.Namespace):
         self.args = args
         self.budget = QUICK if args.quick else Budget()
@@ -158,7 +161,9 @@ class Study:
         self.ood_fasta = [str(Path(f).resolve()) for f in args.ood_fasta]
         self.data = str(Path(args.data).resolve())
         self.started = time.time()
-        self.runner = JobRunner(self.work_dir, args.workers, args.threads, self.record, not args.report_only)
+        self.runner = JobRunner(
+            self.work_dir, args.workers, args.threads, self.record, not args.report_only, reuse_processes=args.quick
+        )
         self.results: dict[str, dict] = {}
         self.status = "running"
 
@@ -337,9 +342,20 @@ class Study:
         return [name for _, jobs in self.phases() for name, _ in jobs()]
 
     def write(self) -> None:
-        from nucel.benchmarks.study_report import write_report
+        """pretraining_study.{json,md,png} under --output, each replaced whole."""
+        from nucel.benchmarks.study_markdown import markdown, plot
+        from nucel.benchmarks.study_report import build_report
+        from nucel.core.files import write_json_atomically, write_text_atomically
 
-        write_report(self)
+        report = build_report(self)
+        self.output.mkdir(parents=True, exist_ok=True)
+        write_json_atomically(self.output / "pretraining_study.json", report)
+        write_text_atomically(self.output / "pretraining_study.md", markdown(report))
+        try:
+            plot(report, self.output / ".pretraining_study.tmp.png")
+            (self.output / ".pretraining_study.tmp.png").replace(self.output / "pretraining_study.png")
+        except Exception as error:  # a plot failure must not lose the tables
+            print(f"[study] plot failed: {error}", flush=True)
 
     def check_inputs(self) -> None:
         from nucel.benchmarks.registry import load_suite
@@ -355,9 +371,12 @@ class Study:
 
     def run(self) -> None:
         self.check_inputs()
-        for label, jobs in self.phases():
-            print(f"[study] {label}", flush=True)
-            self.runner.run_all(jobs())
+        try:
+            for label, jobs in self.phases():
+                print(f"[study] {label}", flush=True)
+                self.runner.run_all(jobs())
+        finally:
+            self.runner.close()
         missing = [name for name in self.planned() if name not in self.results]
         self.status = (
             "finished"

@@ -6,6 +6,8 @@ it (`--check`, what tests/test_repository.py does).
 
     demo   benchmarks/results/demo_pretraining.json: the pretraining.json that `make demo`'s discriminator export
            carries (copy it there after a run of the demo to refresh the figures).
+    study  benchmarks/results/pretraining_study.json (`nucel study`): the verdict of each paired difference, from
+           its interval.
 """
 
 import argparse
@@ -35,7 +37,34 @@ def demo(results: Path) -> str:
     )
 
 
-RENDERERS = {"demo": demo}
+def study(results: Path) -> str:
+    report = json.loads((results / "pretraining_study.json").read_text())
+    labels = {"rtd": "RTD", "mlm": "MLM", "control": "the uniform-replacement control", "random": "random init"}
+    state = "finished" if report["status"] == "finished" else "in progress, not finished"
+    lines = [
+        f"Study status: **{state}** ({report['jobs_finished']} jobs, {report['cpu_hours']:.1f} CPU-hours so far; "
+        f"`benchmarks/results/pretraining_study.md`). Chosen on dev: RTD recipe "
+        f'"{report["chosen"].get("rtd") or "not yet"}", MLM recipe "{report["chosen"].get("mlm") or "not yet"}".',
+    ]
+    means = [entry for entry in report["paired_differences"] if entry["task"] == "mean"]
+    if not means:
+        lines.append("No paired difference has all its runs yet, so there is no verdict: none is claimed.")
+    for entry in means:
+        low, high = entry["ci95"]
+        a, b = labels[entry["a"]], labels[entry["b"]]
+        if low > 0 or high < 0:
+            finding = f"{a if low > 0 else b} better"
+        else:
+            finding = "no difference (the interval contains 0)"
+        scope = "all" if entry["all_tasks"] else "only"
+        lines.append(
+            f"- {entry['budget']} budget, {a} − {b}: {entry['difference']:+.3f} test MCC, 95 % interval "
+            f"[{low:+.3f}, {high:+.3f}], {scope} {entry['tasks']} task(s): **{finding}**."
+        )
+    return "\n".join(lines) + "\n"
+
+
+RENDERERS = {"demo": demo, "study": study}
 
 
 def rendered(text: str, results: Path = RESULTS) -> str:

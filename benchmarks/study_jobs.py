@@ -4,12 +4,13 @@ where it stopped. Also the training compute of a pre-training recipe (benchmarks
 """
 
 import json
+import os
 import shutil
 import subprocess
 import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -167,13 +168,47 @@ def run_job_in_process(spec_path: Path) -> None:
     write_json_atomically(Path(spec["result"]), {"spec": spec, "result": result})
 
 
-class JobRunner:
-    """Runs job specs in subprocesses, `workers` at a time, reusing results whose spec is unchanged."""
+def run_job_logged(spec_path: Path, log_path: Path) -> int:
+    """A job in a long-lived worker process, its output (Python's and C's) sent to its log; the exit code a
+    subprocess would give."""
+    import traceback
 
-    def __init__(self, work_dir: Path, workers: int, threads: int, on_result, run_missing: bool = True):
+    with open(log_path, "w") as log:
+        sys.stdout.flush(), sys.stderr.flush()
+        saved = os.dup(1), os.dup(2)
+        os.dup2(log.fileno(), 1), os.dup2(log.fileno(), 2)
+        try:
+            run_job_in_process(spec_path)
+            return 0
+        except BaseException:  # the job failed, not the worker: log it and let the next job run
+            traceback.print_exc()
+            return 1
+        finally:
+            sys.stdout.flush(), sys.stderr.flush()
+            os.dup2(saved[0], 1), os.dup2(saved[1], 2)
+            os.close(saved[0]), os.close(saved[1])
+
+
+class JobRunner:
+    """Runs job specs `workers` at a time, reusing results whose spec is unchanged. Each job runs in a fresh
+    subprocess (a crash or a leak ends with its job); `reuse_processes` runs them in `workers` long-lived processes
+    instead, which saves importing torch for every job (the quick study's many short jobs)."""
+
+    def __init__(
+        self, work_dir: Path, workers: int, threads: int, on_result, run_missing: bool = True, reuse_processes=False
+    ):
         self.work_dir, self.workers, self.threads, self.on_result = work_dir, workers, threads, on_result
         self.run_missing = run_missing  # False: only finished jobs are collected (--report-only)
         self.lock = threading.Lock()
+        self.pool = None
+        if reuse_processes and run_missing:
+            import multiprocessing
+
+            self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown()
 
     def result_path(self, name: str) -> Path:
         return self.work_dir / "jobs" / f"{name}.json"
@@ -198,13 +233,16 @@ class JobRunner:
             log_path = self.work_dir / "logs" / f"{name}.log"
             log_path.parent.mkdir(parents=True, exist_ok=True)
             started = time.perf_counter()
-            with open(log_path, "w") as log:
-                code = subprocess.call(
-                    [sys.executable, "-m", "nucel.cli", "study", "--job", str(spec_path)],
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    cwd=str(REPOSITORY),
-                )
+            if self.pool is not None:
+                code = self.pool.submit(run_job_logged, spec_path, log_path).result()
+            else:
+                with open(log_path, "w") as log:
+                    code = subprocess.call(
+                        [sys.executable, "-m", "nucel.cli", "study", "--job", str(spec_path)],
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        cwd=str(REPOSITORY),
+                    )
             if code != 0:
                 print(f"[study] job {name} failed (exit {code}); its log: {log_path}", flush=True)
                 return None

@@ -59,7 +59,8 @@ def markdown(report: dict) -> str:
         f"{', '.join(report['ood_fasta'])} (yeast). Every encoder is `tiny` (4 × 64). Compute budgets (training "
         f"FLOPs, benchmarks/flops.py, generator included): small {report['budgets']['small']['flops']:.2e}, large "
         f"{report['budgets']['large']['flops']:.2e}; every arm gets as many steps as its recipe's FLOPs allow. "
-        f"Pre-training seeds {budget['seeds']}; each encoder is fine-tuned once, with its seed's number.",
+        f"Pre-training seeds {', '.join(map(str, budget['seeds']))}; each encoder is fine-tuned once, with its "
+        "seed's number.",
         "",
         "## 1. Sweeps (seed 42, small budget; chosen by the dev probe MCC, the same rule for both objectives)",
         "",

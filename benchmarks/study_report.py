@@ -11,7 +11,7 @@ import numpy as np
 
 from nucel.benchmarks.paired_differences import ArmRuns, matthews, paired_difference, verdict
 from nucel.benchmarks.study_jobs import training_flops_per_step
-from nucel.core.files import display_path, write_json_atomically
+from nucel.core.files import display_path
 
 ARM_LABELS = {
     "rtd": "RTD",
@@ -108,10 +108,8 @@ def finetune_search_rows(study) -> list[dict]:
 
 def arms_entry(study) -> dict:
     """`arms`: per arm its pre-training seeds, recipe and per-budget runs (steps, FLOPs, validation at the end)."""
-    from nucel.benchmarks.pretraining_study import PRETRAINED_ARMS
-
     arms = {}
-    for arm, budgets in PRETRAINED_ARMS.items():
+    for arm, budgets in study.pretrained_arms.items():
         entry = {"pretraining_seeds": list(study.budget.seeds), "recipe": study.arm_recipe(arm), "budgets": {}}
         for name, spec in study.pretrain_jobs(budgets):
             budget = name.split("_")[1].rsplit("-", 1)[1]
@@ -169,13 +167,11 @@ _DIFFERENCES_CACHE: dict = {}
 def differences(study, runs: dict) -> list[dict]:
     """Paired differences (fine-tuning, test MCC) of every comparison at every budget both arms have, per task with
     all seeds finished for both arms, and their mean."""
-    from nucel.benchmarks.pretraining_study import COMPARISONS, PRETRAINED_ARMS
-
     seeds, entries = list(study.budget.seeds), []
     for budget in ("small", "large"):
-        for a, b in COMPARISONS:
+        for a, b in study.comparisons:
             keys = [arm if arm in ("random", "cnn") else f"{arm}-{budget}" for arm in (a, b)]
-            if any(arm in PRETRAINED_ARMS and budget not in PRETRAINED_ARMS[arm] for arm in (a, b)):
+            if any(budget not in study.pretrained_arms.get(arm, (budget,)) for arm in (a, b)):
                 continue
             complete = [
                 task
@@ -251,7 +247,7 @@ def build_report(study) -> dict:
         "jobs_planned_now": len(study.planned()),
         "fasta": [display_path(name) for name in study.fasta],
         "ood_fasta": [display_path(name) for name in study.ood_fasta],
-        "work_dir": display_path(study.work_dir),
+        "work_dir": display_path(study.args.work_dir, follow_links=False),
         "workers": study.args.workers,
         "threads": study.args.threads,
         "budget": {k: v for k, v in asdict(b).items() if k not in ("sweeps", "finetune_candidates")},
@@ -281,19 +277,3 @@ def build_report(study) -> dict:
             for seed, result in sorted(by_seed.items())
         ],
     }
-
-
-def write_report(study) -> None:
-    from nucel.benchmarks.study_markdown import markdown, plot
-
-    report = build_report(study)
-    study.output.mkdir(parents=True, exist_ok=True)
-    write_json_atomically(study.output / "pretraining_study.json", report)
-    staging = study.output / ".pretraining_study.md.tmp"
-    staging.write_text(markdown(report))
-    staging.replace(study.output / "pretraining_study.md")
-    try:
-        plot(report, study.output / ".pretraining_study.tmp.png")
-        (study.output / ".pretraining_study.tmp.png").replace(study.output / "pretraining_study.png")
-    except Exception as error:  # a plot failure must not lose the tables
-        print(f"[study] plot failed: {error}", flush=True)

@@ -85,10 +85,11 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def display_path(path: str | Path) -> str:
+def display_path(path: str | Path, follow_links: bool = True) -> str:
     """A path as a reader of a report can follow it: relative to the repository (or to its parent, for
-    ../shared/data), absolute only outside both, so that no report names the folders of the machine it ran on."""
-    path = Path(path).resolve()
+    ../shared/data), absolute only outside both, so that no report names the folders of the machine it ran on.
+    `follow_links=False` shows a link inside the repository as itself, not as where it points."""
+    path = Path(path).resolve() if follow_links else Path(os.path.abspath(path))
     for root, prefix in ((REPOSITORY, ""), (REPOSITORY.parent, "../")):
         if path.is_relative_to(root):
             return prefix + str(path.relative_to(root))

@@ -17,6 +17,7 @@ from nucel.core.models import save_model_folder
 from nucel.core.tables import Split
 from nucel.modeling_nucel import NucELForSequenceClassification
 from nucel.modeling_nucel.modeling_nucel import NucELPredictionHead
+from nucel.tokenization import build_tokenizer
 from nucel.training import finetune as finetune_module
 from nucel.training.finetune import build_classifier, finetune, training_arguments
 from nucel.training.finetune_config import FinetuneSettings
@@ -230,3 +231,70 @@ def test_auto_class_takes_the_head_as_a_keyword(base_folder):
     assert isinstance(model.head, torch.nn.Identity) and model.config.classifier_head == "linear"
     with pytest.raises(ValueError, match="classifier_head must be one of"):
         NucELConfig.from_preset("tiny", classifier_head="mlp")
+
+
+# ------------------------------------------------------------------------------------- patience after the plateau
+
+
+def test_one_class_loss_is_the_cross_entropy_of_the_training_frequencies():
+    from nucel.training.finetune import one_class_loss
+
+    balanced = Split(["A"] * 4, [0, 1, 0, 1], "balanced", "")
+    assert one_class_loss(balanced, balanced) == pytest.approx(np.log(2))
+    skewed = Split(["A"] * 4, [0, 0, 0, 1], "skewed", "")  # prior 3/4, 1/4, scored on a balanced split
+    assert one_class_loss(skewed, balanced) == pytest.approx(-(np.log(0.75) + np.log(0.25)) / 2)
+
+
+class _State:
+    def __init__(self):
+        self.global_step = 0
+
+
+class _Control:
+    should_training_stop = False
+
+
+def stopping_step(losses: list[float], patience_steps: int, plateau: float | None, every: int = 100) -> int | None:
+    """Feed a validation loss every `every` steps; the step at which the callback stops training (None: never)."""
+    from nucel.training.finetune import PatienceAfterPlateau
+
+    callback, state, control = PatienceAfterPlateau(patience_steps, plateau), _State(), _Control()
+    for index, loss in enumerate(losses, start=1):
+        state.global_step = index * every
+        callback.on_evaluate(None, state, control, metrics={"eval_loss": loss})
+        if control.should_training_stop:
+            return state.global_step
+    return None
+
+
+def test_patience_is_not_counted_on_the_plateau():
+    plateau = float(np.log(2))
+    # 30 validations on the plateau (the best of them early), then nothing: never stopped while on it
+    assert stopping_step([0.6931] + [0.6932] * 29, 300, plateau) is None
+    # leaves the plateau at step 1,200, improves until 1,400, then stalls: stops 300 steps after its best
+    losses = [0.6931] * 11 + [0.66, 0.60, 0.58] + [0.59] * 10
+    assert stopping_step(losses, 300, plateau) == 1700
+    # without a plateau to leave (regression), patience counts from the start, as early stopping does
+    assert stopping_step([0.5, 0.6, 0.6, 0.6], 300, None) == 400
+
+
+def test_early_stopping_steps_replace_patience_in_validations():
+    assert settings(early_stopping_patience=5, early_stopping_steps=500).early_stopping_patience is None
+    with pytest.raises(ValueError, match="early_stopping_steps must be at least 1"):
+        settings(early_stopping_steps=0)
+
+
+def test_a_run_stopped_after_the_plateau_keeps_its_lowest_validation_loss(base_folder, gc_task):
+    from nucel.training.finetune import PLATEAU_MARGIN, one_class_loss
+
+    train, validation, _ = gc_task
+    run_settings = settings(max_steps=60, early_stopping_steps=4, learning_rate=5e-3)
+    model = build_classifier(base_folder, run_settings)
+    _, summary = finetune_module.train_with_selection(model, build_tokenizer(), train, validation, run_settings)
+    losses = summary["validation_history"]
+    lowest = min(losses, key=lambda entry: entry["loss"])
+    assert summary["best_step"] == lowest["step"]
+    assert summary["steps_trained"] < 60, "the toy task is learnt well before 60 steps: the run should stop early"
+    # stopped only after leaving the plateau, and only 4 steps after its best validation
+    assert lowest["loss"] < one_class_loss(train, validation) * (1 - PLATEAU_MARGIN)
+    assert summary["steps_trained"] - summary["best_step"] == 4

@@ -57,3 +57,16 @@ def test_arms_must_be_paired():
         paired_difference({"t": arm(labels, [0.8, 0.8], rng)}, {"t": arm(labels, [0.8], rng)}, accuracy_score)
     with pytest.raises(ValueError, match="different tasks"):
         paired_difference({"t": arm(labels, [0.8], rng)}, {"u": arm(labels, [0.8], rng)}, accuracy_score)
+
+
+@pytest.mark.parametrize("classes", [2, 3, 5])
+def test_matthews_equals_sklearn(classes):
+    from nucel.benchmarks.paired_differences import matthews
+
+    rng = np.random.default_rng(classes)
+    for _ in range(20):
+        labels = rng.integers(0, classes, 300)
+        predictions = np.where(rng.random(300) < rng.random(), labels, rng.integers(0, classes, 300))
+        assert matthews(labels, predictions) == pytest.approx(matthews_corrcoef(labels, predictions), abs=1e-12)
+    constant = np.zeros(50, dtype=int)
+    assert matthews(rng.integers(0, 2, 50), constant) == 0.0  # one predicted class: sklearn's 0, not nan

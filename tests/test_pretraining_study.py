@@ -1,8 +1,11 @@
-"""The pre-training study (benchmarks/pretraining_study.py): its pieces, and `--quick` end to end on real data."""
+"""The pre-training study (benchmarks/pretraining_study.py): the full plan's design (arms, seeds, budgets at equal
+FLOPs, choices on dev only), its analysis, and `--quick` end to end on real data."""
 
+import argparse
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from nucel.benchmarks import pretraining_study as study
@@ -14,38 +17,130 @@ FASTA = SHARED / "pretrain" / "human_hg38_chr2_1-2333275" / "chr2_1-2333275.fa.g
 GUE = SHARED / "GUE"
 
 
-def test_rises_needs_the_end_above_the_start_and_the_middle():
-    series = lambda values: [{"step": i, "gain": v} for i, v in enumerate(values)]
-    assert study_report.rises(series([0.0, 1.0, 2.0]), "gain") is True
-    assert study_report.rises(series([0.0, 3.0, 1.0]), "gain") is False  # fell back below the middle
-    assert study_report.rises(series([2.0, 1.0, 1.5]), "gain") is False
-    assert study_report.rises(series([1.0]), "gain") is None
+def full_study(tmp_path, **results) -> study.Study:
+    """The full-size study's plan (nothing run), with `results` as its finished jobs."""
+    args = argparse.Namespace(
+        quick=False,
+        tasks=None,
+        work_dir=str(tmp_path / "work"),
+        output=str(tmp_path / "out"),
+        fasta=["genome.fa"],
+        ood_fasta=["other.fa"],
+        data=str(tmp_path / "gue"),
+        workers=2,
+        threads=1,
+        report_only=True,
+        argv=[],
+    )
+    plan = study.Study(args)
+    plan.results.update(results)
+    return plan
 
 
-def test_choose_takes_the_highest_end_gain_and_acceptance_checks_every_bar():
-    rows = [
-        {"setting": "a", "gain_percent_end": 1.0, "auroc_end": 0.7, "gain_rises": True},
-        {"setting": "b", "gain_percent_end": 3.5, "auroc_end": 0.6, "gain_rises": True},
-        {"setting": "c", "gain_percent_end": None, "auroc_end": None, "gain_rises": None},
-    ]
-    best = study_report.choose(rows)
-    assert best["setting"] == "b"
-    verdict = study_report.acceptance(best)
-    assert not verdict["met"] and list(verdict["checks"].values()) == [True, True, False]
-    assert study_report.acceptance({"gain_percent_end": 3.0, "auroc_end": 0.62, "gain_rises": True})["met"]
-    assert not study_report.acceptance(None)["met"]
+def dev_probe(score: float) -> dict:
+    return {"wall_seconds": 1.0, "tasks": {task: {"test": score, "layer": "layer 2"} for task in study.TASKS}}
 
 
-def test_rtd_flops_count_the_generator_and_mlm_gets_the_same_total():
-    weak = study_jobs.training_flops_per_step({"generator_preset": "tiny-generator-1x16"})
-    strong = study_jobs.training_flops_per_step({"generator_preset": "tiny-generator"})
-    mlm = study_jobs.training_flops_per_step({"objective": "mlm"})
-    assert set(weak["networks"]) == {"generator", "discriminator"}
-    assert weak["networks"]["discriminator"] == strong["networks"]["discriminator"]
-    assert strong["networks"]["generator"] > weak["networks"]["generator"] > 0
-    assert set(mlm["networks"]) == {"encoder"}
-    # a discriminator-sized encoder costs about what the discriminator does: MLM gets a few % more steps
-    assert 0.9 < mlm["per_step"] / weak["networks"]["discriminator"] < 1.1
+def flops(spec: dict) -> float:
+    return study_jobs.training_flops_per_step(spec["overrides"])["per_step"] * spec["overrides"]["max_steps"]
+
+
+def test_both_objectives_get_the_same_sweep_effort_at_the_same_compute(tmp_path):
+    plan = full_study(tmp_path)
+    assert len(study.MLM_SWEEP) >= len(study.RTD_SWEEP) >= 8
+    jobs = dict(plan.sweep_jobs())
+    assert len(jobs) == len(study.RTD_SWEEP) + len(study.MLM_SWEEP)
+    for name, spec in jobs.items():
+        assert spec["overrides"]["seed"] == study.SWEEP_SEED
+        assert abs(flops(spec) / plan.budget_flops("small") - 1) < 0.01, name
+        assert spec["overrides"]["validation_block_length"] > 0 and spec["overrides"]["ood_validation_fasta"]
+    # every lever of the issue is a setting of the RTD sweep; MLM has BERT's 80/10/10 and ELECTRA's 85/15
+    rtd = [overrides for _, overrides in study.RTD_SWEEP]
+    assert {"none", "gdes"} <= {o.get("embedding_sharing") for o in rtd}
+    assert any(o.get("disallow_correct") is False for o in rtd) and any("sampling_temperature_start" in o for o in rtd)
+    mlm = {(o["mask_token_fraction"], o["random_token_fraction"]) for _, o in study.MLM_SWEEP}
+    assert {(0.8, 0.1), (0.85, 0.0)} <= mlm
+
+
+def test_recipes_are_chosen_on_dev_probes_only_when_the_whole_sweep_is_probed(tmp_path):
+    scores = {f"probe_sweep_rtd{i}": dev_probe(0.1 + 0.01 * i) for i in range(len(study.RTD_SWEEP))}
+    scores["probe_sweep_rtd3"] = dev_probe(0.5)
+    plan = full_study(tmp_path, **scores)
+    assert plan.chosen_recipe("rtd") == study.RTD_SWEEP[3]
+    assert plan.chosen_recipe("mlm") is None  # MLM's sweep is not probed: its runs wait, RTD's need not
+    assert {name.split("_")[1] for name, _ in plan.pretrain_jobs(("small",))} == {"rtd-small", "control-small"}
+    del plan.results["probe_sweep_rtd0"]
+    assert plan.chosen_recipe("rtd") is None  # a sweep still running decides nothing
+    # the sweeps' probes and the fine-tuning search are scored on dev, never on test
+    plan = full_study(tmp_path, **{f"sweep_{o}{i}": {} for o in ("rtd", "mlm") for i in range(8)})
+    choices = plan.sweep_probe_jobs() + plan.finetune_search_jobs()
+    assert len(choices) == 16 + len(study.FINETUNE_CANDIDATES) * len(study.TASKS)
+    assert {spec["score"] for _, spec in choices} == {"dev"}
+    assert {spec["model"] for _, spec in plan.finetune_search_jobs()} == {"random:tiny"}
+
+
+def test_every_pretrained_arm_has_three_seeds_and_equal_flops_at_two_budgets(tmp_path):
+    chosen = {f"probe_sweep_{o}{i}": dev_probe(0.2 + (i == 5) * 0.1) for o in ("rtd", "mlm") for i in range(8)}
+    plan = full_study(tmp_path, **chosen)
+    jobs = dict(plan.pretrain_jobs(("small", "large")))
+    arms = {}
+    for name, spec in jobs.items():
+        _, key, seed = name.split("_")
+        arms.setdefault(key, []).append(spec["overrides"]["seed"])
+        budget = key.rsplit("-", 1)[1]
+        assert abs(flops(spec) / plan.budget_flops(budget) - 1) < 0.01, name
+    assert {key: sorted(seeds) for key, seeds in arms.items()} == {
+        key: [1, 2, 3] for key in ("rtd-small", "rtd-large", "mlm-small", "mlm-large", "control-small")
+    }
+    assert plan.budget_flops("large") >= 4 * plan.budget_flops("small")
+    control = jobs["pretrain_control-small_seed1"]["overrides"]
+    assert control["replacement"] == "uniform" and study.RTD_SWEEP[5][1].items() <= control.items()
+    assert set(study_jobs.training_flops_per_step(control)["networks"]) == {"discriminator"}  # no generator runs
+    assert jobs["pretrain_mlm-small_seed2"]["overrides"]["objective"] == "mlm"
+
+
+def fine_tuned(predictions, labels, best_step=300, steps=800) -> dict:
+    history = [{"step": 100, "loss": 0.69}, {"step": best_step, "loss": 0.5}]
+    return {
+        "value": 0.0,
+        "predictions": list(predictions),
+        "labels": list(labels),
+        "validation_history": history,
+        "one_class_loss": float(np.log(2)),
+        "best_step": best_step,
+        "steps_trained": steps,
+        "wall_seconds": 1.0,
+    }
+
+
+def test_paired_differences_of_finished_arms(tmp_path):
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 400)
+    results = {}
+    for seed in (1, 2, 3):
+        good = np.where(rng.random(400) < 0.9, labels, 1 - labels)
+        for key, predictions in (("rtd-small", good), ("mlm-small", good), ("random", 1 - labels)):
+            results[f"finetune_{key}_tf_0_seed{seed}"] = fine_tuned(predictions, labels)
+    plan = full_study(tmp_path, **results)
+    entries = study_report.differences(plan, study_report.downstream_runs(plan))
+    by_pair = {(e["a"], e["b"], e["task"]): e for e in entries}
+    assert set(by_pair) == {
+        (a, b, t) for a, b in (("rtd", "mlm"), ("rtd", "random"), ("mlm", "random")) for t in ("tf/0", "mean")
+    }
+    same = by_pair[("rtd", "mlm", "tf/0")]
+    assert same["difference"] == 0 and same["ci95"] == [0.0, 0.0] and "no difference" in same["verdict"]
+    better = by_pair[("rtd", "random", "mean")]
+    assert better["ci95"][0] > 0 and better["verdict"].startswith("RTD better") and better["tasks"] == 1
+    assert not better["all_tasks"]  # 1 of the 7 tasks
+
+
+def test_plateau_and_last_checkpoint_are_counted():
+    labels = [0, 1]
+    assert study_report.left_plateau(fine_tuned(labels, labels))
+    stuck = fine_tuned(labels, labels)
+    stuck["validation_history"] = [{"step": 100, "loss": 0.693}, {"step": 200, "loss": 0.690}]
+    assert not study_report.left_plateau(stuck)
+    assert study_report.selected_last(fine_tuned(labels, labels, best_step=800, steps=800))
 
 
 def run_quick_study(output, work, *extra) -> int:
@@ -55,8 +150,8 @@ def run_quick_study(output, work, *extra) -> int:
 
 @pytest.mark.slow
 @pytest.mark.skipif(
-    not (FASTA.is_file() and (GUE / "tf" / "0").is_dir()),
-    reason=f"needs the shared data ({FASTA} and {GUE}/tf/0), absent here",
+    not (FASTA.is_file() and (GUE / "tf" / "0").is_dir() and Path(study.DEFAULT_OOD_FASTA).is_file()),
+    reason=f"needs the shared data ({FASTA}, {study.DEFAULT_OOD_FASTA} and {GUE}/tf/0), absent here",
 )
 def test_quick_study_writes_its_results(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -66,24 +161,42 @@ def test_quick_study_writes_its_results(tmp_path, monkeypatch):
     assert (output / "pretraining_study.png").stat().st_size > 0
     markdown = (output / "pretraining_study.md").read_text()
     assert report["status"] == "finished" and "QUICK MODE" in markdown
-    assert len(report["sweep"]) == len(study.QUICK.sweep) >= 3
-    for row in report["sweep"]:
-        assert row["steps"] == study.QUICK.sweep_steps and row["gain_percent_end"] is not None
-    assert report["chosen"] == study_report.choose(report["sweep"])["setting"]
-    rtd, mlm = report["pretraining"]["rtd"], report["pretraining"]["mlm"]
-    assert rtd["steps"] == study.QUICK.pretrain_steps and mlm["objective"] == "mlm"
-    assert abs(mlm["flops"] / rtd["flops"] - 1) < 0.01  # equal training compute, generator included
+    assert report["chosen"]["rtd"] and report["chosen"]["mlm"] and report["finetune_chosen"]
+    for arm in ("rtd", "mlm", "control"):
+        assert report["arms"][arm]["pretraining_seeds"] == list(study.QUICK.seeds)
+        for budget in report["arms"][arm]["budgets"].values():
+            assert len(budget["runs"]) == len(study.QUICK.seeds)
+            assert all(run["validation_end"] and run["ood_validation_end"] for run in budget["runs"])
     cells = report["downstream"]["tf/0"]
-    assert set(cells["finetune"]) == set(study_report.ARMS) and set(cells["probe"]) == set(study_report.PROBED_ARMS)
-    assert all(-1 <= entry["mean"] <= 1 for kind in cells.values() for entry in kind.values())
+    keys = {"rtd-small", "rtd-large", "mlm-small", "mlm-large", "control-small", "random"}
+    assert set(cells["finetune"]) == keys | {"cnn"} and set(cells["probe"]) == keys
+    pairs = {(e["a"], e["b"], e["budget"]) for e in report["paired_differences"] if e["task"] == "mean"}
+    assert pairs == {
+        ("rtd", "mlm", "small"),
+        ("rtd", "control", "small"),
+        ("rtd", "random", "small"),
+        ("mlm", "random", "small"),
+        ("rtd", "mlm", "large"),
+        ("rtd", "random", "large"),
+        ("mlm", "random", "large"),
+    }
+    assert all(e["ci95"][0] <= e["difference"] <= e["ci95"][1] for e in report["paired_differences"])
+    assert report["finetune_counts"]["runs"] == 7 * len(study.QUICK.seeds)
     # a second run reuses every job
     assert run_quick_study(output, work) == 0
     assert json.loads((output / "pretraining_study.json").read_text())["downstream"] == report["downstream"]
     # --report-only rewrites the report from what has finished and runs nothing
-    (work / "jobs" / "probe_random_tf_0_seed42.json").unlink()
+    (work / "jobs" / "probe_random_seed1.json").unlink()
     assert run_quick_study(output, work, "--report-only") == 0
     partial = json.loads((output / "pretraining_study.json").read_text())
-    assert (
-        partial["status"].startswith("stopped with") and not (work / "jobs" / "probe_random_tf_0_seed42.json").exists()
-    )
-    assert "random" not in partial["downstream"]["tf/0"]["probe"] and "--report-only" not in partial["command"]
+    assert partial["status"].startswith("stopped with") and not (work / "jobs" / "probe_random_seed1.json").exists()
+    assert partial["downstream"]["tf/0"]["probe"]["random"]["n"] == 1 and "--report-only" not in partial["command"]
+
+
+def test_rtd_flops_count_the_generator():
+    weak = study_jobs.training_flops_per_step({"generator_preset": "tiny-generator-1x16"})
+    strong = study_jobs.training_flops_per_step({"generator_preset": "tiny-generator"})
+    mlm = study_jobs.training_flops_per_step({"objective": "mlm"})
+    assert set(weak["networks"]) == {"generator", "discriminator"} and set(mlm["networks"]) == {"encoder"}
+    assert weak["networks"]["discriminator"] == strong["networks"]["discriminator"]
+    assert strong["networks"]["generator"] > weak["networks"]["generator"] > 0

@@ -54,3 +54,46 @@ def test_probe_examples_are_a_fixed_seeded_subsample(tmp_path):
 
     with pytest.raises(ValueError, match="probe_tasks: .* needs train.csv and test.csv"):
         load_probe_task(tmp_path / "nowhere", 10, 10, seed=0)
+
+
+def test_every_layer_embeddings_match_embed_sequences(tokenizer):
+    """layer_embeddings pools every representation in one pass; each must be what embed_sequences gives for that
+    layer (its independent path: windows, stitching, pooling over bases)."""
+    from nucel.core.embeddings import embed_sequences
+    from nucel.training.probe import layer_embeddings
+
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    model = NucELModel(NucELConfig.from_preset("tiny")).eval()
+    rng = random.Random(1)
+    sequences = ["".join(rng.choice("ACGTN") for _ in range(rng.randint(20, 70))) for _ in range(9)]
+    pooled = layer_embeddings(model, tokenizer, sequences, batch_size=4)
+    layers = model.config.num_hidden_layers
+    assert list(pooled) == ["embedding", *[f"layer {i}" for i in range(1, layers + 1)], "output"]
+    for index, name in enumerate(list(pooled)[:-1]):
+        reference = embed_sequences(model, tokenizer, sequences, layer=index, progress=False)
+        np.testing.assert_allclose(pooled[name], reference, atol=1e-5)
+    output = embed_sequences(model, tokenizer, sequences, progress=False)  # layer None: last_hidden_state
+    np.testing.assert_allclose(pooled["output"], output, atol=1e-5)
+
+
+def test_every_layer_probe_chooses_on_dev_and_never_on_test(tmp_path, tokenizer):
+    from nucel.training.probe import PROBE_C_GRID, ProbeSplit, probe_every_layer, read_split
+
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    model = NucELModel(NucELConfig.from_preset("tiny"))
+    folder = gc_task_folder(tmp_path / "gc", train=120, test=80)
+    train, test = read_split(folder / "train.csv"), read_split(folder / "test.csv")
+    dev = ProbeSplit(test.sequences[:40], test.labels[:40])
+    scored = ProbeSplit(test.sequences[40:], test.labels[40:])
+    result = probe_every_layer(model, tokenizer, train, dev, scored)
+    assert set(result["dev_mcc"]) == {"embedding", "layer 1", "layer 2", "layer 3", "layer 4", "output"}
+    assert all(set(by_c) == {str(c) for c in PROBE_C_GRID} for by_c in result["dev_mcc"].values())
+    best = max(score for by_c in result["dev_mcc"].values() for score in by_c.values())
+    assert result["dev"] == best == result["dev_mcc"][result["layer"]][str(result["c"])]
+    assert result["test"] == pytest.approx(matthews_corrcoef(scored.labels, result["test_predictions"]))
+    # the test labels decide nothing: shuffled, the same representation and C are chosen
+    shuffled = ProbeSplit(scored.sequences, np.random.default_rng(0).permutation(scored.labels))
+    other = probe_every_layer(model, tokenizer, train, dev, shuffled)
+    assert (other["layer"], other["c"]) == (result["layer"], result["c"]) and other["test"] != result["test"]

@@ -111,3 +111,7 @@ def test_committed_reports_are_what_their_results_files_generate():
     assert (results / "motif_order.md").read_text() == results_markdown(
         json.loads((results / "motif_order.json").read_text())
     )
+    from nucel.benchmarks.study_markdown import markdown
+
+    study = json.loads((results / "pretraining_study.json").read_text())
+    assert (results / "pretraining_study.md").read_text() == markdown(study)
