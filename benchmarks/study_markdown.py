@@ -51,7 +51,8 @@ def markdown(report: dict) -> str:
         + (" (QUICK MODE)" if report["quick"] else ""),
         "",
         f"Status: **{report['status']}** (written {report['written']}; {report['jobs_finished']} jobs finished, "
-        f"{report['cpu_hours']:.2f} CPU-hours of job time in all, {report['workers']} job(s) at a time with "
+        f"{report['cpu_hours']:.2f} CPU-hours of job time in all (a resumed job counts its last part only), "
+        f"{report['workers']} job(s) at a time with "
         f"{report['threads']} torch thread(s) each). Command: `{report['command']}`.",
         "",
         f"Pre-training genome: {', '.join(report['fasta'])} (real human DNA, GRCh38 chr2:1-2,333,275); validation on "
@@ -80,10 +81,17 @@ def markdown(report: dict) -> str:
             f"| {row['setting']} | {row['finished']} | {row['left_plateau']} | {fmt(row['mean_dev'])} | {steps} |"
         )
     lines += ["", f"Chosen: **{report['finetune_chosen'] or '–'}**; recipe `{json.dumps(report['finetune_recipe'])}`."]
-    lines += ["", "## 3. Pre-training runs (validation at the end, mean over the seeds finished)", ""]
     lines += [
-        "| arm | budget | steps | FLOPs | seeds finished | val info gain % | val AUROC | val loss | OOD val loss |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "",
+        "## 3. Pre-training runs (validation at the end, mean over the seeds finished; OOD: the other species)",
+        "",
+        "An RTD run's loss is the generator's plus λ × the discriminator's; an MLM run's, its masked-token loss.",
+        "",
+    ]
+    lines += [
+        "| arm | budget | steps | FLOPs | seeds finished | val info gain % | val AUROC | val loss | OOD info gain % "
+        "| OOD AUROC | OOD val loss |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for arm, entry in report["arms"].items():
         for budget_name, runs in entry.get("budgets", {}).items():
@@ -96,7 +104,8 @@ def markdown(report: dict) -> str:
             lines.append(
                 f"| {ARM_LABELS[arm]} | {budget_name} | {runs['steps']} | {runs['flops']:.2e} | {len(finished)} | "
                 f"{fmt(mean('information_gain_percent'), 2)} | {fmt(mean('auroc'))} | {fmt(mean('loss'))} | "
-                f"{fmt(mean('loss', 'ood_validation_end'))} |"
+                f"{fmt(mean('information_gain_percent', 'ood_validation_end'), 2)} | "
+                f"{fmt(mean('auroc', 'ood_validation_end'))} | {fmt(mean('loss', 'ood_validation_end'))} |"
             )
     counts = report["finetune_counts"]
     lines += [
