@@ -232,3 +232,19 @@ def test_release_refuses_its_default_folder_when_it_holds_an_earlier_release(tmp
         cli.main(["release", "--model", str(source), "--repo-id", "owner/nucel-tiny", "--dry-run", "--overwrite"]) == 0
     )
     assert (earlier / "config.json").is_file() and "the earlier release" not in (earlier / "README.md").read_text()
+
+
+def test_every_option_of_every_command_says_what_it_does():
+    """Options generated from settings dataclasses take their help from the field's comment: a field without one
+    would be an option the help does not explain."""
+    import argparse
+
+    parser = cli.build_parser()
+    commands = parser._subparsers._group_actions[0].choices
+    silent = [
+        f"{name} {action.option_strings[0]}"
+        for name, command in commands.items()
+        for action in command._actions
+        if action.option_strings and action.help != argparse.SUPPRESS and not (action.help or "").strip()
+    ]
+    assert not silent, silent

@@ -21,10 +21,7 @@ class FinetuneSettings:
     method: str = "full"  # full: train everything; lora: adapters; frozen: a linear probe of the fixed encoder
     # "modernbert" (dense -> activation -> norm -> linear) or "linear" (the paper's: one linear layer on the pooled
     # vector); None: "linear" for method "frozen" (a linear probe), else "modernbert". Resolved on construction.
-    head: str | None = (
-        None  # linear: one linear layer on the pooled vector (the paper's); modernbert: dense -> activation -> norm
-        # -> linear (default: linear for frozen, else modernbert)
-    )
+    head: str | None = None  # linear (the paper's) or modernbert; default: linear for frozen, else modernbert
     learning_rate: float = 3e-5  # peak learning rate
     batch_size: int = 32  # sequences per optimiser step
     epochs: float = 3.0  # passes over the training data (max_steps wins)
@@ -34,10 +31,9 @@ class FinetuneSettings:
     weight_decay: float = 0.01  # AdamW weight decay
     eval_steps: int | None = None  # steps between validations (None: once per epoch)
     early_stopping_patience: int | None = 5  # validations without improvement before stopping (None: never)
-    # Patience in steps, counted only once the validation loss has left the plateau of a one-class predictor (the
-    # loss of predicting the training label frequencies; classification): a run still on it is never stopped.
-    # Replaces early_stopping_patience; None: off.
-    early_stopping_steps: int | None = None
+    # Counted only once the validation loss has left the plateau of a one-class predictor (the loss of predicting the
+    # training label frequencies): a run still on it is never stopped. Set, it replaces early_stopping_patience.
+    early_stopping_steps: int | None = None  # steps without improvement, after the one-class plateau, before stopping
     max_length_bp: int | None = None  # truncate longer sequences to this many bases (None: no truncation)
     seed: int = 42  # seed of the head's initialisation, the data order and dropout
     lora_rank: int = 8  # LoRA rank (method lora)

@@ -86,7 +86,7 @@ class PretrainingConfig:
     sampling_top_k: int | None = None  # ... restricted to the k most likely bases (None: all four)
     # Fast-ELECTRA's schedule: the temperature starts here and goes to sampling_temperature over the anneal steps
     # (linear or cosine), then stays; None: sampling_temperature throughout. Validation samples at sampling_temperature.
-    sampling_temperature_start: float | None = None
+    sampling_temperature_start: float | None = None  # the annealed schedule's first temperature (None: fixed)
     sampling_temperature_anneal_steps: int = 0
     sampling_temperature_schedule: str = "linear"
     disallow_correct: bool = False  # ELECTRA's: a replacement is never the original base, so p = the masked fraction
@@ -101,7 +101,7 @@ class PretrainingConfig:
     compile: bool = False  # torch.compile every encoder layer of generator and discriminator (compile_layers)
     # A model folder (export/discriminator or export/generator of an earlier run, an imported release) whose
     # encoder weights initialise the discriminator (for objective mlm, the encoder); shapes must match model_preset.
-    init_from: str | None = None
+    init_from: str | None = None  # a model folder whose encoder weights initialise the discriminator
     init_generator_from: str | None = None  # a generator folder (export/generator) for the RTD generator
     # Data
     fasta: list[str] | None = None  # FASTA / FASTA.gz files; ["builtin"] for the synthetic demo genome
@@ -117,7 +117,7 @@ class PretrainingConfig:
     validation_block_length: int = WindowSettings.validation_block_length  # 0: the tail of each record
     # FASTA files of another genome (another species) scored at every validation as an out-of-distribution check
     # ("ood_validation_" figures), windowed as the training genome is.
-    ood_validation_fasta: list[str] = field(default_factory=list)
+    ood_validation_fasta: list[str] = field(default_factory=list)  # another species' FASTA, validation only
     skip_contigs: list[str] = field(default_factory=lambda: list(WindowSettings.skip_contigs))  # regexes; [] keeps all
     crop_length: int = 1024
     random_strand: bool = True  # each crop read from a random strand (reverse-complemented with probability 1/2)
@@ -127,7 +127,7 @@ class PretrainingConfig:
     # Optimisation
     seed: int = 42
     max_steps: int | None = None  # wins over `epochs`, so that `--max-steps` overrides a config written in epochs
-    epochs: float | None = None
+    epochs: float | None = None  # passes over the training windows (max_steps wins)
     per_device_batch_size: int = 24
     global_batch_size: int = 192
     learning_rate: float = 1e-4
@@ -147,7 +147,7 @@ class PretrainingConfig:
     eval_windows: int = 512  # a fixed sample spread over the validation windows of every record
     # Downstream probe: task folders (train.csv and test.csv or dev.csv; columns sequence,label, as GUE's), probed
     # at step 0 and every `probe_every` steps on `probe_train_examples` / `probe_test_examples` fixed examples.
-    probe_tasks: list[str] = field(default_factory=list)
+    probe_tasks: list[str] = field(default_factory=list)  # task folders probed during pre-training
     probe_every: int = 1000
     probe_train_examples: int = 2000
     probe_test_examples: int = 1000
