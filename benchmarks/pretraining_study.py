@@ -41,7 +41,12 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from nucel.benchmarks.study_jobs import JobRunner, pretrain_overrides, run_job_in_process, training_flops_per_step
+from nucel.benchmarks.study_jobs import (
+    JobRunner,
+    export_folder,
+    run_job_in_process,
+    training_flops_per_step,
+)
 from nucel.core.files import REPOSITORY
 
 SHARED_DATA = REPOSITORY.parent / "shared" / "data"
@@ -170,9 +175,11 @@ class Study:
         self.results: dict[str, dict] = {}
         self.status = "running"
 
-    def record(self, name: str, result: dict) -> None:
+    def record(self, name: str, result: dict, ran: bool) -> None:
+        """A job's result; the report is rewritten when a job has just run (reused ones wait for the next)."""
         self.results[name] = result
-        self.write()
+        if ran:
+            self.write()
 
     # -- pre-training ------------------------------------------------------------------------------------------
 
@@ -182,12 +189,15 @@ class Study:
 
     def pretraining(self, folder: Path, recipe: dict, budget: str, seed: int) -> dict:
         """The overrides of one pre-training run: `recipe` for as many steps as the budget's FLOPs buy."""
-        probe = pretrain_overrides(self.fasta, folder, 1, 1, self.budget.eval_windows, recipe)
-        steps = round(self.budget_flops(budget) / training_flops_per_step(probe)["per_step"])
+        steps = round(self.budget_flops(budget) / training_flops_per_step(recipe)["per_step"])
         return {
-            **probe,
+            "fasta": self.fasta,
+            "output_dir": str(folder),
+            "report_to": "none",
+            **recipe,
             "max_steps": steps,
             "eval_every": max(1, steps // self.budget.validations),
+            "eval_windows": self.budget.eval_windows,
             "log_every": max(1, min(50, steps // self.budget.validations)),
             "seed": seed,
             "validation_block_length": self.budget.validation_block_length,
@@ -389,12 +399,6 @@ class Study:
             "command again to continue (finished jobs are reused)"
         )
         self.write()
-
-
-def export_folder(run_folder: Path, arm: str) -> str:
-    """Where a pre-training run exports the encoder an arm fine-tunes: an MLM run's encoder, an RTD run's
-    discriminator."""
-    return str(run_folder / "export" / ("encoder" if arm == "mlm" else "discriminator"))
 
 
 def slug(task: str) -> str:

@@ -3,6 +3,7 @@ a JSON result under the work folder; a finished job is reused while its spec is 
 where it stopped. Also the training compute of a pre-training recipe (benchmarks/flops.py), for equal-FLOPs arms.
 """
 
+import functools
 import json
 import os
 import shutil
@@ -25,30 +26,26 @@ BASE_CONFIG = "tiny_cpu"  # tiny (4 × 64) discriminator, 256-bp crops, batch 16
 
 def training_flops_per_step(overrides: dict) -> dict:
     """{"per_step": FLOPs, "networks": {...}} for a pre-training config (RTD: generator + discriminator)."""
+    return _training_flops_per_step(json.dumps(overrides, sort_keys=True))
+
+
+@functools.lru_cache(maxsize=None)
+def _training_flops_per_step(overrides: str) -> dict:
+    # Cached: the study's plan asks for the same few recipes' FLOPs every time it rewrites its report.
     from nucel.benchmarks.flops import pretraining_step_flops
     from nucel.training.pretraining_config import load_config
 
-    return pretraining_step_flops(load_config(BASE_CONFIG, overrides={**overrides, "fasta": ["unused"]}))
+    return pretraining_step_flops(load_config(BASE_CONFIG, overrides={**json.loads(overrides), "fasta": ["unused"]}))
+
+
+def export_folder(run_folder: Path, objective: str) -> str:
+    """Where a pre-training run exports the encoder the study uses: an MLM run's encoder, an RTD run's (or the
+    control's) discriminator. `objective` may be an arm's name: only "mlm" exports an encoder."""
+    return str(Path(run_folder) / "export" / ("encoder" if objective == "mlm" else "discriminator"))
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # Jobs (each runs in a subprocess: `--job SPEC`)
-
-
-def pretrain_overrides(
-    fasta: list[str], output_dir: Path, steps: int, eval_every: int, eval_windows: int, extra: dict
-) -> dict:
-    return {
-        "fasta": fasta,
-        "output_dir": str(output_dir),
-        "max_steps": steps,
-        "eval_every": eval_every,
-        "eval_windows": eval_windows,
-        "log_every": max(1, min(50, eval_every)),
-        "save_every": 10**9,
-        "report_to": "none",
-        **extra,
-    }
 
 
 def run_pretrain_job(spec: dict) -> dict:
@@ -64,8 +61,7 @@ def run_pretrain_job(spec: dict) -> dict:
     started = time.perf_counter()
     run_pretraining(load_config(BASE_CONFIG, overrides=spec["overrides"]), resume=resume)
     wall = time.perf_counter() - started
-    part = "discriminator" if spec["overrides"].get("objective", "rtd") == "rtd" else "encoder"
-    record = read_pretraining_record(output_dir / "export" / part)
+    record = read_pretraining_record(export_folder(output_dir, spec["overrides"].get("objective", "rtd")))
     shutil.rmtree(output_dir / "checkpoints", ignore_errors=True)  # the export is what the study uses
     return {
         "wall_seconds": wall,  # of this invocation (a resumed run's earlier part is not counted)
@@ -74,7 +70,6 @@ def run_pretrain_job(spec: dict) -> dict:
         "ood_validation": [figures(point) for point in record.get("ood_validation_series") or []],
         "windows": record["windows"],
         "steps": record.get("steps"),
-        "flops": training_flops_per_step(spec["overrides"])["per_step"] * spec["overrides"]["max_steps"],
     }
 
 
@@ -217,16 +212,17 @@ class JobRunner:
         path = self.result_path(name)
         if path.is_file():
             stored = json.loads(path.read_text())
-            if stored["spec"] == {**spec, "result": str(path), "threads": self.threads}:
+            if stored["spec"] == spec:
                 return stored["result"]
         return None
 
     def run(self, name: str, spec: dict) -> dict | None:
         spec = {**spec, "result": str(self.result_path(name)), "threads": self.threads}
-        result = self.cached(name, {k: v for k, v in spec.items() if k not in ("result", "threads")})
-        if result is None and not self.run_missing:
+        result = self.cached(name, spec)
+        ran = result is None
+        if ran and not self.run_missing:
             return None
-        if result is None:
+        if ran:
             spec_path = self.work_dir / "jobs" / f"{name}.spec.json"
             spec_path.parent.mkdir(parents=True, exist_ok=True)
             spec_path.write_text(json.dumps(spec, indent=2))
@@ -251,7 +247,7 @@ class JobRunner:
         else:
             print(f"[study] {name}: reusing {self.result_path(name)}", flush=True)
         with self.lock:
-            self.on_result(name, result)
+            self.on_result(name, result, ran)
         return result
 
     def run_all(self, jobs: list[tuple[str, dict]]) -> dict:
