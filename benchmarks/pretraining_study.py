@@ -31,9 +31,12 @@ Every choice is made on validation or dev data; test rows are only ever scored.
    control, RTD − random and MLM − random per task and averaged, with 95 % intervals by a hierarchical bootstrap over
    pre-training seeds, fine-tuning seeds and test rows (benchmarks/paired_differences.py).
 
-Each unit of work is a job (a subprocess, `--job SPEC`) whose result is a JSON file under `--work-dir`; a finished
-job is reused while its spec is unchanged, pre-training jobs resume from their last checkpoint, and the report is
-rewritten after every job, so the study can be stopped at any moment and started again with the same command.
+Each unit of work is a job (a subprocess, `--job SPEC`) whose result is a JSON file in
+`benchmarks/results/pretraining_study_jobs/`, committed with the report; a finished job is reused while its spec is
+unchanged, pre-training jobs resume from their last checkpoint, and the report is rewritten after every job, so the
+study can be stopped at any moment and started again with the same command, on this machine or another. The work
+folder (pre-training runs, logs) may be lost with its machine: an encoder that unfinished jobs still need is then
+pre-trained again, and its weights must equal the first run's (the checksum in its result).
 """
 
 import argparse
@@ -99,11 +102,13 @@ FINETUNE_BASE = {
     "lr_scheduler": "constant_with_warmup",  # a run that stops early has no schedule end to reach
     "weight_decay": 0.01,
 }
+# In the study's first run, lr 1e-3 left random initialisation's plateau on 2 of 6 tasks in 2,000 steps: the other
+# candidates go up in rate as well as down, and try the smaller head.
 FINETUNE_CANDIDATES = (
     ("lr 1e-3, warm-up 100, mean pooling, modernbert head", {"learning_rate": 1e-3, "warmup_steps": 100}),
     ("lr 3e-4, warm-up 100, mean pooling, modernbert head", {"learning_rate": 3e-4, "warmup_steps": 100}),
-    ("lr 1e-4, warm-up 200, mean pooling, modernbert head", {"learning_rate": 1e-4, "warmup_steps": 200}),
-    ("lr 3e-4, warm-up 100, mean pooling, linear head", {"learning_rate": 3e-4, "warmup_steps": 100, "head": "linear"}),
+    ("lr 3e-3, warm-up 200, mean pooling, modernbert head", {"learning_rate": 3e-3, "warmup_steps": 200}),
+    ("lr 1e-3, warm-up 100, mean pooling, linear head", {"learning_rate": 1e-3, "warmup_steps": 100, "head": "linear"}),
 )
 for _, candidate in FINETUNE_CANDIDATES:
     candidate.setdefault("pooling", "mean")
@@ -170,7 +175,18 @@ class Study:
         self.data = str(Path(args.data).resolve())
         self.started = time.time()
         self.runner = JobRunner(
-            self.work_dir, args.workers, args.threads, self.record, not args.report_only, reuse_processes=args.quick
+            self.output / "pretraining_study_jobs",
+            self.work_dir,
+            {
+                "{work_dir}": self.work_dir,
+                "{shared}": SHARED_DATA.parent.resolve(),
+                "{repository}": REPOSITORY.resolve(),
+            },
+            args.workers,
+            args.threads,
+            self.record,
+            run_missing=not args.report_only,
+            reuse_processes=args.quick,
         )
         self.results: dict[str, dict] = {}
         self.status = "running"
@@ -314,26 +330,25 @@ class Study:
         }
         return {**models, "random": f"random:{DISCRIMINATOR_PRESET}", "cnn": "cnn"}
 
-    def downstream_jobs(self, budgets: tuple[str, ...]) -> list[tuple[str, dict]]:
+    def downstream_jobs(self, budget: str, seed: int) -> list[tuple[str, dict]]:
+        """One seed's fine-tuning runs and probes of the arms at `budget` (a phase each: a study stopped early has
+        every arm and task for its first seeds, and a new machine rebuilds only the encoders of the seed at hand)."""
         chosen = self.chosen_finetuning()
         jobs = []
-        for seed in self.budget.seeds:  # seed-major: a study stopped early has every arm and task for its first seeds
-            for key, model in self.models(seed).items():
-                pretrained = key not in ("random", "cnn")
-                # random init and the CNN cost no pre-training: they run beside the small budget's arms
-                if (key.rsplit("-", 1)[1] if pretrained else "small") not in budgets:
-                    continue
-                if pretrained and f"pretrain_{key}_seed{seed}" not in self.results:
-                    continue
-                if key != "cnn":
-                    jobs.append((f"probe_{key}_seed{seed}", self.probe_spec(model, seed)))
-                if chosen is None and key != "cnn":
-                    continue
-                recipe = None if key == "cnn" else chosen[1]
-                for task in self.budget.tasks:
-                    jobs.append(
-                        (f"finetune_{key}_{slug(task)}_seed{seed}", self.finetune_spec(model, task, seed, recipe))
-                    )
+        for key, model in self.models(seed).items():
+            pretrained = key not in ("random", "cnn")
+            # random init and the CNN cost no pre-training: they run beside the small budget's arms
+            if (key.rsplit("-", 1)[1] if pretrained else "small") != budget:
+                continue
+            if pretrained and f"pretrain_{key}_seed{seed}" not in self.results:
+                continue
+            if key != "cnn":
+                jobs.append((f"probe_{key}_seed{seed}", self.probe_spec(model, seed)))
+            if chosen is None and key != "cnn":
+                continue
+            recipe = None if key == "cnn" else chosen[1]
+            for task in self.budget.tasks:
+                jobs.append((f"finetune_{key}_{slug(task)}_seed{seed}", self.finetune_spec(model, task, seed, recipe)))
         return jobs
 
     # -- running -----------------------------------------------------------------------------------------------
@@ -347,10 +362,35 @@ class Study:
                 "small budget: pre-training (3 arms × seeds); fine-tuning search",
                 lambda: self.pretrain_jobs(("small",)) + self.finetune_search_jobs(),
             ),
-            ("small budget: fine-tuning and probes; random init; CNN", lambda: self.downstream_jobs(("small",))),
+            *(
+                (f"small budget, seed {seed}: fine-tuning and probes; random init; CNN", self.downstream("small", seed))
+                for seed in self.budget.seeds
+            ),
             ("large budget: pre-training", lambda: self.pretrain_jobs(("large",))),
-            ("large budget: fine-tuning and probes", lambda: self.downstream_jobs(("large",))),
+            *(
+                (f"large budget, seed {seed}: fine-tuning and probes", self.downstream("large", seed))
+                for seed in self.budget.seeds
+            ),
         ]
+
+    def downstream(self, budget: str, seed: int):
+        return lambda: self.downstream_jobs(budget, seed)
+
+    def missing_encoders(self, jobs: list[tuple[str, dict]]) -> list[tuple[str, dict]]:
+        """The finished pre-training jobs whose encoder the unfinished `jobs` need and the work folder lacks."""
+        producers = {}
+        for name, spec in self.sweep_jobs() + self.pretrain_jobs(("small", "large")):
+            overrides = spec["overrides"]
+            producers[export_folder(overrides["output_dir"], overrides.get("objective", "rtd"))] = (name, spec)
+        needed = {
+            spec["model"]
+            for name, spec in jobs
+            if spec["kind"] != "pretrain"
+            and self.runner.cached(name, spec) is None
+            and spec["model"] in producers
+            and not Path(spec["model"]).is_dir()
+        }
+        return [producers[model] for model in sorted(needed)]
 
     def planned(self) -> list[str]:
         return [name for _, jobs in self.phases() for name, _ in jobs()]
@@ -388,7 +428,10 @@ class Study:
         try:
             for label, jobs in self.phases():
                 print(f"[study] {label}", flush=True)
-                self.runner.run_all(jobs())
+                jobs = jobs()
+                if self.runner.run_missing:
+                    self.runner.rebuild_all(self.missing_encoders(jobs))
+                self.runner.run_all(jobs)
         finally:
             self.runner.close()
         missing = [name for name in self.planned() if name not in self.results]
@@ -416,13 +459,15 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "-o",
         "--output",
-        default=str(REPOSITORY / "benchmarks" / "results"),
-        help="folder for pretraining_study.{md,json,png}",
+        default=None,
+        help="folder for pretraining_study.{md,json,png} and the finished jobs' results, pretraining_study_jobs/ "
+        "(default: benchmarks/results; with --quick, the work folder)",
     )
     parser.add_argument(
         "--work-dir",
         default=None,
-        help="pre-training runs, job specs, results and logs (default: runs/pretraining-study[-quick])",
+        help="pre-training runs, job specs and logs: what a new machine may lose (default: "
+        "runs/pretraining-study[-quick])",
     )
     parser.add_argument("--workers", type=int, default=2, help="jobs at a time (2 on a 2-core CPU)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per job")
@@ -430,7 +475,7 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--report-only",
         action="store_true",
-        help="rewrite the report from the finished jobs under --work-dir; run nothing",
+        help="rewrite the report from the finished jobs' results; run nothing",
     )
     parser.add_argument("--job", type=Path, help=argparse.SUPPRESS)  # internal: run one job spec
     parser.set_defaults(run="nucel.benchmarks.pretraining_study:run_study")
@@ -443,6 +488,8 @@ def run_study(args: argparse.Namespace) -> None:
     args.argv = [arg for arg in args.arguments if arg != "--report-only"]
     if args.work_dir is None:
         args.work_dir = str(REPOSITORY / "runs" / ("pretraining-study-quick" if args.quick else "pretraining-study"))
+    if args.output is None:
+        args.output = args.work_dir if args.quick else str(REPOSITORY / "benchmarks" / "results")
     study = Study(args)
     study.run()
     print(f"[study] {study.status}; report: {study.output / 'pretraining_study.md'}")

@@ -4,6 +4,7 @@ where it stopped. Also the training compute of a pre-training recipe (benchmarks
 """
 
 import functools
+import hashlib
 import json
 import os
 import shutil
@@ -61,7 +62,8 @@ def run_pretrain_job(spec: dict) -> dict:
     started = time.perf_counter()
     run_pretraining(load_config(BASE_CONFIG, overrides=spec["overrides"]), resume=resume)
     wall = time.perf_counter() - started
-    record = read_pretraining_record(export_folder(output_dir, spec["overrides"].get("objective", "rtd")))
+    exported = Path(export_folder(output_dir, spec["overrides"].get("objective", "rtd")))
+    record = read_pretraining_record(exported)
     shutil.rmtree(output_dir / "checkpoints", ignore_errors=True)  # the export is what the study uses
     return {
         "wall_seconds": wall,  # of this invocation (a resumed run's earlier part is not counted)
@@ -70,6 +72,8 @@ def run_pretrain_job(spec: dict) -> dict:
         "ood_validation": [figures(point) for point in record.get("ood_validation_series") or []],
         "windows": record["windows"],
         "steps": record.get("steps"),
+        # what a rebuild on another machine must reproduce (JobRunner.rebuild)
+        "weights_sha256": hashlib.sha256((exported / "model.safetensors").read_bytes()).hexdigest(),
     }
 
 
@@ -187,12 +191,28 @@ def run_job_logged(spec_path: Path, log_path: Path) -> int:
 class JobRunner:
     """Runs job specs `workers` at a time, reusing results whose spec is unchanged. Each job runs in a fresh
     subprocess (a crash or a leak ends with its job); `reuse_processes` runs them in `workers` long-lived processes
-    instead, which saves importing torch for every job (the quick study's many short jobs)."""
+    instead, which saves importing torch for every job (the quick study's many short jobs).
+
+    Finished results live in `store` (the full study's is committed beside its report: a machine that ends with its
+    session loses the work folder, never a finished job), written with the folders in `roots` replaced by their
+    placeholders, so that no result names a path of one machine and a checkout elsewhere reuses them. The work folder
+    holds what may be lost: pre-training runs, specs, logs."""
 
     def __init__(
-        self, work_dir: Path, workers: int, threads: int, on_result, run_missing: bool = True, reuse_processes=False
+        self,
+        store: Path,
+        work_dir: Path,
+        roots: dict[str, Path],
+        workers: int,
+        threads: int,
+        on_result,
+        run_missing: bool = True,
+        reuse_processes=False,
     ):
-        self.work_dir, self.workers, self.threads, self.on_result = work_dir, workers, threads, on_result
+        self.store, self.work_dir, self.workers, self.threads = store, work_dir, workers, threads
+        # longest first: a work folder inside the repository is named as the work folder
+        self.roots = sorted(((placeholder, str(root)) for placeholder, root in roots.items()), key=lambda r: -len(r[1]))
+        self.on_result = on_result
         self.run_missing = run_missing  # False: only finished jobs are collected (--report-only)
         self.lock = threading.Lock()
         self.pool = None
@@ -205,50 +225,92 @@ class JobRunner:
         if self.pool is not None:
             self.pool.shutdown()
 
-    def result_path(self, name: str) -> Path:
-        return self.work_dir / "jobs" / f"{name}.json"
+    def portable(self, text: str) -> str:
+        for placeholder, root in self.roots:
+            text = text.replace(root, placeholder)
+        return text
+
+    def local(self, text: str) -> str:
+        for placeholder, root in self.roots:
+            text = text.replace(placeholder, root)
+        return text
+
+    def stored(self, name: str) -> dict | None:
+        path = self.store / f"{name}.json"
+        return json.loads(self.local(path.read_text())) if path.is_file() else None
 
     def cached(self, name: str, spec: dict) -> dict | None:
-        path = self.result_path(name)
-        if path.is_file():
-            stored = json.loads(path.read_text())
-            if stored["spec"] == spec:
-                return stored["result"]
-        return None
+        stored = self.stored(name)
+        return stored["result"] if stored is not None and stored["spec"] == self.full_spec(spec) else None
+
+    def full_spec(self, spec: dict) -> dict:
+        return {**spec, "threads": self.threads}
+
+    def execute(self, name: str, spec: dict) -> dict | None:
+        """Runs one job in the work folder; its result, or None if it failed."""
+        spec_path = self.work_dir / "jobs" / f"{name}.spec.json"
+        result_path = self.work_dir / "jobs" / f"{name}.json"
+        spec_path.parent.mkdir(parents=True, exist_ok=True)
+        spec_path.write_text(json.dumps({**self.full_spec(spec), "result": str(result_path)}, indent=2))
+        log_path = self.work_dir / "logs" / f"{name}.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        started = time.perf_counter()
+        if self.pool is not None:
+            code = self.pool.submit(run_job_logged, spec_path, log_path).result()
+        else:
+            with open(log_path, "w") as log:
+                code = subprocess.call(
+                    [sys.executable, "-m", "nucel.cli", "study", "--job", str(spec_path)],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    cwd=str(REPOSITORY),
+                )
+        if code != 0:
+            print(f"[study] job {name} failed (exit {code}); its log: {log_path}", flush=True)
+            return None
+        print(f"[study] {name} done in {time.perf_counter() - started:.0f} s", flush=True)
+        return json.loads(result_path.read_text())["result"]
 
     def run(self, name: str, spec: dict) -> dict | None:
-        spec = {**spec, "result": str(self.result_path(name)), "threads": self.threads}
         result = self.cached(name, spec)
         ran = result is None
         if ran and not self.run_missing:
             return None
         if ran:
-            spec_path = self.work_dir / "jobs" / f"{name}.spec.json"
-            spec_path.parent.mkdir(parents=True, exist_ok=True)
-            spec_path.write_text(json.dumps(spec, indent=2))
-            log_path = self.work_dir / "logs" / f"{name}.log"
-            log_path.parent.mkdir(parents=True, exist_ok=True)
-            started = time.perf_counter()
-            if self.pool is not None:
-                code = self.pool.submit(run_job_logged, spec_path, log_path).result()
-            else:
-                with open(log_path, "w") as log:
-                    code = subprocess.call(
-                        [sys.executable, "-m", "nucel.cli", "study", "--job", str(spec_path)],
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
-                        cwd=str(REPOSITORY),
-                    )
-            if code != 0:
-                print(f"[study] job {name} failed (exit {code}); its log: {log_path}", flush=True)
+            result = self.execute(name, spec)
+            if result is None:
                 return None
-            result = json.loads(self.result_path(name).read_text())["result"]
-            print(f"[study] {name} done in {time.perf_counter() - started:.0f} s", flush=True)
-        else:
-            print(f"[study] {name}: reusing {self.result_path(name)}", flush=True)
+            from nucel.core.files import write_text_atomically
+
+            self.store.mkdir(parents=True, exist_ok=True)
+            text = json.dumps({"spec": self.full_spec(spec), "result": result})
+            write_text_atomically(self.store / f"{name}.json", self.portable(text))
         with self.lock:
             self.on_result(name, result, ran)
         return result
+
+    def rebuild(self, name: str, spec: dict) -> bool:
+        """Runs a finished pre-training job again because its encoder is gone (a new machine): the same seed on the
+        same code gives the same weights, which is checked, so the jobs that used the first copy stay valid."""
+        expected = self.stored(name)["result"]["weights_sha256"]
+        print(f"[study] {name}: rebuilding its encoder (the work folder no longer has it)", flush=True)
+        result = self.execute(name, spec)
+        if result is None:
+            return False
+        if result["weights_sha256"] != expected:
+            print(
+                f"[study] {name}: the rebuilt weights differ from the stored run's (sha256 {result['weights_sha256']}"
+                f" vs {expected}); the jobs that need this encoder are not run",
+                flush=True,
+            )
+            return False
+        return True
+
+    def rebuild_all(self, jobs: list[tuple[str, dict]]) -> set[str]:
+        """The names of the jobs rebuilt with identical weights."""
+        with ThreadPoolExecutor(self.workers) as pool:
+            rebuilt = list(pool.map(lambda job: self.rebuild(*job), jobs))
+        return {name for (name, _), ok in zip(jobs, rebuilt) if ok}
 
     def run_all(self, jobs: list[tuple[str, dict]]) -> dict:
         with ThreadPoolExecutor(self.workers) as pool:

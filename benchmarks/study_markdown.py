@@ -142,7 +142,10 @@ def markdown(report: dict) -> str:
             f"| {entry['budget']} | {ARM_LABELS[entry['a']]} − {ARM_LABELS[entry['b']]} | {task} | "
             f"{entry['difference']:+.3f} | [{low:+.3f}, {high:+.3f}] | {entry['verdict']} |"
         )
-    lines += ["", f"Every job's spec and result: `{report['work_dir']}/jobs/`; figure: pretraining_study.png."]
+    lines += [
+        "",
+        "Every job's spec and result: `pretraining_study_jobs/`, beside this file; figure: pretraining_study.png.",
+    ]
     return "\n".join(lines) + "\n"
 
 

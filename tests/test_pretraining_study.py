@@ -185,12 +185,22 @@ def test_quick_study_writes_its_results(tmp_path, monkeypatch):
     # a second run reuses every job
     assert run_quick_study(output, work) == 0
     assert json.loads((output / "pretraining_study.json").read_text())["downstream"] == report["downstream"]
+    # the finished jobs' results name no folder of this machine: another checkout reuses them
+    store = output / "pretraining_study_jobs"
+    assert not [path for path in store.glob("*.json") if str(tmp_path) in path.read_text()]
     # --report-only rewrites the report from what has finished and runs nothing
-    (work / "jobs" / "probe_random_seed1.json").unlink()
+    (store / "probe_random_seed1.json").unlink()
     assert run_quick_study(output, work, "--report-only") == 0
     partial = json.loads((output / "pretraining_study.json").read_text())
-    assert partial["status"].startswith("stopped with") and not (work / "jobs" / "probe_random_seed1.json").exists()
+    assert partial["status"].startswith("stopped with") and not (store / "probe_random_seed1.json").exists()
     assert partial["downstream"]["tf/0"]["probe"]["random"]["n"] == 1 and "--report-only" not in partial["command"]
+    # a new machine: the work folder is gone. Only the encoder an unfinished job needs is pre-trained again, with the
+    # same weights as the stored run's (else that job would not run and the study would not finish).
+    (store / "probe_rtd-small_seed1.json").unlink()
+    assert run_quick_study(output, tmp_path / "new-work") == 0
+    rebuilt = json.loads((output / "pretraining_study.json").read_text())
+    assert rebuilt["status"] == "finished" and rebuilt["downstream"] == report["downstream"]
+    assert [p.name for p in (tmp_path / "new-work" / "pretrain").iterdir()] == ["rtd-small-seed1"]
 
 
 def test_rtd_flops_count_the_generator():
