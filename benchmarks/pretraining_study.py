@@ -376,21 +376,21 @@ class Study:
     def downstream(self, budget: str, seed: int):
         return lambda: self.downstream_jobs(budget, seed)
 
-    def missing_encoders(self, jobs: list[tuple[str, dict]]) -> list[tuple[str, dict]]:
-        """The finished pre-training jobs whose encoder the unfinished `jobs` need and the work folder lacks."""
+    def missing_encoders(self, jobs: list[tuple[str, dict]]) -> dict[str, tuple[str, dict]]:
+        """{encoder folder: its pre-training job} of the encoders that unfinished `jobs` need and the work folder
+        lacks (a new machine): their pre-training jobs have finished, so they are rebuilt, not run."""
         producers = {}
         for name, spec in self.sweep_jobs() + self.pretrain_jobs(("small", "large")):
             overrides = spec["overrides"]
             producers[export_folder(overrides["output_dir"], overrides.get("objective", "rtd"))] = (name, spec)
-        needed = {
-            spec["model"]
+        return {
+            spec["model"]: producers[spec["model"]]
             for name, spec in jobs
             if spec["kind"] != "pretrain"
-            and self.runner.cached(name, spec) is None
             and spec["model"] in producers
             and not Path(spec["model"]).is_dir()
+            and self.runner.cached(name, spec) is None
         }
-        return [producers[model] for model in sorted(needed)]
 
     def planned(self) -> list[str]:
         return [name for _, jobs in self.phases() for name, _ in jobs()]
@@ -430,7 +430,10 @@ class Study:
                 print(f"[study] {label}", flush=True)
                 jobs = jobs()
                 if self.runner.run_missing:
-                    self.runner.rebuild_all(self.missing_encoders(jobs))
+                    missing = self.missing_encoders(jobs)
+                    rebuilt = self.runner.rebuild_all(list(missing.values()))
+                    lost = {model for model, (name, _) in missing.items() if name not in rebuilt}
+                    jobs = [(name, spec) for name, spec in jobs if spec.get("model") not in lost]
                 self.runner.run_all(jobs)
         finally:
             self.runner.close()

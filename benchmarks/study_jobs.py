@@ -303,6 +303,7 @@ class JobRunner:
                 f" vs {expected}); the jobs that need this encoder are not run",
                 flush=True,
             )
+            shutil.rmtree(spec["overrides"]["output_dir"], ignore_errors=True)  # no later phase may take it
             return False
         return True
 

@@ -203,6 +203,43 @@ def test_quick_study_writes_its_results(tmp_path, monkeypatch):
     assert [p.name for p in (tmp_path / "new-work" / "pretrain").iterdir()] == ["rtd-small-seed1"]
 
 
+def test_finished_jobs_name_no_machine_folder_and_are_reused_by_another_checkout(tmp_path):
+    def runner(machine: str) -> study_jobs.JobRunner:
+        roots = {"{work_dir}": tmp_path / machine / "work", "{shared}": tmp_path / machine / "shared"}
+        return study_jobs.JobRunner(tmp_path / "store", tmp_path / machine / "work", roots, 1, 1, lambda *_: None)
+
+    def spec(machine: str) -> dict:
+        model, data = tmp_path / machine / "work" / "pretrain" / "rtd", tmp_path / machine / "shared" / "data" / "GUE"
+        return {"kind": "probe", "model": str(model), "data": str(data)}
+
+    first = runner("first")
+    first.execute = lambda name, job: {"model": job["model"], "mcc": 0.5}  # what a job's result may hold: its paths
+    assert first.run("probe_rtd", spec("first"))["mcc"] == 0.5
+    assert str(tmp_path) not in (tmp_path / "store" / "probe_rtd.json").read_text()
+    second = runner("second")
+    assert second.cached("probe_rtd", spec("second")) == {"model": spec("second")["model"], "mcc": 0.5}
+    assert second.cached("probe_rtd", {**spec("second"), "kind": "finetune"}) is None  # another spec: run again
+
+
+def test_an_encoder_rebuilt_on_a_new_machine_must_have_the_recorded_weights(tmp_path):
+    jobs = study_jobs.JobRunner(tmp_path / "store", tmp_path / "work", {}, 1, 1, lambda *_: None)
+    run = tmp_path / "work" / "pretrain" / "rtd-small-seed1"
+    pretraining = ("pretrain_rtd-small_seed1", {"kind": "pretrain", "overrides": {"output_dir": str(run)}})
+
+    def execute(weights: str):
+        def pretrain(name, job):
+            (run / "export").mkdir(parents=True, exist_ok=True)
+            return {"weights_sha256": weights}
+
+        return pretrain
+
+    jobs.execute = execute("aaa")
+    jobs.run(*pretraining)
+    assert jobs.rebuild_all([pretraining]) == {pretraining[0]} and run.is_dir()
+    jobs.execute = execute("bbb")  # not the weights the finished jobs used: they must not mix with them
+    assert jobs.rebuild_all([pretraining]) == set() and not run.exists()
+
+
 def test_rtd_flops_count_the_generator():
     weak = study_jobs.training_flops_per_step({"generator_preset": "tiny-generator-1x16"})
     strong = study_jobs.training_flops_per_step({"generator_preset": "tiny-generator"})
