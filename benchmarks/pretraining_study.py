@@ -427,8 +427,9 @@ class Study:
         self.check_inputs()
         try:
             for label, jobs in self.phases():
-                print(f"[study] {label}", flush=True)
                 jobs = jobs()
+                finished = sum(self.runner.cached(name, spec) is not None for name, spec in jobs)
+                print(f"[study] {label}: {len(jobs)} jobs, {finished} finished before", flush=True)
                 if self.runner.run_missing:
                     missing = self.missing_encoders(jobs)
                     rebuilt = self.runner.rebuild_all(list(missing.values()))

@@ -16,6 +16,8 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import asdict, replace
 from pathlib import Path
 
+import numpy as np
+
 from nucel.core.files import REPOSITORY
 
 BASE_CONFIG = "tiny_cpu"  # tiny (4 × 64) discriminator, 256-bp crops, batch 16, AdamW 2e-3 with linear decay
@@ -82,6 +84,17 @@ def figures(point: dict) -> dict:
     return {key: value for key, value in point.items() if isinstance(value, (int, float))}
 
 
+def digits(classes) -> str | list[int]:
+    """Class indices as a string of digits, a third of a JSON list's size (the study's results are committed);
+    `classes_of` reads either form."""
+    classes = [int(c) for c in classes]
+    return "".join(map(str, classes)) if all(0 <= c <= 9 for c in classes) else classes
+
+
+def classes_of(stored: str | list[int]) -> np.ndarray:
+    return np.array([int(c) for c in stored])
+
+
 def load_split_data(spec: dict):
     from nucel.benchmarks.loaders import load_task
     from nucel.benchmarks.registry import load_suite
@@ -119,8 +132,8 @@ def run_finetune_job(spec: dict) -> dict:
         "wall_seconds": time.perf_counter() - started,
         **outcome,
         "one_class_loss": one_class_loss(used["train"], used["validation"]),
-        "predictions": predictions.tolist(),
-        "labels": list(used["scored"].labels),
+        "predictions": digits(predictions),
+        "labels": digits(used["scored"].labels),
         "settings": asdict(settings),
         **split_record(data, {"train": used["train"], "validation": used["validation"]}),
     }
@@ -149,7 +162,8 @@ def run_probe_job(spec: dict) -> dict:
         dev = subsample(read_split(folder / "dev.csv"), spec["dev_examples"], 0)
         scored = read_split(folder / ("test.csv" if spec["score"] == "test" else "dev.csv"))
         results[task] = probe_every_layer(encoder, tokenizer, train, dev, scored)
-        results[task]["labels"] = scored.labels.tolist()
+        results[task]["test_predictions"] = digits(results[task]["test_predictions"])
+        results[task]["labels"] = digits(scored.labels)
     return {"wall_seconds": time.perf_counter() - started, "tasks": results}
 
 

@@ -7,10 +7,8 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
-
 from nucel.benchmarks.paired_differences import ArmRuns, matthews, paired_difference, verdict
-from nucel.benchmarks.study_jobs import training_flops_per_step
+from nucel.benchmarks.study_jobs import classes_of, training_flops_per_step
 from nucel.core.files import display_path
 
 ARM_LABELS = {
@@ -183,8 +181,8 @@ def differences(study, runs: dict) -> list[dict]:
             arm_runs = [
                 {
                     task: ArmRuns(
-                        [[np.array(runs[("finetune", key, task)][s]["predictions"])] for s in seeds],
-                        np.array(runs[("finetune", keys[0], task)][seeds[0]]["labels"]),
+                        [[classes_of(runs[("finetune", key, task)][s]["predictions"])] for s in seeds],
+                        classes_of(runs[("finetune", keys[0], task)][seeds[0]]["labels"]),
                     )
                     for task in complete
                 }

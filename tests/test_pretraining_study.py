@@ -103,8 +103,8 @@ def fine_tuned(predictions, labels, best_step=300, steps=800) -> dict:
     history = [{"step": 100, "loss": 0.69}, {"step": best_step, "loss": 0.5}]
     return {
         "value": 0.0,
-        "predictions": list(predictions),
-        "labels": list(labels),
+        "predictions": study_jobs.digits(predictions),
+        "labels": study_jobs.digits(labels),
         "validation_history": history,
         "one_class_loss": float(np.log(2)),
         "best_step": best_step,
@@ -238,6 +238,13 @@ def test_an_encoder_rebuilt_on_a_new_machine_must_have_the_recorded_weights(tmp_
     assert jobs.rebuild_all([pretraining]) == {pretraining[0]} and run.is_dir()
     jobs.execute = execute("bbb")  # not the weights the finished jobs used: they must not mix with them
     assert jobs.rebuild_all([pretraining]) == set() and not run.exists()
+
+
+def test_class_indices_are_stored_as_digits_and_read_back():
+    assert study_jobs.digits(np.array([0, 1, 1, 9])) == "0119"
+    assert study_jobs.classes_of("0119").tolist() == [0, 1, 1, 9]
+    assert study_jobs.digits([3, 11]) == [3, 11]  # ten classes or more: a list, read the same way
+    assert study_jobs.classes_of([3, 11]).tolist() == [3, 11]
 
 
 def test_rtd_flops_count_the_generator():
