@@ -16,8 +16,6 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import asdict, replace
 from pathlib import Path
 
-import numpy as np
-
 from nucel.core.files import REPOSITORY
 
 BASE_CONFIG = "tiny_cpu"  # tiny (4 × 64) discriminator, 256-bp crops, batch 16, AdamW 2e-3 with linear decay
@@ -91,7 +89,9 @@ def digits(classes) -> str | list[int]:
     return "".join(map(str, classes)) if all(0 <= c <= 9 for c in classes) else classes
 
 
-def classes_of(stored: str | list[int]) -> np.ndarray:
+def classes_of(stored: str | list[int]):
+    import numpy as np  # here, not at the top: `nucel --help` imports this module and must stay quick
+
     return np.array([int(c) for c in stored])
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from nucel.benchmarks import pretraining_study as study
-from nucel.benchmarks import study_jobs, study_report
+from nucel.benchmarks import study_jobs, study_plan, study_report
 from nucel.cli import main as nucel_main
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -38,7 +38,7 @@ def full_study(tmp_path, **results) -> study.Study:
 
 
 def dev_probe(score: float) -> dict:
-    return {"wall_seconds": 1.0, "tasks": {task: {"test": score, "layer": "layer 2"} for task in study.TASKS}}
+    return {"wall_seconds": 1.0, "tasks": {task: {"test": score, "layer": "layer 2"} for task in study_plan.TASKS}}
 
 
 def flops(spec: dict) -> float:
@@ -47,26 +47,26 @@ def flops(spec: dict) -> float:
 
 def test_both_objectives_get_the_same_sweep_effort_at_the_same_compute(tmp_path):
     plan = full_study(tmp_path)
-    assert len(study.MLM_SWEEP) >= len(study.RTD_SWEEP) >= 8
+    assert len(study_plan.MLM_SWEEP) >= len(study_plan.RTD_SWEEP) >= 8
     jobs = dict(plan.sweep_jobs())
-    assert len(jobs) == len(study.RTD_SWEEP) + len(study.MLM_SWEEP)
+    assert len(jobs) == len(study_plan.RTD_SWEEP) + len(study_plan.MLM_SWEEP)
     for name, spec in jobs.items():
-        assert spec["overrides"]["seed"] == study.SWEEP_SEED
+        assert spec["overrides"]["seed"] == study_plan.SWEEP_SEED
         assert abs(flops(spec) / plan.budget_flops("small") - 1) < 0.01, name
         assert spec["overrides"]["validation_block_length"] > 0 and spec["overrides"]["ood_validation_fasta"]
     # every lever of the issue is a setting of the RTD sweep; MLM has BERT's 80/10/10 and ELECTRA's 85/15
-    rtd = [overrides for _, overrides in study.RTD_SWEEP]
+    rtd = [overrides for _, overrides in study_plan.RTD_SWEEP]
     assert {"none", "gdes"} <= {o.get("embedding_sharing") for o in rtd}
     assert any(o.get("disallow_correct") is False for o in rtd) and any("sampling_temperature_start" in o for o in rtd)
-    mlm = {(o["mask_token_fraction"], o["random_token_fraction"]) for _, o in study.MLM_SWEEP}
+    mlm = {(o["mask_token_fraction"], o["random_token_fraction"]) for _, o in study_plan.MLM_SWEEP}
     assert {(0.8, 0.1), (0.85, 0.0)} <= mlm
 
 
 def test_recipes_are_chosen_on_dev_probes_only_when_the_whole_sweep_is_probed(tmp_path):
-    scores = {f"probe_sweep_rtd{i}": dev_probe(0.1 + 0.01 * i) for i in range(len(study.RTD_SWEEP))}
+    scores = {f"probe_sweep_rtd{i}": dev_probe(0.1 + 0.01 * i) for i in range(len(study_plan.RTD_SWEEP))}
     scores["probe_sweep_rtd3"] = dev_probe(0.5)
     plan = full_study(tmp_path, **scores)
-    assert plan.chosen_recipe("rtd") == study.RTD_SWEEP[3]
+    assert plan.chosen_recipe("rtd") == study_plan.RTD_SWEEP[3]
     assert plan.chosen_recipe("mlm") is None  # MLM's sweep is not probed: its runs wait, RTD's need not
     assert {name.split("_")[1] for name, _ in plan.pretrain_jobs(("small",))} == {"rtd-small", "control-small"}
     del plan.results["probe_sweep_rtd0"]
@@ -74,7 +74,7 @@ def test_recipes_are_chosen_on_dev_probes_only_when_the_whole_sweep_is_probed(tm
     # the sweeps' probes and the fine-tuning search are scored on dev, never on test
     plan = full_study(tmp_path, **{f"sweep_{o}{i}": {} for o in ("rtd", "mlm") for i in range(8)})
     choices = plan.sweep_probe_jobs() + plan.finetune_search_jobs()
-    assert len(choices) == 16 + len(study.FINETUNE_CANDIDATES) * len(study.TASKS)
+    assert len(choices) == 16 + len(study_plan.FINETUNE_CANDIDATES) * len(study_plan.TASKS)
     assert {spec["score"] for _, spec in choices} == {"dev"}
     assert {spec["model"] for _, spec in plan.finetune_search_jobs()} == {"random:tiny"}
 
@@ -94,7 +94,7 @@ def test_every_pretrained_arm_has_three_seeds_and_equal_flops_at_two_budgets(tmp
     }
     assert plan.budget_flops("large") >= 4 * plan.budget_flops("small")
     control = jobs["pretrain_control-small_seed1"]["overrides"]
-    assert control["replacement"] == "uniform" and study.RTD_SWEEP[5][1].items() <= control.items()
+    assert control["replacement"] == "uniform" and study_plan.RTD_SWEEP[5][1].items() <= control.items()
     assert set(study_jobs.training_flops_per_step(control)["networks"]) == {"discriminator"}  # no generator runs
     assert jobs["pretrain_mlm-small_seed2"]["overrides"]["objective"] == "mlm"
 
@@ -150,8 +150,8 @@ def run_quick_study(output, work, *extra) -> int:
 
 @pytest.mark.slow
 @pytest.mark.skipif(
-    not (FASTA.is_file() and (GUE / "tf" / "0").is_dir() and Path(study.DEFAULT_OOD_FASTA).is_file()),
-    reason=f"needs the shared data ({FASTA}, {study.DEFAULT_OOD_FASTA} and {GUE}/tf/0), absent here",
+    not (FASTA.is_file() and (GUE / "tf" / "0").is_dir() and Path(study_plan.DEFAULT_OOD_FASTA).is_file()),
+    reason=f"needs the shared data ({FASTA}, {study_plan.DEFAULT_OOD_FASTA} and {GUE}/tf/0), absent here",
 )
 def test_quick_study_writes_its_results(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -163,9 +163,9 @@ def test_quick_study_writes_its_results(tmp_path, monkeypatch):
     assert report["status"] == "finished" and "QUICK MODE" in markdown
     assert report["chosen"]["rtd"] and report["chosen"]["mlm"] and report["finetune_chosen"]
     for arm in ("rtd", "mlm", "control"):
-        assert report["arms"][arm]["pretraining_seeds"] == list(study.QUICK.seeds)
+        assert report["arms"][arm]["pretraining_seeds"] == list(study_plan.QUICK.seeds)
         for budget in report["arms"][arm]["budgets"].values():
-            assert len(budget["runs"]) == len(study.QUICK.seeds)
+            assert len(budget["runs"]) == len(study_plan.QUICK.seeds)
             assert all(run["validation_end"] and run["ood_validation_end"] for run in budget["runs"])
     cells = report["downstream"]["tf/0"]
     keys = {"rtd-small", "rtd-large", "mlm-small", "mlm-large", "control-small", "random"}
@@ -181,7 +181,7 @@ def test_quick_study_writes_its_results(tmp_path, monkeypatch):
         ("mlm", "random", "large"),
     }
     assert all(e["ci95"][0] <= e["difference"] <= e["ci95"][1] for e in report["paired_differences"])
-    assert report["finetune_counts"]["runs"] == 7 * len(study.QUICK.seeds)
+    assert report["finetune_counts"]["runs"] == 7 * len(study_plan.QUICK.seeds)
     # a second run reuses every job
     assert run_quick_study(output, work) == 0
     assert json.loads((output / "pretraining_study.json").read_text())["downstream"] == report["downstream"]
