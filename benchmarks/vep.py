@@ -357,7 +357,8 @@ def model_identity(path: str, model) -> dict:
     folder = Path(path)
     config = model.config
     return {
-        "path": display_path(folder) if folder.exists() else path,
+        # as the user named it: a folder reached through a link (runs/x -> a scratch disk) keeps the link's name
+        "path": display_path(folder, follow_links=False) if folder.exists() else path,
         # The benchmark runner's identity (weights, config and tokenizer checksums): one key for every result.
         "sha256": folder_identity(folder)["sha256"] if folder.is_dir() else None,
         "class": type(model).__name__,

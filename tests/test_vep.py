@@ -2,6 +2,7 @@
 against the FASTA (a mismatch is a clear error), per-consequence counts that add up, and the written report."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -281,3 +282,17 @@ def test_nucel_benchmark_runs_the_vep_suite(vep_data, models, tmp_path, capsys):
     capsys.readouterr()
     assert benchmark_alias(["--suite", "vep", "--generator", str(tmp_path / "missing")]) == 2
     assert capsys.readouterr().err.startswith("nucel vep: error:")
+
+
+def test_a_model_reached_through_a_link_is_named_as_the_user_named_it(models, tmp_path, monkeypatch):
+    """A study's work folder is often a link to a scratch disk: the report names the link, not the machine's disk."""
+    from nucel.benchmarks import vep
+    from nucel.core import files
+
+    encoder = Path(models[1])
+    monkeypatch.setattr(files, "REPOSITORY", tmp_path / "repository")
+    (tmp_path / "repository" / "runs").mkdir(parents=True)
+    (tmp_path / "repository" / "runs" / "study").symlink_to(encoder.parent)
+    linked = tmp_path / "repository" / "runs" / "study" / encoder.name
+    identity = vep.model_identity(str(linked), NucELModel.from_pretrained(linked))
+    assert identity["path"] == f"runs/study/{encoder.name}"
