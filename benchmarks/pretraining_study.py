@@ -336,8 +336,8 @@ class Study:
     def run(self) -> None:
         self.check_inputs()
         try:
-            for label, jobs in self.phases():
-                jobs = jobs()
+            for label, phase_jobs in self.phases():
+                jobs = phase_jobs()
                 finished = sum(self.runner.cached(name, spec) is not None for name, spec in jobs)
                 print(f"[study] {label}: {len(jobs)} jobs, {finished} finished before", flush=True)
                 if self.runner.run_missing:

@@ -1,6 +1,7 @@
 """The pre-training study's jobs: each stage's unit of work runs in a subprocess (`nucel study --job SPEC`) and leaves
-a JSON result under the work folder; a finished job is reused while its spec is unchanged, so a stopped study resumes
-where it stopped. Also the training compute of a pre-training recipe (benchmarks/flops.py), for equal-FLOPs arms.
+a JSON result in the study's job store (JobRunner); a finished job is reused while its spec is unchanged, so a
+stopped study resumes where it stopped, on the same machine or another. Also the training compute of a pre-training
+recipe (benchmarks/flops.py), for equal-FLOPs arms.
 """
 
 import functools
