@@ -42,6 +42,7 @@ pre-trained again, and its weights must equal the first run's (the checksum in i
 import argparse
 import time
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 from nucel.benchmarks.study_jobs import (
@@ -265,6 +266,7 @@ class Study:
 
     def phases(self) -> list[tuple[str, callable]]:
         """The study's phases in order; each is (what it does, a function giving its jobs from the results so far)."""
+        downstream = self.downstream_jobs
         return [
             ("sweeps: pre-training", self.sweep_jobs),
             ("sweeps: dev probes", self.sweep_probe_jobs),
@@ -273,21 +275,21 @@ class Study:
                 lambda: self.pretrain_jobs(("small",)) + self.finetune_search_jobs(),
             ),
             *(
-                (f"small budget, seed {seed}: fine-tuning and probes; random init; CNN", self.downstream("small", seed))
+                (
+                    f"small budget, seed {seed}: fine-tuning and probes; random init; CNN",
+                    partial(downstream, "small", seed),
+                )
                 for seed in self.budget.seeds
             ),
             ("large budget: pre-training", lambda: self.pretrain_jobs(("large",))),
             *(
-                (f"large budget, seed {seed}: fine-tuning and probes", self.downstream("large", seed))
+                (f"large budget, seed {seed}: fine-tuning and probes", partial(downstream, "large", seed))
                 for seed in self.budget.seeds
             ),
         ]
 
-    def downstream(self, budget: str, seed: int):
-        return lambda: self.downstream_jobs(budget, seed)
-
-    def missing_encoders(self, jobs: list[tuple[str, dict]]) -> dict[str, tuple[str, dict]]:
-        """{encoder folder: its pre-training job} of the encoders that unfinished `jobs` need and the work folder
+    def missing_encoders(self, unfinished: list[tuple[str, dict]]) -> dict[str, tuple[str, dict]]:
+        """{encoder folder: its pre-training job} of the encoders that `unfinished` jobs need and the work folder
         lacks (a new machine): their pre-training jobs have finished, so they are rebuilt, not run."""
         producers = {}
         for name, spec in self.sweep_jobs() + self.pretrain_jobs(("small", "large")):
@@ -295,11 +297,8 @@ class Study:
             producers[export_folder(overrides["output_dir"], overrides.get("objective", "rtd"))] = (name, spec)
         return {
             spec["model"]: producers[spec["model"]]
-            for name, spec in jobs
-            if spec["kind"] != "pretrain"
-            and spec["model"] in producers
-            and not Path(spec["model"]).is_dir()
-            and self.runner.cached(name, spec) is None
+            for _, spec in unfinished
+            if spec["kind"] != "pretrain" and spec["model"] in producers and not Path(spec["model"]).is_dir()
         }
 
     def planned(self) -> list[str]:
@@ -338,10 +337,10 @@ class Study:
         try:
             for label, phase_jobs in self.phases():
                 jobs = phase_jobs()
-                finished = sum(self.runner.cached(name, spec) is not None for name, spec in jobs)
-                print(f"[study] {label}: {len(jobs)} jobs, {finished} finished before", flush=True)
+                unfinished = [(name, spec) for name, spec in jobs if self.runner.cached(name, spec) is None]
+                print(f"[study] {label}: {len(jobs)} jobs, {len(jobs) - len(unfinished)} finished before", flush=True)
                 if self.runner.run_missing:
-                    missing = self.missing_encoders(jobs)
+                    missing = self.missing_encoders(unfinished)
                     rebuilt = self.runner.rebuild_all(list(missing.values()))
                     lost = {model for model, (name, _) in missing.items() if name not in rebuilt}
                     jobs = [(name, spec) for name, spec in jobs if spec.get("model") not in lost]
