@@ -142,6 +142,18 @@ def markdown(report: dict) -> str:
             f"| {entry['budget']} | {ARM_LABELS[entry['a']]} − {ARM_LABELS[entry['b']]} | {task} | "
             f"{entry['difference']:+.3f} | [{low:+.3f}, {high:+.3f}] | {entry['verdict']} |"
         )
+    stages = ("sweep", "sweep probes", "pretraining", "fine-tuning", "probes")
+    lines += [
+        "",
+        "## 6. Compute: CPU-hours of finished jobs by arm and stage",
+        "",
+        "| arm | " + " | ".join(stages) + " | total |",
+        "|---|" + "---|" * (len(stages) + 1),
+    ]
+    for arm, hours in report["cpu_hours_by_arm"].items():
+        label = ARM_LABELS.get(arm, arm)
+        cells = " | ".join(fmt(hours.get(stage), 2) for stage in stages)
+        lines.append(f"| {label} | {cells} | {fmt(sum(hours.values()), 2)} |")
     lines += [
         "",
         "Every job's spec and result: `pretraining_study_jobs/`, beside this file; figure: pretraining_study.png.",

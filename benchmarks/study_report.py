@@ -47,6 +47,30 @@ def end_figures(series: list[dict] | None) -> dict:
     return dict(series[-1]) if series else {}
 
 
+def compute_by_arm(results: dict, threads: int) -> dict:
+    """CPU-hours of the finished jobs by arm and stage: {"rtd": {"sweep": h, "pretraining": h, "fine-tuning": h,
+    "probes": h}, ..., "fine-tuning search": {...}}. Arms are read off the job names (Study's naming); a budget
+    suffix ("rtd-small") counts towards its arm."""
+    stages = (
+        ("probe_sweep_", "sweep probes"),
+        ("sweep_", "sweep"),
+        ("pretrain_", "pretraining"),
+        ("finetune_", "fine-tuning"),
+        ("probe_", "probes"),
+    )
+    hours = {}
+    for name, result in results.items():
+        if name.startswith("ftsearch"):
+            arm, stage = "fine-tuning search", "fine-tuning"
+        else:
+            prefix, stage = next((p, s) for p, s in stages if name.startswith(p))
+            rest = name.removeprefix(prefix)
+            arm = rest.rstrip("0123456789") if stage.startswith("sweep") else rest.split("_")[0].split("-")[0]
+        by_stage = hours.setdefault(arm, {})
+        by_stage[stage] = by_stage.get(stage, 0.0) + result.get("wall_seconds", 0) * threads / 3600
+    return hours
+
+
 def summarise(values: list[float]) -> dict:
     return {
         "mean": statistics.fmean(values),
@@ -241,6 +265,7 @@ def build_report(study) -> dict:
         "written": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
         "elapsed_minutes": (time.time() - study.started) / 60,
         "cpu_hours": cpu_seconds / 3600,
+        "cpu_hours_by_arm": compute_by_arm(study.results, study.args.threads),
         "jobs_finished": len(study.results),
         "jobs_planned_now": len(study.planned()),
         "fasta": [display_path(name) for name in study.fasta],

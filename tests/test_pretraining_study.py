@@ -143,6 +143,28 @@ def test_plateau_and_last_checkpoint_are_counted():
     assert study_report.selected_last(fine_tuned(labels, labels, best_step=800, steps=800))
 
 
+def test_compute_is_summed_by_arm_and_stage_from_the_job_names():
+    hour = {"wall_seconds": 3600}
+    results = {
+        "sweep_rtd0": hour,
+        "sweep_rtd7": hour,
+        "probe_sweep_mlm3": hour,
+        "pretrain_rtd-large_seed2": hour,
+        "pretrain_control-small_seed1": hour,
+        "ftsearch2_tf_0": hour,
+        "finetune_random_tf_0_seed1": hour,
+        "finetune_rtd-small_prom_prom_300_tata_seed3": hour,
+        "probe_mlm-small_seed1": hour,
+    }
+    assert study_report.compute_by_arm(results, threads=2) == {
+        "rtd": {"sweep": 4.0, "pretraining": 2.0, "fine-tuning": 2.0},
+        "mlm": {"sweep probes": 2.0, "probes": 2.0},
+        "control": {"pretraining": 2.0},
+        "fine-tuning search": {"fine-tuning": 2.0},
+        "random": {"fine-tuning": 2.0},
+    }
+
+
 def run_quick_study(output, work, *extra) -> int:
     paths = ["--fasta", str(FASTA), "--data", str(GUE), "--output", str(output), "--work-dir", str(work)]
     return nucel_main(["study", "--quick", *paths, *extra])
@@ -182,6 +204,9 @@ def test_quick_study_writes_its_results(tmp_path, monkeypatch):
     }
     assert all(e["ci95"][0] <= e["difference"] <= e["ci95"][1] for e in report["paired_differences"])
     assert report["finetune_counts"]["runs"] == 7 * len(study_plan.QUICK.seeds)
+    by_arm = report["cpu_hours_by_arm"]
+    assert sum(sum(stages.values()) for stages in by_arm.values()) == pytest.approx(report["cpu_hours"])
+    assert set(by_arm) == {"rtd", "mlm", "control", "random", "cnn", "fine-tuning search"}
     # a second run reuses every job
     assert run_quick_study(output, work) == 0
     assert json.loads((output / "pretraining_study.json").read_text())["downstream"] == report["downstream"]
