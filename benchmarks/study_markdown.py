@@ -5,7 +5,7 @@ import json
 import math
 from pathlib import Path
 
-from nucel.benchmarks.study_report import ARM_LABELS
+from nucel.benchmarks.study_report import ARM_LABELS, COMPUTE_STAGES
 
 
 def fmt(value, digits: int = 3) -> str:
@@ -142,7 +142,7 @@ def markdown(report: dict) -> str:
             f"| {entry['budget']} | {ARM_LABELS[entry['a']]} − {ARM_LABELS[entry['b']]} | {task} | "
             f"{entry['difference']:+.3f} | [{low:+.3f}, {high:+.3f}] | {entry['verdict']} |"
         )
-    stages = ("sweep", "sweep probes", "pretraining", "fine-tuning", "probes")
+    stages = [stage for _, stage in COMPUTE_STAGES]
     lines += [
         "",
         "## 6. Compute: CPU-hours of finished jobs by arm and stage",

@@ -47,23 +47,26 @@ def end_figures(series: list[dict] | None) -> dict:
     return dict(series[-1]) if series else {}
 
 
+# Job-name prefix -> the stage of the study it belongs to, in the report's order ("probe_sweep_" before "probe_").
+COMPUTE_STAGES = (
+    ("sweep_", "sweep"),
+    ("probe_sweep_", "sweep probes"),
+    ("pretrain_", "pretraining"),
+    ("finetune_", "fine-tuning"),
+    ("probe_", "probes"),
+)
+
+
 def compute_by_arm(results: dict, threads: int) -> dict:
     """CPU-hours of the finished jobs by arm and stage: {"rtd": {"sweep": h, "pretraining": h, "fine-tuning": h,
     "probes": h}, ..., "fine-tuning search": {...}}. Arms are read off the job names (Study's naming); a budget
     suffix ("rtd-small") counts towards its arm."""
-    stages = (
-        ("probe_sweep_", "sweep probes"),
-        ("sweep_", "sweep"),
-        ("pretrain_", "pretraining"),
-        ("finetune_", "fine-tuning"),
-        ("probe_", "probes"),
-    )
     hours = {}
     for name, result in results.items():
         if name.startswith("ftsearch"):
             arm, stage = "fine-tuning search", "fine-tuning"
         else:
-            prefix, stage = next((p, s) for p, s in stages if name.startswith(p))
+            prefix, stage = next((p, s) for p, s in COMPUTE_STAGES if name.startswith(p))
             rest = name.removeprefix(prefix)
             arm = rest.rstrip("0123456789") if stage.startswith("sweep") else rest.split("_")[0].split("-")[0]
         by_stage = hours.setdefault(arm, {})
