@@ -260,15 +260,15 @@ def build_report(study) -> dict:
         for key in sorted({a for (k, a, _) in runs if k == "finetune"})
     }
     chosen_finetuning = study.chosen_finetuning()
-    cpu_seconds = sum(r.get("wall_seconds", 0) for r in study.results.values()) * study.args.threads
+    cpu_hours_by_arm = compute_by_arm(study.results, study.args.threads)
     return {
         "quick": study.args.quick,
         "status": study.status,
         "command": " ".join(["nucel study", *(display_path(a) if Path(a).exists() else a for a in study.args.argv)]),
         "written": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
         "elapsed_minutes": (time.time() - study.started) / 60,
-        "cpu_hours": cpu_seconds / 3600,
-        "cpu_hours_by_arm": compute_by_arm(study.results, study.args.threads),
+        "cpu_hours": sum(sum(stages.values()) for stages in cpu_hours_by_arm.values()),
+        "cpu_hours_by_arm": cpu_hours_by_arm,
         "jobs_finished": len(study.results),
         "jobs_planned_now": len(study.planned()),
         "fasta": [display_path(name) for name in study.fasta],
