@@ -85,7 +85,10 @@ def markdown(report: dict) -> str:
         "",
         "## 3. Pre-training runs (validation at the end, mean over the seeds finished; OOD: the other species)",
         "",
-        "An RTD run's loss is the generator's plus λ × the discriminator's; an MLM run's, its masked-token loss.",
+        "An RTD run's loss is the generator's plus λ × the discriminator's; an MLM run's, its masked-token loss. "
+        "Where several seeds finished, the lowest and highest of their figures are in brackets. The sweep ran each "
+        "setting once, with seed 42, which is not among these seeds: a chosen setting's sweep figure is one draw, "
+        "and the best of eight draws at that.",
         "",
     ]
     lines += [
@@ -97,15 +100,19 @@ def markdown(report: dict) -> str:
         for budget_name, runs in entry.get("budgets", {}).items():
             finished = runs["runs"]
 
-            def mean(key, part="validation_end", finished=finished):
+            def spread(key, part="validation_end", digits=3, finished=finished):
+                """The mean over seeds, with the lowest and highest seed beside it when there are several."""
                 values = [run[part].get(key) for run in finished if run[part].get(key) is not None]
-                return sum(values) / len(values) if values else None
+                if len(values) < 2:
+                    return fmt(values[0] if values else None, digits)
+                mean = sum(values) / len(values)
+                return f"{fmt(mean, digits)} ({fmt(min(values), digits)} to {fmt(max(values), digits)})"
 
             lines.append(
                 f"| {ARM_LABELS[arm]} | {budget_name} | {runs['steps']} | {runs['flops']:.2e} | {len(finished)} | "
-                f"{fmt(mean('information_gain_percent'), 2)} | {fmt(mean('auroc'))} | {fmt(mean('loss'))} | "
-                f"{fmt(mean('information_gain_percent', 'ood_validation_end'), 2)} | "
-                f"{fmt(mean('auroc', 'ood_validation_end'))} | {fmt(mean('loss', 'ood_validation_end'))} |"
+                f"{spread('information_gain_percent', digits=2)} | {spread('auroc')} | {spread('loss')} | "
+                f"{spread('information_gain_percent', 'ood_validation_end', 2)} | "
+                f"{spread('auroc', 'ood_validation_end')} | {spread('loss', 'ood_validation_end')} |"
             )
     counts = report["finetune_counts"]
     lines += [
