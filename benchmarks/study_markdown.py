@@ -119,11 +119,19 @@ def markdown(report: dict) -> str:
         "",
         "## 4. Downstream: test MCC, mean ± sd (n seeds)",
         "",
-        f"Fine-tuning runs finished: {counts['runs']}; selected their last checkpoint: "
-        f"{counts['selected_last_checkpoint']}; never left the one-class plateau: {counts['stayed_on_plateau']} "
-        f"(per arm: {json.dumps(counts['by_arm'])}).",
+        "Signs that a fine-tuning run had not converged, counted per arm: it selected its last checkpoint, it "
+        "trained to its step limit (early stopping did not end it), or its validation loss never left the one-class "
+        "plateau.",
         "",
+        "| arm | runs | selected their last checkpoint | reached the step limit | stayed on the plateau |",
+        "|---|---|---|---|---|",
     ]
+    for key, arm_counts in [*counts["by_arm"].items(), ("all", counts)]:
+        lines.append(
+            f"| {key} | {arm_counts['runs']} | {arm_counts['selected_last_checkpoint']} | "
+            f"{arm_counts['reached_step_limit']} | {arm_counts['stayed_on_plateau']} |"
+        )
+    lines.append("")
     for kind, title in (("finetune", "fine-tuned"), ("probe", "linear probe, every layer (layer and C chosen on dev)")):
         keys = sorted({key for task in report["downstream"].values() for key in task.get(kind, {})})
         if not keys:

@@ -2,6 +2,7 @@
 the report `pretraining_study.json` holds (the markdown and the figure: benchmarks/study_markdown.py).
 """
 
+import math
 import statistics
 import time
 from dataclasses import asdict
@@ -41,6 +42,26 @@ def left_plateau(result: dict) -> bool:
 
 def selected_last(result: dict) -> bool:
     return result["best_step"] == result["steps_trained"]
+
+
+def reached_step_limit(result: dict) -> bool:
+    """Whether a fine-tuning run trained to its step limit (max_steps, or its epochs when it has none, as the
+    CNN's settings do): early stopping did not end it."""
+    settings = result["settings"]
+    limit = settings.get("max_steps") or 0
+    if limit <= 0:
+        limit = math.ceil(settings["epochs"] * math.ceil(result["split_sizes"]["train"] / settings["batch_size"]))
+    return result["steps_trained"] >= limit
+
+
+def finetune_counts(results: list[dict]) -> dict:
+    """How many fine-tuning runs there are, and how many of them show each sign of not having converged."""
+    return {
+        "runs": len(results),
+        "selected_last_checkpoint": sum(selected_last(r) for r in results),
+        "reached_step_limit": sum(reached_step_limit(r) for r in results),
+        "stayed_on_plateau": sum(not left_plateau(r) for r in results),
+    }
 
 
 def end_figures(series: list[dict] | None) -> dict:
@@ -241,24 +262,12 @@ def build_report(study) -> dict:
     for (kind, key, task), by_seed in runs.items():
         values = [score(kind, result) for _, result in sorted(by_seed.items())]
         downstream.setdefault(task, {}).setdefault(kind, {})[key] = summarise(values)
-    finetuned = [result for (kind, _, _), by_seed in runs.items() if kind == "finetune" for result in by_seed.values()]
-    counts = {
-        "runs": len(finetuned),
-        "selected_last_checkpoint": sum(selected_last(r) for r in finetuned),
-        "stayed_on_plateau": sum(not left_plateau(r) for r in finetuned),
-    }
-    counts["by_arm"] = {
-        key: {
-            "runs": sum(len(s) for (k, a, _), s in runs.items() if k == "finetune" and a == key),
-            "stayed_on_plateau": sum(
-                not left_plateau(r) for (k, a, _), s in runs.items() if k == "finetune" and a == key for r in s.values()
-            ),
-            "selected_last_checkpoint": sum(
-                selected_last(r) for (k, a, _), s in runs.items() if k == "finetune" and a == key for r in s.values()
-            ),
-        }
-        for key in sorted({a for (k, a, _) in runs if k == "finetune"})
-    }
+    finetuned: dict[str, list[dict]] = {}
+    for (kind, key, _), by_seed in runs.items():
+        if kind == "finetune":
+            finetuned.setdefault(key, []).extend(by_seed.values())
+    counts = finetune_counts([result for results in finetuned.values() for result in results])
+    counts["by_arm"] = {key: finetune_counts(results) for key, results in sorted(finetuned.items())}
     chosen_finetuning = study.chosen_finetuning()
     cpu_hours_by_arm = compute_by_arm(study.results, study.args.threads)
     return {

@@ -110,6 +110,8 @@ def fine_tuned(predictions, labels, best_step=300, steps=800) -> dict:
         "best_step": best_step,
         "steps_trained": steps,
         "wall_seconds": 1.0,
+        "settings": {"max_steps": 2000, "epochs": 3, "batch_size": 32},
+        "split_sizes": {"train": 1000, "validation": 100},
     }
 
 
@@ -141,6 +143,19 @@ def test_plateau_and_last_checkpoint_are_counted():
     stuck["validation_history"] = [{"step": 100, "loss": 0.693}, {"step": 200, "loss": 0.690}]
     assert not study_report.left_plateau(stuck)
     assert study_report.selected_last(fine_tuned(labels, labels, best_step=800, steps=800))
+
+
+def test_runs_that_early_stopping_did_not_end_are_counted():
+    labels = [0, 1]
+    stopped, capped = fine_tuned(labels, labels, steps=1999), fine_tuned(labels, labels, steps=2000)
+    assert not study_report.reached_step_limit(stopped) and study_report.reached_step_limit(capped)
+    by_epochs = fine_tuned(labels, labels, steps=94)  # the CNN's settings: 3 epochs of ceil(1000 / 32) = 32 steps
+    by_epochs["settings"]["max_steps"] = -1
+    assert not study_report.reached_step_limit(by_epochs)
+    by_epochs["steps_trained"] = 96
+    assert study_report.reached_step_limit(by_epochs)
+    counts = study_report.finetune_counts([stopped, capped, by_epochs])
+    assert counts == {"runs": 3, "selected_last_checkpoint": 0, "reached_step_limit": 2, "stayed_on_plateau": 0}
 
 
 def test_compute_is_summed_by_arm_and_stage_from_the_job_names():
