@@ -224,13 +224,16 @@ class Study:
         ]
 
     def chosen_finetuning(self) -> tuple[str, dict] | None:
+        """(label, recipe) of the search's best candidate once every search run has finished; the recipe is the one
+        the downstream runs use: the candidate with the downstream step limit."""
         from nucel.benchmarks.study_report import finetune_search_rows
 
         rows = finetune_search_rows(self)
         if not rows or any(row["finished"] < len(self.budget.tasks) for row in rows):
             return None
         best = max(rows, key=lambda row: (row["left_plateau"], row["mean_dev"]))
-        return best["setting"], {**self.budget.finetune_base, **best["overrides"]}
+        b = self.budget
+        return best["setting"], {**b.finetune_base, **best["overrides"], **b.finetune_downstream}
 
     def models(self, seed: int) -> dict[str, str]:
         """Arm key ("rtd-small", ..., "random", "cnn") -> the model its fine-tuning run with this seed starts from."""

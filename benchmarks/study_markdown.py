@@ -80,7 +80,12 @@ def markdown(report: dict) -> str:
         lines.append(
             f"| {row['setting']} | {row['finished']} | {row['left_plateau']} | {fmt(row['mean_dev'])} | {steps} |"
         )
-    lines += ["", f"Chosen: **{report['finetune_chosen'] or '–'}**; recipe `{json.dumps(report['finetune_recipe'])}`."]
+    lines += [
+        "",
+        f"Chosen: **{report['finetune_chosen'] or '–'}**. Every downstream run uses it, with a longer step limit "
+        f"(benchmarks/study_plan.py, FINETUNE_DOWNSTREAM: the search's runs were still improving at its last steps): "
+        f"`{json.dumps(report['finetune_recipe'])}`.",
+    ]
     lines += [
         "",
         "## 3. Pre-training runs (validation at the end, mean over the seeds finished; OOD: the other species)",

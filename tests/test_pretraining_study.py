@@ -145,6 +145,27 @@ def test_plateau_and_last_checkpoint_are_counted():
     assert study_report.selected_last(fine_tuned(labels, labels, best_step=800, steps=800))
 
 
+def test_downstream_runs_use_the_chosen_candidate_with_the_longer_step_limit(tmp_path):
+    labels = [0, 1]
+    searched = {}
+    for index, _ in enumerate(study_plan.FINETUNE_CANDIDATES):
+        for task in study_plan.TASKS:
+            searched[f"ftsearch{index}_{study.slug(task)}"] = {**fine_tuned(labels, labels), "value": 0.1 * index}
+    del searched[f"ftsearch1_{study.slug(study_plan.TASKS[0])}"]
+    plan = full_study(tmp_path, **searched)
+    assert plan.chosen_finetuning() is None  # a search still running decides nothing
+    best = len(study_plan.FINETUNE_CANDIDATES) - 1
+    plan.results[f"ftsearch1_{study.slug(study_plan.TASKS[0])}"] = fine_tuned(labels, labels)
+    label, recipe = plan.chosen_finetuning()
+    candidate = study_plan.FINETUNE_CANDIDATES[best][1]
+    assert label == study_plan.FINETUNE_CANDIDATES[best][0]
+    assert recipe == {**study_plan.FINETUNE_BASE, **candidate, **study_plan.FINETUNE_DOWNSTREAM}
+    assert recipe["max_steps"] > study_plan.FINETUNE_BASE["max_steps"]
+    finetuned = [spec for name, spec in plan.downstream_jobs("small", 1) if name.startswith("finetune_random_")]
+    assert len(finetuned) == len(study_plan.TASKS) and all(spec["recipe"] == recipe for spec in finetuned)
+    assert {spec["recipe"]["max_steps"] for _, spec in plan.finetune_search_jobs()} == {2000}
+
+
 def test_runs_that_early_stopping_did_not_end_are_counted():
     labels = [0, 1]
     stopped, capped = fine_tuned(labels, labels, steps=1999), fine_tuned(labels, labels, steps=2000)
