@@ -83,7 +83,7 @@ def markdown(report: dict) -> str:
     lines += [
         "",
         f"Chosen: **{report['finetune_chosen'] or '–'}**. Every downstream run uses it, with a longer step limit "
-        f"(benchmarks/study_plan.py, FINETUNE_DOWNSTREAM: the search's runs were still improving at its last steps): "
+        f"(benchmarks/study_plan.py, FINETUNE_DOWNSTREAM: the search's runs were still improving at their last steps): "
         f"`{json.dumps(report['finetune_recipe'])}`.",
     ]
     lines += [
@@ -106,7 +106,7 @@ def markdown(report: dict) -> str:
             finished = runs["runs"]
 
             def spread(key, part="validation_end", digits=3, finished=finished):
-                """The mean over seeds, with the lowest and highest seed beside it when there are several."""
+                """The mean over seeds, with the lowest and highest seed's figure beside it when there are several."""
                 values = [run[part].get(key) for run in finished if run[part].get(key) is not None]
                 if len(values) < 2:
                     return fmt(values[0] if values else None, digits)
