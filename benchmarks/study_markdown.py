@@ -82,9 +82,8 @@ def markdown(report: dict) -> str:
         )
     lines += [
         "",
-        f"Chosen: **{report['finetune_chosen'] or '–'}**. Every downstream run uses it, with a longer step limit "
-        f"(benchmarks/study_plan.py, FINETUNE_DOWNSTREAM: the search's runs were still improving at their last steps): "
-        f"`{json.dumps(report['finetune_recipe'])}`.",
+        f"Chosen: **{report['finetune_chosen'] or '–'}**. Every downstream run uses it with the step limit of "
+        f"FINETUNE_DOWNSTREAM (benchmarks/study_plan.py says why): `{json.dumps(report['finetune_recipe'])}`.",
     ]
     lines += [
         "",
