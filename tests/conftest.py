@@ -59,3 +59,32 @@ def tiny_models(tmp_path_factory) -> tuple[Path, Path]:
     return save_model_folder(generator, root / "generator"), save_model_folder(
         NucELModel(NucELConfig.from_preset("tiny")), root / "encoder"
     )
+
+
+@pytest.fixture(scope="module")
+def base_folder(tmp_path_factory) -> str:
+    """A saved (random) tiny NucEL encoder standing in for a pre-trained checkpoint."""
+    from nucel import NucELConfig, NucELModel
+    from nucel.core.models import save_model_folder
+
+    torch.manual_seed(0)
+    return str(
+        save_model_folder(NucELModel(NucELConfig.from_preset("tiny")), tmp_path_factory.mktemp("base") / "nucel-tiny")
+    )
+
+
+@pytest.fixture(scope="module")
+def gc_task():
+    """(train, validation, test): random 32-mers labelled 1 where more than half are G or C, a task that a tiny
+    model learns in a few fine-tuning steps."""
+    import random
+
+    from nucel.core.tables import Split
+
+    def split(count: int, seed: int) -> Split:
+        rng = random.Random(seed)
+        sequences = ["".join(rng.choice("ACGT") for _ in range(32)) for _ in range(count)]
+        labels = [int((s.count("G") + s.count("C")) / len(s) > 0.5) for s in sequences]
+        return Split(sequences, labels, f"toy seed {seed}", "")
+
+    return split(96, 1), split(32, 2), split(40, 3)

@@ -11,11 +11,9 @@ import torch
 from safetensors.torch import load_file
 from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef, roc_auc_score
 
-from nucel import NucELConfig, NucELModel
 from nucel.benchmarks.run import run_benchmark
 from nucel.cli import main as nucel_main
 from nucel.core.classifiers import load_finetuned, predict_logits
-from nucel.core.models import save_model_folder
 from nucel.core.tables import Split, TableError
 from nucel.predict import predict_file
 from nucel.tokenization import InvalidDNAError
@@ -36,11 +34,6 @@ def gc_fraction(sequence):
     return (sequence.count("G") + sequence.count("C")) / len(sequence)
 
 
-def toy_split(count, seed, label):
-    sequences = random_dna(count, 32, seed)
-    return Split(sequences, [label(s) for s in sequences], f"toy seed {seed}", "")
-
-
 def quick_settings(**overrides):
     values = dict(
         label_names=["low_gc", "high_gc"],
@@ -51,21 +44,6 @@ def quick_settings(**overrides):
         early_stopping_patience=None,
     )
     return FinetuneSettings(**{**values, **overrides})
-
-
-@pytest.fixture(scope="module")
-def base_folder(tmp_path_factory):
-    """A saved (random) tiny NucEL encoder standing in for a pre-trained checkpoint."""
-    torch.manual_seed(0)
-    return str(
-        save_model_folder(NucELModel(NucELConfig.from_preset("tiny")), tmp_path_factory.mktemp("base") / "nucel-tiny")
-    )
-
-
-@pytest.fixture(scope="module")
-def gc_task():
-    high_gc = lambda s: int(gc_fraction(s) > 0.5)
-    return toy_split(96, 1, high_gc), toy_split(32, 2, high_gc), toy_split(40, 3, high_gc)
 
 
 def validation_loss(model, tokenizer, split):

@@ -2,15 +2,15 @@
 process (no implicit DataParallel), with the tiny preset on CPU."""
 
 import json
-import random
 
 import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
+from test_finetune import quick_settings, validation_loss
 from transformers import AutoModelForSequenceClassification, Trainer, TrainingArguments
 
-from nucel import NucELConfig, NucELModel
+from nucel import NucELConfig
 from nucel.cli import build_parser
 from nucel.core.classifiers import load_finetuned, predict_logits
 from nucel.core.models import save_model_folder
@@ -20,70 +20,28 @@ from nucel.modeling_nucel.modeling_nucel import NucELPredictionHead
 from nucel.tokenization import build_tokenizer
 from nucel.training import finetune as finetune_module
 from nucel.training.finetune import build_classifier, finetune, training_arguments
-from nucel.training.finetune_config import FinetuneSettings
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def gc_split(count, seed):
-    rng = random.Random(seed)
-    sequences = ["".join(rng.choice("ACGT") for _ in range(32)) for _ in range(count)]
-    labels = [int((s.count("G") + s.count("C")) / len(s) > 0.5) for s in sequences]
-    return Split(sequences, labels, f"toy seed {seed}", "")
-
-
-@pytest.fixture(scope="module")
-def gc_task():
-    return gc_split(96, 1), gc_split(32, 2), gc_split(40, 3)
-
-
-@pytest.fixture(scope="module")
-def base_folder(tmp_path_factory):
-    """A saved (random) tiny NucEL encoder standing in for a pre-trained checkpoint."""
-    torch.manual_seed(0)
-    return str(
-        save_model_folder(NucELModel(NucELConfig.from_preset("tiny")), tmp_path_factory.mktemp("base") / "nucel-tiny")
-    )
-
-
-def settings(**overrides):
-    values = dict(
-        label_names=["low_gc", "high_gc"],
-        max_steps=6,
-        eval_steps=2,
-        batch_size=16,
-        learning_rate=2e-3,
-        early_stopping_patience=None,
-    )
-    return FinetuneSettings(**{**values, **overrides})
-
-
-def validation_loss(model, tokenizer, split):
-    logits = torch.from_numpy(predict_logits(model, tokenizer, split.sequences))
-    return torch.nn.functional.cross_entropy(logits, torch.tensor(split.labels)).item()
-
-
-# ------------------------------------------------------------------------------------------------ head and probe
-
-
 def test_frozen_method_trains_exactly_one_linear_layer(base_folder):
     labels = ["a", "b", "c"]
-    model = build_classifier(base_folder, settings(label_names=labels, method="frozen"))
+    model = build_classifier(base_folder, quick_settings(label_names=labels, method="frozen"))
     hidden = model.config.hidden_size
     trainable = {name: p.numel() for name, p in model.named_parameters() if p.requires_grad}
     assert sum(trainable.values()) == hidden * len(labels) + len(labels)
     assert set(trainable) == {"classifier.weight", "classifier.bias"}
-    assert settings(method="frozen").head == "linear"  # unset, the probe's head is the linear one
+    assert quick_settings(method="frozen").head == "linear"  # unset, the probe's head is the linear one
     with pytest.raises(ValueError, match="'frozen' is a linear probe"):
-        settings(method="frozen", head="modernbert")
+        quick_settings(method="frozen", head="modernbert")
     with pytest.raises(ValueError, match="head must be one of"):
-        settings(head="mlp")
+        quick_settings(head="mlp")
 
 
 def test_head_defaults_keep_modernbert_for_full_and_lora(base_folder):
-    assert settings().head == settings(method="lora").head == "modernbert"
-    assert isinstance(build_classifier(base_folder, settings()).head, NucELPredictionHead)
-    linear = build_classifier(base_folder, settings(head="linear"))
+    assert quick_settings().head == quick_settings(method="lora").head == "modernbert"
+    assert isinstance(build_classifier(base_folder, quick_settings()).head, NucELPredictionHead)
+    linear = build_classifier(base_folder, quick_settings(head="linear"))
     assert isinstance(linear.head, torch.nn.Identity) and linear.config.classifier_head == "linear"
     # Only the output layer is new: everything else is the base checkpoint's encoder.
     hidden = linear.config.hidden_size
@@ -96,7 +54,9 @@ def test_head_defaults_keep_modernbert_for_full_and_lora(base_folder):
 @pytest.mark.parametrize("method", ["full", "lora"])
 def test_linear_head_is_saved_and_rebuilt_for_prediction(method, base_folder, gc_task, tmp_path):
     train, validation, test = gc_task
-    result = finetune(base_folder, train, validation, tmp_path / "model", settings(method=method, head="linear"), test)
+    result = finetune(
+        base_folder, train, validation, tmp_path / "model", quick_settings(method=method, head="linear"), test
+    )
     model, tokenizer, metadata = load_finetuned(tmp_path / "model")
     assert metadata["head"] == "linear"
     assert np.allclose(predict_logits(model, tokenizer, test.sequences), result.test_logits, atol=1e-5)
@@ -113,7 +73,7 @@ def test_linear_head_is_saved_and_rebuilt_for_prediction(method, base_folder, gc
 
 def test_saved_classifier_without_the_head_key_loads_modernbert_head(tmp_path):
     """Folders saved before the head was a setting have no `classifier_head`: they keep ModernBERT's head."""
-    model = build_classifier("random:tiny", settings())
+    model = build_classifier("random:tiny", quick_settings())
     save_model_folder(model, tmp_path / "old")
     config_path = tmp_path / "old" / "config.json"
     config = json.loads(config_path.read_text())
@@ -138,7 +98,7 @@ def test_head_option_on_the_command_line(tmp_path):
 
 def test_run_shorter_than_eval_steps_evaluates_and_selects_its_last_step(gc_task, tmp_path):
     train, validation, _ = gc_task
-    result = finetune("random:tiny", train, validation, tmp_path / "model", settings(max_steps=3, eval_steps=10))
+    result = finetune("random:tiny", train, validation, tmp_path / "model", quick_settings(max_steps=3, eval_steps=10))
     assert result.steps_trained == 3
     assert [entry["step"] for entry in result.validation_history] == [3]
     assert result.best_step == 3 and result.best_validation_loss == result.validation_history[0]["loss"]
@@ -151,7 +111,11 @@ def test_last_step_is_evaluated_and_the_lowest_validation_loss_is_restored(base_
     train, validation, _ = gc_task
     # A learning rate that overshoots: the losses go up and down, so the best step is rarely the last one.
     result = finetune(
-        base_folder, train, validation, tmp_path / "model", settings(max_steps=7, eval_steps=2, learning_rate=2e-2)
+        base_folder,
+        train,
+        validation,
+        tmp_path / "model",
+        quick_settings(max_steps=7, eval_steps=2, learning_rate=2e-2),
     )
     steps = [entry["step"] for entry in result.validation_history]
     losses = [entry["loss"] for entry in result.validation_history]
@@ -164,7 +128,9 @@ def test_last_step_is_evaluated_and_the_lowest_validation_loss_is_restored(base_
 
 def test_per_epoch_evaluation_scores_a_final_partial_epoch_once(gc_task, tmp_path):
     train, validation, _ = gc_task  # 96 rows, batch 16: 6 steps per epoch
-    result = finetune("random:tiny", train, validation, tmp_path / "model", settings(max_steps=8, eval_steps=None))
+    result = finetune(
+        "random:tiny", train, validation, tmp_path / "model", quick_settings(max_steps=8, eval_steps=None)
+    )
     assert [entry["step"] for entry in result.validation_history] == [6, 8]
     assert result.best_validation_loss == min(entry["loss"] for entry in result.validation_history)
 
@@ -199,27 +165,27 @@ def two_gpus(monkeypatch):
 def test_one_process_on_two_gpus_uses_one_device_and_the_settings_batch(two_gpus, tmp_path):
     plain = TrainingArguments(output_dir=str(tmp_path / "plain"), per_device_train_batch_size=16, report_to="none")
     assert plain.n_gpu == 2 and plain.train_batch_size == 32  # what the Trainer alone would do: DataParallel, batch × 2
-    arguments = training_arguments(settings(batch_size=16), str(tmp_path / "ours"))
+    arguments = training_arguments(quick_settings(batch_size=16), str(tmp_path / "ours"))
     assert arguments.device.type == "cuda"
     assert arguments.n_gpu == 1 and arguments.train_batch_size == 16
     assert arguments.parallel_mode.name == "NOT_PARALLEL"
 
 
 def test_trainer_does_not_wrap_the_model_in_dataparallel(tmp_path):
-    arguments = training_arguments(settings(), str(tmp_path))
+    arguments = training_arguments(quick_settings(), str(tmp_path))
     assert arguments.n_gpu == 0  # CPU
     arguments._n_gpu = 2  # what device set-up records on a two-GPU machine started as one process
     assert arguments.n_gpu == 1
     # Nothing is trained or evaluated: the evaluation set is there because the arguments ask for evaluations.
-    trainer = Trainer(model=build_classifier("random:tiny", settings()), args=arguments, eval_dataset=[{}])
+    trainer = Trainer(model=build_classifier("random:tiny", quick_settings()), args=arguments, eval_dataset=[{}])
     assert not isinstance(trainer._wrap_model(trainer.model), torch.nn.DataParallel)
 
 
 def test_distributed_processes_share_the_settings_batch(monkeypatch, tmp_path):
     monkeypatch.setattr(finetune_module.OneDeviceArguments, "world_size", property(lambda self: 4))
-    assert training_arguments(settings(batch_size=32), str(tmp_path)).per_device_train_batch_size == 8
+    assert training_arguments(quick_settings(batch_size=32), str(tmp_path)).per_device_train_batch_size == 8
     with pytest.raises(ValueError, match="does not split evenly over 4 processes"):
-        training_arguments(settings(batch_size=30), str(tmp_path))
+        training_arguments(quick_settings(batch_size=30), str(tmp_path))
 
 
 def test_auto_class_takes_the_head_as_a_keyword(base_folder):
@@ -279,16 +245,16 @@ def test_patience_is_not_counted_on_the_plateau():
 
 
 def test_early_stopping_steps_replace_patience_in_validations():
-    assert settings(early_stopping_patience=5, early_stopping_steps=500).early_stopping_patience is None
+    assert quick_settings(early_stopping_patience=5, early_stopping_steps=500).early_stopping_patience is None
     with pytest.raises(ValueError, match="early_stopping_steps must be at least 1"):
-        settings(early_stopping_steps=0)
+        quick_settings(early_stopping_steps=0)
 
 
 def test_a_run_stopped_after_the_plateau_keeps_its_lowest_validation_loss(base_folder, gc_task):
     from nucel.training.finetune import PLATEAU_MARGIN, one_class_loss
 
     train, validation, _ = gc_task
-    run_settings = settings(max_steps=60, early_stopping_steps=4, learning_rate=5e-3)
+    run_settings = quick_settings(max_steps=60, early_stopping_steps=4, learning_rate=5e-3)
     model = build_classifier(base_folder, run_settings)
     _, summary = finetune_module.train_with_selection(model, build_tokenizer(), train, validation, run_settings)
     losses = summary["validation_history"]

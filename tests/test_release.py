@@ -17,6 +17,7 @@ import pytest
 import torch
 from huggingface_hub import HfApi, ModelCard
 from safetensors.torch import load_file
+from test_train_rtd import small_settings
 
 import nucel.modeling_nucel
 from nucel import (
@@ -105,30 +106,15 @@ def write_table(path: Path, rows: int, seed: int) -> Path:
 
 def pretraining_run(root: Path) -> Path:
     """Two steps of `nucel-pretrain` on the built-in synthetic genome: a run folder as users get it."""
-    settings = dict(
-        objective="rtd",
-        model_preset="tiny",
-        fasta=["builtin"],
-        builtin_genome_length=60_000,
-        cache_dir=str(root / "cache"),
-        window_length=164,
-        window_overlap=36,
-        min_window_length=64,
-        validation_fraction=0.05,
-        crop_length=64,
-        seed=3,
+    settings = small_settings(
+        root,
         max_steps=2,
-        per_device_batch_size=4,
         global_batch_size=4,
-        learning_rate=2e-3,
         warmup_steps=1,
-        output_dir=str(root / "run"),
-        log_every=1,
         eval_every=2,
         eval_windows=4,
         save_every=2,
         keep_checkpoints=1,
-        report_to="none",
     )
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
