@@ -26,10 +26,11 @@ Every choice is made on validation or dev data; test rows are only ever scored.
    Validation windows come from held-out blocks spread over the genome; the same figures are also computed on
    another species (yeast) as an out-of-distribution check.
 4. **Downstream.** Every arm (each pre-training seed's encoder, random initialisation with the same seeds, the one-hot
-   CNN with its own tuned settings) fine-tuned once per seed on each task and scored on the whole test split; probes
-   of every layer of every encoder (layer and regularisation chosen on dev). Paired differences RTD − MLM, RTD −
-   control, RTD − random and MLM − random per task and averaged, with 95 % intervals by a hierarchical bootstrap over
-   pre-training seeds, fine-tuning seeds and test rows (benchmarks/paired_differences.py).
+   CNN with its own tuned settings and room to converge, `cnn_downstream`) fine-tuned once per seed on each task and
+   scored on the whole test split; probes of every layer of every encoder (layer and regularisation chosen on dev).
+   Paired differences RTD − MLM, RTD − control, RTD − random and MLM − random per task and averaged, with 95 %
+   intervals by a hierarchical bootstrap over pre-training seeds, fine-tuning seeds and test rows
+   (benchmarks/paired_differences.py).
 
 Each unit of work is a job (a subprocess, `--job SPEC`) whose result is a JSON file in
 `benchmarks/results/pretraining_study_jobs/`, committed with the report; a finished job is reused while its spec is
@@ -206,7 +207,7 @@ class Study:
             "task": task,
             "seed": seed,
             "data": self.data,
-            "recipe": recipe,  # None: the model's own settings (the CNN's tuned ones)
+            "recipe": recipe,  # overrides of the model's own settings (task_settings; the CNN's are its tuned ones)
             "score": split,
             "max_train_samples": self.budget.max_train_samples,
             "max_validation_samples": self.budget.max_validation_samples,
@@ -260,7 +261,7 @@ class Study:
                 jobs.append((f"probe_{key}_seed{seed}", self.probe_spec(model, seed)))
             if chosen is None and key != "cnn":
                 continue
-            recipe = None if key == "cnn" else chosen[1]
+            recipe = self.budget.cnn_downstream if key == "cnn" else chosen[1]
             for task in self.budget.tasks:
                 jobs.append((f"finetune_{key}_{slug(task)}_seed{seed}", self.finetune_spec(model, task, seed, recipe)))
         return jobs

@@ -183,7 +183,14 @@ def arms_entry(study) -> dict:
                 )
         arms[arm] = entry
     arms["random"] = {"pretraining_seeds": [], "initialisation_seeds": list(study.budget.seeds)}
-    arms["cnn"] = {"pretraining_seeds": [], "finetuning_seeds": list(study.budget.seeds), "settings": "registry's"}
+    arms["cnn"] = {
+        "pretraining_seeds": [],
+        "finetuning_seeds": list(study.budget.seeds),
+        "settings": {
+            "registry": "cnn_hyperparameters",
+            "overrides": dict(study.budget.cnn_downstream),
+        },
+    }
     return arms
 
 

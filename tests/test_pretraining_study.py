@@ -10,6 +10,7 @@ import pytest
 
 from nucel.benchmarks import pretraining_study as study
 from nucel.benchmarks import study_jobs, study_plan, study_report
+from nucel.benchmarks.registry import load_suite
 from nucel.cli import main as nucel_main
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -164,6 +165,11 @@ def test_downstream_runs_use_the_chosen_candidate_with_the_longer_step_limit(tmp
     finetuned = [spec for name, spec in plan.downstream_jobs("small", 1) if name.startswith("finetune_random_")]
     assert len(finetuned) == len(study_plan.TASKS) and all(spec["recipe"] == recipe for spec in finetuned)
     assert {spec["recipe"]["max_steps"] for _, spec in plan.finetune_search_jobs()} == {2000}
+    # the CNN keeps its own tuned settings, with an epoch limit long enough for early stopping to end its runs
+    cnn = [spec for name, spec in plan.downstream_jobs("small", 1) if name.startswith("finetune_cnn_")]
+    registry_epochs = load_suite("gue").task("tf/0").cnn_hyperparameters["epochs"]
+    assert len(cnn) == len(study_plan.TASKS) and all(spec["recipe"] == study_plan.CNN_DOWNSTREAM for spec in cnn)
+    assert study_plan.CNN_DOWNSTREAM["epochs"] >= 5 * registry_epochs
 
 
 def test_runs_that_early_stopping_did_not_end_are_counted():
@@ -243,6 +249,9 @@ def test_quick_study_writes_its_results(tmp_path, monkeypatch):
     by_arm = report["cpu_hours_by_arm"]
     assert sum(sum(stages.values()) for stages in by_arm.values()) == pytest.approx(report["cpu_hours"])
     assert set(by_arm) == {"rtd", "mlm", "control", "random", "cnn", "fine-tuning search"}
+    cnn_run = json.loads((output / "pretraining_study_jobs" / "finetune_cnn_tf_0_seed1.json").read_text())["result"]
+    assert cnn_run["settings"]["epochs"] == study_plan.QUICK.cnn_downstream["epochs"]
+    assert cnn_run["settings"]["learning_rate"] == load_suite("gue").task("tf/0").cnn_hyperparameters["learning_rate"]
     # a second run reuses every job
     assert run_quick_study(output, work) == 0
     assert json.loads((output / "pretraining_study.json").read_text())["downstream"] == report["downstream"]
