@@ -200,7 +200,7 @@ class Study:
 
     # -- fine-tuning -------------------------------------------------------------------------------------------
 
-    def finetune_spec(self, model: str, task: str, seed: int, recipe: dict | None, split: str = "test") -> dict:
+    def finetune_spec(self, model: str, task: str, seed: int, recipe: dict, split: str = "test") -> dict:
         return {
             "kind": "finetune",
             "model": model,

@@ -122,8 +122,7 @@ def run_finetune_job(spec: dict) -> dict:
 
     task, data, used = load_split_data(spec)
     settings = task_settings(task, spec["seed"], {}, model=spec["model"])
-    if spec["recipe"] is not None:
-        settings = replace(settings, **spec["recipe"])
+    settings = replace(settings, **spec["recipe"])
     started = time.perf_counter()
     outcome = run_train_and_test(spec["model"], used["train"], used["validation"], used["scored"], settings)
     predictions = outcome.pop("test_logits").argmax(axis=-1)

@@ -24,6 +24,9 @@ from nucel.training.finetune import build_classifier, finetune, training_argumen
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
+# ------------------------------------------------------------------------------------------------ head and probe
+
+
 def test_frozen_method_trains_exactly_one_linear_layer(base_folder):
     labels = ["a", "b", "c"]
     model = build_classifier(base_folder, quick_settings(label_names=labels, method="frozen"))
